@@ -1,0 +1,768 @@
+//! The HNSW graph: construction, removal and search.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+
+use parking_lot::Mutex;
+
+use crate::distance::{dot, normalised};
+use crate::visited::VisitedSet;
+use crate::{AnnError, HnswParams};
+
+/// Highest level a node can get. Levels come from `-ln(u) / ln(m)` with `u`
+/// drawn from 53 bits, so even `m = 2` stays below this.
+pub(crate) const MAX_LEVEL: usize = 60;
+
+/// Largest node index plus one; `u32::MAX` is reserved as "none" in snapshots.
+pub(crate) const MAX_NODES: usize = u32::MAX as usize - 1;
+
+/// Indexes this small are always searched exactly: a full scan is as cheap
+/// as a graph walk and gives perfect answers.
+const EXACT_MAX_NODES: usize = 1024;
+
+/// Filter selectivity is estimated from this many sampled nodes.
+const FILTER_SAMPLES: u64 = 256;
+
+/// Rough number of distance computations a layer-0 walk makes per unit of
+/// `ef` when nothing is filtered out. Used only to choose between a filtered
+/// graph walk (whose cost grows as `1 / selectivity`) and an exact scan over
+/// the matching entries (whose cost grows with their number).
+const VISITS_PER_EF: usize = 24;
+
+/// At most this many idle visited sets are kept for reuse.
+const VISITED_POOL_MAX: usize = 32;
+
+/// A node and its similarity to the current query.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cand {
+    pub(crate) sim: f32,
+    pub(crate) idx: u32,
+}
+
+// Greater = more similar; equal similarities order by smaller index so heaps
+// pop in a reproducible order.
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sim
+            .total_cmp(&other.sim)
+            .then_with(|| other.idx.cmp(&self.idx))
+    }
+}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Cand {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+
+/// A result as returned to callers: best first = higher similarity, then
+/// smaller key.
+#[derive(Clone, Copy)]
+struct Ranked {
+    sim: f32,
+    key: u64,
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sim
+            .total_cmp(&other.sim)
+            .then_with(|| other.key.cmp(&self.key))
+    }
+}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+
+/// Sorts best first: similarity descending, then key ascending.
+fn sort_results(v: &mut [(u64, f32)]) {
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+}
+
+/// SplitMix64 finaliser: a cheap, well-mixed 64-bit hash.
+#[inline]
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Parameters with out-of-range values clamped to workable ones.
+pub(crate) fn sanitise(mut p: HnswParams) -> HnswParams {
+    p.m = p.m.clamp(2, 1024);
+    p.ef_construction = p.ef_construction.clamp(p.m, 1 << 16);
+    p.ef_search = p.ef_search.clamp(1, 1 << 16);
+    p
+}
+
+/// An HNSW index over `dimension`-length vectors keyed by `u64`.
+///
+/// Nodes live in flat arenas indexed by a dense `u32`: vectors contiguously in
+/// one `Vec<f32>`, layer-0 links in one `Vec<u32>` with a fixed stride. Removal
+/// leaves a tombstone that still routes searches but is never returned;
+/// [`compact`](Self::compact) rebuilds without them.
+///
+/// `Send + Sync`: searches take `&self` and can run in parallel; mutation
+/// takes `&mut self`.
+pub struct HnswIndex {
+    pub(crate) dim: usize,
+    pub(crate) params: HnswParams,
+    /// Max links on layer 0 (`2 * m`).
+    pub(crate) m0: usize,
+    level_mult: f64,
+    /// Node vectors, `dim` floats per node.
+    pub(crate) vectors: Vec<f32>,
+    pub(crate) keys: Vec<u64>,
+    pub(crate) levels: Vec<u8>,
+    pub(crate) deleted: Vec<bool>,
+    /// Layer-0 adjacency: per node `[count, n_0, .., n_{m0-1}]`.
+    pub(crate) links0: Vec<u32>,
+    /// Upper-layer adjacency per node: for each level `1..=level`,
+    /// `[count, n_0, .., n_{m-1}]`. Empty for the ~94% of nodes on layer 0 only.
+    pub(crate) upper: Vec<Vec<u32>>,
+    /// Live keys only.
+    pub(crate) key_to_node: HashMap<u64, u32>,
+    pub(crate) entry: Option<u32>,
+    pub(crate) max_level: usize,
+    visited_pool: Mutex<Vec<VisitedSet>>,
+}
+
+impl fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dimension", &self.dim)
+            .field("len", &self.len())
+            .field("tombstones", &self.tombstones())
+            .field("max_level", &self.max_level)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl HnswIndex {
+    /// Creates an empty index for vectors of length `dimension`.
+    pub fn new(dimension: usize, params: HnswParams) -> Self {
+        let params = sanitise(params);
+        let m0 = params.m * 2;
+        Self {
+            dim: dimension,
+            level_mult: 1.0 / (params.m as f64).ln(),
+            m0,
+            params,
+            vectors: Vec::new(),
+            keys: Vec::new(),
+            levels: Vec::new(),
+            deleted: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            key_to_node: HashMap::new(),
+            entry: None,
+            max_level: 0,
+            visited_pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The vector length this index accepts.
+    pub fn dimension(&self) -> usize {
+        self.dim
+    }
+
+    /// The (sanitised) parameters in use.
+    pub fn params(&self) -> &HnswParams {
+        &self.params
+    }
+
+    /// Number of live (non-removed) entries.
+    pub fn len(&self) -> usize {
+        self.key_to_node.len()
+    }
+
+    /// True when there are no live entries.
+    pub fn is_empty(&self) -> bool {
+        self.key_to_node.is_empty()
+    }
+
+    /// Number of removed or replaced nodes still held in the graph. When this
+    /// grows large relative to [`len`](Self::len), [`compact`](Self::compact)
+    /// reclaims the memory and restores search speed.
+    pub fn tombstones(&self) -> usize {
+        self.keys.len() - self.key_to_node.len()
+    }
+
+    /// True if `key` is a live entry.
+    pub fn contains(&self, key: u64) -> bool {
+        self.key_to_node.contains_key(&key)
+    }
+
+    /// The stored (normalised) vector for a live `key`.
+    pub fn get(&self, key: u64) -> Option<&[f32]> {
+        self.key_to_node.get(&key).map(|&i| self.vec(i))
+    }
+
+    /// Live keys, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.key_to_node.keys().copied()
+    }
+
+    /// Inserts or replaces the vector stored under `key`.
+    ///
+    /// Replacing tombstones the old node and links a new one (HNSW cannot
+    /// move a node cheaply); re-inserting an identical vector is a no-op.
+    pub fn insert(&mut self, key: u64, vector: &[f32]) -> Result<(), AnnError> {
+        if vector.len() != self.dim {
+            return Err(AnnError::DimensionMismatch {
+                expected: self.dim,
+                got: vector.len(),
+            });
+        }
+        let v = normalised(vector).ok_or(AnnError::NonFinite)?;
+        if let Some(&old) = self.key_to_node.get(&key) {
+            if self.vec(old) == &*v {
+                return Ok(());
+            }
+        }
+        if self.keys.len() >= MAX_NODES {
+            return Err(AnnError::CapacityExceeded);
+        }
+        if let Some(old) = self.key_to_node.remove(&key) {
+            self.deleted[old as usize] = true;
+        }
+        if self.key_to_node.is_empty() && !self.keys.is_empty() {
+            // Only tombstones left: they can never be returned, so start over.
+            self.clear_storage();
+        }
+        let idx = self.keys.len() as u32;
+        let level = self.level_for(key);
+        self.vectors.extend_from_slice(&v);
+        self.keys.push(key);
+        self.levels.push(level as u8);
+        self.deleted.push(false);
+        self.links0
+            .extend(std::iter::repeat_n(0, self.m0 + 1));
+        self.upper.push(vec![0; level * (self.params.m + 1)]);
+        self.key_to_node.insert(key, idx);
+        self.link_new(idx, &v);
+        Ok(())
+    }
+
+    /// Removes `key`. Returns false if it was not present.
+    ///
+    /// The node stays in the graph as a tombstone (it still helps route
+    /// searches) but is never returned again. The key can be inserted again
+    /// later.
+    pub fn remove(&mut self, key: u64) -> bool {
+        let Some(idx) = self.key_to_node.remove(&key) else {
+            return false;
+        };
+        self.deleted[idx as usize] = true;
+        if self.key_to_node.is_empty() {
+            self.clear_storage();
+        }
+        true
+    }
+
+    /// Rebuilds the graph from the live entries only, dropping tombstones.
+    /// Deterministic: live nodes are re-inserted in their original order.
+    pub fn compact(&mut self) {
+        let mut fresh = HnswIndex::new(self.dim, self.params.clone());
+        for i in 0..self.keys.len() {
+            if !self.deleted[i] {
+                // Cannot fail: dimension and finiteness were checked on the
+                // way in and the new index holds fewer nodes than this one.
+                let _ = fresh.insert(self.keys[i], self.vec(i as u32));
+            }
+        }
+        fresh.visited_pool = Mutex::new(std::mem::take(self.visited_pool.get_mut()));
+        *self = fresh;
+    }
+
+    /// Top-`k` live entries by cosine similarity to `query`, best first (ties
+    /// broken by smaller key), restricted to keys for which `filter` is true.
+    ///
+    /// Approximate, using the default `ef_search`. If fewer than `k` matches
+    /// are reachable through the graph (a selective filter) the search falls
+    /// back to an exact scan over the matching entries, so `k` results are
+    /// returned whenever `k` matching entries exist. A query of the wrong
+    /// dimension or with non-finite components returns no results.
+    pub fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
+        self.search_with_ef(query, k, self.params.ef_search, filter)
+    }
+
+    /// [`search`](Self::search) with an explicit candidate list size `ef`
+    /// (raised to `k` if smaller); larger is slower and more accurate.
+    pub fn search_with_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &dyn Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
+        if k == 0 || self.is_empty() || query.len() != self.dim {
+            return Vec::new();
+        }
+        let Some(q) = normalised(query) else {
+            return Vec::new();
+        };
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        let ef = ef.max(k);
+        if self.prefer_exact(ef, filter) {
+            return self.exact(&q, k, filter);
+        }
+
+        let mut cur = Cand {
+            sim: dot(&q, self.vec(entry)),
+            idx: entry,
+        };
+        for level in (1..=self.max_level).rev() {
+            cur = self.greedy(&q, cur, level);
+        }
+        let accept = |i: u32| {
+            let i = i as usize;
+            !self.deleted[i] && filter(self.keys[i])
+        };
+        let n = self.keys.len();
+        // Past this many distance computations an exact scan is cheaper.
+        let budget = (n / 4).max(ef * VISITS_PER_EF * 4);
+        let mut visited = self.take_visited();
+        let found = self.search_layer(&q, &[cur], ef, 0, &mut visited, accept, budget);
+        self.give_visited(visited);
+
+        if found.len() < k {
+            // The walk could not reach enough matches: iterate no further,
+            // scan exactly (cheap when matches are rare, which is why we
+            // got here).
+            return self.exact(&q, k, filter);
+        }
+        let mut out: Vec<(u64, f32)> = found
+            .iter()
+            .map(|c| (self.keys[c.idx as usize], c.sim))
+            .collect();
+        sort_results(&mut out);
+        out.truncate(k);
+        out
+    }
+
+    /// Exact brute-force top-`k`, same ordering and filtering contract as
+    /// [`search`](Self::search).
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &dyn Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
+        if k == 0 || self.is_empty() || query.len() != self.dim {
+            return Vec::new();
+        }
+        match normalised(query) {
+            Some(q) => self.exact(&q, k, filter),
+            None => Vec::new(),
+        }
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    #[inline]
+    pub(crate) fn vec(&self, i: u32) -> &[f32] {
+        let s = i as usize * self.dim;
+        &self.vectors[s..s + self.dim]
+    }
+
+    /// Max links on `level`.
+    #[inline]
+    pub(crate) fn max_links(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    #[inline]
+    pub(crate) fn links(&self, i: u32, level: usize) -> &[u32] {
+        let (slots, base) = self.slot_range(i, level);
+        let count = (slots[base] as usize).min(self.max_links(level));
+        &slots[base + 1..base + 1 + count]
+    }
+
+    #[inline]
+    fn slot_range(&self, i: u32, level: usize) -> (&[u32], usize) {
+        if level == 0 {
+            (&self.links0, i as usize * (self.m0 + 1))
+        } else {
+            (&self.upper[i as usize], (level - 1) * (self.params.m + 1))
+        }
+    }
+
+    pub(crate) fn set_links(&mut self, i: u32, level: usize, nbrs: impl ExactSizeIterator<Item = u32>) {
+        let cap = self.max_links(level);
+        let (slots, base) = if level == 0 {
+            (&mut self.links0, i as usize * (self.m0 + 1))
+        } else {
+            (&mut self.upper[i as usize], (level - 1) * (self.params.m + 1))
+        };
+        let count = nbrs.len().min(cap);
+        slots[base] = count as u32;
+        for (slot, n) in slots[base + 1..base + 1 + cap].iter_mut().zip(nbrs) {
+            *slot = n;
+        }
+    }
+
+    fn clear_storage(&mut self) {
+        self.vectors = Vec::new();
+        self.keys = Vec::new();
+        self.levels = Vec::new();
+        self.deleted = Vec::new();
+        self.links0 = Vec::new();
+        self.upper = Vec::new();
+        self.key_to_node = HashMap::new();
+        self.entry = None;
+        self.max_level = 0;
+        self.visited_pool.get_mut().clear();
+    }
+
+    /// Deterministic level from `(seed, key)`: geometric with ratio `1/m`.
+    fn level_for(&self, key: u64) -> usize {
+        let h = splitmix64(self.params.seed ^ splitmix64(key));
+        // Uniform in (0, 1): 53 random bits, offset by half a step.
+        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let l = (-u.ln() * self.level_mult).floor();
+        (l as usize).min(MAX_LEVEL)
+    }
+
+    fn take_visited(&self) -> VisitedSet {
+        let mut v = self.visited_pool.lock().pop().unwrap_or_default();
+        v.reset(self.keys.len());
+        v
+    }
+
+    fn give_visited(&self, v: VisitedSet) {
+        let mut pool = self.visited_pool.lock();
+        if pool.len() < VISITED_POOL_MAX {
+            pool.push(v);
+        }
+    }
+
+    /// Decides whether an exact scan is cheaper than a filtered graph walk.
+    ///
+    /// A walk must visit roughly `VISITS_PER_EF * ef / selectivity` nodes to
+    /// collect `ef` matches; an exact scan computes one dot product per
+    /// match. With `m` estimated matches among `n` nodes the scan wins when
+    /// `m * m <= VISITS_PER_EF * ef * n`.
+    fn prefer_exact(&self, ef: usize, filter: &dyn Fn(u64) -> bool) -> bool {
+        let n = self.keys.len();
+        if n <= EXACT_MAX_NODES {
+            return true;
+        }
+        let (mut seen, mut hit) = (0u64, 0u64);
+        for j in 0..FILTER_SAMPLES {
+            // Hashed positions, so the sample is not aligned with any
+            // insertion-order pattern in the keys.
+            let i = (splitmix64(j ^ 0xF11_7E5) % n as u64) as usize;
+            if !self.deleted[i] {
+                seen += 1;
+                if filter(self.keys[i]) {
+                    hit += 1;
+                }
+            }
+        }
+        if seen == 0 {
+            return true;
+        }
+        let est = hit as f64 / seen as f64 * self.len() as f64;
+        est * est <= (VISITS_PER_EF * ef) as f64 * n as f64
+    }
+
+    fn exact(&self, q: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
+        // Min-heap of the best k so far (worst on top).
+        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k.min(self.len()) + 1);
+        for (i, &key) in self.keys.iter().enumerate() {
+            if self.deleted[i] || !filter(key) {
+                continue;
+            }
+            let r = Ranked {
+                sim: dot(q, self.vec(i as u32)),
+                key,
+            };
+            if heap.len() < k {
+                heap.push(Reverse(r));
+            } else if heap.peek().is_some_and(|w| r > w.0) {
+                heap.pop();
+                heap.push(Reverse(r));
+            }
+        }
+        // Ascending Reverse = descending Ranked = best first.
+        heap.into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(r)| (r.key, r.sim))
+            .collect()
+    }
+
+    /// Greedy descent on an upper layer: move to the most similar neighbour
+    /// until none improves.
+    fn greedy(&self, q: &[f32], mut cur: Cand, level: usize) -> Cand {
+        loop {
+            let mut improved = false;
+            for &nb in self.links(cur.idx, level) {
+                let sim = dot(q, self.vec(nb));
+                if sim > cur.sim {
+                    cur = Cand { sim, idx: nb };
+                    improved = true;
+                }
+            }
+            if !improved {
+                return cur;
+            }
+        }
+    }
+
+    /// Best-first search on one layer. Every reachable node routes the walk,
+    /// but only nodes passing `accept` enter the result list, which keeps the
+    /// `ef` best. Stops when the best unexpanded candidate is worse than the
+    /// worst result (with a full result list), or after `budget` distance
+    /// computations. Returns results best first.
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer<F: Fn(u32) -> bool>(
+        &self,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        level: usize,
+        visited: &mut VisitedSet,
+        accept: F,
+        budget: usize,
+    ) -> Vec<Cand> {
+        let mut cands: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef * 2);
+        let mut results: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(ef + 1);
+        for &e in entry {
+            if visited.insert(e.idx) {
+                cands.push(e);
+                if accept(e.idx) {
+                    results.push(Reverse(e));
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+        let mut computed = 0usize;
+        'walk: while let Some(c) = cands.pop() {
+            let worst = results.peek().map_or(f32::NEG_INFINITY, |w| w.0.sim);
+            if results.len() >= ef && c.sim < worst {
+                break;
+            }
+            for &nb in self.links(c.idx, level) {
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let sim = dot(q, self.vec(nb));
+                computed += 1;
+                let worst = results.peek().map_or(f32::NEG_INFINITY, |w| w.0.sim);
+                if results.len() < ef || sim > worst {
+                    let cand = Cand { sim, idx: nb };
+                    cands.push(cand);
+                    if accept(nb) {
+                        results.push(Reverse(cand));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+            if computed >= budget {
+                break 'walk;
+            }
+        }
+        results
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(c)| c)
+            .collect()
+    }
+
+    /// HNSW neighbour-selection heuristic: walking candidates best first, keep
+    /// one only if it is closer to the base than to every neighbour already
+    /// kept. This spreads links across directions, which keeps clustered data
+    /// navigable. `cands` must be sorted best first.
+    fn select_neighbors(&self, cands: &[Cand], m: usize, out: &mut Vec<Cand>) {
+        out.clear();
+        for &c in cands {
+            if out.len() >= m {
+                break;
+            }
+            let v = self.vec(c.idx);
+            if out.iter().all(|s| dot(v, self.vec(s.idx)) <= c.sim) {
+                out.push(c);
+            }
+        }
+    }
+
+    /// Links freshly appended node `idx` (vector `q`) into every layer up to
+    /// its level.
+    fn link_new(&mut self, idx: u32, q: &[f32]) {
+        let level = self.levels[idx as usize] as usize;
+        let Some(ep) = self.entry else {
+            self.entry = Some(idx);
+            self.max_level = level;
+            return;
+        };
+        let mut cur = Cand {
+            sim: dot(q, self.vec(ep)),
+            idx: ep,
+        };
+        for lc in (level + 1..=self.max_level).rev() {
+            cur = self.greedy(q, cur, lc);
+        }
+        let mut visited = self.visited_pool.get_mut().pop().unwrap_or_default();
+        let mut entry = vec![cur];
+        let mut live = Vec::new();
+        let mut selected = Vec::with_capacity(self.params.m);
+        for lc in (0..=level.min(self.max_level)).rev() {
+            visited.reset(self.keys.len());
+            let found = self.search_layer(
+                q,
+                &entry,
+                self.params.ef_construction,
+                lc,
+                &mut visited,
+                |_| true,
+                usize::MAX,
+            );
+            // Tombstones are never useful as neighbours of a new node (least of
+            // all the old version of a replaced key); fall back to them only if
+            // nothing live is nearby, so the new node is not left unreachable.
+            live.clear();
+            live.extend(
+                found
+                    .iter()
+                    .filter(|c| c.idx != idx && !self.deleted[c.idx as usize]),
+            );
+            if live.is_empty() {
+                live.extend(found.iter().filter(|c| c.idx != idx));
+            }
+            self.select_neighbors(&live, self.params.m, &mut selected);
+            self.set_links(idx, lc, selected.iter().map(|c| c.idx));
+            for s in &selected {
+                self.add_link(s.idx, idx, s.sim, lc);
+            }
+            entry = found;
+        }
+        self.visited_pool.get_mut().push(visited);
+        if level > self.max_level {
+            self.entry = Some(idx);
+            self.max_level = level;
+        }
+    }
+
+    /// Adds the back-link `target -> new` on `level`, re-pruning `target`'s
+    /// list with the heuristic when it is full.
+    fn add_link(&mut self, target: u32, new: u32, sim: f32, level: usize) {
+        let cap = self.max_links(level);
+        let current = self.links(target, level);
+        if current.len() < cap {
+            let (slots, base) = if level == 0 {
+                (&mut self.links0, target as usize * (self.m0 + 1))
+            } else {
+                (
+                    &mut self.upper[target as usize],
+                    (level - 1) * (self.params.m + 1),
+                )
+            };
+            let count = slots[base] as usize;
+            slots[base + 1 + count] = new;
+            slots[base] = (count + 1) as u32;
+            return;
+        }
+        let tv = self.vec(target);
+        // Tombstoned neighbours are dropped here, so removed nodes gradually
+        // fall out of the graph as their neighbourhoods are updated.
+        let mut cands: Vec<Cand> = current
+            .iter()
+            .filter(|&&n| !self.deleted[n as usize])
+            .map(|&n| Cand {
+                sim: dot(tv, self.vec(n)),
+                idx: n,
+            })
+            .collect();
+        cands.push(Cand { sim, idx: new });
+        cands.sort_unstable_by(|a, b| b.cmp(a));
+        let mut selected = Vec::with_capacity(cap);
+        self.select_neighbors(&cands, cap, &mut selected);
+        self.set_links(target, level, selected.iter().map(|c| c.idx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn levels_are_deterministic_and_geometric() {
+        let idx = HnswIndex::new(4, HnswParams::default());
+        let levels: Vec<usize> = (0..20_000u64).map(|k| idx.level_for(k)).collect();
+        let again: Vec<usize> = (0..20_000u64).map(|k| idx.level_for(k)).collect();
+        assert_eq!(levels, again);
+        let above0 = levels.iter().filter(|&&l| l > 0).count() as f64 / 20_000.0;
+        // Expected 1/16 = 0.0625.
+        assert!((0.04..0.09).contains(&above0), "{above0}");
+    }
+
+    #[test]
+    fn small_graph_links_are_consistent() {
+        let mut idx = HnswIndex::new(3, HnswParams::default());
+        for k in 0..300u64 {
+            let f = k as f32;
+            idx.insert(k, &unit(&[f.sin(), f.cos(), 0.3])).expect("insert");
+        }
+        for i in 0..idx.keys.len() as u32 {
+            for l in 0..=idx.levels[i as usize] as usize {
+                let links = idx.links(i, l);
+                assert!(links.len() <= idx.max_links(l));
+                for &n in links {
+                    assert_ne!(n, i);
+                    assert!(idx.levels[n as usize] as usize >= l);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn remove_everything_then_reuse() {
+        let mut idx = HnswIndex::new(2, HnswParams::default());
+        idx.insert(1, &[1.0, 0.0]).expect("insert");
+        idx.insert(2, &[0.0, 1.0]).expect("insert");
+        assert!(idx.remove(1));
+        assert!(idx.remove(2));
+        assert_eq!(idx.tombstones(), 0, "storage reset once nothing is live");
+        idx.insert(2, &[0.0, 1.0]).expect("insert");
+        assert_eq!(idx.search(&[0.0, 1.0], 5, &|_| true), vec![(2, 1.0)]);
+    }
+
+    #[test]
+    fn zero_dimension_is_degenerate_but_safe() {
+        let mut idx = HnswIndex::new(0, HnswParams::default());
+        idx.insert(3, &[]).expect("insert");
+        idx.insert(1, &[]).expect("insert");
+        assert_eq!(idx.search(&[], 5, &|_| true), vec![(1, 0.0), (3, 0.0)]);
+    }
+}

@@ -1,0 +1,94 @@
+//! `astrocyte-ann`: an in-memory HNSW (hierarchical navigable small world)
+//! index for approximate nearest-neighbour search over f32 vectors by cosine
+//! similarity.
+//!
+//! The SQLite store uses it to answer "top-k most similar memories in a bank"
+//! and near-duplicate checks (`k = 1`) without scanning every row. SQLite stays
+//! the source of truth: this index is derived data that can always be rebuilt
+//! from the rows, or loaded from a snapshot written by
+//! [`HnswIndex::write_to`].
+//!
+//! What it does:
+//! - insert / replace / remove by `u64` key, top-k search with an arbitrary
+//!   key filter (falling back to an exact scan when the filter is so
+//!   selective that the graph cannot supply `k` matches);
+//! - deterministic construction: node levels come from a hash of
+//!   `(seed, key)`, so the same sequence of operations always yields the same
+//!   graph and the same answers;
+//! - compact, checksummed binary snapshots.
+//!
+//! What it deliberately does not do:
+//! - no persistence of its own beyond explicit snapshots (no WAL, no
+//!   background saving, no files it opens itself);
+//! - no SQL, no knowledge of banks, tenants or memory rows: callers map their
+//!   ids to `u64` keys and express scoping as a filter;
+//! - no internal locking for writers: mutation takes `&mut self`, so callers
+//!   wrap it in a `RwLock`; searches take `&self` and may run concurrently;
+//! - no distance metrics other than cosine, and no quantisation.
+//!
+//! Vectors are expected to be L2-normalised; any that are not are normalised
+//! on the way in (queries included), so scores are always cosine similarity.
+#![deny(missing_docs)]
+
+mod distance;
+mod index;
+mod snapshot;
+mod visited;
+
+pub use index::HnswIndex;
+
+/// Construction and search parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Links per node on the upper layers; layer 0 allows `2 * m`.
+    /// Values below 2 are raised to 2.
+    pub m: usize,
+    /// Candidate list size while inserting. Larger builds a better graph,
+    /// more slowly. Raised to at least `m`.
+    pub ef_construction: usize,
+    /// Default candidate list size while searching (raised to `k` if smaller).
+    pub ef_search: usize,
+    /// Seed mixed into every node's level; part of what makes builds
+    /// reproducible.
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 80,
+            ef_search: 64,
+            seed: 0x5EED_A57C,
+        }
+    }
+}
+
+/// Errors returned by the index.
+#[derive(thiserror::Error, Debug)]
+#[non_exhaustive]
+pub enum AnnError {
+    /// The vector's length does not match the index dimension.
+    #[error("vector dimension mismatch: expected {expected}, got {got}")]
+    DimensionMismatch {
+        /// The index dimension.
+        expected: usize,
+        /// The length of the vector that was passed.
+        got: usize,
+    },
+    /// The vector contains NaN or an infinity.
+    #[error("vector contains a non-finite component")]
+    NonFinite,
+    /// The index already holds the maximum number of nodes (`u32::MAX - 1`,
+    /// counting tombstones; [`HnswIndex::compact`] reclaims those).
+    #[error("index is full")]
+    CapacityExceeded,
+    /// A snapshot failed validation (bad magic, version, checksum, truncated
+    /// or structurally inconsistent). Callers should rebuild from the source
+    /// of truth.
+    #[error("corrupt snapshot: {0}")]
+    Corrupt(String),
+    /// An I/O error while reading a snapshot.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,531 @@
+//! The Engine: retain, recall, reflect, forget, export and import over any [`Store`] and
+//! [`Embedder`]. Every transport (REST, MCP, CLI, workers) calls these methods; none holds
+//! retrieval logic of its own. The tenant is always the first argument.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use std::sync::Mutex;
+use tracing::{debug, instrument};
+
+use crate::embed::{dot, ChatMessage, ChatRequest, EmbedPurpose, Embedder, Llm};
+use crate::error::{Error, Result};
+use crate::model::{
+    BankId, ChunkRef, ForgetMode, ForgetSelector, Memory, NewMemory, RecallHit, RecallRequest,
+    RecallResult, RecallTrace, ReflectResult, RetainOutcome, RetainRequest, DEFAULT_FACT_TYPE,
+};
+use crate::pipeline::budget::{estimate_tokens, fit_to_budget};
+use crate::pipeline::chunk::{chunk, ChunkParams};
+use crate::pipeline::fuse::{fuse, FusionParams};
+use crate::pipeline::validate::{
+    check_content, check_metadata_scalars, normalize_tags, sanitize_metadata, RetainLimits,
+};
+use crate::store::{EmbeddingSpace, SearchRequest, Store, TenantStore};
+use crate::tenancy::Schema;
+
+/// Tunables of the pipeline. Defaults follow the reference where it has one.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Retain validation limits.
+    pub limits: RetainLimits,
+    /// Chunking.
+    pub chunking: ChunkParams,
+    /// Fusion weights and constants.
+    pub fusion: FusionParams,
+    /// Cosine similarity at or above which a new chunk is a near-duplicate of a stored one.
+    /// 0.95 keeps paraphrases with different facts (dates, names) apart while catching resends.
+    pub dedup_threshold: f32,
+    /// Candidates fetched per strategy, as a multiple of `max_results`: fusion needs more
+    /// candidates than it returns or a memory ranked well by two strategies is never seen.
+    pub overfetch: usize,
+    /// Upper clamp for `max_results`.
+    pub max_result_limit: usize,
+    /// `max_results` when the caller gives none.
+    pub default_max_results: usize,
+    /// Texts embedded per provider call.
+    pub embed_batch_size: usize,
+    /// Memories reflect reads.
+    pub reflect_max_results: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: RetainLimits::default(),
+            chunking: ChunkParams::default(),
+            fusion: FusionParams::default(),
+            dedup_threshold: 0.95,
+            overfetch: 5,
+            max_result_limit: 1000,
+            default_max_results: 10,
+            embed_batch_size: 64,
+            reflect_max_results: 8,
+        }
+    }
+}
+
+/// What a caller asks to reflect on.
+#[derive(Debug, Clone, Default)]
+pub struct ReflectRequest {
+    /// The question.
+    pub query: String,
+    /// The bank to read.
+    pub bank_id: String,
+    /// Token budget for the memories given to the answer.
+    pub max_tokens: Option<usize>,
+}
+
+/// The memory engine.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    embedder: Arc<dyn Embedder>,
+    llm: Option<Arc<dyn Llm>>,
+    config: EngineConfig,
+    checked_spaces: Mutex<HashSet<Schema>>,
+}
+
+/// A chunk on its way into the store.
+struct PendingChunk {
+    request_index: usize,
+    memory: Memory,
+}
+
+impl Engine {
+    /// Builds an engine over a store and an embedder.
+    pub fn new(store: Arc<dyn Store>, embedder: Arc<dyn Embedder>, config: EngineConfig) -> Self {
+        Engine {
+            store,
+            embedder,
+            llm: None,
+            config,
+            checked_spaces: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Adds an LLM: reflect then synthesises answers instead of extracting them.
+    pub fn with_llm(mut self, llm: Arc<dyn Llm>) -> Self {
+        self.llm = Some(llm);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The embedder.
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// A tenant handle whose embedding space has been checked against the embedder once.
+    pub async fn tenant(&self, schema: &Schema) -> Result<Arc<dyn TenantStore>> {
+        let tenant = self.store.tenant(schema).await?;
+        let known = self
+            .checked_spaces
+            .lock()
+            .map(|s| s.contains(schema))
+            .unwrap_or(false);
+        if !known {
+            tenant
+                .ensure_embedding_space(&EmbeddingSpace {
+                    model: self.embedder.model().to_string(),
+                    dimension: self.embedder.dimension(),
+                })
+                .await?;
+            if let Ok(mut set) = self.checked_spaces.lock() {
+                set.insert(schema.clone());
+            }
+        }
+        Ok(tenant)
+    }
+
+    /// Forgets which tenants were checked (after a tenant is dropped and re-created).
+    pub fn invalidate_tenant(&self, schema: &Schema) {
+        if let Ok(mut set) = self.checked_spaces.lock() {
+            set.remove(schema);
+        }
+    }
+
+    /// Embeds texts in provider-sized batches.
+    pub async fn embed_all(&self, texts: &[String], purpose: EmbedPurpose) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.config.embed_batch_size.max(1)) {
+            let vectors = self.embedder.embed(batch, purpose).await?;
+            if vectors.len() != batch.len() {
+                return Err(Error::Provider(format!(
+                    "embedder returned {} vectors for {} texts",
+                    vectors.len(),
+                    batch.len()
+                )));
+            }
+            if let Some(v) = vectors.iter().find(|v| v.len() != self.embedder.dimension()) {
+                return Err(Error::Provider(format!(
+                    "embedder returned a vector of dimension {}, expected {}",
+                    v.len(),
+                    self.embedder.dimension()
+                )));
+            }
+            out.extend(vectors);
+        }
+        Ok(out)
+    }
+
+    /// Retains one piece of content. Validation failures are outcomes (`stored: false` with
+    /// the reference's message), not errors; an invalid bank id is an error.
+    pub async fn retain(&self, schema: &Schema, request: RetainRequest) -> Result<RetainOutcome> {
+        let mut outcomes = self.retain_many(schema, vec![request]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| Error::Internal("retain_many returned no outcome".into()))
+    }
+
+    /// Retains a batch: one embedding pass over every chunk and one transaction for all of
+    /// them, so either the whole batch is durable or none of it is.
+    #[instrument(skip_all, fields(tenant = %schema, items = requests.len()))]
+    pub async fn retain_many(
+        &self,
+        schema: &Schema,
+        requests: Vec<RetainRequest>,
+    ) -> Result<Vec<RetainOutcome>> {
+        let now = Utc::now();
+        let mut outcomes: Vec<RetainOutcome> = Vec::with_capacity(requests.len());
+        let mut pending: Vec<PendingChunk> = Vec::new();
+        let mut banks: Vec<BankId> = Vec::with_capacity(requests.len());
+        for (request_index, request) in requests.into_iter().enumerate() {
+            let bank = BankId::new(&request.bank_id)?;
+            banks.push(bank.clone());
+            if let Some(error) = check_content(&request.content, &request.tags, &self.config.limits)
+                .or_else(|| check_metadata_scalars(&request.metadata))
+            {
+                outcomes.push(RetainOutcome::rejected(error));
+                continue;
+            }
+            let fact_type = request
+                .fact_type
+                .clone()
+                .filter(|f| !f.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_FACT_TYPE.to_string());
+            let (metadata, warnings) = sanitize_metadata(request.metadata, &self.config.limits);
+            let tags = normalize_tags(&request.tags);
+            let chunks = chunk(&request.content, request.content_type, self.config.chunking);
+            let group_id = uuid::Uuid::now_v7().to_string();
+            let count = chunks.len() as u32;
+            for (index, text) in chunks.into_iter().enumerate() {
+                pending.push(PendingChunk {
+                    request_index,
+                    memory: Memory {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        bank_id: bank.clone(),
+                        text,
+                        tags: tags.clone(),
+                        metadata: metadata.clone(),
+                        fact_type: fact_type.clone(),
+                        occurred_at: request.occurred_at,
+                        retained_at: now,
+                        forgotten_at: None,
+                        source: request.source.clone(),
+                        chunk: (count > 1).then(|| ChunkRef {
+                            group_id: group_id.clone(),
+                            index: index as u32,
+                            count,
+                        }),
+                        embedding: None,
+                    },
+                });
+            }
+            outcomes.push(RetainOutcome {
+                stored: false,
+                memory_id: None,
+                memory_ids: Vec::new(),
+                deduplicated: false,
+                error: None,
+                warnings,
+            });
+        }
+        if pending.is_empty() {
+            return Ok(outcomes);
+        }
+        let tenant = self.tenant(schema).await?;
+        let texts: Vec<String> = pending.iter().map(|p| p.memory.text.clone()).collect();
+        let vectors = self.embed_all(&texts, EmbedPurpose::Document).await?;
+
+        // Near-duplicates: against the bank through the vector index, then within this batch.
+        let mut nearest_by_bank: Vec<Option<(String, f32)>> = vec![None; pending.len()];
+        let mut distinct_banks: Vec<&BankId> = pending.iter().map(|p| &p.memory.bank_id).collect();
+        distinct_banks.sort();
+        distinct_banks.dedup();
+        for bank in distinct_banks {
+            let indexes: Vec<usize> = (0..pending.len())
+                .filter(|i| &pending[*i].memory.bank_id == bank)
+                .collect();
+            let query: Vec<Vec<f32>> = indexes.iter().map(|i| vectors[*i].clone()).collect();
+            let found = tenant.nearest_each(bank, &query).await?;
+            for (i, hit) in indexes.into_iter().zip(found) {
+                nearest_by_bank[i] = hit;
+            }
+        }
+        let threshold = self.config.dedup_threshold;
+        let mut accepted: Vec<usize> = Vec::new();
+        let mut to_insert: Vec<NewMemory> = Vec::new();
+        for (i, chunk) in pending.into_iter().enumerate() {
+            let outcome = &mut outcomes[chunk.request_index];
+            let stored_twin = nearest_by_bank[i]
+                .as_ref()
+                .filter(|(_, score)| *score >= threshold)
+                .map(|(id, _)| id.clone());
+            // `accepted[n]` is the vector index of `to_insert[n]`.
+            let batch_twin = accepted
+                .iter()
+                .zip(&to_insert)
+                .find(|(j, new)| {
+                    new.memory.bank_id == chunk.memory.bank_id
+                        && dot(&vectors[**j], &vectors[i]) >= threshold
+                })
+                .map(|(_, new)| new.memory.id.clone());
+            if let Some(twin) = stored_twin.or(batch_twin) {
+                outcome.deduplicated = true;
+                if outcome.memory_id.is_none() && !outcome.stored {
+                    outcome.memory_id = Some(twin);
+                }
+                continue;
+            }
+            outcome.memory_ids.push(chunk.memory.id.clone());
+            if !outcome.stored {
+                outcome.memory_id = Some(chunk.memory.id.clone());
+            }
+            outcome.stored = true;
+            accepted.push(i);
+            to_insert.push(NewMemory {
+                memory: chunk.memory,
+                embedding: vectors[i].clone(),
+            });
+        }
+        for outcome in outcomes.iter_mut() {
+            if !outcome.stored && outcome.deduplicated && outcome.error.is_none() {
+                outcome.error = Some("All chunks are near-duplicates".into());
+            }
+        }
+        let inserted = to_insert.len();
+        if inserted > 0 {
+            tenant.insert(to_insert).await?;
+        }
+        debug!(inserted, "retained");
+        Ok(outcomes)
+    }
+
+    /// Recalls memories by hybrid retrieval: semantic, keyword and recency candidates fused by
+    /// weighted RRF, trimmed to `max_results` and the token budget.
+    #[instrument(skip_all, fields(tenant = %schema, banks = request.banks.len()))]
+    pub async fn recall(&self, schema: &Schema, request: RecallRequest) -> Result<RecallResult> {
+        let started = Instant::now();
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(Error::invalid("query must not be empty"));
+        }
+        if request.banks.is_empty() {
+            return Err(Error::invalid("bank_id or banks is required"));
+        }
+        let mut banks = request
+            .banks
+            .iter()
+            .map(BankId::new)
+            .collect::<Result<Vec<_>>>()?;
+        banks.sort();
+        banks.dedup();
+        let max_results = request
+            .max_results
+            .unwrap_or(self.config.default_max_results)
+            .clamp(1, self.config.max_result_limit.max(1));
+        let tenant = self.tenant(schema).await?;
+        let embed_started = Instant::now();
+        let vector = self
+            .embedder
+            .embed(&[query.to_string()], EmbedPurpose::Query)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Provider("embedder returned no vector".into()))?;
+        let embed_ms = embed_started.elapsed().as_secs_f64() * 1000.0;
+        let search = SearchRequest {
+            banks,
+            vector: Some(vector),
+            text: Some(query.to_string()),
+            recency: self.config.fusion.recency_weight > 0.0,
+            limit: max_results.saturating_mul(self.config.overfetch.max(1)),
+            filter: request.filter.clone(),
+        };
+        let response = tenant.search(&search).await?;
+        let fused = fuse(
+            response.semantic.as_ref(),
+            response.keyword.as_ref(),
+            response.recency.as_ref(),
+            &self.config.fusion,
+            Utc::now(),
+        );
+        let total_available = fused.len();
+        let mut hits: Vec<RecallHit> = fused
+            .into_iter()
+            .take(max_results)
+            .map(|f| RecallHit {
+                memory: f.memory,
+                score: f.score,
+                semantic_score: f.semantic_score,
+            })
+            .collect();
+        if let Some(max_tokens) = request.max_tokens {
+            let keep = fit_to_budget(hits.iter().map(|h| h.memory.text.as_str()), max_tokens);
+            hits.truncate(keep);
+        }
+        let mut trace = RecallTrace {
+            fusion_method: "rrf".into(),
+            total_candidates: total_available,
+            ..Default::default()
+        };
+        trace.strategy_timings_ms.insert("embed".into(), embed_ms);
+        for (name, strategy) in [
+            ("semantic", &response.semantic),
+            ("keyword", &response.keyword),
+            ("recency", &response.recency),
+        ] {
+            if let Some(strategy) = strategy {
+                trace.strategies_used.push(name.into());
+                trace
+                    .strategy_timings_ms
+                    .insert(name.into(), strategy.elapsed.as_secs_f64() * 1000.0);
+                trace
+                    .strategy_candidate_counts
+                    .insert(name.into(), strategy.hits.len());
+            }
+        }
+        trace.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let top_semantic_score = hits
+            .iter()
+            .filter_map(|h| h.semantic_score)
+            .fold(0.0f32, f32::max);
+        Ok(RecallResult {
+            truncated: hits.len() < total_available,
+            hits,
+            total_available,
+            trace,
+            top_semantic_score,
+        })
+    }
+
+    /// Answers a question from recalled memories: synthesised by the LLM when one is
+    /// configured (citing memory ids), otherwise extractive (the best memories, verbatim).
+    #[instrument(skip_all, fields(tenant = %schema))]
+    pub async fn reflect(&self, schema: &Schema, request: ReflectRequest) -> Result<ReflectResult> {
+        let recall = self
+            .recall(
+                schema,
+                RecallRequest {
+                    query: request.query.clone(),
+                    banks: vec![request.bank_id.clone()],
+                    max_results: Some(self.config.reflect_max_results),
+                    max_tokens: request.max_tokens,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if recall.hits.is_empty() {
+            return Ok(ReflectResult {
+                answer: "I have no memories that answer this.".into(),
+                confidence: 0.0,
+                sources: Vec::new(),
+                mode: if self.llm.is_some() { "llm" } else { "extractive" }.into(),
+            });
+        }
+        let confidence = recall.hits.first().map(|h| h.score).unwrap_or(0.0);
+        match &self.llm {
+            None => Ok(extractive_answer(recall.hits, confidence)),
+            Some(llm) => synthesised_answer(llm.as_ref(), &request, recall.hits, confidence).await,
+        }
+    }
+
+    /// Forgets memories in one bank; an empty selector is rejected rather than read as "all".
+    #[instrument(skip_all, fields(tenant = %schema, bank = %bank_id))]
+    pub async fn forget(
+        &self,
+        schema: &Schema,
+        bank_id: &str,
+        selector: &ForgetSelector,
+        mode: ForgetMode,
+    ) -> Result<u64> {
+        let bank = BankId::new(bank_id)?;
+        if selector.is_empty() {
+            return Err(Error::invalid(
+                "forget needs memory_ids, tags, before_date or scope \"all\"",
+            ));
+        }
+        let tenant = self.store.tenant(schema).await?;
+        tenant.forget(&bank, selector, mode, Utc::now()).await
+    }
+
+    /// Banks of a tenant holding visible memories.
+    pub async fn list_banks(&self, schema: &Schema) -> Result<Vec<BankId>> {
+        self.store.tenant(schema).await?.list_banks().await
+    }
+}
+
+fn extractive_answer(hits: Vec<RecallHit>, confidence: f32) -> ReflectResult {
+    let mut answer = String::from("Extractive answer (no language model configured); the most relevant memories:\n");
+    for hit in &hits {
+        let when = hit
+            .memory
+            .occurred_at
+            .map(|t| format!(" ({})", t.format("%Y-%m-%d")))
+            .unwrap_or_default();
+        answer.push_str(&format!("- {}{}\n", hit.memory.text, when));
+    }
+    ReflectResult {
+        answer: answer.trim_end().to_string(),
+        confidence,
+        sources: hits,
+        mode: "extractive".into(),
+    }
+}
+
+async fn synthesised_answer(
+    llm: &dyn Llm,
+    request: &ReflectRequest,
+    hits: Vec<RecallHit>,
+    confidence: f32,
+) -> Result<ReflectResult> {
+    let mut context = String::new();
+    for hit in &hits {
+        context.push_str(&format!("[{}] {}\n", hit.memory.id, hit.memory.text));
+    }
+    let chat = ChatRequest {
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "Answer the question using only the memories given. Cite every memory you use by its id in square brackets, e.g. [id]. If the memories do not contain the answer, say that you have no evidence.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: format!("Memories:\n{context}\nQuestion: {}", request.query),
+            },
+        ],
+        max_tokens: request.max_tokens.map(|t| t.clamp(64, 4096)),
+        temperature: Some(0.0),
+    };
+    let answer = llm.complete(&chat).await?;
+    let cited: Vec<RecallHit> = hits
+        .into_iter()
+        .filter(|h| answer.contains(&h.memory.id))
+        .collect();
+    debug!(cited = cited.len(), tokens = estimate_tokens(&answer), "reflected");
+    Ok(ReflectResult {
+        confidence: if cited.is_empty() { 0.0 } else { confidence },
+        answer,
+        sources: cited,
+        mode: "llm".into(),
+    })
+}

@@ -1,0 +1,174 @@
+//! Weighted reciprocal-rank fusion of the strategy rankings into one scored list.
+//!
+//! RRF is used because the strategies' raw scores (cosine, BM25, age) live on incomparable
+//! scales; ranks do not. k = 60 is the constant from the original RRF paper: it damps the
+//! advantage of rank 1 over rank 2 so one strategy alone cannot dominate.
+
+use std::collections::HashMap;
+
+use crate::model::{Memory, Timestamp};
+use crate::store::StrategyHits;
+
+/// Fusion parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct FusionParams {
+    /// The RRF constant.
+    pub k: f32,
+    /// Weight of the semantic ranking.
+    pub semantic_weight: f32,
+    /// Weight of the keyword ranking.
+    pub keyword_weight: f32,
+    /// Weight of the recency ranking at age zero.
+    pub recency_weight: f32,
+    /// Recency weight halves every this many days of age.
+    pub recency_half_life_days: f32,
+}
+
+impl Default for FusionParams {
+    fn default() -> Self {
+        FusionParams {
+            k: 60.0,
+            semantic_weight: 1.0,
+            keyword_weight: 1.0,
+            recency_weight: 0.25,
+            recency_half_life_days: 7.0,
+        }
+    }
+}
+
+/// A fused candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    /// The memory.
+    pub memory: Memory,
+    /// Normalised fused score in [0, 1].
+    pub score: f32,
+    /// Cosine similarity when the semantic strategy returned it.
+    pub semantic_score: Option<f32>,
+}
+
+/// Fuses up to three rankings. Each contributes `weight / (k + rank)` (rank from 1); recency's
+/// weight is scaled by `0.5^(age / half_life)` so a week-old memory counts half. The sum is
+/// divided by the best possible sum, `(w_sem + w_kw + w_rec) / (k + 1)`, which maps the
+/// score into [0, 1] with 1 meaning "first in every strategy and brand new". Ordering: score
+/// descending, ties by memory id ascending, so identical calls give identical results.
+pub fn fuse<'a>(
+    semantic: Option<&'a StrategyHits>,
+    keyword: Option<&'a StrategyHits>,
+    recency: Option<&'a StrategyHits>,
+    params: &FusionParams,
+    now: Timestamp,
+) -> Vec<Fused> {
+    let mut by_id: HashMap<&'a str, (f64, Option<f32>, &'a Memory)> = HashMap::new();
+    let mut max_total = 0.0f64;
+    let k = params.k as f64;
+    let mut add = |hits: Option<&'a StrategyHits>, weight: f32, is_semantic: bool, is_recency: bool| {
+        let Some(hits) = hits else { return };
+        max_total += weight as f64 / (k + 1.0);
+        for (index, hit) in hits.hits.iter().enumerate() {
+            let mut w = weight as f64;
+            if is_recency {
+                let age_days = (now - hit.memory.effective_time()).num_seconds().max(0) as f64 / 86_400.0;
+                w *= 0.5f64.powf(age_days / params.recency_half_life_days.max(1e-3) as f64);
+            }
+            let contribution = w / (k + index as f64 + 1.0);
+            let entry = by_id
+                .entry(hit.memory.id.as_str())
+                .or_insert((0.0, None, &hit.memory));
+            entry.0 += contribution;
+            if is_semantic {
+                entry.1 = Some(hit.score);
+            }
+        }
+    };
+    add(semantic, params.semantic_weight, true, false);
+    add(keyword, params.keyword_weight, false, false);
+    add(recency, params.recency_weight, false, true);
+    let mut fused: Vec<Fused> = by_id
+        .into_values()
+        .map(|(sum, semantic_score, memory)| Fused {
+            memory: memory.clone(),
+            score: if max_total > 0.0 {
+                (sum / max_total).clamp(0.0, 1.0) as f32
+            } else {
+                0.0
+            },
+            semantic_score,
+        })
+        .collect();
+    fused.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.memory.id.cmp(&b.memory.id))
+    });
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::BankId;
+    use crate::store::ScoredMemory;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn mem(id: &str, at: Timestamp) -> Memory {
+        Memory {
+            id: id.into(),
+            bank_id: BankId::new("b").expect("valid bank"),
+            text: id.into(),
+            tags: vec![],
+            metadata: Default::default(),
+            fact_type: "world".into(),
+            occurred_at: Some(at),
+            retained_at: at,
+            forgotten_at: None,
+            source: None,
+            chunk: None,
+            embedding: None,
+        }
+    }
+
+    fn hits(ids: &[&str], at: Timestamp) -> StrategyHits {
+        StrategyHits {
+            hits: ids
+                .iter()
+                .map(|id| ScoredMemory { memory: mem(id, at), score: 0.5 })
+                .collect(),
+            elapsed: Default::default(),
+        }
+    }
+
+    #[test]
+    fn first_everywhere_scores_one_and_scores_stay_in_unit_range() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date");
+        let s = hits(&["a", "b", "c"], now);
+        let k = hits(&["a", "c"], now);
+        let r = hits(&["a", "b"], now);
+        let fused = fuse(Some(&s), Some(&k), Some(&r), &FusionParams::default(), now);
+        assert_eq!(fused[0].memory.id, "a");
+        assert!((fused[0].score - 1.0).abs() < 1e-6);
+        assert!(fused.iter().all(|f| (0.0..=1.0).contains(&f.score)));
+        assert_eq!(fused.len(), 3);
+    }
+
+    #[test]
+    fn ties_are_broken_by_id() {
+        let now = Utc::now();
+        let s = hits(&["z", "y"], now);
+        let k = hits(&["y", "z"], now);
+        let fused = fuse(Some(&s), Some(&k), None, &FusionParams::default(), now);
+        assert_eq!(fused[0].score, fused[1].score);
+        assert_eq!(fused[0].memory.id, "y");
+    }
+
+    #[test]
+    fn old_memories_get_less_recency_weight() {
+        let now = Utc::now();
+        let fresh = hits(&["fresh"], now);
+        let old = hits(&["old"], now - Duration::days(14));
+        let a = fuse(None, None, Some(&fresh), &FusionParams::default(), now);
+        let b = fuse(None, None, Some(&old), &FusionParams::default(), now);
+        assert!((a[0].score - 1.0).abs() < 1e-6);
+        assert!((b[0].score - 0.25).abs() < 1e-3, "two half-lives leave a quarter: {}", b[0].score);
+    }
+}

@@ -1,0 +1,377 @@
+//! Export and import in the AMA v1 JSON Lines format, streamed page by page so a bank of any
+//! size is exported whole, and the path policy that confines files to configured roots.
+
+use std::path::{Component, Path, PathBuf};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::embed::EmbedPurpose;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::{
+    BankId, ForgetMode, ForgetSelector, Memory, Metadata, NewMemory, Timestamp, DEFAULT_FACT_TYPE,
+};
+use crate::pipeline::validate::{check_content, check_metadata_scalars, normalize_tags, sanitize_metadata};
+use crate::tenancy::Schema;
+
+/// Memories read per page while exporting.
+const EXPORT_PAGE: usize = 500;
+
+/// The first line of an AMA file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmaHeader {
+    /// Always 1.
+    #[serde(rename = "_ama_version")]
+    pub ama_version: u32,
+    /// The exported bank.
+    pub bank_id: String,
+    /// When the export started.
+    pub exported_at: Timestamp,
+    /// The backend that produced it.
+    pub provider: String,
+    /// Memories in the file.
+    pub memory_count: u64,
+}
+
+/// One memory line of an AMA file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmaRecord {
+    /// Memory id.
+    pub id: String,
+    /// Text.
+    pub text: String,
+    /// Fact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact_type: Option<String>,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// Metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    /// When it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<Timestamp>,
+    /// Origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Bank at export time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_id: Option<String>,
+    /// When it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_at: Option<Timestamp>,
+    /// Vector, when exported with embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl From<Memory> for AmaRecord {
+    fn from(m: Memory) -> Self {
+        AmaRecord {
+            id: m.id,
+            text: m.text,
+            fact_type: Some(m.fact_type),
+            tags: (!m.tags.is_empty()).then_some(m.tags),
+            metadata: (!m.metadata.is_empty()).then_some(m.metadata),
+            occurred_at: m.occurred_at,
+            source: m.source,
+            bank_id: Some(m.bank_id.to_string()),
+            retained_at: Some(m.retained_at),
+            embedding: m.embedding,
+        }
+    }
+}
+
+/// What to do when an imported id already exists in the bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Keep the stored memory.
+    #[default]
+    Skip,
+    /// Replace it.
+    Overwrite,
+}
+
+/// Counts of an import.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Memories written.
+    pub imported: u64,
+    /// Memories skipped because the id existed.
+    pub skipped: u64,
+    /// Lines that could not be imported.
+    pub errors: u64,
+}
+
+/// Confines export/import files to configured root directories.
+#[derive(Debug, Clone, Default)]
+pub struct PathPolicy {
+    roots: Vec<PathBuf>,
+}
+
+impl PathPolicy {
+    /// A policy allowing files under `roots` (which must exist).
+    pub fn new(roots: Vec<PathBuf>) -> Result<Self> {
+        let roots = roots
+            .into_iter()
+            .map(|r| {
+                r.canonicalize().map_err(|e| {
+                    Error::invalid(format!("export root {} is not usable: {e}", r.display()))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PathPolicy { roots })
+    }
+
+    /// Resolves `requested` (absolute, or relative to the first root) to a path inside a root.
+    /// `..` components are refused outright and the parent directory is canonicalised, so
+    /// neither traversal nor a symlinked directory can escape.
+    pub fn resolve(&self, requested: &str) -> Result<PathBuf> {
+        if self.roots.is_empty() {
+            return Err(Error::Forbidden(
+                "file export/import is disabled: no export roots are configured".into(),
+            ));
+        }
+        let path = Path::new(requested);
+        if requested.is_empty() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(Error::invalid(format!("path {requested:?} is not allowed")));
+        }
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.roots[0].join(path)
+        };
+        let file_name = joined
+            .file_name()
+            .ok_or_else(|| Error::invalid(format!("path {requested:?} names no file")))?;
+        let parent = joined
+            .parent()
+            .ok_or_else(|| Error::invalid(format!("path {requested:?} names no file")))?
+            .canonicalize()
+            .map_err(|e| Error::invalid(format!("directory of {requested:?} is not usable: {e}")))?;
+        let resolved = parent.join(file_name);
+        let resolved = match resolved.canonicalize() {
+            Ok(existing) => existing,
+            Err(_) => resolved,
+        };
+        if self.roots.iter().any(|root| resolved.starts_with(root)) {
+            Ok(resolved)
+        } else {
+            Err(Error::Forbidden(format!(
+                "path {requested:?} is outside the configured export roots"
+            )))
+        }
+    }
+}
+
+impl Engine {
+    /// Streams every visible memory of a bank as AMA v1 JSON Lines; returns how many.
+    pub async fn export<W: AsyncWrite + Unpin + Send>(
+        &self,
+        schema: &Schema,
+        bank_id: &str,
+        include_embeddings: bool,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let bank = BankId::new(bank_id)?;
+        let tenant = self.store().tenant(schema).await?;
+        let header = AmaHeader {
+            ama_version: 1,
+            bank_id: bank.to_string(),
+            exported_at: Utc::now(),
+            provider: format!("astrocyte-{}", self.store().backend()),
+            memory_count: tenant.count(&bank).await?,
+        };
+        write_json_line(writer, &header).await?;
+        let mut after: Option<String> = None;
+        let mut written = 0u64;
+        loop {
+            let page = tenant
+                .scan(&bank, after.as_ref(), EXPORT_PAGE, include_embeddings)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let full_page = page.len() == EXPORT_PAGE;
+            for memory in page {
+                write_json_line(writer, &AmaRecord::from(memory)).await?;
+                written += 1;
+            }
+            if !full_page {
+                break;
+            }
+        }
+        writer.flush().await?;
+        Ok(written)
+    }
+
+    /// Imports AMA v1 JSON Lines into `bank_id` (the file's own bank is ignored), re-embedding
+    /// texts unless a vector of the right dimension is present. Bad lines are counted, not fatal.
+    pub async fn import<R: AsyncBufRead + Unpin + Send>(
+        &self,
+        schema: &Schema,
+        bank_id: &str,
+        on_conflict: OnConflict,
+        reader: R,
+    ) -> Result<ImportReport> {
+        let bank = BankId::new(bank_id)?;
+        let tenant = self.tenant(schema).await?;
+        let mut lines = reader.lines();
+        let header_line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| Error::invalid("import file is empty"))?;
+        let header: AmaHeader = serde_json::from_str(&header_line)
+            .map_err(|e| Error::invalid(format!("not an AMA file: bad header line: {e}")))?;
+        if header.ama_version != 1 {
+            return Err(Error::invalid(format!(
+                "unsupported AMA version {}",
+                header.ama_version
+            )));
+        }
+        let mut report = ImportReport::default();
+        let mut batch: Vec<AmaRecord> = Vec::new();
+        while let Some(line) = lines.next_line().await? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<AmaRecord>(&line) {
+                Ok(record) => batch.push(record),
+                Err(_) => report.errors += 1,
+            }
+            if batch.len() >= 256 {
+                self.import_batch(&tenant, &bank, on_conflict, std::mem::take(&mut batch), &mut report)
+                    .await?;
+            }
+        }
+        self.import_batch(&tenant, &bank, on_conflict, batch, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    async fn import_batch(
+        &self,
+        tenant: &std::sync::Arc<dyn crate::store::TenantStore>,
+        bank: &BankId,
+        on_conflict: OnConflict,
+        records: Vec<AmaRecord>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let limits = &self.config().limits;
+        let mut accepted: Vec<Memory> = Vec::new();
+        let mut given_vectors: Vec<Option<Vec<f32>>> = Vec::new();
+        let mut replaced: Vec<String> = Vec::new();
+        for record in records {
+            let tags = record.tags.clone().unwrap_or_default();
+            let metadata = record.metadata.clone().unwrap_or_default();
+            if record.id.trim().is_empty()
+                || check_content(&record.text, &tags, limits).is_some()
+                || check_metadata_scalars(&metadata).is_some()
+            {
+                report.errors += 1;
+                continue;
+            }
+            if tenant.exists(bank, &record.id).await? {
+                match on_conflict {
+                    OnConflict::Skip => {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    OnConflict::Overwrite => replaced.push(record.id.clone()),
+                }
+            }
+            let (metadata, _) = sanitize_metadata(metadata, limits);
+            given_vectors.push(
+                record
+                    .embedding
+                    .filter(|v| v.len() == self.embedder().dimension()),
+            );
+            accepted.push(Memory {
+                id: record.id,
+                bank_id: bank.clone(),
+                text: record.text,
+                tags: normalize_tags(&tags),
+                metadata,
+                fact_type: record.fact_type.unwrap_or_else(|| DEFAULT_FACT_TYPE.into()),
+                occurred_at: record.occurred_at,
+                retained_at: record.retained_at.unwrap_or_else(Utc::now),
+                forgotten_at: None,
+                source: record.source,
+                chunk: None,
+                embedding: None,
+            });
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<String> = accepted
+            .iter()
+            .zip(&given_vectors)
+            .filter(|(_, v)| v.is_none())
+            .map(|(m, _)| m.text.clone())
+            .collect();
+        let mut fresh = self.embed_all(&missing, EmbedPurpose::Document).await?.into_iter();
+        let mut rows = Vec::with_capacity(accepted.len());
+        for (memory, given) in accepted.into_iter().zip(given_vectors) {
+            let embedding = match given {
+                Some(v) => v,
+                None => fresh
+                    .next()
+                    .ok_or_else(|| Error::Internal("embedding count mismatch".into()))?,
+            };
+            rows.push(NewMemory { memory, embedding });
+        }
+        if !replaced.is_empty() {
+            let selector = ForgetSelector {
+                memory_ids: Some(replaced),
+                ..Default::default()
+            };
+            tenant
+                .forget(bank, &selector, ForgetMode::Purge, Utc::now())
+                .await?;
+        }
+        report.imported += rows.len() as u64;
+        tenant.insert(rows).await
+    }
+}
+
+async fn write_json_line<W: AsyncWrite + Unpin + Send, T: Serialize>(
+    writer: &mut W,
+    value: &T,
+) -> Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+    line.push(b'\n');
+    writer.write_all(&line).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_policy_confines_to_roots() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let policy = PathPolicy::new(vec![root.path().to_path_buf()]).expect("policy");
+        assert!(policy.resolve("bank.jsonl").is_ok());
+        let inside = root.path().join("x.jsonl");
+        assert!(policy.resolve(inside.to_str().unwrap_or_default()).is_ok());
+        assert!(policy.resolve("../escape.jsonl").is_err());
+        assert!(policy.resolve("/etc/passwd").is_err());
+        assert!(policy.resolve("").is_err());
+        assert!(PathPolicy::default().resolve("a.jsonl").is_err());
+    }
+
+    #[test]
+    fn a_symlinked_directory_cannot_escape() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(outside.path(), &link).expect("symlink");
+        let policy = PathPolicy::new(vec![root.path().to_path_buf()]).expect("policy");
+        assert!(policy.resolve("link/out.jsonl").is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! The storage contract every backend implements. Core holds no SQL: a backend maps its driver
+//! errors into [`crate::Error`] in one private function and enforces isolation its own way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{
+    BankId, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, RecallFilter, Timestamp,
+};
+use crate::tenancy::{Schema, Tenant};
+
+/// A memory with a strategy-specific score (cosine, BM25, or recency time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredMemory {
+    /// The memory.
+    pub memory: Memory,
+    /// Higher is better within one strategy; not comparable across strategies.
+    pub score: f32,
+}
+
+/// One candidate search across the three strategies. Backends answer all three together so a
+/// networked store can do it in one round trip.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Banks to search.
+    pub banks: Vec<BankId>,
+    /// Query vector for the semantic strategy; `None` skips it.
+    pub vector: Option<Vec<f32>>,
+    /// Query text for the keyword (BM25) strategy; `None` skips it.
+    pub text: Option<String>,
+    /// Whether to run the recency strategy.
+    pub recency: bool,
+    /// Candidates per strategy.
+    pub limit: usize,
+    /// Filters every strategy applies.
+    pub filter: RecallFilter,
+}
+
+/// Ranked candidates of one strategy, best first, ties broken by memory id.
+#[derive(Debug, Clone, Default)]
+pub struct StrategyHits {
+    /// The candidates.
+    pub hits: Vec<ScoredMemory>,
+    /// Time the backend spent on this strategy.
+    pub elapsed: Duration,
+}
+
+/// Candidates of every strategy that ran.
+#[derive(Debug, Clone, Default)]
+pub struct SearchResponse {
+    /// Cosine similarity ranking; `None` when not requested.
+    pub semantic: Option<StrategyHits>,
+    /// BM25 ranking; `None` when not requested.
+    pub keyword: Option<StrategyHits>,
+    /// Most recent effective time first; `None` when not requested.
+    pub recency: Option<StrategyHits>,
+}
+
+/// The embedding space a tenant's vectors belong to; recorded on first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingSpace {
+    /// Model name.
+    pub model: String,
+    /// Vector dimension.
+    pub dimension: usize,
+}
+
+/// A storage backend holding many tenants.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Short backend name for logs and health (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// A handle bound to one tenant. Backends that create tenants lazily (the embedded store)
+    /// create it here; others answer `NotFound` for an unknown tenant.
+    async fn tenant(&self, schema: &Schema) -> Result<Arc<dyn TenantStore>>;
+
+    /// Creates a tenant with all its tables; `Conflict` when it exists.
+    async fn create_tenant(&self, schema: &Schema) -> Result<()>;
+
+    /// Drops a tenant and every byte of its data; `NotFound` when absent.
+    async fn drop_tenant(&self, schema: &Schema) -> Result<()>;
+
+    /// Every tenant, sorted by schema.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// Checks the backend is reachable.
+    async fn health(&self) -> Result<()>;
+}
+
+/// One tenant's memories. Every method is scoped to the tenant the handle was opened for.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// The tenant this handle is bound to.
+    fn schema(&self) -> &Schema;
+
+    /// Records the embedding space on first use; `DimensionMismatch` when it differs.
+    async fn ensure_embedding_space(&self, space: &EmbeddingSpace) -> Result<()>;
+
+    /// Writes all memories in one transaction: all or none become visible.
+    async fn insert(&self, memories: Vec<NewMemory>) -> Result<()>;
+
+    /// For each vector, the most similar visible memory in `bank` and its cosine similarity,
+    /// answered by the vector index (near-duplicate checks; never a scan of the bank).
+    async fn nearest_each(
+        &self,
+        bank: &BankId,
+        vectors: &[Vec<f32>],
+    ) -> Result<Vec<Option<(MemoryId, f32)>>>;
+
+    /// Candidates for every requested strategy.
+    async fn search(&self, request: &SearchRequest) -> Result<SearchResponse>;
+
+    /// Visible memories by id (in the given order, missing ids skipped).
+    async fn get(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<Memory>>;
+
+    /// Whether a memory with this id exists in the bank (visible or soft-deleted).
+    async fn exists(&self, bank: &BankId, id: &MemoryId) -> Result<bool>;
+
+    /// Forgets what the selector names at `now`; returns how many memories were affected.
+    async fn forget(
+        &self,
+        bank: &BankId,
+        selector: &ForgetSelector,
+        mode: ForgetMode,
+        now: Timestamp,
+    ) -> Result<u64>;
+
+    /// Banks holding at least one visible memory, sorted.
+    async fn list_banks(&self) -> Result<Vec<BankId>>;
+
+    /// A page of visible memories ordered by id, strictly after `after` (for streaming export).
+    async fn scan(
+        &self,
+        bank: &BankId,
+        after: Option<&MemoryId>,
+        limit: usize,
+        include_embeddings: bool,
+    ) -> Result<Vec<Memory>>;
+
+    /// How many visible memories the bank holds.
+    async fn count(&self, bank: &BankId) -> Result<u64>;
+}

@@ -1,0 +1,383 @@
+//! Schema-per-tenant primitives: the validated `Schema`, SQL identifier helpers, the task-local
+//! current schema used at boundaries, and the pluggable `TenantExtension` contract.
+//!
+//! Deep code receives a `Schema` explicitly; the task-local binding exists for middleware,
+//! workers and parity with the Python seed. Nothing here touches storage.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+
+/// The identifier rule every schema, table and function name must satisfy.
+pub const IDENTIFIER_PATTERN: &str = "^[a-zA-Z_][a-zA-Z0-9_]*$";
+
+/// PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1), so two long
+/// tenant names could silently collide in one schema: we reject them instead.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// The schema used when no tenant is bound, so single-schema deployments work unchanged.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// What kind of identifier failed validation; named in the error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifierLabel {
+    /// A schema (tenant) name.
+    Schema,
+    /// A table name.
+    Table,
+    /// A function name.
+    Function,
+}
+
+impl fmt::Display for IdentifierLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdentifierLabel::Schema => "schema",
+            IdentifierLabel::Table => "table",
+            IdentifierLabel::Function => "function",
+        })
+    }
+}
+
+/// A name that does not satisfy the identifier rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{label} {value:?} is not a valid PostgreSQL identifier (must match {IDENTIFIER_PATTERN} and be at most {MAX_IDENTIFIER_BYTES} bytes)")]
+pub struct IdentifierError {
+    /// Which kind of identifier was rejected.
+    pub label: IdentifierLabel,
+    /// The rejected value, verbatim.
+    pub value: String,
+}
+
+/// Errors of the tenancy layer itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenancyError {
+    /// Strict mode is on and tenant storage was touched with no tenant bound.
+    #[error("no tenant is bound for this task and strict tenancy is enabled")]
+    NoTenantBound,
+    /// `bind` was called outside a binding slot (see [`with_binding_slot`]).
+    #[error("bind called outside a binding slot")]
+    NoBindingSlot,
+    /// An identifier failed validation.
+    #[error(transparent)]
+    Identifier(#[from] IdentifierError),
+}
+
+/// Checks `value` against the identifier rule: ASCII letter or underscore first, then ASCII
+/// letters, digits or underscores, at most 63 bytes. Written by hand (no regex) so there is no
+/// Unicode-class or anchor subtlety: every byte is checked.
+pub fn validate_identifier(value: &str, label: IdentifierLabel) -> Result<&str, IdentifierError> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= MAX_IDENTIFIER_BYTES
+        && (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    if ok {
+        Ok(value)
+    } else {
+        Err(IdentifierError {
+            label,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// A validated PostgreSQL schema name: the only way to name a tenant.
+///
+/// Invariant: the inner string satisfies [`IDENTIFIER_PATTERN`] and is at most 63 bytes, so it
+/// can be interpolated into SQL double-quoted and used as a file stem without escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Schema(String);
+
+impl Schema {
+    /// Builds a schema name, enforcing the identifier rule.
+    pub fn new(name: impl Into<String>) -> Result<Self, IdentifierError> {
+        let name = name.into();
+        validate_identifier(&name, IdentifierLabel::Schema)?;
+        Ok(Schema(name))
+    }
+
+    /// The default `public` schema.
+    pub fn public() -> Self {
+        Schema(DEFAULT_SCHEMA.to_string())
+    }
+
+    /// The schema name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Schema {
+    type Err = IdentifierError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Schema::new(s)
+    }
+}
+
+impl serde::Serialize for Schema {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Schema {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Schema::new(raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Returns `"<schema>"."<table>"`; the table name is validated, the schema already is.
+pub fn fq_table(schema: &Schema, table: &str) -> Result<String, IdentifierError> {
+    validate_identifier(table, IdentifierLabel::Table)?;
+    Ok(format!("\"{}\".\"{}\"", schema.as_str(), table))
+}
+
+/// Returns `"<schema>"."<function>"` (trigger functions and the like).
+pub fn fq_function(schema: &Schema, function: &str) -> Result<String, IdentifierError> {
+    validate_identifier(function, IdentifierLabel::Function)?;
+    Ok(format!("\"{}\".\"{}\"", schema.as_str(), function))
+}
+
+/// Seed parity: `fq_table` over the bound schema (or `public` unless strict mode is on).
+pub fn fq_table_current(table: &str) -> Result<String, TenancyError> {
+    let schema = require_current_schema()?;
+    Ok(fq_table(&schema, table)?)
+}
+
+// --- The task-local binding -------------------------------------------------------------------
+
+tokio::task_local! {
+    // A RefCell so middleware can bind/unbind inside one slot; nested scopes get their own slot,
+    // which is what makes "nested scopes restore the outer schema" hold even on panic.
+    static CURRENT_SCHEMA: RefCell<Option<Schema>>;
+}
+
+static STRICT: AtomicBool = AtomicBool::new(false);
+
+/// Turns strict tenancy on for the whole process: from then on, asking for the current schema
+/// with none bound is an error instead of a silent fall-back to `public`. Servers enable it at
+/// start-up; there is deliberately no way to turn it off again.
+pub fn enable_strict_mode() {
+    STRICT.store(true, Ordering::SeqCst);
+}
+
+/// Whether strict tenancy is on.
+pub fn strict_mode() -> bool {
+    STRICT.load(Ordering::SeqCst)
+}
+
+/// The schema bound to this task, if any.
+pub fn bound_schema() -> Option<Schema> {
+    CURRENT_SCHEMA
+        .try_with(|slot| slot.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+/// The bound schema, else `public` (the seed's `get_current_schema`). In strict mode with
+/// nothing bound this still returns `public`; storage paths use [`require_current_schema`].
+pub fn current_schema() -> Schema {
+    bound_schema().unwrap_or_else(Schema::public)
+}
+
+/// The bound schema; with nothing bound, `public` in lenient mode and an error in strict mode.
+pub fn require_current_schema() -> Result<Schema, TenancyError> {
+    match bound_schema() {
+        Some(schema) => Ok(schema),
+        None if strict_mode() => Err(TenancyError::NoTenantBound),
+        None => Ok(Schema::public()),
+    }
+}
+
+/// Runs `future` with `schema` bound; the binding ends with the future, including on error,
+/// cancellation and panic, and the outer binding (if any) is visible again afterwards.
+pub async fn use_schema<F: Future>(schema: Schema, future: F) -> F::Output {
+    CURRENT_SCHEMA.scope(RefCell::new(Some(schema)), future).await
+}
+
+/// Synchronous form of [`use_schema`] for blocking code.
+pub fn use_schema_sync<R>(schema: Schema, f: impl FnOnce() -> R) -> R {
+    CURRENT_SCHEMA.sync_scope(RefCell::new(Some(schema)), f)
+}
+
+/// Runs `future` inside an empty binding slot so that [`bind`]/[`unbind`] can be used by
+/// middleware that manages the binding by hand around its own error handling.
+pub async fn with_binding_slot<F: Future>(future: F) -> F::Output {
+    CURRENT_SCHEMA.scope(RefCell::new(bound_schema()), future).await
+}
+
+/// Restores the previous binding when passed to [`unbind`].
+#[must_use = "pass the token to unbind, or the binding lives until the slot ends"]
+#[derive(Debug)]
+pub struct BindingToken {
+    previous: Option<Schema>,
+}
+
+/// Binds `schema` in the current slot (the seed's `set_current_schema`).
+pub fn bind(schema: Schema) -> Result<BindingToken, TenancyError> {
+    CURRENT_SCHEMA
+        .try_with(|slot| BindingToken {
+            previous: slot.replace(Some(schema)),
+        })
+        .map_err(|_| TenancyError::NoBindingSlot)
+}
+
+/// Restores the binding that was in place before the matching [`bind`].
+pub fn unbind(token: BindingToken) {
+    // Outside a slot there is nothing to restore; the slot's end already dropped the binding.
+    let _ = CURRENT_SCHEMA.try_with(|slot| slot.replace(token.previous));
+}
+
+/// Spawns `future` on the runtime with the caller's binding carried into the new task
+/// (Python gets this for free from contextvars; tokio task-locals do not propagate).
+pub fn spawn_with_current_schema<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match bound_schema() {
+        Some(schema) => tokio::spawn(use_schema(schema, future)),
+        None => tokio::spawn(future),
+    }
+}
+
+// --- Tenant extension contract ----------------------------------------------------------------
+
+/// The result of authenticating a request: just the schema it must run in. Richer identity
+/// (principal, grants) lives in the server's auth layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantContext {
+    /// The schema to bind for the request.
+    pub schema: Schema,
+}
+
+impl TenantContext {
+    /// Wraps a validated schema.
+    pub fn new(schema: Schema) -> Self {
+        TenantContext { schema }
+    }
+}
+
+/// A tenant that background workers must serve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tenant {
+    /// The tenant's schema.
+    pub schema: Schema,
+}
+
+/// An extension could not map a request to a tenant. The message is for logs only: gateways
+/// answer with a fixed body so schema names or token details never leak.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("authentication failed: {0}")]
+pub struct AuthenticationError(pub String);
+
+/// The transport a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// REST over HTTP.
+    Http,
+    /// Model Context Protocol (stdio or streamable HTTP).
+    Mcp,
+    /// gRPC.
+    Grpc,
+    /// A caller inside the process (CLI, workers, tests).
+    InProcess,
+}
+
+/// A transport-neutral description of an inbound request, enough for any extension to decide.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Where the request came from.
+    pub transport: Transport,
+    /// Header-like credentials, names lower-cased (HTTP headers, MCP auth metadata, gRPC metadata).
+    pub headers: Vec<(String, String)>,
+    /// The peer address, when known.
+    pub peer: Option<SocketAddr>,
+    /// The route or method name, when known.
+    pub path: Option<String>,
+}
+
+impl RequestInfo {
+    /// An in-process request with no credentials.
+    pub fn in_process() -> Self {
+        RequestInfo {
+            transport: Transport::InProcess,
+            headers: Vec::new(),
+            peer: None,
+            path: None,
+        }
+    }
+
+    /// Adds a header; the name is lower-cased.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Pluggable mapping from a request to a tenant schema.
+#[async_trait]
+pub trait TenantExtension: Send + Sync {
+    /// Validates the request's credentials and returns the schema it must run in.
+    async fn authenticate(&self, request: &RequestInfo) -> Result<TenantContext, AuthenticationError>;
+
+    /// Every tenant whose schema background workers should serve; called repeatedly so new
+    /// tenants are picked up without a restart.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, AuthenticationError>;
+}
+
+/// Single-tenant default: no authentication, one fixed schema (validated at construction).
+#[derive(Debug, Clone)]
+pub struct DefaultTenantExtension {
+    schema: Schema,
+}
+
+impl DefaultTenantExtension {
+    /// Validates `schema` now, so a bad configuration fails at start-up, not on a request.
+    pub fn new(schema: &str) -> Result<Self, IdentifierError> {
+        Ok(DefaultTenantExtension {
+            schema: Schema::new(schema)?,
+        })
+    }
+}
+
+impl Default for DefaultTenantExtension {
+    fn default() -> Self {
+        DefaultTenantExtension {
+            schema: Schema::public(),
+        }
+    }
+}
+
+#[async_trait]
+impl TenantExtension for DefaultTenantExtension {
+    async fn authenticate(&self, _request: &RequestInfo) -> Result<TenantContext, AuthenticationError> {
+        Ok(TenantContext::new(self.schema.clone()))
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, AuthenticationError> {
+        Ok(vec![Tenant {
+            schema: self.schema.clone(),
+        }])
+    }
+}

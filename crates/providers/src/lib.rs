@@ -1,0 +1,1 @@
+//! astrocyte-providers (in progress).

@@ -1,0 +1,1 @@
+//! astrocyte-server (in progress).

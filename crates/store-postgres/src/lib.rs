@@ -1,0 +1,1 @@
+//! astrocyte-store-postgres (in progress).

@@ -1,0 +1,1 @@
+//! astrocyte-store-sqlite (in progress).

@@ -1,0 +1,1 @@
+//! astrocyte-store-tests (in progress).
