@@ -251,8 +251,7 @@ impl HnswIndex {
         self.keys.push(key);
         self.levels.push(level as u8);
         self.deleted.push(false);
-        self.links0
-            .extend(std::iter::repeat_n(0, self.m0 + 1));
+        self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
         self.upper.push(vec![0; level * (self.params.m + 1)]);
         self.key_to_node.insert(key, idx);
         self.link_new(idx, &v);
@@ -409,12 +408,20 @@ impl HnswIndex {
         }
     }
 
-    pub(crate) fn set_links(&mut self, i: u32, level: usize, nbrs: impl ExactSizeIterator<Item = u32>) {
+    pub(crate) fn set_links(
+        &mut self,
+        i: u32,
+        level: usize,
+        nbrs: impl ExactSizeIterator<Item = u32>,
+    ) {
         let cap = self.max_links(level);
         let (slots, base) = if level == 0 {
             (&mut self.links0, i as usize * (self.m0 + 1))
         } else {
-            (&mut self.upper[i as usize], (level - 1) * (self.params.m + 1))
+            (
+                &mut self.upper[i as usize],
+                (level - 1) * (self.params.m + 1),
+            )
         };
         let count = nbrs.len().min(cap);
         slots[base] = count as u32;
@@ -490,7 +497,8 @@ impl HnswIndex {
 
     fn exact(&self, q: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         // Min-heap of the best k so far (worst on top).
-        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k.min(self.len()) + 1);
+        let mut heap: BinaryHeap<Reverse<Ranked>> =
+            BinaryHeap::with_capacity(k.min(self.len()) + 1);
         for (i, &key) in self.keys.iter().enumerate() {
             if self.deleted[i] || !filter(key) {
                 continue;
@@ -732,7 +740,8 @@ mod tests {
         let mut idx = HnswIndex::new(3, HnswParams::default());
         for k in 0..300u64 {
             let f = k as f32;
-            idx.insert(k, &unit(&[f.sin(), f.cos(), 0.3])).expect("insert");
+            idx.insert(k, &unit(&[f.sin(), f.cos(), 0.3]))
+                .expect("insert");
         }
         for i in 0..idx.keys.len() as u32 {
             for l in 0..=idx.levels[i as usize] as usize {
