@@ -19,5 +19,5 @@ pub use embed::{EmbedPurpose, Embedder, Llm};
 pub use engine::{Engine, EngineConfig, ReflectRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use model::*;
-pub use store::{Store, TenantStore};
+pub use store::{ApiKeyRecord, KeyDirectory, Store, TenantStore};
 pub use tenancy::{Schema, TenantContext};

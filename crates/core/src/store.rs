@@ -89,6 +89,44 @@ pub trait Store: Send + Sync {
 
     /// Checks the backend is reachable.
     async fn health(&self) -> Result<()>;
+
+    /// The API-key directory kept beside the tenant directory, when the backend has one.
+    fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
+        None
+    }
+}
+
+/// An issued API key as stored: only its keyed hash, never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public identifier of the key (safe to log and show).
+    pub key_id: String,
+    /// HMAC-SHA256 of the key under the server secret, hex-encoded.
+    pub key_hash: String,
+    /// The tenant the key authenticates as.
+    pub schema: Schema,
+    /// The principal the key acts for (e.g. `agent:bot`).
+    pub principal: String,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// When it was revoked; revoked keys never authenticate.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Storage for hashed API keys, each mapped to one tenant.
+#[async_trait]
+pub trait KeyDirectory: Send + Sync {
+    /// Stores a new key record; `Conflict` when the key id exists.
+    async fn put_key(&self, record: &ApiKeyRecord) -> Result<()>;
+
+    /// The record with this hash, revoked or not.
+    async fn find_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Marks a key revoked; false when no such key.
+    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<bool>;
+
+    /// Keys of one tenant, or of all tenants, ordered by key id.
+    async fn list_keys(&self, schema: Option<&Schema>) -> Result<Vec<ApiKeyRecord>>;
 }
 
 /// One tenant's memories. Every method is scoped to the tenant the handle was opened for.

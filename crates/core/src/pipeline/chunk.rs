@@ -127,11 +127,13 @@ fn pack_sentences(sentences: &[String], params: ChunkParams) -> Vec<String> {
     let max = params.max_chars.max(1);
     // Overlap larger than a chunk would make no progress; keep it well inside.
     let overlap = params.overlap_chars.min(max / 2);
+    // A piece must fit after the carried-over overlap and its joining space.
+    let piece_max = max.saturating_sub(overlap + 1).max(1);
     let pieces: Vec<String> = sentences
         .iter()
         .flat_map(|s| {
-            if char_len(s) > max - overlap {
-                hard_split(s, max - overlap)
+            if char_len(s) > piece_max {
+                hard_split(s, piece_max)
             } else {
                 vec![s.clone()]
             }
