@@ -1,1 +1,63 @@
-fn main() {}
+//! The `astrocyte` binary: parses the command line, builds the configured store and embedder,
+//! and runs one command. Library crates hold the logic; this file only wires and reports.
+
+mod args;
+mod backend;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use astrocyte_core::Schema;
+use clap::Parser;
+
+use args::{Cli, Command};
+use commands::memory;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASTROCYTE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("ASTROCYTE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    let schema = Schema::new(global.tenant.clone())
+        .with_context(|| format!("invalid --tenant {:?}", global.tenant))?;
+    let json = global.json;
+    let engine = || backend::build_engine(&global);
+    match cli.command {
+        Command::Tenant(command) => {
+            let store = backend::open_store(&global).await?;
+            commands::tenant::run(store.as_ref(), command, json).await
+        }
+        Command::Retain(args) => memory::retain(&engine().await?, &schema, args, json).await,
+        Command::Recall(args) => memory::recall(&engine().await?, &schema, args, json).await,
+        Command::Reflect(args) => memory::reflect(&engine().await?, &schema, args, json).await,
+        Command::Forget(args) => memory::forget(&engine().await?, &schema, args, json).await,
+        Command::Banks => memory::banks(&engine().await?, &schema, json).await,
+        Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
+        Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
+    }
+}

@@ -48,6 +48,11 @@ pub struct EngineConfig {
     pub embed_batch_size: usize,
     /// Memories reflect reads.
     pub reflect_max_results: usize,
+    /// Whether the embedding covers the retrieval context too (otherwise only the dated text:
+    /// dense models blur when neighbours dominate a short turn).
+    pub embed_context: bool,
+    /// Neighbouring chunks of the same retain added to each chunk's keyword context.
+    pub neighbour_context: usize,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +67,8 @@ impl Default for EngineConfig {
             default_max_results: 10,
             embed_batch_size: 64,
             reflect_max_results: 8,
+            embed_context: false,
+            neighbour_context: 1,
         }
     }
 }
@@ -90,6 +97,10 @@ pub struct Engine {
 struct PendingChunk {
     request_index: usize,
     memory: Memory,
+    /// What the embedding is computed from.
+    embed_text: String,
+    /// What the keyword index covers.
+    index_text: String,
 }
 
 impl Engine {
@@ -218,13 +229,24 @@ impl Engine {
             let chunks = chunk(&request.content, request.content_type, self.config.chunking);
             let group_id = uuid::Uuid::now_v7().to_string();
             let count = chunks.len() as u32;
-            for (index, text) in chunks.into_iter().enumerate() {
+            let dated = request.occurred_at.map(date_words);
+            for (index, text) in chunks.iter().enumerate() {
+                let neighbours = neighbour_text(&chunks, index, self.config.neighbour_context);
+                let context = join_nonempty(&[request.context.as_deref(), neighbours.as_deref()]);
+                let embed_text = if self.config.embed_context {
+                    join_nonempty(&[dated.as_deref(), context.as_deref(), Some(text)])
+                } else {
+                    join_nonempty(&[dated.as_deref(), Some(text)])
+                };
+                let index_text = join_nonempty(&[dated.as_deref(), context.as_deref(), Some(text)]);
                 pending.push(PendingChunk {
                     request_index,
+                    embed_text: embed_text.unwrap_or_else(|| text.clone()),
+                    index_text: index_text.unwrap_or_else(|| text.clone()),
                     memory: Memory {
                         id: uuid::Uuid::now_v7().to_string(),
                         bank_id: bank.clone(),
-                        text,
+                        text: text.clone(),
                         tags: tags.clone(),
                         metadata: metadata.clone(),
                         fact_type: fact_type.clone(),
@@ -254,7 +276,7 @@ impl Engine {
             return Ok(outcomes);
         }
         let tenant = self.tenant(schema).await?;
-        let texts: Vec<String> = pending.iter().map(|p| p.memory.text.clone()).collect();
+        let texts: Vec<String> = pending.iter().map(|p| p.embed_text.clone()).collect();
         let vectors = self.embed_all(&texts, EmbedPurpose::Document).await?;
 
         // Near-duplicates: against the bank through the vector index, then within this batch.
@@ -306,6 +328,7 @@ impl Engine {
             to_insert.push(NewMemory {
                 memory: chunk.memory,
                 embedding: vectors[i].clone(),
+                index_text: chunk.index_text,
             });
         }
         for outcome in outcomes.iter_mut() {
@@ -472,6 +495,35 @@ impl Engine {
     pub async fn list_banks(&self, schema: &Schema) -> Result<Vec<BankId>> {
         self.store.tenant(schema).await?.list_banks().await
     }
+}
+
+/// A date in words (`8 May 2023, Monday`) so keyword search matches how people ask about time.
+fn date_words(at: crate::model::Timestamp) -> String {
+    at.format("%-d %B %Y, %A").to_string()
+}
+
+/// Up to `radius` chunks on each side of `index`, in order.
+fn neighbour_text(chunks: &[String], index: usize, radius: usize) -> Option<String> {
+    if radius == 0 || chunks.len() < 2 {
+        return None;
+    }
+    let start = index.saturating_sub(radius);
+    let end = (index + radius + 1).min(chunks.len());
+    let around: Vec<&str> = (start..end)
+        .filter(|i| *i != index)
+        .map(|i| chunks[i].as_str())
+        .collect();
+    (!around.is_empty()).then(|| around.join("\n"))
+}
+
+fn join_nonempty(parts: &[Option<&str>]) -> Option<String> {
+    let kept: Vec<&str> = parts
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("\n"))
 }
 
 fn extractive_answer(hits: Vec<RecallHit>, confidence: f32) -> ReflectResult {

@@ -119,6 +119,10 @@ pub struct NewMemory {
     pub memory: Memory,
     /// Its embedding, L2-normalised, of the store's dimension.
     pub embedding: Vec<f32>,
+    /// The text the keyword index must cover: the memory's text preceded by its retrieval
+    /// context (date, neighbouring turns) when it has one. Backends index this, not
+    /// `memory.text`, and never return it; it equals `memory.text` when there is no context.
+    pub index_text: String,
 }
 
 /// How content should be chunked.
@@ -153,6 +157,9 @@ pub struct RetainRequest {
     pub fact_type: Option<String>,
     /// Origin identifier.
     pub source: Option<String>,
+    /// Retrieval context: words that describe the memory's surroundings (a date, the turns
+    /// around it) and should make it findable, without being part of what recall returns.
+    pub context: Option<String>,
 }
 
 /// The outcome of one retain, shaped like the reference's `RetainResult`.

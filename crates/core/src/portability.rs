@@ -322,7 +322,11 @@ impl Engine {
                     .next()
                     .ok_or_else(|| Error::Internal("embedding count mismatch".into()))?,
             };
-            rows.push(NewMemory { memory, embedding });
+            rows.push(NewMemory {
+                index_text: memory.text.clone(),
+                memory,
+                embedding,
+            });
         }
         if !replaced.is_empty() {
             let selector = ForgetSelector {

@@ -1,0 +1,70 @@
+//! The composition root: turns configuration into a concrete store and embedder. This is the
+//! only place that names backend crates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use astrocyte_core::{Embedder, Engine, EngineConfig, Store};
+use astrocyte_providers::HashingEmbedder;
+use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
+
+use crate::args::{EmbedderKind, GlobalArgs};
+
+/// The default data directory: `$XDG_DATA_HOME/astrocyte`, else `~/.local/share/astrocyte`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("astrocyte")
+}
+
+/// Opens the store the options select: PostgreSQL with a database URL, else the embedded one.
+/// An explicit data directory must exist (a typo should not silently start an empty store);
+/// the default one is created.
+pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &global.database_url {
+        return open_postgres(url).await;
+    }
+    let dir = match &global.data_dir {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!(
+                    "data directory {} does not exist (create it, or omit --data-dir to use {})",
+                    dir.display(),
+                    default_data_dir().display()
+                );
+            }
+            dir.clone()
+        }
+        None => {
+            let dir = default_data_dir();
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating data directory {}", dir.display()))?;
+            dir
+        }
+    };
+    let store = SqliteStore::open(&dir, SqliteOptions::default())
+        .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn open_postgres(_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    bail!("this build has no PostgreSQL store yet")
+}
+
+/// Builds the configured embedder.
+pub fn build_embedder(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Embedder>> {
+    match global.embedder {
+        EmbedderKind::Hashing => Ok(Arc::new(HashingEmbedder::default())),
+        EmbedderKind::Openai => bail!("the openai embedder is not wired yet"),
+    }
+}
+
+/// Store + embedder + engine, ready for a command.
+pub async fn build_engine(global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
+    let store = open_store(global).await?;
+    let embedder = build_embedder(global)?;
+    Ok(Arc::new(Engine::new(store, embedder, EngineConfig::default())))
+}

@@ -1,0 +1,5 @@
+//! One module per command family; each turns parsed arguments into Engine or Store calls and
+//! prints the result as text or JSON.
+
+pub mod memory;
+pub mod tenant;

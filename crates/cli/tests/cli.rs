@@ -1,0 +1,128 @@
+//! The `astrocyte` binary as a user runs it: real processes over a real data directory.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn astrocyte(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_astrocyte"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("ASTROCYTE_TENANT")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok_json(dir: &Path, args: &[&str]) -> Value {
+    let out = astrocyte(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn retain_then_recall_and_tenants_stay_isolated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let stored = ok_json(
+        d,
+        &["--tenant", "tenant_a", "retain", "--bank", "notes", "--json", "Miso is the cat's name"],
+    );
+    assert_eq!(stored["stored"], true);
+    let id = stored["memory_id"].as_str().expect("an id").to_string();
+    // Global options after the subcommand work too.
+    let recalled = ok_json(
+        d,
+        &["recall", "--bank", "notes", "--tenant", "tenant_a", "--json", "what is the cat called"],
+    );
+    let hits = recalled["hits"].as_array().expect("hits");
+    assert_eq!(hits[0]["memory_id"], id.as_str());
+    assert_eq!(hits[0]["text"], "Miso is the cat's name");
+    let score = hits[0]["score"].as_f64().expect("score");
+    assert!(score > 0.0 && score <= 1.0);
+
+    let other = ok_json(d, &["--tenant", "tenant_b", "recall", "--bank", "notes", "--json", "what is the cat called"]);
+    assert_eq!(other["hits"].as_array().map(Vec::len), Some(0), "tenant_b must not see tenant_a");
+    let banks_b = ok_json(d, &["--tenant", "tenant_b", "banks", "--json"]);
+    assert_eq!(banks_b["banks"].as_array().map(Vec::len), Some(0));
+    let banks_a = ok_json(d, &["--tenant", "tenant_a", "banks", "--json"]);
+    assert_eq!(banks_a["banks"][0], "notes");
+
+    let tenants = ok_json(d, &["tenant", "list", "--json"]);
+    let names: Vec<&str> = tenants["tenants"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(names.contains(&"tenant_a"));
+}
+
+#[test]
+fn forget_export_import_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for (text, tag) in [("The meeting moved to Tuesday", "work"), ("Buy oat milk", "shopping")] {
+        ok_json(d, &["--tenant", "t1", "retain", "--bank", "b", "--tag", tag, "--json", text]);
+    }
+    let file = d.join("b.jsonl");
+    let file_arg = file.to_str().expect("utf-8 path");
+    ok_json(d, &["--tenant", "t1", "export", "--bank", "b", "--out", file_arg, "--json"]);
+    let text = std::fs::read_to_string(&file).expect("export written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "header + 2 memories");
+    assert!(lines[0].contains("\"_ama_version\":1"));
+
+    let imported = ok_json(d, &["--tenant", "t2", "import", "--bank", "copy", file_arg, "--json"]);
+    assert_eq!(imported["imported"], 2);
+    let again = ok_json(d, &["--tenant", "t2", "import", "--bank", "copy", file_arg, "--json"]);
+    assert_eq!(again["skipped"], 2);
+
+    let forgotten = ok_json(d, &["--tenant", "t1", "forget", "--bank", "b", "--tag", "shopping", "--json"]);
+    assert_eq!(forgotten["deleted_count"], 1);
+    let recalled = ok_json(d, &["--tenant", "t1", "recall", "--bank", "b", "--json", "oat milk"]);
+    assert!(recalled["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .all(|h| h["text"] != "Buy oat milk"));
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let out = astrocyte(d, &["--tenant", "bad-name", "banks"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid --tenant"), "{}", stderr(&out));
+
+    let out = astrocyte(d, &["retain", "--bank", "no spaces", "x"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Invalid bank_id"), "{}", stderr(&out));
+
+    let out = astrocyte(&d.join("missing"), &["banks"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+
+    let out = astrocyte(d, &["import", "--bank", "b", "/nonexistent/file.jsonl"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot read import file"), "{}", stderr(&out));
+
+    let out = astrocyte(d, &["retain", "--bank", "b", "   "]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Content is empty"), "{}", stderr(&out));
+
+    let out = astrocyte(d, &["forget", "--bank", "b"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("forget needs"), "{}", stderr(&out));
+}
