@@ -53,10 +53,9 @@ impl Default for HashingEmbedder {
 /// `int(md5(token).hexdigest(), 16) % dim`, computed over the digest's big-endian bytes.
 fn bucket(token: &str, dimension: usize) -> usize {
     let digest = md5::compute(token.as_bytes());
-    digest
-        .0
-        .iter()
-        .fold(0u128, |acc, byte| (acc * 256 + *byte as u128) % dimension as u128) as usize
+    digest.0.iter().fold(0u128, |acc, byte| {
+        (acc * 256 + *byte as u128) % dimension as u128
+    }) as usize
 }
 
 #[async_trait]

@@ -3,6 +3,12 @@
 //! stores or transports.
 #![deny(missing_docs)]
 
+pub mod chat;
+mod error;
 pub mod hashing;
+mod http;
+pub mod openai;
 
+pub use chat::{OpenAiChat, OpenAiChatConfig};
 pub use hashing::HashingEmbedder;
+pub use openai::{OpenAiEmbedder, OpenAiEmbedderConfig};
