@@ -74,6 +74,18 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Measure retrieval quality.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Measure speed and memory on synthetic memories.
+    Bench(crate::commands::bench::BenchArgs),
+}
+
+/// Quality evaluations.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Evidence recall@k on the LoCoMo long-conversation benchmark (no LLM).
+    Locomo(crate::commands::eval::LocomoArgs),
 }
 
 /// `retain` options.

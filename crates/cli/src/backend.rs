@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use astrocyte_core::{Embedder, Engine, EngineConfig, Store};
-use astrocyte_providers::HashingEmbedder;
+use astrocyte_providers::{HashingEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
 use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::args::{EmbedderKind, GlobalArgs};
@@ -58,7 +58,18 @@ async fn open_postgres(_url: &str) -> anyhow::Result<Arc<dyn Store>> {
 pub fn build_embedder(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Embedder>> {
     match global.embedder {
         EmbedderKind::Hashing => Ok(Arc::new(HashingEmbedder::default())),
-        EmbedderKind::Openai => bail!("the openai embedder is not wired yet"),
+        EmbedderKind::Openai => {
+            let (Some(url), Some(model), Some(dimension)) = (
+                global.embeddings_url.clone(),
+                global.embeddings_model.clone(),
+                global.embeddings_dimension,
+            ) else {
+                bail!("--embedder openai needs --embeddings-url, --embeddings-model and --embeddings-dimension (or ASTROCYTE_EMBEDDINGS_URL/_MODEL/_DIMENSION)");
+            };
+            let mut config = OpenAiEmbedderConfig::new(url, model, dimension);
+            config.api_key = std::env::var("ASTROCYTE_EMBEDDINGS_API_KEY").ok();
+            Ok(Arc::new(OpenAiEmbedder::new(config)?))
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::Context;
 use astrocyte_core::Schema;
 use clap::Parser;
 
-use args::{Cli, Command};
+use args::{Cli, Command, EvalCommand};
 use commands::memory;
 
 #[tokio::main]
@@ -59,5 +59,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Banks => memory::banks(&engine().await?, &schema, json).await,
         Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
+        Command::Bench(args) => commands::bench::run(args, backend::build_embedder(&global)?, json).await,
+        Command::Eval(EvalCommand::Locomo(args)) => {
+            commands::eval::locomo(args, backend::build_embedder(&global)?, json).await
+        }
     }
 }

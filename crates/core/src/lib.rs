@@ -9,6 +9,7 @@
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod jobs;
 pub mod model;
 pub mod pipeline;
 pub mod portability;

@@ -181,4 +181,9 @@ pub trait TenantStore: Send + Sync {
 
     /// How many visible memories the bank holds.
     async fn count(&self, bank: &BankId) -> Result<u64>;
+
+    /// This tenant's background job queue, when the backend keeps one.
+    fn jobs(&self) -> Option<Arc<dyn crate::jobs::JobQueue>> {
+        None
+    }
 }

@@ -1,0 +1,333 @@
+//! `astrocyte bench`: speed and memory figures on synthetic but realistic memories (seeded,
+//! deterministic): retain throughput (single and batched, and how it holds up as the bank
+//! grows), recall latency percentiles, recalls per second at concurrency 1 and 8, peak RSS,
+//! one bank and many tenants. Prints a table or JSON and writes an SVG chart of recall latency
+//! against bank size next to the JSON.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use astrocyte_core::{Embedder, Engine, EngineConfig, RecallRequest, RetainRequest, Schema};
+use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
+use chrono::{TimeZone, Utc};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+/// `bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Bank sizes to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    pub sizes: Vec<usize>,
+    /// Tenants for the multi-tenant scenario (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    pub tenants: usize,
+    /// Memories in total across the tenants of the multi-tenant scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub tenant_memories: usize,
+    /// Recall queries per measurement.
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
+    /// Memories per retain_many batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Random seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where to write the SVG chart (and, with --json, the JSON report beside it).
+    #[arg(long, default_value = "bench-results")]
+    pub out_dir: PathBuf,
+}
+
+const NAMES: &[&str] = &["Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya"];
+const PLACES: &[&str] = &["Lisbon", "the office", "Kyoto", "the gym", "Nairobi", "the library", "Toronto", "the farmers market", "Berlin", "the lake house", "Austin", "the dentist"];
+const ACTIVITIES: &[&str] = &["started learning the cello", "finished the quarterly report", "adopted a grey cat named Miso", "ran a half marathon", "switched to a vegetarian diet", "booked flights for the summer trip", "repaired the old bicycle", "signed up for a pottery class", "changed teams to work on search", "planted tomatoes and basil", "read a novel about lighthouses", "fixed the flaky deployment pipeline"];
+const FEELINGS: &[&str] = &["was excited about it", "found it harder than expected", "wants to do it again next month", "asked for advice on the next steps", "shared photos with the family", "said it was the highlight of the week"];
+const TOPICS: &[&str] = &["budget", "deadline", "recipe", "playlist", "allergy", "birthday", "invoice", "password reset", "conference", "mortgage", "vaccination", "podcast"];
+
+/// A deterministic generator of short, agent-like memories (about 30 tokens each).
+struct MemoryGenerator {
+    rng: StdRng,
+}
+
+impl MemoryGenerator {
+    fn new(seed: u64) -> Self {
+        MemoryGenerator { rng: StdRng::seed_from_u64(seed) }
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.rng.gen_range(0..items.len())]
+    }
+
+    fn memory(&mut self, n: usize) -> String {
+        let who = self.pick(NAMES);
+        let what = self.pick(ACTIVITIES);
+        let place = self.pick(PLACES);
+        let feeling = self.pick(FEELINGS);
+        let topic = self.pick(TOPICS);
+        let day = self.rng.gen_range(1..28);
+        // The counter keeps memories distinct so the near-duplicate check does not skip them.
+        format!("{who} {what} in {place} on day {day} and {feeling}; note {n} mentions the {topic} and item {}.", self.rng.gen_range(0..1_000_000))
+    }
+
+    fn query(&mut self) -> String {
+        let who = self.pick(NAMES);
+        let topic = self.pick(TOPICS);
+        let place = self.pick(PLACES);
+        format!("what did {who} do in {place} about the {topic}")
+    }
+}
+
+fn percentiles(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        if samples.is_empty() {
+            0.0
+        } else {
+            samples[(((p / 100.0) * (samples.len() - 1) as f64).round() as usize).min(samples.len() - 1)]
+        }
+    };
+    json!({"p50": round3(at(50.0)), "p95": round3(at(95.0)), "p99": round3(at(99.0))})
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Peak resident set size of this process in MiB (VmHWM).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn request(bank: &str, text: String, n: usize) -> RetainRequest {
+    RetainRequest {
+        bank_id: bank.to_string(),
+        content: text,
+        tags: vec![format!("t{}", n % 16)],
+        occurred_at: Utc.timestamp_opt(1_700_000_000 + (n as i64) * 60, 0).single(),
+        ..Default::default()
+    }
+}
+
+async fn recall_latencies(engine: &Engine, schemas: &[Schema], bank: &str, queries: &[String]) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        let t = Instant::now();
+        engine
+            .recall(&schemas[i % schemas.len()], RecallRequest { query: q.clone(), banks: vec![bank.into()], ..Default::default() })
+            .await?;
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(out)
+}
+
+async fn recalls_per_second(engine: Arc<Engine>, schema: Schema, bank: &str, queries: Arc<Vec<String>>, concurrency: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let engine = engine.clone();
+        let schema = schema.clone();
+        let bank = bank.to_string();
+        let queries = queries.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            for q in queries.iter().skip(worker).step_by(concurrency) {
+                engine.recall(&schema, RecallRequest { query: q.clone(), banks: vec![bank.clone()], ..Default::default() }).await?;
+                done += 1;
+            }
+            Ok::<usize, astrocyte_core::Error>(done)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.context("recall task panicked")??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Runs one bank-size scenario.
+async fn bank_scenario(embedder: Arc<dyn Embedder>, size: usize, args: &BenchArgs) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
+    let engine = Arc::new(Engine::new(store, embedder, EngineConfig::default()));
+    let schema = Schema::new("bench")?;
+    let bank = "bench-bank";
+    let mut generator = MemoryGenerator::new(args.seed);
+    let mut segments: Vec<Value> = Vec::new();
+    let started = Instant::now();
+    let segment = (size / 10).max(args.batch);
+    let mut seg_start = Instant::now();
+    let mut seg_count = 0usize;
+    let mut n = 0usize;
+    while n < size {
+        let take = args.batch.min(size - n);
+        let batch: Vec<RetainRequest> = (n..n + take).map(|i| request(bank, generator.memory(i), i)).collect();
+        engine.retain_many(&schema, batch).await?;
+        n += take;
+        seg_count += take;
+        if seg_count >= segment || n == size {
+            segments.push(json!({"bank_size": n, "per_second": round3(seg_count as f64 / seg_start.elapsed().as_secs_f64().max(1e-9))}));
+            seg_start = Instant::now();
+            seg_count = 0;
+        }
+    }
+    let batched = size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let singles = 200.min(size.max(1));
+    let t = Instant::now();
+    for i in 0..singles {
+        engine.retain(&schema, request(bank, generator.memory(size + i), size + i)).await?;
+    }
+    let single = singles as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
+    // Warm the index and caches once; first-touch costs are a start-up figure, not a latency.
+    recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries[..queries.len().min(20)]).await?;
+    let latencies = recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
+    let queries = Arc::new(queries);
+    let rps1 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 1).await?;
+    let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries, 8).await?;
+    Ok(json!({
+        "bank_size": size,
+        "retain_batched_per_second": round3(batched),
+        "retain_batched_by_bank_size": segments,
+        "retain_single_per_second": round3(single),
+        "recall_latency_ms": percentiles(latencies),
+        "recalls_per_second": {"concurrency_1": round3(rps1), "concurrency_8": round3(rps8)},
+        "peak_rss_mib": round3(peak_rss_mib()),
+    }))
+}
+
+/// Runs the many-tenants scenario: the same total spread over `tenants` schemas.
+async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
+    let engine = Engine::new(store, embedder, EngineConfig::default());
+    let schemas: Vec<Schema> = (0..args.tenants).map(|i| Schema::new(format!("tenant_{i:04}"))).collect::<Result<_, _>>()?;
+    let per_tenant = (args.tenant_memories / args.tenants.max(1)).max(1);
+    let mut generator = MemoryGenerator::new(args.seed ^ 0x5eed);
+    let bank = "bench-bank";
+    let started = Instant::now();
+    for schema in &schemas {
+        let mut n = 0;
+        while n < per_tenant {
+            let take = args.batch.min(per_tenant - n);
+            let batch = (n..n + take).map(|i| request(bank, generator.memory(i), i)).collect();
+            engine.retain_many(schema, batch).await?;
+            n += take;
+        }
+    }
+    let retained = per_tenant * schemas.len();
+    let retain_rate = retained as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
+    recall_latencies(&engine, &schemas, bank, &queries).await?;
+    let latencies = recall_latencies(&engine, &schemas, bank, &queries).await?;
+    Ok(json!({
+        "tenants": schemas.len(),
+        "memories_per_tenant": per_tenant,
+        "retain_batched_per_second": round3(retain_rate),
+        "recall_latency_ms": percentiles(latencies),
+        "peak_rss_mib": round3(peak_rss_mib()),
+    }))
+}
+
+/// An SVG line chart of recall latency percentiles against bank size.
+fn latency_chart(embedder: &str, banks: &[Value]) -> String {
+    let (w, h, pad) = (640.0, 400.0, 60.0);
+    let points: Vec<(f64, [f64; 3])> = banks
+        .iter()
+        .filter_map(|b| {
+            let size = b["bank_size"].as_f64()?;
+            let l = &b["recall_latency_ms"];
+            Some((size, [l["p50"].as_f64()?, l["p95"].as_f64()?, l["p99"].as_f64()?]))
+        })
+        .collect();
+    let max_x = points.iter().map(|p| p.0).fold(1.0, f64::max);
+    let max_y = points.iter().flat_map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let x = |v: f64| pad + (w - 2.0 * pad) * v / max_x;
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * v / max_y;
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Recall latency vs bank size ({embedder})</text>\n", w / 2.0);
+    svg += &format!("<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n", h - pad, w - pad, h - pad, h - pad);
+    svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">memories in bank</text><text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">ms</text>\n", w / 2.0, h - 15.0, h / 2.0, h / 2.0);
+    for i in 0..=4 {
+        let v = max_y * i as f64 / 4.0;
+        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.1}</text>\n", pad - 6.0, y(v) + 4.0);
+    }
+    for (size, _) in &points {
+        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{size}</text>\n", x(*size), h - pad + 16.0);
+    }
+    for (i, (name, colour)) in [("p50", "#1f77b4"), ("p95", "#ff7f0e"), ("p99", "#d62728")].iter().enumerate() {
+        let path: Vec<String> = points.iter().map(|(s, l)| format!("{:.1},{:.1}", x(*s), y(l[i]))).collect();
+        svg += &format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n", path.join(" "));
+        for (s, l) in &points {
+            svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>\n", x(*s), y(l[i]));
+        }
+        svg += &format!("<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n", w - pad - 40.0, pad + 16.0 * i as f64);
+    }
+    svg + "</svg>\n"
+}
+
+/// Runs the benchmark for one embedder and prints its figures.
+pub async fn run(args: BenchArgs, embedder: Arc<dyn Embedder>, json_output: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let mut banks = Vec::new();
+    for size in &args.sizes {
+        eprintln!("bench: {} memories in one bank with {}", size, embedder.model());
+        banks.push(bank_scenario(embedder.clone(), *size, &args).await?);
+    }
+    let tenants = if args.tenants > 0 {
+        eprintln!("bench: {} memories across {} tenants", args.tenant_memories, args.tenants);
+        Some(tenants_scenario(embedder.clone(), &args).await?)
+    } else {
+        None
+    };
+    let report = json!({
+        "embedder": embedder.model(),
+        "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "banks": banks,
+        "tenants": tenants,
+        "peak_rss_mib": round3(peak_rss_mib()),
+    });
+    let stem = format!("bench-{}", embedder.model().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"));
+    let chart = args.out_dir.join(format!("{stem}.svg"));
+    std::fs::write(&chart, latency_chart(embedder.model(), &banks))?;
+    if json_output {
+        let path = args.out_dir.join(format!("{stem}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        eprintln!("bench: wrote {} and {}", path.display(), chart.display());
+        return Ok(());
+    }
+    println!("embedder {}", embedder.model());
+    println!("{:>10} {:>14} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}", "bank", "retain batch/s", "retain 1/s", "p50 ms", "p95 ms", "p99 ms", "rps c=1", "rps c=8");
+    for b in &banks {
+        let l = &b["recall_latency_ms"];
+        let r = &b["recalls_per_second"];
+        println!(
+            "{:>10} {:>14.0} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.0} {:>10.0}",
+            b["bank_size"], b["retain_batched_per_second"].as_f64().unwrap_or(0.0), b["retain_single_per_second"].as_f64().unwrap_or(0.0),
+            l["p50"].as_f64().unwrap_or(0.0), l["p95"].as_f64().unwrap_or(0.0), l["p99"].as_f64().unwrap_or(0.0),
+            r["concurrency_1"].as_f64().unwrap_or(0.0), r["concurrency_8"].as_f64().unwrap_or(0.0)
+        );
+        let segs: Vec<String> = b["retain_batched_by_bank_size"].as_array().into_iter().flatten()
+            .map(|s| format!("{}:{:.0}/s", s["bank_size"], s["per_second"].as_f64().unwrap_or(0.0))).collect();
+        println!("           retain as the bank grows: {}", segs.join("  "));
+    }
+    if let Some(t) = &tenants {
+        let l = &t["recall_latency_ms"];
+        println!("{} tenants x {} memories: retain {:.0}/s, recall p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms", t["tenants"], t["memories_per_tenant"], t["retain_batched_per_second"].as_f64().unwrap_or(0.0), l["p50"].as_f64().unwrap_or(0.0), l["p95"].as_f64().unwrap_or(0.0), l["p99"].as_f64().unwrap_or(0.0));
+    }
+    println!("peak RSS {:.1} MiB; chart {}", peak_rss_mib(), chart.display());
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! `astrocyte eval locomo`: LLM-free retrieval quality on the LoCoMo benchmark. Every turn of a
+//! conversation becomes one memory in a throw-away embedded store (one bank per conversation);
+//! every question is recalled and scored by evidence recall at k (see shared/data/README.md).
+//!
+//! The harness acts like any conversation-ingesting client: it gives each turn its session
+//! date as `occurred_at` and the neighbouring turns as retrieval context. Nothing in the
+//! engine knows this data set.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use astrocyte_core::{
+    ContentType, Embedder, Engine, EngineConfig, Metadata, RecallRequest, RetainRequest, Schema,
+};
+use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// `eval locomo` options.
+#[derive(Debug, Args)]
+pub struct LocomoArgs {
+    /// Path to locomo10.json.
+    #[arg(long, default_value = "../shared/data/locomo10.json")]
+    pub data: PathBuf,
+    /// Evaluate only the first N conversations.
+    #[arg(long)]
+    pub conversations: Option<usize>,
+    /// Neighbouring turns on each side given as retrieval context (0 = none).
+    #[arg(long, default_value_t = 1)]
+    pub neighbours: usize,
+}
+
+const KS: [usize; 4] = [1, 5, 10, 20];
+
+#[derive(Debug, Deserialize)]
+struct Sample {
+    sample_id: String,
+    conversation: BTreeMap<String, Value>,
+    qa: Vec<Question>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Question {
+    question: String,
+    #[serde(default)]
+    evidence: Vec<String>,
+    category: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct Turn {
+    speaker: String,
+    dia_id: String,
+    text: String,
+    #[serde(default)]
+    blip_caption: Option<String>,
+}
+
+/// Accumulated evidence recall for one group of questions.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    questions: usize,
+    frac: [f64; 4],
+    any: [f64; 4],
+}
+
+impl Tally {
+    fn add(&mut self, found_at: &[Option<usize>]) {
+        self.questions += 1;
+        for (i, k) in KS.iter().enumerate() {
+            let hits = found_at.iter().filter(|r| r.is_some_and(|r| r < *k)).count();
+            self.frac[i] += hits as f64 / found_at.len() as f64;
+            self.any[i] += if hits > 0 { 1.0 } else { 0.0 };
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        self.questions += other.questions;
+        for i in 0..KS.len() {
+            self.frac[i] += other.frac[i];
+            self.any[i] += other.any[i];
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert("questions".into(), json!(self.questions));
+        let n = self.questions.max(1) as f64;
+        for (i, k) in KS.iter().enumerate() {
+            out.insert(format!("frac@{k}"), json!(round4(self.frac[i] / n)));
+            out.insert(format!("any@{k}"), json!(round4(self.any[i] / n)));
+        }
+        Value::Object(out)
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Parses LoCoMo's `1:56 pm on 8 May, 2023`.
+fn parse_session_date(raw: &str) -> Option<DateTime<Utc>> {
+    let cleaned = raw.trim().replace("  ", " ");
+    NaiveDateTime::parse_from_str(&cleaned, "%I:%M %p on %d %B, %Y")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn turn_text(turn: &Turn) -> String {
+    match &turn.blip_caption {
+        Some(caption) => format!("{}: {} [shares an image: {}]", turn.speaker, turn.text, caption),
+        None => format!("{}: {}", turn.speaker, turn.text),
+    }
+}
+
+/// Evidence ids as listed, tolerating the few entries that pack several ids in one string.
+fn evidence_ids(evidence: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = evidence
+        .iter()
+        .flat_map(|e| e.split([';', ',', ' ']))
+        .map(str::trim)
+        .filter(|e| e.len() > 1 && e.starts_with('D') && e.contains(':'))
+        .map(String::from)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+struct Progress {
+    total: usize,
+    done: usize,
+    tty: bool,
+    started: Instant,
+}
+
+impl Progress {
+    fn tick(&mut self, label: &str) {
+        self.done += 1;
+        let step = (self.total / 20).max(1);
+        if self.tty || self.done % step == 0 || self.done == self.total {
+            let width = 30;
+            let filled = width * self.done / self.total.max(1);
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "{}[{}{}] {}/{} questions {:.0}s {}{}",
+                if self.tty { "\r" } else { "" },
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                self.done,
+                self.total,
+                self.started.elapsed().as_secs_f64(),
+                label,
+                if self.tty { "   " } else { "\n" }
+            );
+            let _ = err.flush();
+        }
+    }
+}
+
+/// Runs the evaluation and prints a table or one JSON object.
+pub async fn locomo(args: LocomoArgs, embedder: Arc<dyn Embedder>, json_output: bool) -> anyhow::Result<()> {
+    let raw = std::fs::read(&args.data).with_context(|| {
+        format!(
+            "cannot read LoCoMo data at {} (pass --data PATH to locomo10.json)",
+            args.data.display()
+        )
+    })?;
+    let mut samples: Vec<Sample> = serde_json::from_slice(&raw).context("locomo10.json is not in the expected shape")?;
+    if let Some(n) = args.conversations {
+        samples.truncate(n);
+    }
+    if samples.is_empty() {
+        bail!("no conversations to evaluate");
+    }
+    let scratch = tempfile::tempdir().context("creating a scratch data directory")?;
+    let store = Arc::new(SqliteStore::open(scratch.path(), SqliteOptions::default())?);
+    let engine = Engine::new(store, embedder.clone(), EngineConfig::default());
+    let schema = Schema::new("locomo_eval")?;
+
+    let total_questions: usize = samples
+        .iter()
+        .flat_map(|s| &s.qa)
+        .filter(|q| !evidence_ids(&q.evidence).is_empty())
+        .count();
+    let mut progress = Progress {
+        total: total_questions,
+        done: 0,
+        tty: std::io::stderr().is_terminal(),
+        started: Instant::now(),
+    };
+    let mut by_category: BTreeMap<u32, Tally> = BTreeMap::new();
+    let mut latencies_ms: Vec<f64> = Vec::new();
+    let mut memories = 0usize;
+    let mut retain_seconds = 0.0;
+    for sample in &samples {
+        let bank = format!("locomo-{}", sample.sample_id.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+        let t0 = Instant::now();
+        let mut session = 1;
+        while let Some(turns) = sample.conversation.get(&format!("session_{session}")) {
+            let turns: Vec<Turn> = serde_json::from_value(turns.clone())
+                .with_context(|| format!("{} session {session} has malformed turns", sample.sample_id))?;
+            let date = sample
+                .conversation
+                .get(&format!("session_{session}_date_time"))
+                .and_then(Value::as_str)
+                .and_then(parse_session_date);
+            let texts: Vec<String> = turns.iter().map(turn_text).collect();
+            let requests: Vec<RetainRequest> = turns
+                .iter()
+                .enumerate()
+                .map(|(i, turn)| {
+                    let lo = i.saturating_sub(args.neighbours);
+                    let hi = (i + args.neighbours + 1).min(texts.len());
+                    let context: Vec<&str> = (lo..hi).filter(|j| *j != i).map(|j| texts[j].as_str()).collect();
+                    let mut metadata = Metadata::new();
+                    metadata.insert("dia_id".into(), json!(turn.dia_id));
+                    metadata.insert("speaker".into(), json!(turn.speaker));
+                    RetainRequest {
+                        bank_id: bank.clone(),
+                        content: texts[i].clone(),
+                        metadata,
+                        occurred_at: date,
+                        content_type: ContentType::Text,
+                        context: (!context.is_empty()).then(|| context.join("\n")),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            memories += requests.len();
+            engine.retain_many(&schema, requests).await?;
+            session += 1;
+        }
+        retain_seconds += t0.elapsed().as_secs_f64();
+        for qa in &sample.qa {
+            let evidence = evidence_ids(&qa.evidence);
+            if evidence.is_empty() {
+                continue;
+            }
+            let t = Instant::now();
+            let result = engine
+                .recall(
+                    &schema,
+                    RecallRequest {
+                        query: qa.question.clone(),
+                        banks: vec![bank.clone()],
+                        max_results: Some(*KS.last().unwrap_or(&20)),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let ranked: Vec<&str> = result
+                .hits
+                .iter()
+                .filter_map(|h| h.memory.metadata.get("dia_id").and_then(Value::as_str))
+                .collect();
+            let found_at: Vec<Option<usize>> = evidence
+                .iter()
+                .map(|e| ranked.iter().position(|r| r == e))
+                .collect();
+            by_category.entry(qa.category).or_default().add(&found_at);
+            progress.tick(&sample.sample_id);
+        }
+    }
+    if progress.tty {
+        eprintln!();
+    }
+    latencies_ms.sort_by(f64::total_cmp);
+    let mut pooled = Tally::default();
+    let mut overall = Tally::default();
+    let mut categories = serde_json::Map::new();
+    for (category, tally) in &by_category {
+        categories.insert(category.to_string(), tally.to_json());
+        if (1..=4).contains(category) {
+            pooled.merge(tally);
+        }
+        overall.merge(tally);
+    }
+    categories.insert("1-4".into(), pooled.to_json());
+    categories.insert("all".into(), overall.to_json());
+    let report = json!({
+        "embedder": embedder.model(),
+        "conversations": samples.len(),
+        "memories": memories,
+        "questions": overall.questions,
+        "retain_per_second": round4(memories as f64 / retain_seconds.max(1e-9)),
+        "recall_latency_ms": {
+            "p50": round4(percentile(&latencies_ms, 50.0)),
+            "p95": round4(percentile(&latencies_ms, 95.0)),
+        },
+        "categories": categories,
+    });
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "LoCoMo evidence recall — embedder {}, {} conversations, {} memories, {} questions",
+        embedder.model(),
+        samples.len(),
+        memories,
+        overall.questions
+    );
+    println!("{:<10}{:>6}  {:>8}{:>8}{:>8}{:>8}  {:>7}{:>7}{:>7}{:>7}", "category", "n", "frac@1", "frac@5", "frac@10", "frac@20", "any@1", "any@5", "any@10", "any@20");
+    let mut rows: Vec<(String, &Tally)> = by_category.iter().map(|(c, t)| (c.to_string(), t)).collect();
+    rows.push(("1-4".into(), &pooled));
+    rows.push(("all".into(), &overall));
+    for (name, t) in rows {
+        let n = t.questions.max(1) as f64;
+        println!(
+            "{:<10}{:>6}  {:>8.3}{:>8.3}{:>8.3}{:>8.3}  {:>7.3}{:>7.3}{:>7.3}{:>7.3}",
+            name, t.questions, t.frac[0] / n, t.frac[1] / n, t.frac[2] / n, t.frac[3] / n, t.any[0] / n, t.any[1] / n, t.any[2] / n, t.any[3] / n
+        );
+    }
+    println!(
+        "recall latency p50 {:.2} ms, p95 {:.2} ms; retain {:.0} memories/s",
+        percentile(&latencies_ms, 50.0),
+        percentile(&latencies_ms, 95.0),
+        memories as f64 / retain_seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_dates_parse() {
+        let t = parse_session_date("1:56 pm on 8 May, 2023").expect("parses");
+        assert_eq!(t.to_rfc3339(), "2023-05-08T13:56:00+00:00");
+        assert!(parse_session_date("10:37 am on 27 June, 2023").is_some());
+    }
+
+    #[test]
+    fn evidence_ids_are_split_and_cleaned() {
+        let raw = vec!["D8:6; D9:17".to_string(), "D".to_string(), "D1:3".to_string()];
+        assert_eq!(evidence_ids(&raw), vec!["D1:3", "D8:6", "D9:17"]);
+    }
+
+    #[test]
+    fn tally_counts_fractions_and_any() {
+        let mut t = Tally::default();
+        t.add(&[Some(0), None]);
+        t.add(&[Some(7)]);
+        assert_eq!(t.questions, 2);
+        assert!((t.frac[0] - 0.5).abs() < 1e-9); // k=1: first question half, second none
+        assert!((t.any[2] - 2.0).abs() < 1e-9); // k=10: both found something
+    }
+}
