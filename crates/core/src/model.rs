@@ -138,8 +138,9 @@ pub enum ContentType {
     Document,
 }
 
-/// What a caller asks to retain.
-#[derive(Debug, Clone, Default)]
+/// What a caller asks to retain. Serialisable so it can wait in a job queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RetainRequest {
     /// Target bank.
     pub bank_id: String,

@@ -182,6 +182,28 @@ pub trait TenantStore: Send + Sync {
     /// How many visible memories the bank holds.
     async fn count(&self, bank: &BankId) -> Result<u64>;
 
+    /// Replaces the vectors of existing memories (re-embedding after a model change) and
+    /// records `space` as the tenant's embedding space, in one transaction.
+    async fn replace_embeddings(
+        &self,
+        _space: &EmbeddingSpace,
+        _vectors: Vec<(MemoryId, Vec<f32>)>,
+    ) -> Result<()> {
+        Err(crate::Error::Unsupported(
+            "this store cannot replace embeddings".into(),
+        ))
+    }
+
+    /// A tenant-level setting (lifecycle policies, legal holds), as JSON.
+    async fn setting(&self, _key: &str) -> Result<Option<serde_json::Value>> {
+        Err(crate::Error::Unsupported("this store keeps no settings".into()))
+    }
+
+    /// Stores a tenant-level setting; `None` removes it.
+    async fn put_setting(&self, _key: &str, _value: Option<serde_json::Value>) -> Result<()> {
+        Err(crate::Error::Unsupported("this store keeps no settings".into()))
+    }
+
     /// This tenant's background job queue, when the backend keeps one.
     fn jobs(&self) -> Option<Arc<dyn crate::jobs::JobQueue>> {
         None
