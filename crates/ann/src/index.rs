@@ -6,7 +6,7 @@ use std::fmt;
 
 use parking_lot::Mutex;
 
-use crate::distance::{dot, normalised};
+use crate::distance::{dot, dot_i8, normalised, quantize, touch, touch_i8};
 use crate::visited::VisitedSet;
 use crate::{AnnError, HnswParams};
 
@@ -24,11 +24,16 @@ const EXACT_MAX_NODES: usize = 1024;
 /// Filter selectivity is estimated from this many sampled nodes.
 const FILTER_SAMPLES: u64 = 256;
 
-/// Rough number of distance computations a layer-0 walk makes per unit of
-/// `ef` when nothing is filtered out. Used only to choose between a filtered
-/// graph walk (whose cost grows as `1 / selectivity`) and an exact scan over
-/// the matching entries (whose cost grows with their number).
-const VISITS_PER_EF: usize = 24;
+/// Crossover constant between a filtered graph walk and an exact scan over
+/// the matching entries. A walk's cost grows roughly as `1 / selectivity`, a
+/// scan's with the number of matches `m`; the scan is chosen when
+/// `m * m <= EXACT_CROSSOVER * ef * n`. Measured with `ann_bench`-style data:
+/// the two cost the same at about 5% selectivity for 100k x 384 and 10-15%
+/// for 20k x 128, which this value reproduces.
+const EXACT_CROSSOVER: usize = 4;
+
+/// Exact scans gather this many matching nodes before scoring them.
+const EXACT_BLOCK: usize = 64;
 
 /// At most this many idle visited sets are kept for reuse.
 const VISITED_POOL_MAX: usize = 32;
@@ -61,6 +66,20 @@ impl PartialEq for Cand {
 }
 impl Eq for Cand {}
 
+/// A vector prepared for graph navigation: its int8 codes and scale.
+pub(crate) struct Probe {
+    codes: Vec<i8>,
+    scale: f32,
+}
+
+impl Probe {
+    fn new(v: &[f32]) -> Self {
+        let mut codes = Vec::with_capacity(v.len());
+        let scale = quantize(v, &mut codes);
+        Self { codes, scale }
+    }
+}
+
 /// A result as returned to callers: best first = higher similarity, then
 /// smaller key.
 #[derive(Clone, Copy)]
@@ -90,6 +109,12 @@ impl Eq for Ranked {}
 /// Sorts best first: similarity descending, then key ascending.
 fn sort_results(v: &mut [(u64, f32)]) {
     v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+}
+
+/// The `j`-th node sampled to estimate filter selectivity. Hashed, so the
+/// sample is not aligned with any insertion-order pattern in the keys.
+fn sample_position(j: u64, n: usize) -> usize {
+    (splitmix64(j ^ 0xF11_7E5) % n as u64) as usize
 }
 
 /// SplitMix64 finaliser: a cheap, well-mixed 64-bit hash.
@@ -124,8 +149,12 @@ pub struct HnswIndex {
     /// Max links on layer 0 (`2 * m`).
     pub(crate) m0: usize,
     level_mult: f64,
-    /// Node vectors, `dim` floats per node.
+    /// Node vectors, `dim` floats per node: the exact data, used for scores.
     pub(crate) vectors: Vec<f32>,
+    /// Int8 codes of the vectors, `dim` per node, and one scale per node:
+    /// what the graph walk reads (a quarter of the memory traffic).
+    pub(crate) codes: Vec<i8>,
+    pub(crate) scales: Vec<f32>,
     pub(crate) keys: Vec<u64>,
     pub(crate) levels: Vec<u8>,
     pub(crate) deleted: Vec<bool>,
@@ -139,6 +168,30 @@ pub struct HnswIndex {
     pub(crate) entry: Option<u32>,
     pub(crate) max_level: usize,
     visited_pool: Mutex<Vec<VisitedSet>>,
+}
+
+impl Clone for HnswIndex {
+    fn clone(&self) -> Self {
+        Self {
+            dim: self.dim,
+            params: self.params.clone(),
+            m0: self.m0,
+            level_mult: self.level_mult,
+            vectors: self.vectors.clone(),
+            codes: self.codes.clone(),
+            scales: self.scales.clone(),
+            keys: self.keys.clone(),
+            levels: self.levels.clone(),
+            deleted: self.deleted.clone(),
+            links0: self.links0.clone(),
+            upper: self.upper.clone(),
+            key_to_node: self.key_to_node.clone(),
+            entry: self.entry,
+            max_level: self.max_level,
+            // Scratch space only; the copy grows its own.
+            visited_pool: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl fmt::Debug for HnswIndex {
@@ -164,6 +217,8 @@ impl HnswIndex {
             m0,
             params,
             vectors: Vec::new(),
+            codes: Vec::new(),
+            scales: Vec::new(),
             keys: Vec::new(),
             levels: Vec::new(),
             deleted: Vec::new(),
@@ -218,6 +273,43 @@ impl HnswIndex {
         self.key_to_node.keys().copied()
     }
 
+    /// Reserves room for `additional` more nodes, so a bulk rebuild does not
+    /// repeatedly reallocate (and copy) the arenas.
+    pub fn reserve(&mut self, additional: usize) {
+        self.vectors.reserve(additional * self.dim);
+        self.codes.reserve(additional * self.dim);
+        self.scales.reserve(additional);
+        self.keys.reserve(additional);
+        self.levels.reserve(additional);
+        self.deleted.reserve(additional);
+        self.links0.reserve(additional * (self.m0 + 1));
+        self.upper.reserve(additional);
+        self.key_to_node.reserve(additional);
+    }
+
+    /// Approximate heap memory held by the index, in bytes (for metrics).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let upper: usize = self
+            .upper
+            .iter()
+            .map(|u| u.capacity() * size_of::<u32>())
+            .sum();
+        let visited: usize = self.visited_pool.lock().iter().map(|v| v.bytes()).sum();
+        self.vectors.capacity() * size_of::<f32>()
+            + self.codes.capacity()
+            + self.scales.capacity() * size_of::<f32>()
+            + self.keys.capacity() * size_of::<u64>()
+            + self.levels.capacity()
+            + self.deleted.capacity()
+            + self.links0.capacity() * size_of::<u32>()
+            + self.upper.capacity() * size_of::<Vec<u32>>()
+            + upper
+            // hashbrown: key, value and one control byte per bucket.
+            + self.key_to_node.capacity() * (size_of::<u64>() + size_of::<u32>() + 1)
+            + visited
+    }
+
     /// Inserts or replaces the vector stored under `key`.
     ///
     /// Replacing tombstones the old node and links a new one (HNSW cannot
@@ -248,13 +340,15 @@ impl HnswIndex {
         let idx = self.keys.len() as u32;
         let level = self.level_for(key);
         self.vectors.extend_from_slice(&v);
+        let scale = quantize(&v, &mut self.codes);
+        self.scales.push(scale);
         self.keys.push(key);
         self.levels.push(level as u8);
         self.deleted.push(false);
         self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
         self.upper.push(vec![0; level * (self.params.m + 1)]);
         self.key_to_node.insert(key, idx);
-        self.link_new(idx, &v);
+        self.link_new(idx);
         Ok(())
     }
 
@@ -277,7 +371,15 @@ impl HnswIndex {
     /// Rebuilds the graph from the live entries only, dropping tombstones.
     /// Deterministic: live nodes are re-inserted in their original order.
     pub fn compact(&mut self) {
+        *self = self.compacted();
+    }
+
+    /// Like [`compact`](Self::compact) but builds the new index from a shared
+    /// reference, so a caller can compact a copy without blocking readers
+    /// and swap it in afterwards. Costs a full rebuild (insert speed).
+    pub fn compacted(&self) -> HnswIndex {
         let mut fresh = HnswIndex::new(self.dim, self.params.clone());
+        fresh.reserve(self.len());
         for i in 0..self.keys.len() {
             if !self.deleted[i] {
                 // Cannot fail: dimension and finiteness were checked on the
@@ -285,8 +387,7 @@ impl HnswIndex {
                 let _ = fresh.insert(self.keys[i], self.vec(i as u32));
             }
         }
-        fresh.visited_pool = Mutex::new(std::mem::take(self.visited_pool.get_mut()));
-        *self = fresh;
+        fresh
     }
 
     /// Top-`k` live entries by cosine similarity to `query`, best first (ties
@@ -319,27 +420,32 @@ impl HnswIndex {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
-        let ef = ef.max(k);
+        // Nothing can return more than every live entry; clamping also keeps
+        // heap capacities sane for absurd `k` or `ef`.
+        let k = k.min(self.len());
+        let ef = ef.max(k).min(self.keys.len());
         if self.prefer_exact(ef, filter) {
             return self.exact(&q, k, filter);
         }
 
+        let probe = Probe::new(&q);
         let mut cur = Cand {
-            sim: dot(&q, self.vec(entry)),
+            sim: self.approx(&probe, entry),
             idx: entry,
         };
         for level in (1..=self.max_level).rev() {
-            cur = self.greedy(&q, cur, level);
+            cur = self.greedy(&probe, cur, level);
         }
         let accept = |i: u32| {
             let i = i as usize;
             !self.deleted[i] && filter(self.keys[i])
         };
         let n = self.keys.len();
-        // Past this many distance computations an exact scan is cheaper.
-        let budget = (n / 4).max(ef * VISITS_PER_EF * 4);
+        // Past this many distance computations an exact scan is cheaper (the
+        // selectivity estimate was wrong, or matches are far from the query).
+        let budget = (n / 4).max(ef * 64);
         let mut visited = self.take_visited();
-        let found = self.search_layer(&q, &[cur], ef, 0, &mut visited, accept, budget);
+        let found = self.search_layer(&probe, &[cur], ef, 0, &mut visited, accept, budget);
         self.give_visited(visited);
 
         if found.len() < k {
@@ -348,9 +454,15 @@ impl HnswIndex {
             // got here).
             return self.exact(&q, k, filter);
         }
-        let mut out: Vec<(u64, f32)> = found
+        // The walk ranked candidates by int8 similarity; rescore the `ef`
+        // survivors exactly so scores and order match `search_exact`.
+        let ids: Vec<u32> = found.iter().map(|c| c.idx).collect();
+        let mut sims = Vec::with_capacity(ids.len());
+        self.exact_into(&q, &ids, &mut sims);
+        let mut out: Vec<(u64, f32)> = ids
             .iter()
-            .map(|c| (self.keys[c.idx as usize], c.sim))
+            .zip(&sims)
+            .map(|(&i, &sim)| (self.keys[i as usize], sim))
             .collect();
         sort_results(&mut out);
         out.truncate(k);
@@ -380,6 +492,34 @@ impl HnswIndex {
     pub(crate) fn vec(&self, i: u32) -> &[f32] {
         let s = i as usize * self.dim;
         &self.vectors[s..s + self.dim]
+    }
+
+    #[inline]
+    fn code(&self, i: u32) -> &[i8] {
+        let s = i as usize * self.dim;
+        &self.codes[s..s + self.dim]
+    }
+
+    /// Approximate similarity of a probe to node `i` from int8 codes.
+    #[inline]
+    fn approx(&self, p: &Probe, i: u32) -> f32 {
+        dot_i8(&p.codes, self.code(i)) as f32 * (p.scale * self.scales[i as usize])
+    }
+
+    /// Approximate similarity between two nodes; same formula as
+    /// [`Self::approx`] with `a`'s own probe.
+    #[inline]
+    fn approx_pair(&self, a: u32, b: u32) -> f32 {
+        dot_i8(self.code(a), self.code(b)) as f32
+            * (self.scales[a as usize] * self.scales[b as usize])
+    }
+
+    /// The probe for an existing node (used while linking it).
+    fn node_probe(&self, i: u32) -> Probe {
+        Probe {
+            codes: self.code(i).to_vec(),
+            scale: self.scales[i as usize],
+        }
     }
 
     /// Max links on `level`.
@@ -432,6 +572,8 @@ impl HnswIndex {
 
     fn clear_storage(&mut self) {
         self.vectors = Vec::new();
+        self.codes = Vec::new();
+        self.scales = Vec::new();
         self.keys = Vec::new();
         self.levels = Vec::new();
         self.deleted = Vec::new();
@@ -467,10 +609,8 @@ impl HnswIndex {
 
     /// Decides whether an exact scan is cheaper than a filtered graph walk.
     ///
-    /// A walk must visit roughly `VISITS_PER_EF * ef / selectivity` nodes to
-    /// collect `ef` matches; an exact scan computes one dot product per
-    /// match. With `m` estimated matches among `n` nodes the scan wins when
-    /// `m * m <= VISITS_PER_EF * ef * n`.
+    /// Selectivity is estimated from a fixed pseudo-random sample of nodes;
+    /// see [`EXACT_CROSSOVER`] for the rule.
     fn prefer_exact(&self, ef: usize, filter: &dyn Fn(u64) -> bool) -> bool {
         let n = self.keys.len();
         if n <= EXACT_MAX_NODES {
@@ -478,9 +618,7 @@ impl HnswIndex {
         }
         let (mut seen, mut hit) = (0u64, 0u64);
         for j in 0..FILTER_SAMPLES {
-            // Hashed positions, so the sample is not aligned with any
-            // insertion-order pattern in the keys.
-            let i = (splitmix64(j ^ 0xF11_7E5) % n as u64) as usize;
+            let i = sample_position(j, n);
             if !self.deleted[i] {
                 seen += 1;
                 if filter(self.keys[i]) {
@@ -492,26 +630,40 @@ impl HnswIndex {
             return true;
         }
         let est = hit as f64 / seen as f64 * self.len() as f64;
-        est * est <= (VISITS_PER_EF * ef) as f64 * n as f64
+        est * est <= (EXACT_CROSSOVER * ef) as f64 * n as f64
     }
 
     fn exact(&self, q: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         // Min-heap of the best k so far (worst on top).
         let mut heap: BinaryHeap<Reverse<Ranked>> =
             BinaryHeap::with_capacity(k.min(self.len()) + 1);
-        for (i, &key) in self.keys.iter().enumerate() {
-            if self.deleted[i] || !filter(key) {
-                continue;
+        // Gather matches in blocks and score each block together: with a
+        // selective filter the matching vectors are scattered, and batching
+        // overlaps their cache misses.
+        let mut ids: Vec<u32> = Vec::with_capacity(EXACT_BLOCK);
+        let mut sims: Vec<f32> = Vec::with_capacity(EXACT_BLOCK);
+        let mut i = 0usize;
+        let n = self.keys.len();
+        while i < n {
+            ids.clear();
+            while i < n && ids.len() < EXACT_BLOCK {
+                if !self.deleted[i] && filter(self.keys[i]) {
+                    ids.push(i as u32);
+                }
+                i += 1;
             }
-            let r = Ranked {
-                sim: dot(q, self.vec(i as u32)),
-                key,
-            };
-            if heap.len() < k {
-                heap.push(Reverse(r));
-            } else if heap.peek().is_some_and(|w| r > w.0) {
-                heap.pop();
-                heap.push(Reverse(r));
+            self.exact_into(q, &ids, &mut sims);
+            for (&id, &sim) in ids.iter().zip(&sims) {
+                let r = Ranked {
+                    sim,
+                    key: self.keys[id as usize],
+                };
+                if heap.len() < k {
+                    heap.push(Reverse(r));
+                } else if heap.peek().is_some_and(|w| r > w.0) {
+                    heap.pop();
+                    heap.push(Reverse(r));
+                }
             }
         }
         // Ascending Reverse = descending Ranked = best first.
@@ -523,11 +675,13 @@ impl HnswIndex {
 
     /// Greedy descent on an upper layer: move to the most similar neighbour
     /// until none improves.
-    fn greedy(&self, q: &[f32], mut cur: Cand, level: usize) -> Cand {
+    fn greedy(&self, q: &Probe, mut cur: Cand, level: usize) -> Cand {
+        let mut sims = Vec::new();
         loop {
+            let links = self.links(cur.idx, level);
+            self.sims_into(q, links, &mut sims);
             let mut improved = false;
-            for &nb in self.links(cur.idx, level) {
-                let sim = dot(q, self.vec(nb));
+            for (&nb, &sim) in links.iter().zip(&sims) {
                 if sim > cur.sim {
                     cur = Cand { sim, idx: nb };
                     improved = true;
@@ -539,6 +693,31 @@ impl HnswIndex {
         }
     }
 
+    /// Approximate similarities of `q` to each node in `ids`, into `out`
+    /// (cleared first). All the code vectors are touched first so their
+    /// cache misses overlap; see [`touch`].
+    fn sims_into(&self, q: &Probe, ids: &[u32], out: &mut Vec<f32>) {
+        let mut t = 0u32;
+        for &i in ids {
+            t ^= touch_i8(self.code(i));
+        }
+        std::hint::black_box(t);
+        out.clear();
+        out.extend(ids.iter().map(|&i| self.approx(q, i)));
+    }
+
+    /// Exact similarities of `q` to each node in `ids`, into `out` (cleared
+    /// first), with the same cache-miss batching as [`Self::sims_into`].
+    fn exact_into(&self, q: &[f32], ids: &[u32], out: &mut Vec<f32>) {
+        let mut t = 0u32;
+        for &i in ids {
+            t ^= touch(self.vec(i));
+        }
+        std::hint::black_box(t);
+        out.clear();
+        out.extend(ids.iter().map(|&i| dot(q, self.vec(i))));
+    }
+
     /// Best-first search on one layer. Every reachable node routes the walk,
     /// but only nodes passing `accept` enter the result list, which keeps the
     /// `ef` best. Stops when the best unexpanded candidate is worse than the
@@ -547,7 +726,7 @@ impl HnswIndex {
     #[allow(clippy::too_many_arguments)]
     fn search_layer<F: Fn(u32) -> bool>(
         &self,
-        q: &[f32],
+        q: &Probe,
         entry: &[Cand],
         ef: usize,
         level: usize,
@@ -569,17 +748,23 @@ impl HnswIndex {
             }
         }
         let mut computed = 0usize;
-        'walk: while let Some(c) = cands.pop() {
+        let mut pending: Vec<u32> = Vec::with_capacity(self.m0);
+        let mut sims: Vec<f32> = Vec::with_capacity(self.m0);
+        while let Some(c) = cands.pop() {
             let worst = results.peek().map_or(f32::NEG_INFINITY, |w| w.0.sim);
             if results.len() >= ef && c.sim < worst {
                 break;
             }
-            for &nb in self.links(c.idx, level) {
-                if !visited.insert(nb) {
-                    continue;
-                }
-                let sim = dot(q, self.vec(nb));
-                computed += 1;
+            pending.clear();
+            pending.extend(
+                self.links(c.idx, level)
+                    .iter()
+                    .copied()
+                    .filter(|&nb| visited.insert(nb)),
+            );
+            self.sims_into(q, &pending, &mut sims);
+            computed += pending.len();
+            for (&nb, &sim) in pending.iter().zip(&sims) {
                 let worst = results.peek().map_or(f32::NEG_INFINITY, |w| w.0.sim);
                 if results.len() < ef || sim > worst {
                     let cand = Cand { sim, idx: nb };
@@ -593,7 +778,7 @@ impl HnswIndex {
                 }
             }
             if computed >= budget {
-                break 'walk;
+                break;
             }
         }
         results
@@ -613,24 +798,24 @@ impl HnswIndex {
             if out.len() >= m {
                 break;
             }
-            let v = self.vec(c.idx);
-            if out.iter().all(|s| dot(v, self.vec(s.idx)) <= c.sim) {
+            if out.iter().all(|s| self.approx_pair(c.idx, s.idx) <= c.sim) {
                 out.push(c);
             }
         }
     }
 
-    /// Links freshly appended node `idx` (vector `q`) into every layer up to
-    /// its level.
-    fn link_new(&mut self, idx: u32, q: &[f32]) {
+    /// Links freshly appended node `idx` into every layer up to its level.
+    fn link_new(&mut self, idx: u32) {
         let level = self.levels[idx as usize] as usize;
         let Some(ep) = self.entry else {
             self.entry = Some(idx);
             self.max_level = level;
             return;
         };
+        let probe = self.node_probe(idx);
+        let q = &probe;
         let mut cur = Cand {
-            sim: dot(q, self.vec(ep)),
+            sim: self.approx(q, ep),
             idx: ep,
         };
         for lc in (level + 1..=self.max_level).rev() {
@@ -696,16 +881,20 @@ impl HnswIndex {
             slots[base] = (count + 1) as u32;
             return;
         }
-        let tv = self.vec(target);
+        let tv = self.node_probe(target);
         // Tombstoned neighbours are dropped here, so removed nodes gradually
         // fall out of the graph as their neighbourhoods are updated.
-        let mut cands: Vec<Cand> = current
+        let live: Vec<u32> = current
             .iter()
-            .filter(|&&n| !self.deleted[n as usize])
-            .map(|&n| Cand {
-                sim: dot(tv, self.vec(n)),
-                idx: n,
-            })
+            .copied()
+            .filter(|&n| !self.deleted[n as usize])
+            .collect();
+        let mut sims = Vec::with_capacity(live.len());
+        self.sims_into(&tv, &live, &mut sims);
+        let mut cands: Vec<Cand> = live
+            .iter()
+            .zip(&sims)
+            .map(|(&idx, &sim)| Cand { sim, idx })
             .collect();
         cands.push(Cand { sim, idx: new });
         cands.sort_unstable_by(|a, b| b.cmp(a));
@@ -753,6 +942,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn graph_walk_falls_back_to_exact_scan() {
+        let mut idx = HnswIndex::new(3, HnswParams::default());
+        for k in 0..3000u64 {
+            let f = k as f32 * 0.01;
+            idx.insert(k, &unit(&[f.sin(), f.cos(), (f * 0.3).sin()]))
+                .expect("insert");
+        }
+        // Accept exactly the sampled nodes: the estimate says "everything
+        // matches", so the graph is walked, but it can supply at most ~256
+        // matches and k is larger: the exact scan must take over.
+        let sampled: std::collections::HashSet<u64> = (0..FILTER_SAMPLES)
+            .map(|j| sample_position(j, idx.keys.len()) as u64)
+            .collect();
+        let filter = |k: u64| sampled.contains(&k);
+        assert!(!idx.prefer_exact(64, &filter));
+        let q = unit(&[0.2, 0.9, 0.1]);
+        let got = idx.search(&q, 300, &filter);
+        assert_eq!(got.len(), sampled.len());
+        assert_eq!(got, idx.search_exact(&q, 300, &filter));
     }
 
     #[test]

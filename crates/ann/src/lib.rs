@@ -24,10 +24,35 @@
 //!   ids to `u64` keys and express scoping as a filter;
 //! - no internal locking for writers: mutation takes `&mut self`, so callers
 //!   wrap it in a `RwLock`; searches take `&self` and may run concurrently;
-//! - no distance metrics other than cosine, and no quantisation.
+//! - no distance metrics other than cosine, and no lossy storage: the f32
+//!   vectors are always kept (the int8 copies below only steer the walk);
+//! - no parallel build and no in-place graph repair on removal: removed
+//!   entries become tombstones until [`HnswIndex::compact`] rebuilds.
 //!
 //! Vectors are expected to be L2-normalised; any that are not are normalised
 //! on the way in (queries included), so scores are always cosine similarity.
+//! Internally the graph walk compares int8-quantised copies of the vectors
+//! (a quarter of the memory traffic, which dominates at 100k+ vectors); the
+//! candidates it finds are then rescored with the f32 vectors, so returned
+//! scores are exact and identical to [`HnswIndex::search_exact`]'s.
+//!
+//! ```
+//! use astrocyte_ann::{HnswIndex, HnswParams};
+//!
+//! let mut index = HnswIndex::new(3, HnswParams::default());
+//! index.insert(1, &[1.0, 0.0, 0.0])?;
+//! index.insert(2, &[0.0, 1.0, 0.0])?;
+//! index.insert(3, &[0.7, 0.7, 0.0])?;
+//!
+//! let hits = index.search(&[1.0, 0.1, 0.0], 2, &|key| key != 3);
+//! assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
+//!
+//! let mut snapshot = Vec::new();
+//! index.write_to(&mut snapshot)?;
+//! let restored = HnswIndex::read_from(&mut snapshot.as_slice())?;
+//! assert_eq!(restored.len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 mod distance;

@@ -19,12 +19,14 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
+use crate::distance::quantize;
 use crate::index::{sanitise, splitmix64, HnswIndex, MAX_LEVEL, MAX_NODES};
 use crate::{AnnError, HnswParams};
 
 const MAGIC: &[u8; 8] = b"ASTRHNSW";
 const VERSION: u32 = 1;
-/// Refuse dimensions beyond this when reading (no real embedding is close).
+/// Largest dimension a snapshot may hold (no real embedding is close); a
+/// bound so a corrupt header cannot request a huge buffer.
 const MAX_DIM: usize = 1 << 16;
 const NO_ENTRY: u32 = u32::MAX;
 
@@ -175,6 +177,16 @@ impl HnswIndex {
             w: BufWriter::with_capacity(1 << 16, w),
             sum: Checksum::new(),
         };
+        if self.dim > MAX_DIM {
+            // read_from would refuse it; fail now rather than at load time.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "dimension {} exceeds the snapshot limit {MAX_DIM}",
+                    self.dim
+                ),
+            ));
+        }
         out.put(MAGIC)?;
         out.u32(VERSION)?;
         out.u32(to_u32(self.dim, "dimension")?)?;
@@ -261,6 +273,7 @@ impl HnswIndex {
         // large allocation before the data is actually there.
         let reserve = nodes.min(1 << 16);
         idx.vectors.reserve(reserve * dim);
+        idx.codes.reserve(reserve * dim);
         idx.keys.reserve(reserve);
         idx.links0.reserve(reserve * (idx.m0 + 1));
 
@@ -273,10 +286,11 @@ impl HnswIndex {
                 return Err(corrupt(format!("node {i}: unknown flags {flags:#x}")));
             }
             let level = inp.u8()?;
-            if level as usize > MAX_LEVEL {
+            if level as usize > max_level {
                 return Err(corrupt(format!("node {i}: level {level} out of range")));
             }
             inp.take(&mut vbuf)?;
+            let start = idx.vectors.len();
             for c in vbuf.chunks_exact(4) {
                 let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 if !x.is_finite() {
@@ -284,6 +298,10 @@ impl HnswIndex {
                 }
                 idx.vectors.push(x);
             }
+            // Navigation codes are derived, not stored: recomputing them is
+            // deterministic and keeps the format independent of them.
+            let scale = quantize(&idx.vectors[start..], &mut idx.codes);
+            idx.scales.push(scale);
             idx.keys.push(key);
             idx.deleted.push(flags == 1);
             idx.levels.push(level);

@@ -21,6 +21,11 @@ impl VisitedSet {
         }
     }
 
+    /// Heap bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.marks.capacity() * std::mem::size_of::<u32>()
+    }
+
     /// Marks `i`; returns true if it was not yet visited in this search.
     #[inline]
     pub(crate) fn insert(&mut self, i: u32) -> bool {

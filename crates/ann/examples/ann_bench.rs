@@ -1,0 +1,279 @@
+//! HNSW benchmark: insert throughput, search latency percentiles, recall@k
+//! against exact search, filtered search and snapshot round trip.
+//!
+//! ```text
+//! cargo run --release -p astrocyte-ann --example ann_bench -- --n 100000 --dim 384
+//! ```
+//!
+//! Options: `--n`, `--dim`, `--queries` (latency sample, default 1000),
+//! `--recall-queries` (default 200), `--k` (10), `--m`, `--ef-construction`,
+//! `--ef-search`, `--clusters` (100), `--latent` (intrinsic dimension of the
+//! synthetic data, default 32; 0 = clusters with full-dimensional isotropic
+//! noise), `--seed`.
+
+use std::time::{Duration, Instant};
+
+use astrocyte_ann::{HnswIndex, HnswParams};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{recall, Clustered};
+
+struct Args {
+    n: usize,
+    dim: usize,
+    queries: usize,
+    recall_queries: usize,
+    k: usize,
+    clusters: usize,
+    latent: usize,
+    seed: u64,
+    params: HnswParams,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        n: 100_000,
+        dim: 384,
+        queries: 1000,
+        recall_queries: 200,
+        k: 10,
+        clusters: 100,
+        latent: 32,
+        seed: 42,
+        params: HnswParams::default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("missing value for {flag}"))?;
+        let num = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        match flag.as_str() {
+            "--n" => a.n = num()?,
+            "--dim" => a.dim = num()?,
+            "--queries" => a.queries = num()?,
+            "--recall-queries" => a.recall_queries = num()?,
+            "--k" => a.k = num()?,
+            "--clusters" => a.clusters = num()?,
+            "--latent" => a.latent = num()?,
+            "--seed" => a.seed = num()? as u64,
+            "--m" => a.params.m = num()?,
+            "--ef-construction" => a.params.ef_construction = num()?,
+            "--ef-search" => a.params.ef_search = num()?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+/// Nanoseconds this thread has spent on a CPU (Linux schedstat), so the
+/// report can separate our cost from time lost to other processes on a
+/// shared machine. `None` where unavailable.
+fn on_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Latency percentiles and mean recall of `search` vs `search_exact` under a
+/// filter.
+fn measure(
+    idx: &HnswIndex,
+    queries: &[Vec<f32>],
+    recall_n: usize,
+    k: usize,
+    ef: usize,
+    filter: &dyn Fn(u64) -> bool,
+) -> (Duration, Duration, Duration, f64) {
+    let mut lat = Vec::with_capacity(queries.len());
+    for q in queries {
+        let t = Instant::now();
+        let r = idx.search_with_ef(q, k, ef, filter);
+        lat.push(t.elapsed());
+        std::hint::black_box(r);
+    }
+    lat.sort();
+    let mut total = 0.0;
+    let rq = &queries[..recall_n.min(queries.len())];
+    for q in rq {
+        let approx = idx.search_with_ef(q, k, ef, filter);
+        let exact = idx.search_exact(q, k, filter);
+        total += recall(&approx, &exact);
+    }
+    let rec = if rq.is_empty() {
+        1.0
+    } else {
+        total / rq.len() as f64
+    };
+    (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95),
+        percentile(&lat, 0.99),
+        rec,
+    )
+}
+
+fn main() {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ann_bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "ann_bench: n={} dim={} k={} params={:?} data: {} clusters, latent dim {}",
+        a.n, a.dim, a.k, a.params, a.clusters, a.latent
+    );
+
+    let t = Instant::now();
+    let mut gen = Clustered::new(a.dim, a.clusters, a.latent, a.seed);
+    let data = gen.take(a.n);
+    let queries = gen.take(a.queries.max(a.recall_queries));
+    println!("generated data in {:.1}s", t.elapsed().as_secs_f64());
+
+    // Insert, timing each tenth separately to show how cost grows with size.
+    let mut idx = HnswIndex::new(a.dim, a.params.clone());
+    idx.reserve(a.n);
+    let tenth = (a.n / 10).max(1);
+    let mut tenths = Vec::new();
+    let cpu0 = on_cpu_ns();
+    let start = Instant::now();
+    let mut t_chunk = Instant::now();
+    for (i, v) in data.iter().enumerate() {
+        if let Err(e) = idx.insert(i as u64, v) {
+            eprintln!("insert failed: {e}");
+            std::process::exit(1);
+        }
+        if (i + 1) % tenth == 0 {
+            tenths.push(tenth as f64 / t_chunk.elapsed().as_secs_f64());
+            t_chunk = Instant::now();
+        }
+    }
+    let build = start.elapsed();
+    println!(
+        "insert: {} vectors in {:.2}s = {:.0} inserts/s",
+        a.n,
+        build.as_secs_f64(),
+        a.n as f64 / build.as_secs_f64()
+    );
+    if let (Some(c0), Some(c1)) = (cpu0, on_cpu_ns()) {
+        let cpu = (c1 - c0) as f64 / 1e9;
+        println!(
+            "  on-CPU {:.2}s ({:.0} inserts per CPU-second); the rest was waiting for a core",
+            cpu,
+            a.n as f64 / cpu
+        );
+    }
+    if let (Some(first), Some(last)) = (tenths.first(), tenths.last()) {
+        println!(
+            "insert rate first 10%: {:.0}/s, last 10%: {:.0}/s",
+            first, last
+        );
+    }
+    println!("memory: {:.1} MB; {idx:?}", idx.memory_bytes() as f64 / 1e6);
+
+    let ef = a.params.ef_search;
+    let (p50, p95, p99, rec) = measure(&idx, &queries, a.recall_queries, a.k, ef, &|_| true);
+    println!(
+        "search top-{} (ef={ef}): p50 {:.0}us  p95 {:.0}us  p99 {:.0}us  recall@{} {:.4}",
+        a.k,
+        us(p50),
+        us(p95),
+        us(p99),
+        a.k,
+        rec
+    );
+    for ef2 in [32usize, 128] {
+        let (p50, _, p99, rec) = measure(&idx, &queries, a.recall_queries, a.k, ef2, &|_| true);
+        println!(
+            "  ef={ef2:>3}: p50 {:.0}us  p99 {:.0}us  recall@{} {:.4}",
+            us(p50),
+            us(p99),
+            a.k,
+            rec
+        );
+    }
+    let k1 = measure(&idx, &queries, a.recall_queries, 1, ef, &|_| true);
+    println!(
+        "search top-1 (near-duplicate check): p50 {:.0}us  p99 {:.0}us  recall@1 {:.4}",
+        us(k1.0),
+        us(k1.2),
+        k1.3
+    );
+
+    let few = &queries[..queries.len().min(50)];
+    let mut lat: Vec<Duration> = few
+        .iter()
+        .map(|q| {
+            let t = Instant::now();
+            std::hint::black_box(idx.search_exact(q, a.k, &|_| true));
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    println!(
+        "exact top-{} (brute force): p50 {:.0}us",
+        a.k,
+        us(percentile(&lat, 0.5))
+    );
+
+    for pct in [1u64, 5, 10, 20, 50] {
+        // Keyed on a hash so matches are scattered through the graph.
+        let filter = move |key: u64| key.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100 < pct;
+        let (p50, _, p99, rec) = measure(&idx, &queries, a.recall_queries, a.k, ef, &filter);
+        println!(
+            "filtered {pct:>2}% top-{}: p50 {:.0}us  p99 {:.0}us  recall@{} {:.4}",
+            a.k,
+            us(p50),
+            us(p99),
+            a.k,
+            rec
+        );
+    }
+
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    if let Err(e) = idx.write_to(&mut buf) {
+        eprintln!("snapshot write failed: {e}");
+        std::process::exit(1);
+    }
+    let wt = t.elapsed();
+    let t = Instant::now();
+    match HnswIndex::read_from(&mut buf.as_slice()) {
+        Ok(back) => {
+            let rt = t.elapsed();
+            let same = queries
+                .iter()
+                .take(50)
+                .all(|q| back.search(q, a.k, &|_| true) == idx.search(q, a.k, &|_| true));
+            println!(
+                "snapshot: {:.1} MB, write {:.0}ms, read+verify {:.0}ms, identical results: {same}",
+                buf.len() as f64 / 1e6,
+                wt.as_secs_f64() * 1e3,
+                rt.as_secs_f64() * 1e3
+            );
+        }
+        Err(e) => {
+            eprintln!("snapshot read failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Behavioural tests for `HnswIndex`. Sized to stay fast in debug builds.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use astrocyte_ann::{AnnError, HnswIndex, HnswParams};
+use common::{normalise, recall, Clustered, Rng};
+
+const DIM: usize = 64;
+
+fn all(_: u64) -> bool {
+    true
+}
+
+fn build(n: usize, seed: u64) -> (HnswIndex, Vec<Vec<f32>>, Clustered) {
+    let mut gen = Clustered::new(DIM, 40, 16, seed);
+    let data = gen.take(n);
+    let mut idx = HnswIndex::new(DIM, HnswParams::default());
+    for (i, v) in data.iter().enumerate() {
+        idx.insert(i as u64, v).expect("insert");
+    }
+    (idx, data, gen)
+}
+
+/// One 5k-vector index plus fresh queries from the same distribution,
+/// built once and shared by the read-only tests (debug builds are slow).
+fn shared() -> &'static (HnswIndex, Vec<Vec<f32>>) {
+    static SHARED: OnceLock<(HnswIndex, Vec<Vec<f32>>)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (idx, _, mut gen) = build(5000, 1);
+        (idx, gen.take(100))
+    })
+}
+
+fn snapshot(idx: &HnswIndex) -> Vec<u8> {
+    let mut buf = Vec::new();
+    idx.write_to(&mut buf).expect("write");
+    buf
+}
+
+#[test]
+fn recall_at_10_against_exact() {
+    let (idx, queries) = shared();
+    assert_eq!(idx.len(), 5000);
+    let mut total = 0.0;
+    for q in queries {
+        let approx = idx.search(q, 10, &all);
+        let exact = idx.search_exact(q, 10, &all);
+        assert_eq!(approx.len(), 10);
+        assert_eq!(exact.len(), 10);
+        // Scores are computed by the same kernel on both paths.
+        for (k, s) in &approx {
+            if let Some((_, e)) = exact.iter().find(|(ek, _)| ek == k) {
+                assert_eq!(s.to_bits(), e.to_bits());
+            }
+        }
+        total += recall(&approx, &exact);
+    }
+    let r = total / queries.len() as f64;
+    assert!(r >= 0.95, "recall@10 = {r}");
+}
+
+#[test]
+fn results_are_sorted_best_first_with_key_tiebreak() {
+    let (mut idx, _, mut gen) = build(1500, 2);
+    let dup = gen.sample();
+    for key in [9_000_009u64, 9_000_003, 9_000_007, 9_000_001] {
+        idx.insert(key, &dup).expect("insert");
+    }
+    for results in [idx.search(&dup, 4, &all), idx.search_exact(&dup, 4, &all)] {
+        let keys: Vec<u64> = results.iter().map(|r| r.0).collect();
+        assert_eq!(keys, vec![9_000_001, 9_000_003, 9_000_007, 9_000_009]);
+    }
+    let q = gen.sample();
+    let everything = idx.search(&q, usize::MAX, &all);
+    assert_eq!(everything.len(), idx.len());
+    assert_eq!(everything, idx.search_exact(&q, usize::MAX, &all));
+    assert_eq!(idx.search_with_ef(&q, 3, usize::MAX, &all).len(), 3);
+    let r = idx.search(&q, 50, &all);
+    assert!(r
+        .windows(2)
+        .all(|w| w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0)));
+}
+
+#[test]
+fn selective_filter_returns_exact_top_k() {
+    let (idx, queries) = shared();
+    // 1% of keys.
+    let one_pct = |k: u64| k % 100 == 7;
+    for q in &queries[..20] {
+        let got = idx.search(q, 10, &one_pct);
+        let want = idx.search_exact(q, 10, &one_pct);
+        assert_eq!(got.len(), 10);
+        assert_eq!(got, want);
+        assert!(got.iter().all(|(k, _)| one_pct(*k)));
+    }
+    // Fewer matches than k: all of them.
+    let three = |k: u64| k == 10 || k == 20 || k == 4999;
+    let q = &queries[20];
+    let got = idx.search(q, 10, &three);
+    assert_eq!(got, idx.search_exact(q, 10, &three));
+    assert_eq!(got.len(), 3);
+    // No matches at all.
+    assert!(idx.search(q, 10, &|_| false).is_empty());
+}
+
+#[test]
+fn moderate_filter_keeps_recall_and_count() {
+    let (idx, queries) = shared();
+    let some = |k: u64| k.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100 < 30;
+    let mut total = 0.0;
+    let queries = &queries[..50];
+    for q in queries {
+        let got = idx.search(q, 10, &some);
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|(k, _)| some(*k)));
+        total += recall(&got, &idx.search_exact(q, 10, &some));
+    }
+    let r = total / queries.len() as f64;
+    assert!(r >= 0.9, "filtered recall@10 = {r}");
+}
+
+#[test]
+fn removed_keys_are_never_returned_and_can_come_back() {
+    let (mut idx, data, mut gen) = build(2400, 5);
+    for key in (0..2400u64).filter(|k| k % 3 == 0) {
+        assert!(idx.remove(key));
+        assert!(!idx.remove(key), "second remove is a no-op");
+    }
+    assert_eq!(idx.len(), 1600);
+    assert!(!idx.contains(0));
+    assert!(idx.contains(1));
+    for q in gen.take(30) {
+        for r in [idx.search(&q, 50, &all), idx.search_exact(&q, 50, &all)] {
+            assert_eq!(r.len(), 50);
+            assert!(r.iter().all(|(k, _)| k % 3 != 0));
+        }
+    }
+    // A removed vector queried directly must not come back either.
+    let top = idx.search(&data[30], 5, &all);
+    assert!(top.iter().all(|(k, _)| *k != 30));
+
+    // Re-insert: found again, with its (new) vector.
+    idx.insert(30, &data[31]).expect("reinsert");
+    assert!(idx.contains(30));
+    assert_eq!(idx.len(), 1601);
+    let top = idx.search(&data[31], 2, &all);
+    let keys: Vec<u64> = top.iter().map(|r| r.0).collect();
+    assert_eq!(keys, vec![30, 31], "exact duplicates, smaller key first");
+    assert!(idx.tombstones() > 0);
+
+    let copy = idx.clone();
+    let compacted = idx.compacted();
+    assert_eq!(
+        idx.tombstones(),
+        copy.tombstones(),
+        "compacted() leaves self alone"
+    );
+    idx.compact();
+    assert_eq!(snapshot(&idx), snapshot(&compacted));
+    assert_eq!(snapshot(&copy.compacted()), snapshot(&compacted));
+    assert_eq!(idx.tombstones(), 0);
+    assert_eq!(idx.len(), 1601);
+    let q = gen.sample();
+    assert_eq!(idx.search(&q, 1, &all), idx.search_exact(&q, 1, &all));
+}
+
+#[test]
+fn insert_replaces_in_place() {
+    let (mut idx, data, _) = build(1600, 6);
+    let before = idx.len();
+    idx.insert(7, &data[1500]).expect("replace");
+    assert_eq!(idx.len(), before);
+    assert_eq!(idx.get(7), Some(data[1500].as_slice()));
+    let top = idx.search(&data[1500], 2, &all);
+    assert_eq!(top.iter().map(|r| r.0).collect::<Vec<_>>(), vec![7, 1500]);
+    // The old vector no longer finds key 7 at the top, and key 7 appears once.
+    let r = idx.search(&data[7], 100, &all);
+    assert!(r.iter().filter(|(k, _)| *k == 7).count() <= 1);
+    assert_ne!(r.first().map(|x| x.0), Some(7));
+    // Re-inserting the identical vector is a no-op (no new tombstone).
+    let tombs = idx.tombstones();
+    idx.insert(7, &data[1500]).expect("same");
+    assert_eq!(idx.tombstones(), tombs);
+}
+
+#[test]
+fn input_validation() {
+    let mut idx = HnswIndex::new(4, HnswParams::default());
+    match idx.insert(1, &[1.0, 0.0, 0.0]) {
+        Err(AnnError::DimensionMismatch { expected, got }) => {
+            assert_eq!((expected, got), (4, 3));
+        }
+        other => panic!("expected DimensionMismatch, got {other:?}"),
+    }
+    assert!(matches!(
+        idx.insert(1, &[f32::NAN, 0.0, 0.0, 0.0]),
+        Err(AnnError::NonFinite)
+    ));
+    assert!(idx.is_empty());
+    idx.insert(1, &[2.0, 0.0, 0.0, 0.0])
+        .expect("unnormalised is fine");
+    idx.insert(2, &[0.0, 0.0, 0.0, 0.0])
+        .expect("zero vector is fine");
+    let r = idx.search(&[3.0, 0.0, 0.0, 0.0], 2, &all);
+    assert_eq!(r, vec![(1, 1.0), (2, 0.0)], "cosine, normalised both sides");
+    assert!(idx.search(&[1.0, 0.0], 2, &all).is_empty(), "wrong dim");
+    assert!(
+        idx.search_exact(&[1.0, 0.0], 2, &all).is_empty(),
+        "wrong dim"
+    );
+    assert!(idx
+        .search(&[f32::INFINITY, 0.0, 0.0, 0.0], 2, &all)
+        .is_empty());
+    assert!(
+        idx.search(&[1.0, 0.0, 0.0, 0.0], 0, &all).is_empty(),
+        "k = 0"
+    );
+}
+
+#[test]
+fn empty_index() {
+    let idx = HnswIndex::new(8, HnswParams::default());
+    assert!(idx.is_empty());
+    assert_eq!(idx.len(), 0);
+    assert_eq!(idx.dimension(), 8);
+    assert!(!idx.contains(1));
+    assert!(idx.search(&[0.5; 8], 10, &all).is_empty());
+    assert!(idx.search_exact(&[0.5; 8], 10, &all).is_empty());
+    let back = HnswIndex::read_from(&mut snapshot(&idx).as_slice()).expect("read");
+    assert!(back.is_empty());
+    assert_eq!(back.dimension(), 8);
+}
+
+#[test]
+fn snapshot_round_trip_is_identical() {
+    let (mut idx, data, mut gen) = build(2000, 7);
+    for k in (0..2000u64).step_by(10) {
+        idx.remove(k);
+    }
+    idx.insert(5, &data[1999]).expect("replace");
+    let bytes = snapshot(&idx);
+    let back = HnswIndex::read_from(&mut bytes.as_slice()).expect("read");
+    assert_eq!(back.len(), idx.len());
+    assert_eq!(back.tombstones(), idx.tombstones());
+    assert_eq!(back.dimension(), DIM);
+    assert_eq!(back.params(), idx.params());
+    assert!(!back.contains(10) && back.contains(5));
+    assert_eq!(
+        snapshot(&back),
+        bytes,
+        "re-serialising gives the same bytes"
+    );
+    let filt = |k: u64| k % 2 == 1;
+    for q in gen.take(30) {
+        assert_eq!(back.search(&q, 10, &all), idx.search(&q, 10, &all));
+        assert_eq!(back.search(&q, 10, &filt), idx.search(&q, 10, &filt));
+        assert_eq!(
+            back.search_exact(&q, 10, &all),
+            idx.search_exact(&q, 10, &all)
+        );
+    }
+    // A loaded index keeps evolving exactly like the original.
+    let mut back = back;
+    let extra = gen.take(50);
+    for (i, v) in extra.iter().enumerate() {
+        idx.insert(10_000 + i as u64, v).expect("insert");
+        back.insert(10_000 + i as u64, v).expect("insert");
+    }
+    assert_eq!(snapshot(&back), snapshot(&idx));
+}
+
+#[test]
+fn corrupt_snapshots_are_errors_not_panics() {
+    // Small index so that trying many corruptions stays quick.
+    let mut gen = Clustered::new(8, 4, 0, 8);
+    let mut idx = HnswIndex::new(
+        8,
+        HnswParams {
+            m: 4,
+            ..HnswParams::default()
+        },
+    );
+    for (i, v) in gen.take(200).iter().enumerate() {
+        idx.insert(i as u64, v).expect("insert");
+    }
+    idx.remove(3);
+    let bytes = snapshot(&idx);
+    assert!(HnswIndex::read_from(&mut bytes.as_slice()).is_ok());
+
+    let mut positions: Vec<usize> = (0..64.min(bytes.len())).collect();
+    positions.extend((64..bytes.len()).step_by(37));
+    positions.extend(bytes.len().saturating_sub(16)..bytes.len());
+    for &p in &positions {
+        for flip in [0x01u8, 0x80, 0xFF] {
+            let mut bad = bytes.clone();
+            bad[p] ^= flip;
+            match HnswIndex::read_from(&mut bad.as_slice()) {
+                Err(AnnError::Corrupt(_)) => {}
+                other => panic!("byte {p} ^ {flip:#x}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+    for len in (0..bytes.len())
+        .step_by(29)
+        .chain([bytes.len() - 1, bytes.len() - 8])
+    {
+        match HnswIndex::read_from(&mut &bytes[..len]) {
+            Err(AnnError::Corrupt(_)) => {}
+            other => panic!("truncated to {len}: expected Corrupt, got {other:?}"),
+        }
+    }
+    assert!(HnswIndex::read_from(&mut &b"not a snapshot at all"[..]).is_err());
+}
+
+#[test]
+fn construction_is_deterministic() {
+    let (a, _, mut gen) = build(1500, 9);
+    let (b, _, _) = build(1500, 9);
+    assert_eq!(snapshot(&a), snapshot(&b));
+    for q in gen.take(20) {
+        assert_eq!(a.search(&q, 10, &all), b.search(&q, 10, &all));
+    }
+    let mut c = HnswIndex::new(
+        DIM,
+        HnswParams {
+            seed: 12345,
+            ..HnswParams::default()
+        },
+    );
+    let mut gen = Clustered::new(DIM, 40, 16, 9);
+    for (i, v) in gen.take(1500).iter().enumerate() {
+        c.insert(i as u64, v).expect("insert");
+    }
+    assert_ne!(snapshot(&a), snapshot(&c), "the seed changes the graph");
+}
+
+#[test]
+fn random_operations_match_a_model() {
+    let mut rng = Rng::new(10);
+    let mut idx = HnswIndex::new(
+        16,
+        HnswParams {
+            m: 8,
+            ef_construction: 32,
+            ..HnswParams::default()
+        },
+    );
+    let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+    let vec16 = |rng: &mut Rng| {
+        let mut v: Vec<f32> = (0..16).map(|_| rng.gauss()).collect();
+        normalise(&mut v);
+        v
+    };
+    for step in 0..4000 {
+        let key = rng.next_u64() % 1500;
+        if rng.next_u64() % 4 == 0 {
+            assert_eq!(idx.remove(key), model.remove(&key).is_some());
+        } else {
+            let v = vec16(&mut rng);
+            idx.insert(key, &v).expect("insert");
+            model.insert(key, v);
+        }
+        if step % 500 == 499 {
+            assert_eq!(idx.len(), model.len());
+            let q = vec16(&mut rng);
+            let got = idx.search(&q, 20, &all);
+            assert_eq!(got.len(), 20.min(model.len()));
+            assert!(got.iter().all(|(k, _)| model.contains_key(k)));
+            let exact = idx.search_exact(&q, 20, &all);
+            let mut want: Vec<(u64, f32)> = model
+                .iter()
+                .map(|(k, v)| (*k, v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>()))
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let want_keys: Vec<u64> = want.iter().take(20).map(|w| w.0).collect();
+            let exact_keys: Vec<u64> = exact.iter().map(|w| w.0).collect();
+            // Summation order differs from the naive model, so compare keys
+            // with a tolerance for near-ties at the boundary.
+            let overlap = exact_keys.iter().filter(|k| want_keys.contains(k)).count();
+            assert!(overlap >= 19, "exact search disagrees with the model");
+        }
+    }
+}
+
+#[test]
+fn concurrent_searches_share_the_index() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<HnswIndex>();
+    let (idx, queries) = shared();
+    let expected: Vec<_> = queries.iter().map(|q| idx.search(q, 10, &all)).collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let expected = &expected;
+            s.spawn(move || {
+                for (q, e) in queries.iter().zip(expected).skip(t) {
+                    assert_eq!(&idx.search(q, 10, &all), e);
+                }
+            });
+        }
+    });
+}
