@@ -74,8 +74,8 @@ pub fn build_embedder(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Embedder>> 
 }
 
 /// Store + embedder + engine, ready for a command.
-pub async fn build_engine(global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
+pub async fn build_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
     let store = open_store(global).await?;
     let embedder = build_embedder(global)?;
-    Ok(Arc::new(Engine::new(store, embedder, EngineConfig::default())))
+    Ok(Engine::new(store, embedder, EngineConfig::default()))
 }

@@ -1,1 +1,211 @@
-//! astrocyte-server (in progress).
+//! The Astrocyte HTTP gateway: the reference's REST wire contract over core's [`Engine`], with
+//! tenant authentication (a pluggable `TenantExtension` binding the schema per request),
+//! principal authentication, per-bank access control, rate limits, quotas, the PII barrier,
+//! Prometheus metrics and a generated OpenAPI document.
+//!
+//! This crate never names a store or an embedder: the composition root (the CLI) builds an
+//! [`Engine`] and hands it to [`serve`] or [`Gateway`].
+//!
+//! ```no_run
+//! # async fn run(engine: std::sync::Arc<astrocyte_core::Engine>) -> Result<(), astrocyte_server::ServerError> {
+//! use astrocyte_server::{serve, shutdown_signal, ConfigOverrides, ServerConfig};
+//! let config = ServerConfig::from_env_and_file(ConfigOverrides::default())?;
+//! astrocyte_server::init_tracing(&config);
+//! serve(config, engine, shutdown_signal()).await
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+pub mod access;
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod observability;
+pub mod openapi;
+pub mod policy;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use astrocyte_core::Engine;
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use auth::{AdminAccess, Caller};
+pub use config::{ConfigError, ConfigOverrides, ServerConfig};
+pub use error::ApiError;
+pub use keys::{ApiKeys, IssuedKey, KeyHasher};
+pub use observability::init_tracing;
+pub use state::{AppState, AppStateBuilder};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration; the message names the setting.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The address could not be bound.
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The application for `state`: every contract route behind the full middleware stack.
+/// Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    routes::app_with(state, Vec::new())
+}
+
+/// A configured gateway, ready to bind. Extra routers (such as MCP) can be merged in; they run
+/// behind the same middleware, so their handlers can take [`Caller`].
+pub struct Gateway {
+    state: AppState,
+    extra: Vec<Router<AppState>>,
+}
+
+impl Gateway {
+    /// Builds a gateway with the configured built-in tenant extension.
+    pub async fn new(config: ServerConfig, engine: Arc<Engine>) -> Result<Self, ServerError> {
+        Ok(Gateway::from_state(
+            AppState::builder(config, engine).build().await?,
+        ))
+    }
+
+    /// A gateway over prepared state (e.g. with a custom tenant extension).
+    pub fn from_state(state: AppState) -> Self {
+        Gateway {
+            state,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Adds routes served behind the same middleware.
+    pub fn merge(mut self, routes: Router<AppState>) -> Self {
+        self.extra.push(routes);
+        self
+    }
+
+    /// The complete router.
+    pub fn router(&self) -> Router {
+        routes::app_with(self.state.clone(), self.extra.clone())
+    }
+
+    /// Binds the configured address (`port 0` picks a free port).
+    pub async fn bind(self) -> Result<BoundServer, ServerError> {
+        let address = self.state.config().bind_address();
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| ServerError::Bind { address, source })?;
+        self.bind_listener(listener)
+    }
+
+    /// Serves on an already bound listener.
+    pub fn bind_listener(self, listener: TcpListener) -> Result<BoundServer, ServerError> {
+        let local_addr = listener.local_addr()?;
+        Ok(BoundServer {
+            listener,
+            local_addr,
+            router: self.router(),
+        })
+    }
+}
+
+/// A bound, not yet running server.
+pub struct BoundServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+}
+
+impl BoundServer {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits for in-flight
+    /// requests to finish: every acknowledged write was committed before its response.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        tracing::info!(address = %self.local_addr, "astrocyte gateway listening");
+        // Small JSON responses must not wait on Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        tracing::info!("astrocyte gateway stopped");
+        Ok(())
+    }
+}
+
+/// Builds the gateway, binds the configured address and serves until `shutdown`.
+pub async fn serve(
+    config: ServerConfig,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Gateway::new(config, engine)
+        .await?
+        .bind()
+        .await?
+        .run(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

@@ -61,6 +61,7 @@ pub async fn retain(engine: &Engine, schema: &Schema, args: RetainArgs, json: bo
                 content_type,
                 fact_type: args.fact_type,
                 source: args.source,
+                context: None,
             },
         )
         .await?;

@@ -1,0 +1,127 @@
+//! Prometheus metrics of the process: HTTP requests by route and status with latency
+//! histograms, retain/recall counts and latencies per tenant, and store errors. One registry per
+//! process, because one process serves one gateway; nothing here is pushed anywhere.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Latency buckets from 100 µs to 10 s: recall on loopback sits well under a millisecond.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_latency: HistogramVec,
+    operations: IntCounterVec,
+    operation_latency: HistogramVec,
+    store_errors: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("metric names and labels are static and valid");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("each metric is registered once");
+    counter
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let histogram = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("metric names and labels are static and valid");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("each metric is registered once");
+    histogram
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        Metrics {
+            http_requests: counter(
+                &registry,
+                "astrocyte_http_requests_total",
+                "HTTP requests by route, method and status",
+                &["route", "method", "status"],
+            ),
+            http_latency: histogram(
+                &registry,
+                "astrocyte_http_request_duration_seconds",
+                "HTTP request latency by route and method",
+                &["route", "method"],
+            ),
+            operations: counter(
+                &registry,
+                "astrocyte_operations_total",
+                "Memory operations (retain, recall, reflect, forget, history) by tenant and outcome",
+                &["operation", "tenant", "outcome"],
+            ),
+            operation_latency: histogram(
+                &registry,
+                "astrocyte_operation_duration_seconds",
+                "Engine latency of memory operations by tenant",
+                &["operation", "tenant"],
+            ),
+            store_errors: counter(
+                &registry,
+                "astrocyte_store_errors_total",
+                "Store and provider failures answered as 5xx, by class",
+                &["kind"],
+            ),
+            registry,
+        }
+    }
+
+    /// Records one HTTP request.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_latency
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one engine operation for a tenant.
+    pub fn operation(&self, operation: &str, tenant: &str, ok: bool, elapsed: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.operations
+            .with_label_values(&[operation, tenant, outcome])
+            .inc();
+        self.operation_latency
+            .with_label_values(&[operation, tenant])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a store or provider failure.
+    pub fn store_error(&self, kind: &str) {
+        self.store_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "metrics encoding failed");
+                String::new()
+            })
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    &METRICS
+}

@@ -1,0 +1,217 @@
+//! Admin routes: export and import of a bank to files under the portability roots, the
+//! caller's bank list, and issuing, listing and revoking API keys. All sit behind
+//! [`AdminAccess`]; the data routes also run in the caller's tenant.
+
+use astrocyte_core::portability::OnConflict;
+use astrocyte_core::tenancy::Schema;
+use astrocyte_core::Error;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+
+use super::memory::authorize;
+use super::JsonBody;
+use crate::access::Permission;
+use crate::auth::{AdminAccess, Caller};
+use crate::dto::{
+    iso, BanksResponse, ErrorDetail, ExportBody, ExportResponse, ImportBody, ImportResponse,
+    IssueKeyBody, IssuedKeyResponse, KeyInfo, KeysResponse, OnConflictDto, RevokedResponse,
+};
+use crate::error::ApiError;
+use crate::keys::ApiKeys;
+use crate::state::AppState;
+
+/// Exports a bank as AMA v1 JSON Lines to a file under the portability roots.
+#[utoipa::path(post, path = "/v1/export", tag = "admin", request_body = ExportBody,
+    responses(
+        (status = 200, body = ExportResponse),
+        (status = 400, body = ErrorDetail), (status = 401, body = ErrorDetail),
+        (status = 403, body = ErrorDetail)))]
+pub async fn export(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    caller: Caller,
+    JsonBody(body): JsonBody<ExportBody>,
+) -> Result<Json<ExportResponse>, ApiError> {
+    let bank = authorize(&state, &caller, &body.bank_id, Permission::Admin)?;
+    let target = state.paths().resolve(&body.path)?;
+    // Written beside the target and renamed, so a reader never sees half a file.
+    let partial = target.with_file_name(format!(
+        ".{}.partial-{}",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        uuid::Uuid::new_v4()
+    ));
+    let file = tokio::fs::File::create(&partial).await.map_err(Error::Io)?;
+    let mut writer = BufWriter::new(file);
+    let exported = state
+        .engine()
+        .export(
+            caller.schema(),
+            bank.as_str(),
+            body.include_embeddings,
+            &mut writer,
+        )
+        .await;
+    let finished = match exported {
+        Ok(count) => async {
+            writer.flush().await?;
+            writer.get_ref().sync_all().await?;
+            tokio::fs::rename(&partial, &target).await?;
+            Ok::<u64, std::io::Error>(count)
+        }
+        .await
+        .map_err(Error::Io),
+        Err(error) => Err(error),
+    };
+    match finished {
+        Ok(count) => Ok(Json(ExportResponse {
+            bank_id: bank.to_string(),
+            path: body.path,
+            exported_count: count,
+        })),
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            Err(error.into())
+        }
+    }
+}
+
+/// Imports AMA v1 JSON Lines from a file under the portability roots into a bank.
+#[utoipa::path(post, path = "/v1/import", tag = "admin", request_body = ImportBody,
+    responses(
+        (status = 200, body = ImportResponse),
+        (status = 400, body = ErrorDetail), (status = 401, body = ErrorDetail),
+        (status = 403, body = ErrorDetail)))]
+pub async fn import(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    caller: Caller,
+    JsonBody(body): JsonBody<ImportBody>,
+) -> Result<Json<ImportResponse>, ApiError> {
+    let bank = authorize(&state, &caller, &body.bank_id, Permission::Admin)?;
+    let source = state.paths().resolve(&body.path)?;
+    let file = tokio::fs::File::open(&source).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ApiError::BadRequest(format!("import file {:?} does not exist", body.path))
+        } else {
+            ApiError::Core(Error::Io(e))
+        }
+    })?;
+    let on_conflict = match body.on_conflict {
+        OnConflictDto::Skip => OnConflict::Skip,
+        OnConflictDto::Overwrite => OnConflict::Overwrite,
+    };
+    let report = state
+        .engine()
+        .import(
+            caller.schema(),
+            bank.as_str(),
+            on_conflict,
+            BufReader::new(file),
+        )
+        .await?;
+    Ok(Json(ImportResponse {
+        imported: report.imported,
+        skipped: report.skipped,
+        errors: report.errors,
+    }))
+}
+
+/// Lists the banks of the caller's tenant that hold memories.
+#[utoipa::path(get, path = "/v1/admin/banks", tag = "admin",
+    responses((status = 200, body = BanksResponse), (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail)))]
+pub async fn banks(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    caller: Caller,
+) -> Result<Json<BanksResponse>, ApiError> {
+    let banks = state.engine().list_banks(caller.schema()).await?;
+    Ok(Json(BanksResponse {
+        banks: banks.into_iter().map(|b| b.to_string()).collect(),
+    }))
+}
+
+fn api_keys(state: &AppState) -> Result<&ApiKeys, ApiError> {
+    state.api_keys().ok_or_else(|| {
+        ApiError::Core(Error::Unsupported(
+            "API key issuing needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
+                .into(),
+        ))
+    })
+}
+
+fn tenant_schema(raw: &str) -> Result<Schema, ApiError> {
+    Schema::new(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Issues an API key for a principal in a tenant; the key is returned once.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", request_body = IssueKeyBody,
+    responses(
+        (status = 200, body = IssuedKeyResponse),
+        (status = 400, body = ErrorDetail), (status = 401, body = ErrorDetail),
+        (status = 403, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
+pub async fn issue_key(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    JsonBody(body): JsonBody<IssueKeyBody>,
+) -> Result<Json<IssuedKeyResponse>, ApiError> {
+    let keys = api_keys(&state)?;
+    let schema = tenant_schema(&body.tenant)?;
+    let issued = keys.issue(&schema, body.principal.trim()).await?;
+    Ok(Json(IssuedKeyResponse {
+        key_id: issued.record.key_id,
+        api_key: issued.api_key,
+        tenant: issued.record.schema.to_string(),
+        principal: issued.record.principal,
+        created_at: iso(&issued.record.created_at),
+    }))
+}
+
+/// Query of `GET /v1/admin/keys`.
+#[derive(Debug, Deserialize)]
+pub struct KeysQuery {
+    tenant: Option<String>,
+}
+
+/// Lists issued keys (never the keys themselves), optionally of one tenant.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
+    params(("tenant" = Option<String>, Query, description = "Only keys of this tenant")),
+    responses((status = 200, body = KeysResponse), (status = 401, body = ErrorDetail),
+        (status = 403, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    Query(query): Query<KeysQuery>,
+) -> Result<Json<KeysResponse>, ApiError> {
+    let keys = api_keys(&state)?;
+    let schema = query.tenant.as_deref().map(tenant_schema).transpose()?;
+    let records = keys.list(schema.as_ref()).await?;
+    Ok(Json(KeysResponse {
+        keys: records.into_iter().map(KeyInfo::from).collect(),
+    }))
+}
+
+/// Revokes an issued key; it stops authenticating immediately.
+#[utoipa::path(delete, path = "/v1/admin/keys/{key_id}", tag = "admin",
+    params(("key_id" = String, Path, description = "The key's public id")),
+    responses((status = 200, body = RevokedResponse), (status = 401, body = ErrorDetail),
+        (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    Path(key_id): Path<String>,
+) -> Result<Json<RevokedResponse>, ApiError> {
+    let keys = api_keys(&state)?;
+    if keys.revoke(&key_id).await? {
+        Ok(Json(RevokedResponse {
+            key_id,
+            revoked: true,
+        }))
+    } else {
+        Err(ApiError::NotFound(format!("no API key {key_id:?}")))
+    }
+}

@@ -1,0 +1,14 @@
+//! The server's integration tests, one binary. Modules: `contract` (every endpoint, in
+//! process), `tenancy` (the reference's middleware cases, shutdown), `auth` (every auth mode,
+//! keys, admin guard), `policy` (limits, quotas, PII, grants), `observability` (request ids,
+//! metrics), `client` (a reference-contract client over HTTP), `isolation_pg` (two tenants on
+//! PostgreSQL).
+
+mod auth;
+mod client;
+mod contract;
+mod isolation_pg;
+mod observability;
+mod policy;
+mod support;
+mod tenancy;
