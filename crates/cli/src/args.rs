@@ -77,8 +77,27 @@ pub enum Command {
     /// Measure retrieval quality.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Serve the REST API (and background workers) until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
     /// Measure speed and memory on synthetic memories.
     Bench(crate::commands::bench::BenchArgs),
+}
+
+/// `serve` options; each mirrors an environment variable of the reference.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Bind address (ASTROCYTE_HOST; default 127.0.0.1).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port (ASTROCYTE_PORT; default 8080).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// YAML configuration file (instead of ASTROCYTE_CONFIG_PATH).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Do not run background workers in this process.
+    #[arg(long)]
+    pub no_workers: bool,
 }
 
 /// Quality evaluations.

@@ -45,12 +45,18 @@ pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Store>> {
             dir
         }
     };
-    let store = SqliteStore::open(&dir, SqliteOptions::default())
+    open_sqlite(&dir)
+}
+
+/// Opens the embedded store in an existing directory.
+pub fn open_sqlite(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(dir, SqliteOptions::default())
         .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
     Ok(Arc::new(store))
 }
 
-async fn open_postgres(_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// Connects to PostgreSQL.
+pub async fn open_postgres(_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     bail!("this build has no PostgreSQL store yet")
 }
 

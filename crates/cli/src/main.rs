@@ -18,7 +18,8 @@ use commands::memory;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // A server should say it is listening; one-shot commands keep standard error quiet.
+    init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -28,9 +29,9 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ASTROCYTE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Banks => memory::banks(&engine().await?, &schema, json).await,
         Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
+        Command::Serve(args) => commands::serve::run(&global, args).await,
         Command::Bench(args) => commands::bench::run(args, backend::build_embedder(&global)?, json).await,
         Command::Eval(EvalCommand::Locomo(args)) => {
             commands::eval::locomo(args, backend::build_embedder(&global)?, json).await

@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod eval;
 pub mod memory;
+pub mod serve;
 pub mod tenant;
