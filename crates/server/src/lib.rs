@@ -1,7 +1,8 @@
 //! The Astrocyte HTTP gateway: the reference's REST wire contract over core's [`Engine`], with
 //! tenant authentication (a pluggable `TenantExtension` binding the schema per request),
 //! principal authentication, per-bank access control, rate limits, quotas, the PII barrier,
-//! Prometheus metrics and a generated OpenAPI document.
+//! Prometheus metrics and a generated OpenAPI document; plus the MCP tools over stdio and
+//! streamable HTTP ([`mcp`]).
 //!
 //! This crate never names a store or an embedder: the composition root (the CLI) builds an
 //! [`Engine`] and hands it to [`serve`] or [`Gateway`].
@@ -22,6 +23,7 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod keys;
+pub mod mcp;
 pub mod metrics;
 pub mod observability;
 pub mod openapi;
@@ -102,6 +104,13 @@ impl Gateway {
     pub fn merge(mut self, routes: Router<AppState>) -> Self {
         self.extra.push(routes);
         self
+    }
+
+    /// Adds the MCP tools over streamable HTTP at `/mcp`, behind the tenant middleware; fails
+    /// when they would be anonymous on a public bind (see [`mcp::router`]).
+    pub fn with_mcp(self, config: mcp::McpConfig) -> Result<Self, mcp::McpError> {
+        let routes = mcp::router(&self.state, config)?;
+        Ok(self.merge(routes))
     }
 
     /// The complete router.

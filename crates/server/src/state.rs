@@ -24,6 +24,7 @@ struct Inner {
     engine: Arc<Engine>,
     config: ServerConfig,
     tenants: Arc<dyn TenantExtension>,
+    tenants_authenticated: bool,
     principals: PrincipalAuth,
     policy: Policy,
     api_keys: Option<ApiKeys>,
@@ -60,6 +61,12 @@ impl AppState {
     /// The tenant extension.
     pub fn tenants(&self) -> &Arc<dyn TenantExtension> {
         &self.inner.tenants
+    }
+
+    /// Whether the tenant comes from a credential (a custom extension or any built-in one but
+    /// the default), as opposed to one fixed schema for every caller.
+    pub fn tenants_authenticated(&self) -> bool {
+        self.inner.tenants_authenticated
     }
 
     /// Principal authentication.
@@ -144,6 +151,8 @@ impl AppStateBuilder {
             None => None,
         };
 
+        let tenants_authenticated = self.tenant_extension.is_some()
+            || config.tenant_extension != TenantExtensionKind::Default;
         let tenants: Arc<dyn TenantExtension> = match self.tenant_extension {
             Some(custom) => custom,
             None => match config.tenant_extension {
@@ -231,6 +240,7 @@ impl AppStateBuilder {
                 engine: self.engine,
                 config,
                 tenants,
+                tenants_authenticated,
                 principals,
                 policy,
                 api_keys,

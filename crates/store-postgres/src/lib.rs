@@ -1,1 +1,28 @@
-//! astrocyte-store-postgres (in progress).
+//! The PostgreSQL + pgvector store: every tenant is a schema owned by its own role, every
+//! tenant transaction runs under `SET LOCAL ROLE`, and per-tenant migrations are ledgered and
+//! fanned out with a per-tenant status. Retrieval logic (fusion, budgets) stays in core.
+//!
+//! Vector dimension: the memory table's `embedding` column is created untyped by the
+//! migrations; the tenant's first `ensure_embedding_space` (or first insert) types it as
+//! `vector(N)` and builds the HNSW cosine index, recording model and dimension in the tenant's
+//! meta table. A later space with another model or dimension is a `DimensionMismatch`.
+#![deny(missing_docs)]
+
+mod analyze;
+mod directory;
+mod error;
+mod migrate;
+mod names;
+mod search;
+mod session;
+mod sql;
+mod store;
+mod tenant;
+
+pub use directory::TenantRecord;
+pub use error::PgError;
+pub use migrate::{MigrationReport, MigrationStatus, TenantMigration, LATEST_MIGRATION};
+pub use names::RoleName;
+pub use session::TenantTransaction;
+pub use store::{PostgresOptions, PostgresStore};
+pub use tenant::PostgresTenant;

@@ -1,1 +1,47 @@
-//! astrocyte-store-sqlite (in progress).
+//! The embedded default store: one SQLite file per tenant (`<data_dir>/<schema>.db`) holding
+//! memories, an FTS5 index for BM25 keyword search and snapshots of per-bank HNSW vector
+//! indexes. It needs no server; isolation between tenants is physical (separate files).
+//!
+//! # Durability
+//! Databases run in WAL mode. With the default `synchronous = NORMAL` a memory acknowledged by
+//! `insert` survives the process being killed (the commit is in the WAL, which the OS holds);
+//! surviving power loss or an OS crash needs an fsync per commit, which
+//! [`SqliteOptions::durable_fsync`] turns on (`synchronous = FULL`) at some cost to write latency.
+//!
+//! # Vector search
+//! SQLite rows are the source of truth. Each bank gets an in-memory HNSW index
+//! ([`astrocyte_ann::HnswIndex`]) keyed by row id, built on first use from a snapshot stored in
+//! the tenant's database plus the rows written after it; a missing or corrupt snapshot is
+//! rebuilt from the rows. Snapshots are rewritten in the background every
+//! [`SqliteOptions::snapshot_every`] index changes and, when it pays off, as the tenant closes.
+//! Selective filters are resolved in SQL first: small candidate sets are scored exactly, large
+//! ones searched through the index with a membership filter. Every hit is re-read through SQL
+//! with the full filter, so the index can trail a write without ever surfacing a forgotten
+//! memory.
+//!
+//! # Keyword search
+//! FTS5 with BM25 over each memory's index text (its text plus retrieval context). Queries are
+//! the user's words, quoted and OR-ed; on large banks the most frequent words are dropped to
+//! keep the rows BM25 must score within [`SqliteOptions::keyword_posting_budget`].
+//!
+//! # Purge
+//! Purging deletes rows, full-text entries (FTS5 `secure-delete`), tags and the bank's stored
+//! index snapshot in one transaction, with `secure_delete` on so freed pages are zeroed; the
+//! snapshot is rewritten compacted, without the purged vectors. Pages of the WAL file are
+//! overwritten at the next checkpoints, not at once.
+//!
+//! This crate deliberately knows nothing about HTTP, embedding models or fusion: it answers
+//! [`astrocyte_core::TenantStore`] calls and nothing more.
+#![deny(missing_docs)]
+
+mod connection;
+mod error;
+mod filter;
+mod migrations;
+mod rows;
+mod search;
+mod store;
+mod tenant;
+mod vectors;
+
+pub use store::{SqliteOptions, SqliteStore};

@@ -34,6 +34,18 @@ pub struct LocomoArgs {
     /// Neighbouring turns on each side given as retrieval context (0 = none).
     #[arg(long, default_value_t = 1)]
     pub neighbours: usize,
+    /// Override the semantic fusion weight.
+    #[arg(long)]
+    pub semantic_weight: Option<f32>,
+    /// Override the keyword fusion weight.
+    #[arg(long)]
+    pub keyword_weight: Option<f32>,
+    /// Override the recency fusion weight.
+    #[arg(long)]
+    pub recency_weight: Option<f32>,
+    /// Override the per-strategy over-fetch factor.
+    #[arg(long)]
+    pub overfetch: Option<usize>,
 }
 
 const KS: [usize; 4] = [1, 5, 10, 20];
@@ -190,7 +202,20 @@ pub async fn locomo(args: LocomoArgs, embedder: Arc<dyn Embedder>, json_output: 
     }
     let scratch = tempfile::tempdir().context("creating a scratch data directory")?;
     let store = Arc::new(SqliteStore::open(scratch.path(), SqliteOptions::default())?);
-    let engine = Engine::new(store, embedder.clone(), EngineConfig::default());
+    let mut config = EngineConfig::default();
+    if let Some(w) = args.semantic_weight {
+        config.fusion.semantic_weight = w;
+    }
+    if let Some(w) = args.keyword_weight {
+        config.fusion.keyword_weight = w;
+    }
+    if let Some(w) = args.recency_weight {
+        config.fusion.recency_weight = w;
+    }
+    if let Some(o) = args.overfetch {
+        config.overfetch = o;
+    }
+    let engine = Engine::new(store, embedder.clone(), config);
     let schema = Schema::new("locomo_eval")?;
 
     let total_questions: usize = samples

@@ -1,0 +1,187 @@
+//! Every SQL identifier this backend interpolates: tenant tables through `fq_table`, tenant
+//! role names derived from the schema, and pgvector's qualified type and operator. Values are
+//! never formatted into SQL; only these validated names are.
+
+use astrocyte_core::tenancy::{
+    fq_table, validate_identifier, IdentifierLabel, MAX_IDENTIFIER_BYTES,
+};
+use astrocyte_core::Schema;
+use sha2::{Digest, Sha256};
+
+use crate::error::{PgError, PgResult};
+
+/// The tenant directory's table in `public`.
+pub(crate) const DIRECTORY_TABLE: &str = "astrocyte_tenants";
+/// A tenant's memories.
+pub(crate) const MEMORIES_TABLE: &str = "astrocyte_memories";
+/// A tenant's key/value facts about itself (the embedding space).
+pub(crate) const META_TABLE: &str = "astrocyte_meta";
+/// A tenant's migration ledger.
+pub(crate) const LEDGER_TABLE: &str = "astrocyte_migrations";
+/// Name of the HNSW index; indexes always live in their table's schema.
+pub(crate) const HNSW_INDEX: &str = "astrocyte_memories_embedding_hnsw";
+
+/// Advisory-lock class for migrations of one schema (`pg_advisory_xact_lock(class, hashtext(schema))`).
+pub(crate) const LOCK_MIGRATE: i32 = 0x4153_4d31;
+/// Advisory-lock class for tenant creation and drop.
+pub(crate) const LOCK_TENANT: i32 = 0x4153_5431;
+/// Advisory-lock class for typing a tenant's vector column on first use.
+pub(crate) const LOCK_SPACE: i32 = 0x4153_5331;
+/// Advisory-lock class for the one-time bootstrap (extension and directory).
+pub(crate) const LOCK_BOOTSTRAP: i32 = 0x4153_4231;
+
+/// Hex digits of the schema hash appended to every role name: 48 bits keeps collisions out of
+/// reach for any realistic tenant count while leaving room for a readable schema prefix.
+const ROLE_HASH_HEX: usize = 12;
+
+/// The longest role prefix accepted, so a useful slice of the schema name still fits.
+pub(crate) const MAX_ROLE_PREFIX_BYTES: usize = 32;
+
+/// A validated PostgreSQL role name owning one tenant's schema.
+///
+/// Invariant: satisfies the identifier rule and is at most 63 bytes, so it can be
+/// double-quoted into SQL without escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoleName(String);
+
+impl RoleName {
+    /// Validates a stored role name (read back from the directory).
+    pub(crate) fn parse(name: &str) -> PgResult<Self> {
+        // The identifier rule is the same for roles; the label only shapes the message.
+        validate_identifier(name, IdentifierLabel::Schema).map_err(|_| {
+            PgError::Decode(format!(
+                "invalid role name {name:?} in the tenant directory"
+            ))
+        })?;
+        Ok(RoleName(name.to_string()))
+    }
+
+    /// Derives the role for `schema`: the prefix, as much of the schema as fits, and a hash of
+    /// the whole schema so truncated names never collide.
+    pub(crate) fn derive(prefix: &str, schema: &Schema) -> PgResult<Self> {
+        validate_role_prefix(prefix)?;
+        let digest = Sha256::digest(schema.as_str().as_bytes());
+        let hash = &hex::encode(digest)[..ROLE_HASH_HEX];
+        let room = MAX_IDENTIFIER_BYTES - prefix.len() - 1 - ROLE_HASH_HEX;
+        // Schema names are ASCII (identifier rule), so byte slicing is on a char boundary.
+        let head = &schema.as_str()[..schema.as_str().len().min(room)];
+        let name = format!("{prefix}{head}_{hash}");
+        debug_assert!(name.len() <= MAX_IDENTIFIER_BYTES);
+        Self::parse(&name)
+    }
+
+    /// The role name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name double-quoted for SQL.
+    pub(crate) fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl std::fmt::Display for RoleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a role prefix: identifier characters, starting like an identifier, short enough.
+pub(crate) fn validate_role_prefix(prefix: &str) -> PgResult<()> {
+    if prefix.len() > MAX_ROLE_PREFIX_BYTES
+        || validate_identifier(prefix, IdentifierLabel::Schema).is_err()
+    {
+        return Err(PgError::Config(format!(
+            "role prefix {prefix:?} must match ^[a-zA-Z_][a-zA-Z0-9_]*$ and be at most {MAX_ROLE_PREFIX_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Double-quotes an already validated schema name.
+pub(crate) fn quoted_schema(schema: &Schema) -> String {
+    format!("\"{}\"", schema.as_str())
+}
+
+/// The fully qualified tables of one tenant, built once through `fq_table`.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantTables {
+    pub(crate) memories: String,
+    pub(crate) meta: String,
+    pub(crate) ledger: String,
+}
+
+impl TenantTables {
+    pub(crate) fn new(schema: &Schema) -> Self {
+        // The table names are constants satisfying the identifier rule.
+        let table = |name: &str| {
+            fq_table(schema, name).expect("table name constants are valid identifiers")
+        };
+        TenantTables {
+            memories: table(MEMORIES_TABLE),
+            meta: table(META_TABLE),
+            ledger: table(LEDGER_TABLE),
+        }
+    }
+}
+
+/// pgvector's type and operators qualified by the schema the extension lives in, so tenant
+/// SQL resolves them without `public` (or anything else) on the search path.
+#[derive(Debug, Clone)]
+pub(crate) struct VectorSql {
+    /// `"<ext>".vector`
+    pub(crate) vector: String,
+    /// `OPERATOR("<ext>".<=>)`: cosine distance.
+    pub(crate) cosine: String,
+    /// `"<ext>".vector_cosine_ops`
+    pub(crate) cosine_ops: String,
+    /// The extension's schema.
+    pub(crate) schema: Schema,
+}
+
+impl VectorSql {
+    pub(crate) fn new(schema: Schema) -> Self {
+        let quoted = quoted_schema(&schema);
+        VectorSql {
+            vector: format!("{quoted}.vector"),
+            cosine: format!("OPERATOR({quoted}.<=>)"),
+            cosine_ops: format!("{quoted}.vector_cosine_ops"),
+            schema,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_fit_and_differ_for_long_schemas() {
+        let long_a = Schema::new("a".repeat(63)).expect("valid");
+        let long_b = Schema::new(format!("{}b", "a".repeat(62))).expect("valid");
+        let role_a = RoleName::derive("astro_t_", &long_a).expect("role");
+        let role_b = RoleName::derive("astro_t_", &long_b).expect("role");
+        assert!(role_a.as_str().len() <= 63);
+        assert_ne!(role_a, role_b);
+        assert!(role_a.as_str().starts_with("astro_t_aaaa"));
+    }
+
+    #[test]
+    fn role_names_are_stable() {
+        let schema = Schema::new("acme").expect("valid");
+        let first = RoleName::derive("p_", &schema).expect("role");
+        let second = RoleName::derive("p_", &schema).expect("role");
+        assert_eq!(first, second);
+        assert!(first.as_str().starts_with("p_acme_"));
+        assert_eq!(first.as_str().len(), "p_acme_".len() + 12);
+    }
+
+    #[test]
+    fn bad_prefixes_are_rejected() {
+        assert!(validate_role_prefix("bad-prefix").is_err());
+        assert!(validate_role_prefix("1abc").is_err());
+        assert!(validate_role_prefix(&"x".repeat(33)).is_err());
+        assert!(validate_role_prefix("ok_").is_ok());
+    }
+}

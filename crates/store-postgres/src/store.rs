@@ -1,0 +1,290 @@
+//! [`PostgresStore`]: the pool, the tenant directory and tenant handles, and the migration
+//! fan-out. Tenant data is only ever touched through [`PostgresTenant`] handles or
+//! [`TenantTransaction`]s, both of which run as the tenant's role.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use astrocyte_core::tenancy::Tenant;
+use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tokio_postgres::NoTls;
+use tracing::{info, instrument};
+
+use crate::directory::{self, AdminOutcome, TenantRecord};
+use crate::error::PgError;
+use crate::migrate::{
+    check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
+    TenantMigration, LATEST_MIGRATION,
+};
+use crate::names::{validate_role_prefix, RoleName, VectorSql};
+use crate::session::{TenantBinding, TenantTransaction};
+use crate::tenant::PostgresTenant;
+
+/// Settings of a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Maximum pooled connections.
+    pub pool_size: usize,
+    /// Server-side limit per statement (`statement_timeout`); `None` keeps the server default.
+    pub statement_timeout: Option<Duration>,
+    /// How long to wait for a pooled connection before failing.
+    pub pool_wait_timeout: Duration,
+    /// When true, [`Store::tenant`] creates an unknown tenant on first use; otherwise it
+    /// answers `NotFound` and tenants are created explicitly.
+    pub auto_create_tenants: bool,
+    /// Prefix of the per-tenant role names. Roles are cluster-wide, so deployments (and test
+    /// runs) sharing a cluster use different prefixes.
+    pub role_prefix: String,
+    /// Tenants migrated at once by [`PostgresStore::migrate_all_tenants`].
+    pub migration_concurrency: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            statement_timeout: Some(Duration::from_secs(30)),
+            pool_wait_timeout: Duration::from_secs(30),
+            auto_create_tenants: false,
+            role_prefix: "astro_t_".into(),
+            migration_concurrency: 4,
+        }
+    }
+}
+
+/// The PostgreSQL + pgvector store: one schema and one role per tenant.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    options: PostgresOptions,
+    vector: Arc<VectorSql>,
+    /// Open tenant handles; a handle is checked (exists, migrated) once, then reused.
+    handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("options", &self.inner.options)
+            .field("pgvector_schema", &self.inner.vector.schema)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), ensures the `vector` extension and
+    /// the tenant directory exist, and returns the store.
+    #[instrument(skip_all)]
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
+        validate_role_prefix(&options.role_prefix)?;
+        check_migrations()?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| PgError::Config(format!("invalid database url: {error}")))?;
+        if let Some(timeout) = options.statement_timeout {
+            let existing = config.get_options().unwrap_or_default().to_string();
+            config
+                .options(format!("{existing} -c statement_timeout={}", timeout.as_millis()).trim());
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("astrocyte");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.pool_wait_timeout))
+            .create_timeout(Some(options.pool_wait_timeout))
+            .build()
+            .map_err(PgError::from)?;
+        let vector_schema = directory::bootstrap(&pool).await?;
+        info!(pgvector_schema = %vector_schema, "connected");
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                options,
+                vector: Arc::new(VectorSql::new(vector_schema)),
+                handles: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &PostgresOptions {
+        &self.inner.options
+    }
+
+    /// Every directory row (name, schema, role, creation time, state), sorted by schema.
+    pub async fn tenant_records(&self) -> Result<Vec<TenantRecord>> {
+        Ok(directory::list(&self.inner.pool).await?)
+    }
+
+    /// The directory row of one tenant, if it exists.
+    pub async fn tenant_record(&self, schema: &Schema) -> Result<Option<TenantRecord>> {
+        Ok(directory::lookup(&self.inner.pool, schema).await?)
+    }
+
+    /// The role name a new tenant with this schema gets.
+    pub fn role_for(&self, schema: &Schema) -> Result<RoleName> {
+        Ok(RoleName::derive(&self.inner.options.role_prefix, schema)?)
+    }
+
+    async fn binding(&self, schema: &Schema) -> Result<TenantBinding> {
+        let record = directory::lookup(&self.inner.pool, schema)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenant {schema} does not exist")))?;
+        Ok(TenantBinding::new(
+            record.schema,
+            record.role,
+            self.inner.vector.clone(),
+        ))
+    }
+
+    /// A typed handle on one tenant (what [`Store::tenant`] returns as a trait object).
+    pub async fn open_tenant(&self, schema: &Schema) -> Result<Arc<PostgresTenant>> {
+        if let Some(handle) = self.inner.handles.lock().get(schema) {
+            return Ok(handle.clone());
+        }
+        let binding = match self.binding(schema).await {
+            Ok(binding) => binding,
+            Err(Error::NotFound(_)) if self.inner.options.auto_create_tenants => {
+                match self.create_tenant(schema).await {
+                    // Another request (or process) created it first: just as good.
+                    Ok(()) | Err(Error::Conflict(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                self.binding(schema).await?
+            }
+            Err(error) => return Err(error),
+        };
+        // A tenant created by an older release is brought up to date before first use.
+        if current_version(&self.inner.pool, &binding).await? < LATEST_MIGRATION {
+            if let MigrationStatus::Failed { message, .. } =
+                migrate_tenant(&self.inner.pool, &binding).await
+            {
+                return Err(Error::Storage(format!(
+                    "tenant {schema} could not be migrated: {message}"
+                )));
+            }
+        }
+        let handle = Arc::new(PostgresTenant::new(self.inner.pool.clone(), binding));
+        let mut handles = self.inner.handles.lock();
+        Ok(handles.entry(schema.clone()).or_insert(handle).clone())
+    }
+
+    /// Opens a transaction running as the tenant's role, for hand-written SQL. Name tables
+    /// with [`astrocyte_core::tenancy::fq_table`]; anything outside the tenant's schema is
+    /// refused by PostgreSQL's privileges.
+    pub async fn tenant_transaction(&self, schema: &Schema) -> Result<TenantTransaction> {
+        let binding = self.binding(schema).await?;
+        Ok(TenantTransaction::begin(&self.inner.pool, &binding, "").await?)
+    }
+
+    /// Brings one tenant to the latest migration.
+    pub async fn migrate_tenant(&self, schema: &Schema) -> Result<MigrationStatus> {
+        let binding = self.binding(schema).await?;
+        Ok(migrate_tenant(&self.inner.pool, &binding).await)
+    }
+
+    /// Migrates every tenant in the directory (a few at a time) and reports each tenant's
+    /// outcome; one tenant failing does not stop the others. Safe to run from several
+    /// processes at once and to re-run after a crash.
+    #[instrument(skip_all)]
+    pub async fn migrate_all_tenants(&self) -> Result<MigrationReport> {
+        let records = directory::list(&self.inner.pool).await?;
+        let pool = &self.inner.pool;
+        let vector = &self.inner.vector;
+        let mut tenants: Vec<TenantMigration> = futures::stream::iter(records)
+            .map(|record| async move {
+                let binding =
+                    TenantBinding::new(record.schema.clone(), record.role, vector.clone());
+                TenantMigration {
+                    schema: record.schema,
+                    status: migrate_tenant(pool, &binding).await,
+                }
+            })
+            .buffer_unordered(self.inner.options.migration_concurrency.max(1))
+            .collect()
+            .await;
+        tenants.sort_by(|a, b| a.schema.cmp(&b.schema));
+        let report = MigrationReport { tenants };
+        info!(
+            tenants = report.tenants.len(),
+            failed = report.failed().count(),
+            "migration fan-out done"
+        );
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn tenant(&self, schema: &Schema) -> Result<Arc<dyn TenantStore>> {
+        Ok(self.open_tenant(schema).await?)
+    }
+
+    #[instrument(skip_all, fields(tenant = %schema))]
+    async fn create_tenant(&self, schema: &Schema) -> Result<()> {
+        let role = self.role_for(schema)?;
+        match directory::create(&self.inner.pool, schema, &role, &self.inner.vector).await? {
+            AdminOutcome::Done => Ok(()),
+            AdminOutcome::Exists => Err(Error::Conflict(format!("tenant {schema} already exists"))),
+            AdminOutcome::Missing => {
+                Err(Error::Internal("create reported a missing tenant".into()))
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(tenant = %schema))]
+    async fn drop_tenant(&self, schema: &Schema) -> Result<()> {
+        let outcome = directory::drop(&self.inner.pool, schema).await?;
+        self.inner.handles.lock().remove(schema);
+        match outcome {
+            AdminOutcome::Done => Ok(()),
+            AdminOutcome::Missing => {
+                Err(Error::NotFound(format!("tenant {schema} does not exist")))
+            }
+            AdminOutcome::Exists => Err(Error::Internal("drop reported an existing tenant".into())),
+        }
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        Ok(directory::list(&self.inner.pool)
+            .await?
+            .into_iter()
+            .map(|record| Tenant {
+                schema: record.schema,
+            })
+            .collect())
+    }
+
+    async fn health(&self) -> Result<()> {
+        let client = self.inner.pool.get().await.map_err(PgError::from)?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(PgError::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,694 @@
+//! One tenant's memories on PostgreSQL: the [`TenantStore`] implementation. Every method runs
+//! in a [`TenantTransaction`] (tenant role, no user schema on the search path) against tables
+//! named through `fq_table`; values are always bound parameters.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use astrocyte_core::store::{
+    EmbeddingSpace, ScoredMemory, SearchRequest, SearchResponse, StrategyHits,
+};
+use astrocyte_core::{
+    BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Result, Schema,
+    TenantStore, Timestamp,
+};
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use tokio_postgres::types::Type;
+use tracing::instrument;
+
+use crate::analyze::StatisticsRefresh;
+use crate::error::{PgError, PgResult};
+use crate::names::{HNSW_INDEX, LOCK_SPACE};
+use crate::search::{search_settings, search_sql, KEYWORD, RECENCY, SEMANTIC, SEMANTIC_TIE_MARGIN};
+use crate::session::{TenantBinding, TenantTransaction};
+use crate::sql::{memory_from_row, to_i64, Params, EMBEDDING_COLUMN, MEMORY_COLUMNS};
+
+/// pgvector's HNSW index accepts `vector` columns up to this many dimensions; larger spaces
+/// are stored and searched exactly, without an index.
+const HNSW_MAX_DIMENSION: usize = 2000;
+
+/// pgvector's `vector` type holds at most this many dimensions.
+const VECTOR_MAX_DIMENSION: usize = 16000;
+
+const META_MODEL: &str = "embedding_model";
+const META_DIMENSION: &str = "embedding_dimension";
+
+/// A handle on one tenant's memories.
+#[derive(Debug)]
+pub struct PostgresTenant {
+    pool: Pool,
+    binding: TenantBinding,
+    /// The vector dimension once known; it never changes for a tenant's lifetime.
+    dimension: OnceLock<usize>,
+    /// Re-analyzes the table as it grows, so plans stay on the indexes.
+    statistics: Arc<StatisticsRefresh>,
+}
+
+/// The embedding space as recorded in the tenant's meta table.
+#[derive(Debug, Default)]
+struct StoredSpace {
+    model: Option<String>,
+    dimension: Option<usize>,
+}
+
+impl PostgresTenant {
+    pub(crate) fn new(pool: Pool, binding: TenantBinding) -> Self {
+        PostgresTenant {
+            pool,
+            binding,
+            dimension: OnceLock::new(),
+            statistics: Arc::new(StatisticsRefresh::default()),
+        }
+    }
+
+    async fn begin(&self, settings: &str) -> PgResult<TenantTransaction> {
+        TenantTransaction::begin(&self.pool, &self.binding, settings).await
+    }
+
+    /// Serialises space changes for this tenant, then reads the recorded space.
+    async fn locked_space(&self, transaction: &TenantTransaction) -> PgResult<StoredSpace> {
+        let mut params = Params::default();
+        let class = params.push(LOCK_SPACE, Type::INT4);
+        let key = params.push(self.binding.schema.as_str().to_string(), Type::TEXT);
+        transaction
+            .typed(
+                &format!("SELECT pg_advisory_xact_lock({class}, hashtext({key}))"),
+                &params,
+            )
+            .await?;
+        let rows = transaction
+            .typed(
+                &format!("SELECT key, value FROM {}", self.binding.tables.meta),
+                &Params::default(),
+            )
+            .await?;
+        let mut space = StoredSpace::default();
+        for row in rows {
+            let key: String = row.try_get("key")?;
+            let value: String = row.try_get("value")?;
+            match key.as_str() {
+                META_MODEL => space.model = Some(value),
+                META_DIMENSION => {
+                    space.dimension = Some(value.parse().map_err(|_| {
+                        PgError::Decode(format!("embedding dimension {value:?} is not a number"))
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        Ok(space)
+    }
+
+    /// Types the vector column as `vector(dimension)` and builds the HNSW cosine index. Runs
+    /// once per tenant, on an empty table, as the tenant role (which owns the table).
+    async fn fix_dimension(&self, transaction: &TenantTransaction, dimension: usize) -> Result<()> {
+        if dimension == 0 || dimension > VECTOR_MAX_DIMENSION {
+            return Err(Error::invalid(format!(
+                "embedding dimension must be between 1 and {VECTOR_MAX_DIMENSION}, got {dimension}"
+            )));
+        }
+        let table = &self.binding.tables.memories;
+        let vector = &self.binding.vector;
+        let mut ddl = format!(
+            "ALTER TABLE {table} ALTER COLUMN embedding TYPE {ty}({dimension}) USING embedding::{ty}({dimension}); ",
+            ty = vector.vector
+        );
+        if dimension <= HNSW_MAX_DIMENSION {
+            ddl.push_str(&format!(
+                "CREATE INDEX {HNSW_INDEX} ON {table} USING hnsw (embedding {ops})",
+                ops = vector.cosine_ops
+            ));
+        }
+        transaction.batch(&ddl).await?;
+        let mut params = Params::default();
+        let key = params.push(META_DIMENSION.to_string(), Type::TEXT);
+        let value = params.push(dimension.to_string(), Type::TEXT);
+        transaction
+            .typed(
+                &format!(
+                    "INSERT INTO {} (key, value) VALUES ({key}, {value})",
+                    self.binding.tables.meta
+                ),
+                &params,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn set_meta(
+        &self,
+        transaction: &TenantTransaction,
+        key: &str,
+        value: &str,
+    ) -> PgResult<()> {
+        let mut params = Params::default();
+        let key = params.push(key.to_string(), Type::TEXT);
+        let value = params.push(value.to_string(), Type::TEXT);
+        transaction
+            .typed(
+                &format!(
+                    "INSERT INTO {} (key, value) VALUES ({key}, {value}) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    self.binding.tables.meta
+                ),
+                &params,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Makes sure the vector column is typed for `dimension` (first insert without a recorded
+    /// space) and that it matches; returns the tenant's dimension.
+    async fn require_dimension(
+        &self,
+        transaction: &TenantTransaction,
+        dimension: usize,
+    ) -> Result<usize> {
+        let known = match self.dimension.get() {
+            Some(known) => *known,
+            None => {
+                let space = self.locked_space(transaction).await?;
+                let known = match space.dimension {
+                    Some(known) => known,
+                    None => {
+                        self.fix_dimension(transaction, dimension).await?;
+                        dimension
+                    }
+                };
+                // Cached by the caller once its transaction commits: if it rolls back, a
+                // dimension fixed here was never recorded.
+                known
+            }
+        };
+        if known != dimension {
+            return Err(Error::invalid(format!(
+                "vector of dimension {dimension} does not fit this tenant's dimension {known}"
+            )));
+        }
+        Ok(known)
+    }
+
+    /// Compares `space` with the recorded one, recording what is missing.
+    async fn ensure_space_in(
+        &self,
+        transaction: &TenantTransaction,
+        space: &EmbeddingSpace,
+    ) -> Result<()> {
+        let stored = self.locked_space(transaction).await?;
+        let mismatch =
+            |stored_model: Option<String>, stored_dimension: usize| Error::DimensionMismatch {
+                stored_model: stored_model.unwrap_or_else(|| "unknown".into()),
+                stored: stored_dimension,
+                model: space.model.clone(),
+                configured: space.dimension,
+            };
+        match (stored.dimension, stored.model) {
+            (Some(dimension), model) if dimension != space.dimension => {
+                Err(mismatch(model, dimension))
+            }
+            (Some(dimension), Some(model)) if model != space.model => {
+                Err(mismatch(Some(model), dimension))
+            }
+            (Some(_), Some(_)) => Ok(()),
+            // Typed by an insert before any space was recorded: adopt the model.
+            (Some(_), None) => Ok(self.set_meta(transaction, META_MODEL, &space.model).await?),
+            (None, _) => {
+                self.fix_dimension(transaction, space.dimension).await?;
+                Ok(self.set_meta(transaction, META_MODEL, &space.model).await?)
+            }
+        }
+    }
+
+    fn memory_scan_sql(&self, with_embedding: bool, extra: &str) -> String {
+        let embedding = if with_embedding {
+            format!(", {EMBEDDING_COLUMN}")
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {MEMORY_COLUMNS}{embedding} FROM {table} m {extra}",
+            table = self.binding.tables.memories
+        )
+    }
+}
+
+/// A vector in pgvector's text form (`[0.1,0.2]`). Rust prints the shortest text that parses
+/// back to the same f32, so the round trip is exact; text beats a sliced `real[]` parameter,
+/// which PostgreSQL copies whole for every slice.
+fn vector_literal(vector: &[f32]) -> String {
+    let mut text = String::with_capacity(vector.len() * 12 + 2);
+    text.push('[');
+    for (index, value) in vector.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&value.to_string());
+    }
+    text.push(']');
+    text
+}
+
+/// Orders best-first by score, ties by memory id (the embedded store's rule).
+fn sort_best_first(hits: &mut [ScoredMemory]) {
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.memory.id.cmp(&b.memory.id))
+    });
+}
+
+/// Cosine similarity from pgvector's distance; a zero vector has no direction, so its
+/// similarity is 0 (pgvector answers NaN).
+fn similarity(distance: f64) -> f32 {
+    if distance.is_nan() {
+        0.0
+    } else {
+        (1.0 - distance) as f32
+    }
+}
+
+#[async_trait]
+impl TenantStore for PostgresTenant {
+    fn schema(&self) -> &Schema {
+        &self.binding.schema
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema))]
+    async fn ensure_embedding_space(&self, space: &EmbeddingSpace) -> Result<()> {
+        let mut transaction = self.begin("").await?;
+        match self.ensure_space_in(&transaction, space).await {
+            Ok(()) => transaction.finish("COMMIT").await?,
+            Err(error) => {
+                let _ = transaction.finish("ROLLBACK").await;
+                return Err(error);
+            }
+        }
+        let _ = self.dimension.set(space.dimension);
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, count = memories.len()))]
+    async fn insert(&self, memories: Vec<NewMemory>) -> Result<()> {
+        let Some(first) = memories.first() else {
+            return Ok(());
+        };
+        let dimension = first.embedding.len();
+        if let Some(bad) = memories.iter().find(|m| m.embedding.len() != dimension) {
+            return Err(Error::invalid(format!(
+                "memory {} has a vector of dimension {}, expected {dimension}",
+                bad.memory.id,
+                bad.embedding.len()
+            )));
+        }
+        let count = memories.len();
+        let mut ids = Vec::with_capacity(count);
+        let mut banks = Vec::with_capacity(count);
+        let mut texts = Vec::with_capacity(count);
+        let mut tags = Vec::with_capacity(count);
+        let mut metadata = Vec::with_capacity(count);
+        let mut fact_types = Vec::with_capacity(count);
+        let mut occurred = Vec::with_capacity(count);
+        let mut retained = Vec::with_capacity(count);
+        let mut forgotten = Vec::with_capacity(count);
+        let mut sources = Vec::with_capacity(count);
+        let mut groups = Vec::with_capacity(count);
+        let mut indexes = Vec::with_capacity(count);
+        let mut counts = Vec::with_capacity(count);
+        let mut index_texts = Vec::with_capacity(count);
+        let mut vectors: Vec<String> = Vec::with_capacity(count);
+        for new in memories {
+            let memory = new.memory;
+            // Stored only when it differs, so plain memories cost nothing extra.
+            index_texts.push((new.index_text != memory.text).then_some(new.index_text));
+            ids.push(memory.id);
+            banks.push(memory.bank_id.as_str().to_string());
+            texts.push(memory.text);
+            tags.push(serde_json::Value::from(memory.tags));
+            metadata.push(serde_json::Value::Object(
+                memory.metadata.into_iter().collect(),
+            ));
+            fact_types.push(memory.fact_type);
+            occurred.push(memory.occurred_at);
+            retained.push(memory.retained_at);
+            forgotten.push(memory.forgotten_at);
+            sources.push(memory.source);
+            let chunk_field = |value: u32| {
+                i32::try_from(value).map_err(|_| Error::invalid("chunk position out of range"))
+            };
+            match memory.chunk {
+                Some(chunk) => {
+                    groups.push(Some(chunk.group_id));
+                    indexes.push(Some(chunk_field(chunk.index)?));
+                    counts.push(Some(chunk_field(chunk.count)?));
+                }
+                None => {
+                    groups.push(None);
+                    indexes.push(None);
+                    counts.push(None);
+                }
+            }
+            vectors.push(vector_literal(&new.embedding));
+        }
+        let mut transaction = self.begin("").await?;
+        let known = match self.require_dimension(&transaction, dimension).await {
+            Ok(known) => known,
+            Err(error) => {
+                let _ = transaction.finish("ROLLBACK").await;
+                return Err(error);
+            }
+        };
+        let mut params = Params::default();
+        let p = [
+            params.push(ids, Type::TEXT_ARRAY),
+            params.push(banks, Type::TEXT_ARRAY),
+            params.push(texts, Type::TEXT_ARRAY),
+            params.push(tags, Type::JSONB_ARRAY),
+            params.push(metadata, Type::JSONB_ARRAY),
+            params.push(fact_types, Type::TEXT_ARRAY),
+            params.push(occurred, Type::TIMESTAMPTZ_ARRAY),
+            params.push(retained, Type::TIMESTAMPTZ_ARRAY),
+            params.push(forgotten, Type::TIMESTAMPTZ_ARRAY),
+            params.push(sources, Type::TEXT_ARRAY),
+            params.push(groups, Type::TEXT_ARRAY),
+            params.push(indexes, Type::INT4_ARRAY),
+            params.push(counts, Type::INT4_ARRAY),
+            params.push(index_texts, Type::TEXT_ARRAY),
+        ];
+        let vectors = params.push(vectors, Type::TEXT_ARRAY);
+        let sql = format!(
+            "INSERT INTO {table} (id, bank_id, text, tags, metadata, fact_type, occurred_at, \
+               retained_at, forgotten_at, source, chunk_group, chunk_index, chunk_count, index_text, embedding) \
+             SELECT u.id, u.bank_id, u.text, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.metadata, \
+               u.fact_type, u.occurred_at, u.retained_at, u.forgotten_at, u.source, u.chunk_group, \
+               u.chunk_index, u.chunk_count, u.index_text, u.embedding::{vector} \
+             FROM unnest({}::text[], {}::text[], {}::text[], {}::jsonb[], {}::jsonb[], {}::text[], \
+               {}::timestamptz[], {}::timestamptz[], {}::timestamptz[], {}::text[], {}::text[], \
+               {}::int4[], {}::int4[], {}::text[], {vectors}::text[]) AS u(id, bank_id, text, tags, metadata, \
+               fact_type, occurred_at, retained_at, forgotten_at, source, chunk_group, chunk_index, \
+               chunk_count, index_text, embedding)",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+            table = self.binding.tables.memories,
+            vector = self.binding.vector.vector,
+        );
+        transaction.typed_then_commit(&sql, &params).await?;
+        let _ = self.dimension.set(known);
+        self.statistics
+            .note_inserted(count, &self.pool, &self.binding);
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, count = vectors.len()))]
+    async fn nearest_each(
+        &self,
+        bank: &BankId,
+        vectors: &[Vec<f32>],
+    ) -> Result<Vec<Option<(MemoryId, f32)>>> {
+        let Some(first) = vectors.first() else {
+            return Ok(Vec::new());
+        };
+        let dimension = first.len();
+        if vectors.iter().any(|v| v.len() != dimension) {
+            return Err(Error::invalid("query vectors differ in dimension"));
+        }
+        let mut params = Params::default();
+        let literals: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
+        let literals = params.push(literals, Type::TEXT_ARRAY);
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let op = &self.binding.vector.cosine;
+        // One HNSW probe per vector through a lateral join: one statement for the whole batch.
+        // `q` is MATERIALIZED so each query vector is parsed once, not once per row compared.
+        let sql = format!(
+            "WITH q AS MATERIALIZED (SELECT i::int AS i, v::{vector} AS v \
+               FROM unnest({literals}::text[]) WITH ORDINALITY AS u(v, i)) \
+             SELECT q.i, n.id, n.d FROM q LEFT JOIN LATERAL (\
+               SELECT m.id, (m.embedding {op} q.v) AS d FROM {table} m \
+               WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL \
+               ORDER BY m.embedding {op} q.v LIMIT 1) n ON true ORDER BY q.i",
+            vector = self.binding.vector.vector,
+            table = self.binding.tables.memories,
+        );
+        // Dedup probes must be index lookups (the trait's contract), whatever the planner's
+        // statistics say: every path that is not an ordered index scan is switched off.
+        let settings = format!(
+            "{} SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;",
+            search_settings(1)
+        );
+        let transaction = self.begin(&settings).await?;
+        let rows = transaction.typed_then_commit(&sql, &params).await?;
+        let mut out = vec![None; vectors.len()];
+        for row in rows {
+            let index: i32 = row.try_get("i").map_err(PgError::from)?;
+            let id: Option<String> = row.try_get("id").map_err(PgError::from)?;
+            let distance: Option<f64> = row.try_get("d").map_err(PgError::from)?;
+            if let (Some(id), Some(distance), Ok(slot)) = (id, distance, usize::try_from(index - 1))
+            {
+                if let Some(entry) = out.get_mut(slot) {
+                    *entry = Some((id, similarity(distance)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, banks = request.banks.len()))]
+    async fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        let mut params = Params::default();
+        let Some(sql) = search_sql(&self.binding, request, &mut params) else {
+            return Ok(SearchResponse::default());
+        };
+        let started = Instant::now();
+        let transaction = self
+            .begin(&search_settings(request.limit + SEMANTIC_TIE_MARGIN))
+            .await?;
+        let rows = transaction.typed_then_commit(&sql, &params).await?;
+        // The three strategies ran in one statement; each reports the statement's time.
+        let elapsed = started.elapsed();
+        let mut semantic = Vec::new();
+        let mut keyword = Vec::new();
+        let mut recency = Vec::new();
+        for row in rows {
+            let strategy: i32 = row.try_get("strategy").map_err(PgError::from)?;
+            let score: f64 = row.try_get("score").map_err(PgError::from)?;
+            let memory = memory_from_row(&row, false)?;
+            match strategy {
+                SEMANTIC => semantic.push(ScoredMemory {
+                    memory,
+                    score: similarity(score),
+                }),
+                KEYWORD => keyword.push(ScoredMemory {
+                    memory,
+                    score: score as f32,
+                }),
+                RECENCY => recency.push(ScoredMemory {
+                    memory,
+                    score: score as f32,
+                }),
+                other => return Err(Error::Internal(format!("unknown strategy tag {other}"))),
+            }
+        }
+        sort_best_first(&mut semantic);
+        semantic.truncate(request.limit);
+        sort_best_first(&mut keyword);
+        // Recency is ordered by the exact time, not by its lossy f32 score.
+        recency.sort_by(|a, b| {
+            b.memory
+                .effective_time()
+                .cmp(&a.memory.effective_time())
+                .then_with(|| a.memory.id.cmp(&b.memory.id))
+        });
+        let hits = |hits: Vec<ScoredMemory>| StrategyHits { hits, elapsed };
+        Ok(SearchResponse {
+            semantic: request.vector.is_some().then(|| hits(semantic)),
+            keyword: request.text.is_some().then(|| hits(keyword)),
+            recency: request.recency.then(|| hits(recency)),
+        })
+    }
+
+    async fn get(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<Memory>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params = Params::default();
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let wanted = params.push(ids.to_vec(), Type::TEXT_ARRAY);
+        let sql = self.memory_scan_sql(
+            false,
+            &format!("WHERE m.bank_id = {bank} AND m.id = ANY({wanted}::text[]) AND m.forgotten_at IS NULL"),
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        let mut found: HashMap<String, Memory> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let memory = memory_from_row(&row, false)?;
+            found.insert(memory.id.clone(), memory);
+        }
+        Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
+    }
+
+    async fn exists(&self, bank: &BankId, id: &MemoryId) -> Result<bool> {
+        let mut params = Params::default();
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let id = params.push(id.clone(), Type::TEXT);
+        let sql = format!(
+            "SELECT 1 FROM {} m WHERE m.bank_id = {bank} AND m.id = {id}",
+            self.binding.tables.memories
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, bank = %bank))]
+    async fn forget(
+        &self,
+        bank: &BankId,
+        selector: &ForgetSelector,
+        mode: ForgetMode,
+        now: Timestamp,
+    ) -> Result<u64> {
+        if selector.is_empty() {
+            return Err(Error::invalid(
+                "forget needs memory_ids, tags, before or all",
+            ));
+        }
+        let mut params = Params::default();
+        let mut clauses = vec![format!(
+            "m.bank_id = {}",
+            params.push(bank.as_str().to_string(), Type::TEXT)
+        )];
+        // Selector fields are AND-ed; `all` adds no restriction of its own.
+        if let Some(ids) = &selector.memory_ids {
+            clauses.push(format!(
+                "m.id = ANY({}::text[])",
+                params.push(ids.clone(), Type::TEXT_ARRAY)
+            ));
+        }
+        if let Some(tags) = &selector.tags {
+            clauses.push(format!(
+                "m.tags && {}::text[]",
+                params.push(tags.clone(), Type::TEXT_ARRAY)
+            ));
+        }
+        if let Some(before) = selector.before {
+            clauses.push(format!(
+                "m.effective_at < {}",
+                params.push(before, Type::TIMESTAMPTZ)
+            ));
+        }
+        let table = &self.binding.tables.memories;
+        let sql = match mode {
+            ForgetMode::Soft => {
+                let now = params.push(now, Type::TIMESTAMPTZ);
+                format!(
+                    "WITH changed AS (UPDATE {table} m SET forgotten_at = {now} \
+                       WHERE {} AND m.forgotten_at IS NULL RETURNING 1) SELECT count(*) AS n FROM changed",
+                    clauses.join(" AND ")
+                )
+            }
+            ForgetMode::Purge => format!(
+                "WITH gone AS (DELETE FROM {table} m WHERE {} RETURNING 1) SELECT count(*) AS n FROM gone",
+                clauses.join(" AND ")
+            ),
+        };
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        let affected: i64 = rows
+            .first()
+            .map(|row| row.try_get("n"))
+            .transpose()
+            .map_err(PgError::from)?
+            .unwrap_or(0);
+        Ok(u64::try_from(affected).unwrap_or(0))
+    }
+
+    async fn list_banks(&self) -> Result<Vec<BankId>> {
+        // A loose index scan: each step seeks the next bank in the (bank_id, id) key instead
+        // of reading every row, so the cost follows the number of banks, not of memories.
+        let sql = format!(
+            "WITH RECURSIVE banks AS (\
+               (SELECT m.bank_id FROM {table} m WHERE m.forgotten_at IS NULL ORDER BY m.bank_id LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT m.bank_id FROM {table} m WHERE m.bank_id > banks.bank_id \
+                 AND m.forgotten_at IS NULL ORDER BY m.bank_id LIMIT 1) \
+               FROM banks WHERE banks.bank_id IS NOT NULL) \
+             SELECT bank_id FROM banks WHERE bank_id IS NOT NULL ORDER BY bank_id",
+            table = self.binding.tables.memories
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &Params::default())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let bank: String = row.try_get("bank_id").map_err(PgError::from)?;
+                BankId::new(bank)
+            })
+            .collect()
+    }
+
+    async fn scan(
+        &self,
+        bank: &BankId,
+        after: Option<&MemoryId>,
+        limit: usize,
+        include_embeddings: bool,
+    ) -> Result<Vec<Memory>> {
+        let mut params = Params::default();
+        let mut condition = format!(
+            "WHERE m.bank_id = {} AND m.forgotten_at IS NULL",
+            params.push(bank.as_str().to_string(), Type::TEXT)
+        );
+        if let Some(after) = after {
+            condition.push_str(&format!(
+                " AND m.id > {}",
+                params.push(after.clone(), Type::TEXT)
+            ));
+        }
+        let limit = params.push(to_i64(limit), Type::INT8);
+        let sql = self.memory_scan_sql(
+            include_embeddings,
+            &format!("{condition} ORDER BY m.id LIMIT {limit}"),
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(memory_from_row(row, include_embeddings)?))
+            .collect()
+    }
+
+    async fn count(&self, bank: &BankId) -> Result<u64> {
+        let mut params = Params::default();
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let sql = format!(
+            "SELECT count(*) AS n FROM {} m WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL",
+            self.binding.tables.memories
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        let count: i64 = rows
+            .first()
+            .map(|row| row.try_get("n"))
+            .transpose()
+            .map_err(PgError::from)?
+            .unwrap_or(0);
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}

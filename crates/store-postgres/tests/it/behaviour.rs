@@ -1,0 +1,405 @@
+//! PostgreSQL-specific behaviour the shared suite cannot see: selective filters over the HNSW
+//! index, the BM25-like keyword ranking, the vector column typed on first use, the statement
+//! timeout option, and no prepared statements left behind by per-tenant SQL.
+
+use std::time::{Duration, Instant};
+
+use astrocyte_core::store::{EmbeddingSpace, SearchRequest};
+use astrocyte_core::{
+    BankId, ErrorKind, Memory, Metadata, NewMemory, RecallFilter, Schema, Store, TenantStore,
+};
+use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
+
+use crate::support::TestDb;
+
+const DIMENSION: usize = 16;
+
+fn bank(name: &str) -> BankId {
+    BankId::new(name).expect("bank id")
+}
+
+/// A deterministic unit vector (xorshift), so the test needs no random crate.
+fn vector(seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut values: Vec<f32> = (0..DIMENSION)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    astrocyte_core::embed::l2_normalize(&mut values);
+    values
+}
+
+fn memory(bank_name: &str, id: &str, text: &str, tags: &[&str], embedding: Vec<f32>) -> NewMemory {
+    NewMemory {
+        memory: Memory {
+            id: id.into(),
+            bank_id: bank(bank_name),
+            text: text.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            metadata: Metadata::new(),
+            fact_type: "world".into(),
+            occurred_at: None,
+            retained_at: chrono::Utc::now(),
+            forgotten_at: None,
+            source: None,
+            chunk: None,
+            embedding: None,
+        },
+        embedding,
+        index_text: text.into(),
+    }
+}
+
+async fn tenant(store: &PostgresStore, name: &str) -> std::sync::Arc<dyn TenantStore> {
+    let schema = Schema::new(name).expect("schema");
+    store.create_tenant(&schema).await.expect("create");
+    store.tenant(&schema).await.expect("handle")
+}
+
+fn semantic(bank_name: &str, query: Vec<f32>, limit: usize, filter: RecallFilter) -> SearchRequest {
+    SearchRequest {
+        banks: vec![bank(bank_name)],
+        vector: Some(query),
+        text: None,
+        recency: false,
+        limit,
+        filter,
+    }
+}
+
+/// Exact ranking by cosine (vectors are unit length), ties by id.
+fn brute_force(candidates: &[(String, Vec<f32>)], query: &[f32], limit: usize) -> Vec<String> {
+    let mut scored: Vec<(f32, &String)> = candidates
+        .iter()
+        .map(|(id, v)| (astrocyte_core::embed::dot(v, query), id))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(limit)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_filters_still_return_every_match_in_order() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let tenant = tenant(&store, "selective").await;
+    tenant
+        .ensure_embedding_space(&EmbeddingSpace {
+            model: "test-vectors".into(),
+            dimension: DIMENSION,
+        })
+        .await
+        .expect("space");
+    let mut batch = Vec::new();
+    let mut rare = Vec::new();
+    let mut small = Vec::new();
+    for i in 0..3000u64 {
+        let id = format!("big-{i:05}");
+        let tags: &[&str] = if i % 1000 == 7 {
+            &["rare"]
+        } else {
+            &["common"]
+        };
+        if tags == ["rare"] {
+            rare.push((id.clone(), vector(i)));
+        }
+        batch.push(memory(
+            "big",
+            &id,
+            &format!("bulk row {i}"),
+            tags,
+            vector(i),
+        ));
+    }
+    for i in 0..5u64 {
+        let id = format!("small-{i}");
+        small.push((id.clone(), vector(10_000 + i)));
+        batch.push(memory(
+            "small",
+            &id,
+            &format!("small row {i}"),
+            &[],
+            vector(10_000 + i),
+        ));
+    }
+    tenant.insert(batch).await.expect("insert");
+    let probe = vector(424_242);
+
+    // A bank of 5 among 3005 rows: all 5 come back, in exact order.
+    let hits = tenant
+        .search(&semantic(
+            "small",
+            probe.clone(),
+            10,
+            RecallFilter::default(),
+        ))
+        .await
+        .expect("search");
+    let ids: Vec<String> = hits
+        .semantic
+        .expect("semantic")
+        .hits
+        .into_iter()
+        .map(|h| h.memory.id)
+        .collect();
+    assert_eq!(ids, brute_force(&small, &probe, 10));
+
+    // A tag matching 3 of 3000 rows in the same bank.
+    let filter = RecallFilter {
+        tags: Some(vec!["rare".into()]),
+        ..Default::default()
+    };
+    let hits = tenant
+        .search(&semantic("big", probe.clone(), 10, filter))
+        .await
+        .expect("search");
+    let ids: Vec<String> = hits
+        .semantic
+        .expect("semantic")
+        .hits
+        .into_iter()
+        .map(|h| h.memory.id)
+        .collect();
+    assert_eq!(ids, brute_force(&rare, &probe, 10));
+
+    // Through the index, a stored vector finds itself first.
+    let hits = tenant
+        .search(&semantic("big", vector(1234), 10, RecallFilter::default()))
+        .await
+        .expect("search");
+    let best = &hits.semantic.expect("semantic").hits[0];
+    assert_eq!(best.memory.id, "big-01234");
+    assert!((best.score - 1.0).abs() < 1e-5, "{}", best.score);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyword_ranking_favours_rare_and_repeated_terms() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let tenant = tenant(&store, "keywords").await;
+    let rows = [
+        ("k1", "apple banana smoothie"),
+        ("k2", "apple apple apple pie"),
+        ("k3", "apple dates"),
+        ("k4", "zebra apple orchard"),
+        ("k5", "nothing relevant here"),
+    ];
+    tenant
+        .insert(
+            rows.iter()
+                .enumerate()
+                .map(|(i, (id, text))| memory("fruit", id, text, &[], vector(i as u64)))
+                .collect(),
+        )
+        .await
+        .expect("insert");
+    let keyword = |text: &str| SearchRequest {
+        banks: vec![bank("fruit")],
+        vector: None,
+        text: Some(text.into()),
+        recency: false,
+        limit: 10,
+        filter: RecallFilter::default(),
+    };
+    let ranked = |response: astrocyte_core::store::SearchResponse| -> Vec<(String, f32)> {
+        response
+            .keyword
+            .expect("keyword")
+            .hits
+            .into_iter()
+            .map(|h| (h.memory.id, h.score))
+            .collect()
+    };
+    let apple = ranked(tenant.search(&keyword("apples")).await.expect("search"));
+    assert_eq!(apple.len(), 4, "stemmed: 'apples' matches 'apple'");
+    assert_eq!(apple[0].0, "k2", "three occurrences rank first: {apple:?}");
+    assert!(
+        apple.windows(2).all(|w| w[0].1 >= w[1].1 && w[1].1 > 0.0),
+        "{apple:?}"
+    );
+    let zebra = ranked(
+        tenant
+            .search(&keyword("zebra apple"))
+            .await
+            .expect("search"),
+    );
+    assert_eq!(zebra[0].0, "k4", "the rare term decides: {zebra:?}");
+    // Operators and quotes are plain text.
+    let odd = ranked(
+        tenant
+            .search(&keyword("zebra & !apple | 'pie"))
+            .await
+            .expect("search"),
+    );
+    assert_eq!(odd.len(), 4);
+}
+
+async fn column_type(admin: &tokio_postgres::Client, schema: &str) -> String {
+    admin
+        .query_one(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = (quote_ident($1) || '.astrocyte_memories')::regclass AND a.attname = 'embedding'",
+            &[&schema],
+        )
+        .await
+        .expect("catalog")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vector_column_is_typed_on_first_use() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let admin = db.admin().await;
+    let spaced = tenant(&store, "spaced").await;
+    assert_eq!(column_type(&admin, "spaced").await, "vector");
+    spaced
+        .ensure_embedding_space(&EmbeddingSpace {
+            model: "m".into(),
+            dimension: 24,
+        })
+        .await
+        .expect("space");
+    assert_eq!(column_type(&admin, "spaced").await, "vector(24)");
+    let index: String = admin
+        .query_one("SELECT indexdef FROM pg_indexes WHERE schemaname = 'spaced' AND indexname LIKE '%hnsw'", &[])
+        .await
+        .expect("hnsw index")
+        .get(0);
+    assert!(
+        index.contains("USING hnsw") && index.contains("vector_cosine_ops"),
+        "{index}"
+    );
+    let mismatch = spaced
+        .ensure_embedding_space(&EmbeddingSpace {
+            model: "m".into(),
+            dimension: 32,
+        })
+        .await
+        .expect_err("other dimension");
+    assert_eq!(mismatch.kind(), ErrorKind::Conflict);
+
+    // A tenant written to without a recorded space takes the first vectors' dimension.
+    let implicit = tenant(&store, "implicit").await;
+    let mut first = vector(1);
+    first.truncate(8);
+    // A first batch that fails (duplicate ids) leaves nothing typed behind, not even in the
+    // handle's memory of the dimension.
+    let doomed = vec![
+        memory("b", "twice", "eight dims", &[], first.clone()),
+        memory("b", "twice", "eight dims again", &[], first.clone()),
+    ];
+    assert_eq!(
+        implicit.insert(doomed).await.expect_err("duplicate").kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(column_type(&admin, "implicit").await, "vector");
+    implicit
+        .insert(vec![memory("b", "only", "eight dims", &[], first)])
+        .await
+        .expect("insert");
+    assert_eq!(column_type(&admin, "implicit").await, "vector(8)");
+    let indexes: i64 = admin
+        .query_one("SELECT count(*) FROM pg_indexes WHERE schemaname = 'implicit' AND indexname LIKE '%hnsw'", &[])
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(indexes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_option_limits_every_statement() {
+    let db = TestDb::create().await;
+    let store = db
+        .store_with(PostgresOptions {
+            statement_timeout: Some(Duration::from_millis(200)),
+            ..db.options()
+        })
+        .await;
+    let schema = Schema::new("slow").expect("schema");
+    store.create_tenant(&schema).await.expect("create");
+    let transaction = store
+        .tenant_transaction(&schema)
+        .await
+        .expect("transaction");
+    let started = Instant::now();
+    let error = transaction
+        .query("SELECT pg_sleep(5)", &[])
+        .await
+        .expect_err("times out");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(error.to_string().contains("timed out"), "{error}");
+    transaction.rollback().await.expect("rollback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tenant_sql_leaves_no_prepared_statements_behind() {
+    let db = TestDb::create().await;
+    // One connection: every statement below ran on the session inspected at the end.
+    let store = db
+        .store_with(PostgresOptions {
+            pool_size: 1,
+            ..db.options()
+        })
+        .await;
+    for name in ["prep_a", "prep_b", "prep_c"] {
+        let tenant = tenant(&store, name).await;
+        tenant
+            .insert(
+                (0..5)
+                    .map(|i| {
+                        memory(
+                            "b",
+                            &format!("m{i}"),
+                            &format!("text number {i}"),
+                            &[],
+                            vector(i),
+                        )
+                    })
+                    .collect(),
+            )
+            .await
+            .expect("insert");
+        let request = SearchRequest {
+            banks: vec![bank("b")],
+            vector: Some(vector(99)),
+            text: Some("text number".into()),
+            recency: true,
+            limit: 3,
+            filter: RecallFilter::default(),
+        };
+        for _ in 0..5 {
+            tenant.search(&request).await.expect("search");
+        }
+        tenant
+            .nearest_each(&bank("b"), &[vector(7)])
+            .await
+            .expect("nearest");
+        tenant.count(&bank("b")).await.expect("count");
+        tenant.scan(&bank("b"), None, 10, true).await.expect("scan");
+    }
+    let transaction = store
+        .tenant_transaction(&Schema::new("prep_a").expect("schema"))
+        .await
+        .expect("transaction");
+    let rows = transaction
+        .query(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        0,
+        "no named statement survives its use"
+    );
+    transaction.rollback().await.expect("rollback");
+}

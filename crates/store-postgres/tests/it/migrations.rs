@@ -1,0 +1,263 @@
+//! Migrations: where the DDL lands, the fan-out's per-tenant report, resuming after a crash,
+//! a failing tenant not stopping the others, and two processes migrating at once.
+
+use astrocyte_core::{Schema, Store};
+use astrocyte_store_postgres::{MigrationStatus, PostgresStore, LATEST_MIGRATION};
+
+use crate::support::TestDb;
+
+const TENANT_TABLES: [&str; 3] = [
+    "astrocyte_memories",
+    "astrocyte_meta",
+    "astrocyte_migrations",
+];
+
+async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
+    let mut schemas = Vec::new();
+    for name in names {
+        let schema = Schema::new(*name).expect("schema");
+        store.create_tenant(&schema).await.expect("create tenant");
+        schemas.push(schema);
+    }
+    schemas
+}
+
+async fn ledger(admin: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
+    admin
+        .query(
+            &format!("SELECT version FROM \"{schema}\".astrocyte_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Simulates a tenant whose last migrations never committed (a crash mid-fan-out, or a tenant
+/// created by an older release): rolls it back to `version`.
+async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32) {
+    let mut sql = String::new();
+    if version < 3 {
+        sql.push_str(&format!(
+            "DROP INDEX \"{schema}\".astrocyte_memories_metadata; "
+        ));
+    }
+    if version < 2 {
+        sql.push_str(&format!("DROP TABLE \"{schema}\".astrocyte_memories; "));
+    }
+    sql.push_str(&format!(
+        "DELETE FROM \"{schema}\".astrocyte_migrations WHERE version > {version}"
+    ));
+    admin.batch_execute(&sql).await.expect("roll back");
+}
+
+async fn public_relations(admin: &tokio_postgres::Client) -> Vec<String> {
+    admin
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_lands_in_its_tenant_schema_and_public_gains_nothing() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let admin = db.admin().await;
+    let before = public_relations(&admin).await;
+    let schemas = create_tenants(&store, &["cat_one", "cat_two", "cat_three"]).await;
+    let report = store.migrate_all_tenants().await.expect("fan-out");
+    assert!(report.all_ok());
+    for schema in &schemas {
+        let role = store
+            .tenant_record(schema)
+            .await
+            .expect("record")
+            .expect("exists")
+            .role;
+        // Everything the tenant role owns lives in the tenant's schema (TOAST tables aside,
+        // which PostgreSQL always keeps in pg_toast).
+        let owned = admin
+            .query(
+                "SELECT n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+                 AND n.nspname <> 'pg_toast'",
+                &[&role.as_str()],
+            )
+            .await
+            .expect("catalog");
+        assert!(owned.len() >= 3);
+        for row in &owned {
+            assert_eq!(
+                row.get::<_, String>(0),
+                schema.as_str(),
+                "{} is outside its schema",
+                row.get::<_, String>(1)
+            );
+        }
+        let mut tables: Vec<String> = owned
+            .iter()
+            .filter(|row| row.get::<_, String>(2) == "r")
+            .map(|row| row.get(1))
+            .collect();
+        tables.sort();
+        assert_eq!(tables, TENANT_TABLES);
+        let schema_owner: String = admin
+            .query_one(
+                "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
+                &[&schema.as_str()],
+            )
+            .await
+            .expect("catalog")
+            .get(0);
+        assert_eq!(schema_owner, role.as_str());
+        assert_eq!(ledger(&admin, schema.as_str()).await, vec![1, 2, 3]);
+    }
+    assert_eq!(
+        public_relations(&admin).await,
+        before,
+        "public gained nothing"
+    );
+    assert!(before.contains(&"astrocyte_tenants".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_reports_each_tenant_and_resumes_after_a_crash() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let admin = db.admin().await;
+    let schemas = create_tenants(&store, &["mig_a", "mig_b", "mig_c"]).await;
+
+    let current = store.migrate_all_tenants().await.expect("fan-out");
+    assert_eq!(current.tenants.len(), 3);
+    assert!(current.tenants.iter().all(|t| t.status
+        == MigrationStatus::AlreadyCurrent {
+            version: LATEST_MIGRATION
+        }));
+    assert_eq!(
+        current
+            .tenants
+            .iter()
+            .map(|t| t.schema.clone())
+            .collect::<Vec<_>>(),
+        schemas
+    );
+
+    roll_back_to(&admin, "mig_b", 2).await;
+    roll_back_to(&admin, "mig_c", 1).await;
+    let resumed = store.migrate_all_tenants().await.expect("fan-out");
+    let statuses: Vec<(String, MigrationStatus)> = resumed
+        .tenants
+        .iter()
+        .map(|t| (t.schema.to_string(), t.status.clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (
+                "mig_a".into(),
+                MigrationStatus::AlreadyCurrent { version: 3 }
+            ),
+            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 3 }),
+            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 3 }),
+        ]
+    );
+    let lines: Vec<String> = resumed.tenants.iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "mig_a: already current (3)",
+            "mig_b: ok (2 -> 3)",
+            "mig_c: ok (1 -> 3)"
+        ]
+    );
+    for name in ["mig_a", "mig_b", "mig_c"] {
+        assert_eq!(ledger(&admin, name).await, vec![1, 2, 3]);
+    }
+    // A tenant behind is also brought up to date when first opened.
+    roll_back_to(&admin, "mig_a", 2).await;
+    store.tenant(&schemas[0]).await.expect("handle");
+    assert_eq!(ledger(&admin, "mig_a").await, vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tenant_is_reported_and_the_others_still_migrate() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let admin = db.admin().await;
+    create_tenants(&store, &["ok_one", "broken", "ok_two"]).await;
+    roll_back_to(&admin, "ok_one", 2).await;
+    roll_back_to(&admin, "ok_two", 2).await;
+    // The ledger says 3 is missing but its index exists: migration 3 fails on this tenant.
+    admin
+        .batch_execute("DELETE FROM broken.astrocyte_migrations WHERE version = 3")
+        .await
+        .expect("break");
+    let report = store.migrate_all_tenants().await.expect("fan-out");
+    assert!(!report.all_ok());
+    let failed: Vec<String> = report.failed().map(|t| t.schema.to_string()).collect();
+    assert_eq!(failed, vec!["broken".to_string()]);
+    let broken = &report.tenants[0];
+    match &broken.status {
+        MigrationStatus::Failed { reached, message } => {
+            assert_eq!(*reached, 2);
+            assert!(message.contains("already exists"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(broken.to_string().starts_with("broken: failed"), "{broken}");
+    assert_eq!(
+        ledger(&admin, "broken").await,
+        vec![1, 2],
+        "the failed migration left no ledger row"
+    );
+    assert_eq!(ledger(&admin, "ok_one").await, vec![1, 2, 3]);
+    assert_eq!(ledger(&admin, "ok_two").await, vec![1, 2, 3]);
+
+    // Repaired, a re-run finishes it.
+    admin
+        .batch_execute("DROP INDEX broken.astrocyte_memories_metadata")
+        .await
+        .expect("repair");
+    let rerun = store.migrate_all_tenants().await.expect("fan-out");
+    assert!(rerun.all_ok());
+    assert_eq!(
+        rerun.tenants[0].status,
+        MigrationStatus::Applied { from: 2, to: 3 }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrating_at_once_both_succeed() {
+    let db = TestDb::create().await;
+    let first = db.store().await;
+    // A second store has its own pool: as far as PostgreSQL is concerned, another process.
+    let second = db.store().await;
+    let names = ["race_a", "race_b", "race_c", "race_d", "race_e", "race_f"];
+    create_tenants(&first, &names).await;
+    let admin = db.admin().await;
+    for name in names {
+        roll_back_to(&admin, name, 1).await;
+    }
+    let (one, two) = tokio::join!(first.migrate_all_tenants(), second.migrate_all_tenants());
+    let (one, two) = (one.expect("fan-out one"), two.expect("fan-out two"));
+    assert!(one.all_ok(), "{:?}", one.failed().collect::<Vec<_>>());
+    assert!(two.all_ok(), "{:?}", two.failed().collect::<Vec<_>>());
+    for (index, name) in names.iter().enumerate() {
+        assert_eq!(ledger(&admin, name).await, vec![1, 2, 3]);
+        let applied = |status: &MigrationStatus| matches!(status, MigrationStatus::Applied { .. });
+        assert!(
+            applied(&one.tenants[index].status) || applied(&two.tenants[index].status),
+            "someone applied {name}'s migrations"
+        );
+    }
+}

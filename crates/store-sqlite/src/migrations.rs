@@ -1,0 +1,185 @@
+//! Versioned schema migrations of a tenant database, recorded in a `schema_migrations` ledger
+//! and applied on open. Each migration runs in its own immediate transaction, so two processes
+//! opening the same file cannot apply one twice. There are no down-migrations.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::StoreResult;
+
+/// One forward step of the schema.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, in order. Append only: an applied migration is never edited.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "memories_fts_vectors",
+    sql: r#"
+-- AUTOINCREMENT keeps row ids monotonic even after the newest row is purged: vector index
+-- snapshots record the highest row id they contain and catch up with the rows after it.
+CREATE TABLE memories (
+    rowid        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT    NOT NULL,
+    bank_id      TEXT    NOT NULL,
+    text         TEXT    NOT NULL,
+    tags         TEXT    NOT NULL DEFAULT '[]',
+    metadata     TEXT    NOT NULL DEFAULT '{}',
+    fact_type    TEXT    NOT NULL,
+    occurred_at  INTEGER,
+    retained_at  INTEGER NOT NULL,
+    forgotten_at INTEGER,
+    effective_at INTEGER NOT NULL,
+    source       TEXT,
+    chunk        TEXT,
+    embedding    BLOB    NOT NULL,
+    -- FNV-1a of the embedding blob: finds exact twins (the same text retained again) without
+    -- relying on the approximate index.
+    embedding_hash INTEGER NOT NULL,
+    -- What the keyword index covers when it differs from text (retrieval context such as the
+    -- date in words or neighbouring turns); never returned to callers.
+    index_text   TEXT,
+    search_text  TEXT GENERATED ALWAYS AS (COALESCE(index_text, text)) VIRTUAL
+);
+-- Memory ids are unique per bank, so one export can be imported into several banks.
+CREATE UNIQUE INDEX memories_bank_id ON memories (bank_id, id);
+CREATE INDEX memories_bank_effective ON memories (bank_id, effective_at);
+CREATE INDEX memories_bank_forgotten ON memories (bank_id, forgotten_at);
+CREATE INDEX memories_bank_embedding_hash ON memories (bank_id, embedding_hash);
+
+CREATE TABLE memory_tags (
+    tag          TEXT    NOT NULL,
+    memory_rowid INTEGER NOT NULL REFERENCES memories (rowid) ON DELETE CASCADE,
+    PRIMARY KEY (tag, memory_rowid)
+) WITHOUT ROWID;
+CREATE INDEX memory_tags_memory ON memory_tags (memory_rowid);
+
+CREATE VIRTUAL TABLE memories_fts USING fts5 (
+    search_text,
+    content = 'memories',
+    content_rowid = 'rowid',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+-- Purged text must leave the full-text index at once, not at the next segment merge.
+INSERT INTO memories_fts (memories_fts, rank) VALUES ('secure-delete', 1);
+CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+END;
+CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+END;
+CREATE TRIGGER memories_fts_update AFTER UPDATE OF text, index_text ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+    INSERT INTO memories_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+END;
+
+CREATE TABLE embedding_space (
+    singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
+    model       TEXT    NOT NULL,
+    dimension   INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL
+);
+
+-- Derived data: a serialised HNSW index per bank holding every visible row up to max_rowid.
+CREATE TABLE vector_index (
+    bank_id    TEXT    PRIMARY KEY,
+    max_rowid  INTEGER NOT NULL,
+    dimension  INTEGER NOT NULL,
+    data       BLOB    NOT NULL,
+    written_at INTEGER NOT NULL
+);
+"#,
+}];
+
+/// Brings the database up to the newest schema; a no-op when it already is. Fails when the
+/// file was migrated by a newer build than this one (its schema is unknown to us).
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT    NOT NULL,
+             applied_at INTEGER NOT NULL
+         );",
+    )?;
+    let newest_known = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
+    for migration in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [migration.version],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if applied.is_none() {
+            tx.execute_batch(migration.sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    migration.version,
+                    migration.name,
+                    chrono::Utc::now().timestamp_micros()
+                ],
+            )?;
+            tracing::debug!(
+                version = migration.version,
+                name = migration.name,
+                "applied migration"
+            );
+        }
+        tx.commit()?;
+    }
+    let newest_applied: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
+    if newest_applied > newest_known {
+        return Err(astrocyte_core::Error::Conflict(format!(
+            "database schema version {newest_applied} is newer than this build supports ({newest_known})"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_applies_each_version_once() {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        migrate(&mut conn).expect("first migration");
+        migrate(&mut conn).expect("second migration is a no-op");
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
+                row.get(0)
+            })
+            .expect("ledger");
+        assert_eq!(rows, MIGRATIONS.len() as i64);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('memories', 'memories_fts', 'memory_tags', 'vector_index', 'embedding_space')",
+                [],
+                |row| row.get(0),
+            )
+            .expect("schema");
+        assert_eq!(tables, 5);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        migrate(&mut conn).expect("migration");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+            [],
+        )
+        .expect("fake future migration");
+        let error = migrate(&mut conn).expect_err("newer schema must be refused");
+        assert!(error.to_string().contains("newer"), "{error}");
+    }
+}

@@ -1,0 +1,838 @@
+//! One tenant's database: its writer connection, reader pool, bank indexes and every
+//! [`TenantStore`] operation except search (in `search.rs`). Blocking SQLite work runs on
+//! tokio's blocking pool; the async trait methods only move arguments there and back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use astrocyte_core::store::{EmbeddingSpace, SearchRequest, SearchResponse};
+use astrocyte_core::{
+    BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Schema, TenantStore,
+    Timestamp,
+};
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use tracing::instrument;
+
+use crate::connection::{open_writer, ReaderPool};
+use crate::error::{StoreError, StoreResult};
+use crate::filter::json_list;
+use crate::migrations::migrate;
+use crate::rows::{
+    encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
+};
+use crate::store::SqliteOptions;
+use crate::vectors::{capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot};
+
+/// The state of one open tenant database, shared by every handle to it.
+pub(crate) struct TenantInner {
+    pub(crate) schema: Schema,
+    pub(crate) options: SqliteOptions,
+    /// `true` while open. Every operation holds it shared; closing takes it exclusively, so
+    /// files are only deleted once nothing is using a connection.
+    gate: RwLock<bool>,
+    /// The single writer; `None` once closed.
+    writer: Mutex<Option<Connection>>,
+    pub(crate) readers: ReaderPool,
+    space: Mutex<Option<EmbeddingSpace>>,
+    banks: Mutex<HashMap<BankId, Arc<BankSlot>>>,
+}
+
+impl TenantInner {
+    /// Opens (and with `create`, creates) the tenant file and migrates it.
+    pub(crate) fn open(
+        schema: Schema,
+        path: PathBuf,
+        options: SqliteOptions,
+        create: bool,
+    ) -> StoreResult<Self> {
+        let mut writer = open_writer(&path, &options, create)?;
+        migrate(&mut writer)?;
+        Ok(TenantInner {
+            schema,
+            readers: ReaderPool::new(path, options.clone()),
+            options,
+            gate: RwLock::new(true),
+            writer: Mutex::new(Some(writer)),
+            space: Mutex::new(None),
+            banks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs `operation` unless the tenant was closed, keeping it open meanwhile. Entry points
+    /// only: the gate is never taken twice by one thread.
+    pub(crate) fn guarded<R>(
+        self: &Arc<Self>,
+        operation: impl FnOnce(&Arc<Self>) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let open = self.gate.read();
+        if !*open {
+            return Err(StoreError::TenantDropped(self.schema.to_string()));
+        }
+        let result = operation(self);
+        drop(open);
+        result
+    }
+
+    /// Closes every connection once in-flight operations (background snapshots included)
+    /// finish, without saving anything: the tenant is being dropped. Later calls fail with
+    /// `TenantDropped`.
+    pub(crate) fn close(&self) {
+        let mut open = self.gate.write();
+        if !*open {
+            return;
+        }
+        *open = false;
+        self.writer.lock().take();
+        self.readers.close_idle();
+    }
+
+    fn with_writer<R>(
+        &self,
+        operation: impl FnOnce(&mut Connection) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let mut guard = self.writer.lock();
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::TenantDropped(self.schema.to_string()))?;
+        operation(conn)
+    }
+
+    // --- embedding space ----------------------------------------------------------------
+
+    fn ensure_embedding_space(&self, wanted: &EmbeddingSpace) -> StoreResult<()> {
+        if let Some(known) = self.space.lock().as_ref() {
+            return check_space(known, wanted);
+        }
+        let recorded = self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = read_space(&tx)?;
+            let space = match stored {
+                Some(stored) => stored,
+                None => {
+                    tx.execute(
+                        "INSERT INTO embedding_space (singleton, model, dimension, recorded_at) VALUES (1, ?1, ?2, ?3)",
+                        params![wanted.model, wanted.dimension as i64, to_micros(chrono::Utc::now())],
+                    )?;
+                    wanted.clone()
+                }
+            };
+            tx.commit()?;
+            Ok(space)
+        })?;
+        let checked = check_space(&recorded, wanted);
+        *self.space.lock() = Some(recorded);
+        checked
+    }
+
+    /// The recorded embedding dimension, if any.
+    pub(crate) fn recorded_dimension(&self, conn: &Connection) -> StoreResult<Option<usize>> {
+        if let Some(space) = self.space.lock().as_ref() {
+            return Ok(Some(space.dimension));
+        }
+        let stored = read_space(conn)?;
+        let dimension = stored.as_ref().map(|s| s.dimension);
+        if let Some(space) = stored {
+            *self.space.lock() = Some(space);
+        }
+        Ok(dimension)
+    }
+
+    // --- writes -------------------------------------------------------------------------
+
+    fn insert(self: &Arc<Self>, memories: Vec<NewMemory>) -> StoreResult<()> {
+        if memories.is_empty() {
+            return Ok(());
+        }
+        let expected = {
+            let reader = self.readers.get()?;
+            self.recorded_dimension(&reader)?
+        }
+        .unwrap_or(memories[0].embedding.len());
+        let mut rows = Vec::with_capacity(memories.len());
+        for new in &memories {
+            if new.embedding.len() != expected {
+                return Err(Error::invalid(format!(
+                    "embedding of memory {} has dimension {}, the store holds dimension {expected}",
+                    new.memory.id,
+                    new.embedding.len()
+                ))
+                .into());
+            }
+            if new.embedding.iter().any(|x| !x.is_finite()) {
+                return Err(Error::invalid(format!(
+                    "embedding of memory {} has a non-finite component",
+                    new.memory.id
+                ))
+                .into());
+            }
+            rows.push(InsertRow::new(&new.memory, &new.embedding)?);
+        }
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut rowids = Vec::with_capacity(rows.len());
+            {
+                let mut insert_memory = tx.prepare_cached(
+                    "INSERT INTO memories (id, bank_id, text, tags, metadata, fact_type, occurred_at, retained_at, forgotten_at, effective_at, source, chunk, embedding, index_text, embedding_hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?;
+                let mut insert_tag = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO memory_tags (tag, memory_rowid) VALUES (?1, ?2)",
+                )?;
+                for (row, new) in rows.iter().zip(&memories) {
+                    let memory = &new.memory;
+                    insert_memory.execute(params![
+                        memory.id,
+                        memory.bank_id.as_str(),
+                        memory.text,
+                        row.tags,
+                        row.metadata,
+                        memory.fact_type,
+                        memory.occurred_at.map(to_micros),
+                        to_micros(memory.retained_at),
+                        to_micros(memory.effective_time()),
+                        memory.source,
+                        row.chunk,
+                        row.embedding,
+                        (new.index_text != memory.text).then_some(new.index_text.as_str()),
+                        vector_hash(&row.embedding),
+                    ])?;
+                    let rowid = tx.last_insert_rowid();
+                    for tag in &memory.tags {
+                        insert_tag.execute(params![tag, rowid])?;
+                    }
+                    rowids.push(rowid);
+                }
+            }
+            tx.commit()?;
+            // Still under the writer lock, so index updates follow commit order and a forget
+            // cannot slip between this commit and the index insert.
+            let mut by_bank: HashMap<&BankId, Vec<(i64, &[f32])>> = HashMap::new();
+            for (rowid, new) in rowids.iter().zip(&memories) {
+                by_bank
+                    .entry(&new.memory.bank_id)
+                    .or_default()
+                    .push((*rowid, new.embedding.as_slice()));
+            }
+            for (bank, vectors) in by_bank {
+                let Some(slot) = self.loaded_slot(bank) else { continue };
+                let wanted = {
+                    let mut guard = slot.index.write();
+                    let Some(index) = guard.as_mut() else { continue };
+                    for (rowid, vector) in vectors {
+                        // The rows are committed: a vector the index refuses (it checks what
+                        // was validated above) stays findable by keyword and recency.
+                        if let Err(error) = index.add(rowid, vector) {
+                            tracing::warn!(rowid, %error, "vector left out of the index");
+                        }
+                    }
+                    index.wants_background_snapshot(self.options.snapshot_every)
+                };
+                self.maybe_schedule_snapshot(bank, &slot, wanted);
+            }
+            Ok(())
+        })
+    }
+
+    fn forget(
+        self: &Arc<Self>,
+        bank: &BankId,
+        selector: &ForgetSelector,
+        mode: ForgetMode,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        if selector.is_empty() {
+            return Err(Error::invalid(
+                "forget needs memory_ids, tags, before_date or scope \"all\"",
+            )
+            .into());
+        }
+        let mut sql = String::from("m.bank_id = ?");
+        let mut values = vec![Value::Text(bank.as_str().to_string())];
+        if let Some(ids) = &selector.memory_ids {
+            sql.push_str(" AND m.id IN (SELECT value FROM json_each(?))");
+            values.push(json_list(ids));
+        }
+        if let Some(tags) = &selector.tags {
+            let tags: Vec<String> = tags.iter().map(|t| t.trim().to_string()).collect();
+            sql.push_str(" AND m.rowid IN (SELECT t.memory_rowid FROM memory_tags t WHERE t.tag IN (SELECT value FROM json_each(?)))");
+            values.push(json_list(&tags));
+        }
+        if let Some(before) = selector.before {
+            sql.push_str(" AND m.effective_at < ?");
+            values.push(Value::Integer(to_micros(before)));
+        }
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rowids: Vec<i64> = match mode {
+                ForgetMode::Soft => {
+                    let statement = format!(
+                        "UPDATE memories AS m SET forgotten_at = ? WHERE {sql} AND m.forgotten_at IS NULL RETURNING rowid"
+                    );
+                    let mut all = vec![Value::Integer(to_micros(now))];
+                    all.extend(values.iter().cloned());
+                    let mut statement = tx.prepare(&statement)?;
+                    let rowids = statement
+                        .query_map(params_from_iter(all), |row| row.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    rowids
+                }
+                ForgetMode::Purge => {
+                    let statement = format!("DELETE FROM memories AS m WHERE {sql} RETURNING rowid");
+                    let mut statement = tx.prepare(&statement)?;
+                    let rowids: Vec<i64> = statement
+                        .query_map(params_from_iter(values.iter()), |row| row.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    drop(statement);
+                    if !rowids.is_empty() {
+                        // The stored snapshot holds the purged vectors: it goes too, and is
+                        // rewritten (compacted) from the live index later.
+                        tx.execute("DELETE FROM vector_index WHERE bank_id = ?1", [bank.as_str()])?;
+                    }
+                    rowids
+                }
+            };
+            tx.commit()?;
+            let purged = mode == ForgetMode::Purge;
+            // Looked up after the commit: an index whose load began before it already has its
+            // slot (and holds its lock until loaded); one loaded later reads the committed rows.
+            if let Some(slot) = self.loaded_slot(bank) {
+                let wanted = {
+                    let mut guard = slot.index.write();
+                    match guard.as_mut() {
+                        Some(index) => {
+                            for rowid in &rowids {
+                                index.remove(*rowid, purged);
+                            }
+                            if purged && !rowids.is_empty() {
+                                // The stored snapshot was deleted with the rows.
+                                index.snapshot_missing = true;
+                            }
+                            index.wants_background_snapshot(self.options.snapshot_every)
+                        }
+                        None => false,
+                    }
+                };
+                if purged {
+                    slot.purge_generation.fetch_add(1, Ordering::SeqCst);
+                }
+                self.maybe_schedule_snapshot(bank, &slot, wanted);
+            }
+            Ok(rowids.len() as u64)
+        })
+    }
+
+    // --- vector indexes -------------------------------------------------------------------
+
+    /// The slot of `bank`, created empty when missing.
+    pub(crate) fn slot(&self, bank: &BankId) -> Arc<BankSlot> {
+        Arc::clone(self.banks.lock().entry(bank.clone()).or_default())
+    }
+
+    /// The slot of `bank` if one exists (its index may still be unloaded).
+    fn loaded_slot(&self, bank: &BankId) -> Option<Arc<BankSlot>> {
+        self.banks.lock().get(bank).cloned()
+    }
+
+    /// Runs `read` on the bank's index, loading it first when needed. `dimension_hint` sizes a
+    /// brand-new index when the tenant has no recorded embedding space.
+    pub(crate) fn with_index<R>(
+        self: &Arc<Self>,
+        conn: &Connection,
+        bank: &BankId,
+        dimension_hint: usize,
+        read: impl FnOnce(&BankIndex) -> R,
+    ) -> StoreResult<R> {
+        let slot = self.slot(bank);
+        {
+            let guard = slot.index.read();
+            if let Some(index) = guard.as_ref() {
+                return Ok(read(index));
+            }
+        }
+        let mut guard = slot.index.write();
+        if guard.is_none() {
+            let dimension = match self.recorded_dimension(conn)? {
+                Some(dimension) => dimension,
+                None => first_vector_dimension(conn, bank)?.unwrap_or(dimension_hint),
+            };
+            let index = load_index(conn, bank, dimension, &self.options.hnsw)?;
+            let wanted = index.wants_snapshot_after_load(self.options.snapshot_every);
+            *guard = Some(index);
+            drop(guard);
+            self.maybe_schedule_snapshot(bank, &slot, wanted);
+            let guard = slot.index.read();
+            let index = guard
+                .as_ref()
+                .expect("invariant: a loaded index is only unloaded by closing the tenant");
+            return Ok(read(index));
+        }
+        let guard = parking_lot::RwLockWriteGuard::downgrade(guard);
+        let index = guard
+            .as_ref()
+            .expect("invariant: checked to be loaded under the write lock");
+        Ok(read(index))
+    }
+
+    /// Snapshots the bank's index on a background thread when `wanted` (see
+    /// [`BankIndex::wants_background_snapshot`]), so a restart catches up with few rows and no
+    /// request waits for the write. At most one snapshot per bank is in flight.
+    fn maybe_schedule_snapshot(
+        self: &Arc<Self>,
+        bank: &BankId,
+        slot: &Arc<BankSlot>,
+        wanted: bool,
+    ) {
+        if !wanted || slot.snapshot_scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = Arc::clone(self);
+        let bank = bank.clone();
+        let slot_for_thread = Arc::clone(slot);
+        let spawned = std::thread::Builder::new()
+            .name("astrocyte-snapshot".into())
+            .spawn(move || {
+                let result =
+                    inner.guarded(|inner| inner.save_snapshot(&bank, &slot_for_thread, false));
+                slot_for_thread.snapshot_scheduled.store(false, Ordering::SeqCst);
+                if let Err(error) = result {
+                    tracing::warn!(tenant = %inner.schema, bank = %bank, %error, "vector index snapshot failed");
+                }
+            });
+        if let Err(error) = spawned {
+            slot.snapshot_scheduled.store(false, Ordering::SeqCst);
+            tracing::warn!(%error, "could not start the snapshot thread");
+        }
+    }
+
+    /// Writes the bank's snapshot if it has unsaved changes; with `on_close`, only when that
+    /// pays for itself (see [`BankIndex::worth_saving_on_close`]).
+    fn save_snapshot(&self, bank: &BankId, slot: &BankSlot, on_close: bool) -> StoreResult<()> {
+        let Some(snapshot) = capture_snapshot(slot, on_close)? else {
+            return Ok(());
+        };
+        let stored = self.with_writer(|conn| {
+            if slot.purge_generation.load(Ordering::SeqCst) != snapshot.purge_generation {
+                // A purge ran after the capture: the data may hold its vectors.
+                return Ok(false);
+            }
+            conn.execute(
+                "INSERT INTO vector_index (bank_id, max_rowid, dimension, data, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (bank_id) DO UPDATE SET max_rowid = excluded.max_rowid, dimension = excluded.dimension,
+                     data = excluded.data, written_at = excluded.written_at",
+                params![
+                    bank.as_str(),
+                    snapshot.max_rowid,
+                    snapshot.dimension as i64,
+                    snapshot.data,
+                    to_micros(chrono::Utc::now())
+                ],
+            )?;
+            Ok(true)
+        })?;
+        if stored {
+            tracing::debug!(tenant = %self.schema, bank = %bank, bytes = snapshot.data.len(), "vector index snapshot written");
+            snapshot_stored(slot, snapshot);
+        }
+        Ok(())
+    }
+
+    /// Snapshots every loaded index with unsaved changes; with `on_close`, only those where
+    /// that pays for itself (closing must not stall on a large index with a few new rows).
+    pub(crate) fn save_all_snapshots(&self, on_close: bool) -> StoreResult<()> {
+        let open = self.gate.read();
+        if !*open {
+            return Ok(());
+        }
+        let slots: Vec<(BankId, Arc<BankSlot>)> = self
+            .banks
+            .lock()
+            .iter()
+            .map(|(bank, slot)| (bank.clone(), Arc::clone(slot)))
+            .collect();
+        for (bank, slot) in slots {
+            self.save_snapshot(&bank, &slot, on_close)?;
+        }
+        drop(open);
+        Ok(())
+    }
+
+    // --- reads ----------------------------------------------------------------------------
+
+    fn nearest_each(
+        self: &Arc<Self>,
+        bank: &BankId,
+        vectors: &[Vec<f32>],
+    ) -> StoreResult<Vec<Option<(MemoryId, f32)>>> {
+        let Some(first) = vectors.first() else {
+            return Ok(Vec::new());
+        };
+        let reader = self.readers.get()?;
+        // Exact twins first, through the hash column: a graph walk can miss even an identical
+        // vector, and "the same text retained twice" must always be caught.
+        let twins = exact_twins(&reader, bank, vectors)?;
+        let nearest: Vec<Option<(u64, f32)>> =
+            self.with_index(&reader, bank, first.len(), |index| {
+                vectors
+                    .iter()
+                    .zip(&twins)
+                    .map(|(vector, twin)| match twin {
+                        // Identical vectors have cosine 1, unless both are zero (no words).
+                        Some(rowid) if vector.iter().any(|x| *x != 0.0) => {
+                            Some((*rowid as u64, 1.0))
+                        }
+                        _ => index.hnsw.search(vector, 1, &|_| true).into_iter().next(),
+                    })
+                    .collect()
+            })?;
+        let rowids: Vec<i64> = nearest
+            .iter()
+            .flatten()
+            .map(|(key, _)| *key as i64)
+            .collect();
+        if rowids.is_empty() {
+            return Ok(vec![None; vectors.len()]);
+        }
+        // Re-checked against the table: the index may briefly trail a concurrent forget.
+        let mut statement = reader.prepare_cached(
+            "SELECT rowid, id FROM memories WHERE rowid IN (SELECT value FROM json_each(?1)) AND bank_id = ?2 AND forgotten_at IS NULL",
+        )?;
+        let ids: HashMap<i64, String> = statement
+            .query_map(params![json_list(&rowids), bank.as_str()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(nearest
+            .into_iter()
+            .map(|hit| {
+                hit.and_then(|(key, score)| ids.get(&(key as i64)).map(|id| (id.clone(), score)))
+            })
+            .collect())
+    }
+
+    fn get(&self, bank: &BankId, ids: &[MemoryId]) -> StoreResult<Vec<Memory>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reader = self.readers.get()?;
+        let mut statement = reader.prepare_cached(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories m
+             WHERE m.bank_id = ?1 AND m.forgotten_at IS NULL AND m.id IN (SELECT value FROM json_each(?2))"
+        ))?;
+        let raw: Vec<RawMemory> = statement
+            .query_map(params![bank.as_str(), json_list(ids)], |row| {
+                RawMemory::from_row(row, false)
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut by_id: HashMap<String, Memory> = HashMap::with_capacity(raw.len());
+        for raw in raw {
+            let memory = raw.into_memory()?;
+            by_id.insert(memory.id.clone(), memory);
+        }
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    fn exists(&self, bank: &BankId, id: &MemoryId) -> StoreResult<bool> {
+        let reader = self.readers.get()?;
+        let mut statement = reader.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM memories WHERE bank_id = ?1 AND id = ?2)",
+        )?;
+        Ok(statement.query_row(params![bank.as_str(), id], |row| row.get(0))?)
+    }
+
+    fn list_banks(&self) -> StoreResult<Vec<BankId>> {
+        let reader = self.readers.get()?;
+        let mut statement = reader.prepare_cached(
+            "SELECT DISTINCT bank_id FROM memories WHERE forgotten_at IS NULL ORDER BY bank_id",
+        )?;
+        let names: Vec<String> = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        names
+            .into_iter()
+            .map(|name| {
+                BankId::new(name)
+                    .map_err(|e| StoreError::CorruptRow(format!("stored bank id is invalid: {e}")))
+            })
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        bank: &BankId,
+        after: Option<&MemoryId>,
+        limit: usize,
+        include_embeddings: bool,
+    ) -> StoreResult<Vec<Memory>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let reader = self.readers.get()?;
+        let columns = if include_embeddings {
+            format!("{MEMORY_COLUMNS}, {EMBEDDING_COLUMN}")
+        } else {
+            MEMORY_COLUMNS.to_string()
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let raw: Vec<RawMemory> = match after {
+            Some(after) => {
+                let mut statement = reader.prepare_cached(&format!(
+                    "SELECT {columns} FROM memories m
+                     WHERE m.bank_id = ?1 AND m.forgotten_at IS NULL AND m.id > ?2 ORDER BY m.id LIMIT ?3"
+                ))?;
+                let rows = statement
+                    .query_map(params![bank.as_str(), after, limit], |row| {
+                        RawMemory::from_row(row, include_embeddings)
+                    })?
+                    .collect::<Result<_, _>>()?;
+                rows
+            }
+            None => {
+                let mut statement = reader.prepare_cached(&format!(
+                    "SELECT {columns} FROM memories m
+                     WHERE m.bank_id = ?1 AND m.forgotten_at IS NULL ORDER BY m.id LIMIT ?2"
+                ))?;
+                let rows = statement
+                    .query_map(params![bank.as_str(), limit], |row| {
+                        RawMemory::from_row(row, include_embeddings)
+                    })?
+                    .collect::<Result<_, _>>()?;
+                rows
+            }
+        };
+        raw.into_iter().map(RawMemory::into_memory).collect()
+    }
+
+    fn count(&self, bank: &BankId) -> StoreResult<u64> {
+        let reader = self.readers.get()?;
+        let mut statement = reader.prepare_cached(
+            "SELECT COUNT(*) FROM memories WHERE bank_id = ?1 AND forgotten_at IS NULL",
+        )?;
+        let count: i64 = statement.query_row([bank.as_str()], |row| row.get(0))?;
+        Ok(count as u64)
+    }
+}
+
+impl Drop for TenantInner {
+    /// Saves vector indexes when the last handle goes away, where that pays for itself (a no-op
+    /// once closed), so the next open loads a snapshot instead of re-indexing rows.
+    fn drop(&mut self) {
+        if let Err(error) = self.save_all_snapshots(true) {
+            tracing::warn!(tenant = %self.schema, %error, "vector index snapshot failed on drop");
+        }
+    }
+}
+
+/// For each vector, the visible row of `bank` storing exactly that vector (the smallest id when
+/// several do), found through `embedding_hash` and confirmed byte for byte.
+fn exact_twins(
+    conn: &Connection,
+    bank: &BankId,
+    vectors: &[Vec<f32>],
+) -> StoreResult<Vec<Option<i64>>> {
+    let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| encode_vector(v)).collect();
+    let hashes: Vec<i64> = blobs.iter().map(|b| vector_hash(b)).collect();
+    let mut statement = conn.prepare_cached(
+        "SELECT rowid, embedding_hash, embedding FROM memories
+         WHERE bank_id = ?1 AND forgotten_at IS NULL
+           AND embedding_hash IN (SELECT value FROM json_each(?2))
+         ORDER BY id",
+    )?;
+    let mut stored: HashMap<i64, Vec<(i64, Vec<u8>)>> = HashMap::new();
+    let mut rows = statement.query(params![bank.as_str(), json_list(&hashes)])?;
+    while let Some(row) = rows.next()? {
+        stored
+            .entry(row.get(1)?)
+            .or_default()
+            .push((row.get(0)?, row.get(2)?));
+    }
+    Ok(blobs
+        .iter()
+        .zip(&hashes)
+        .map(|(blob, hash)| {
+            stored
+                .get(hash)
+                .and_then(|rows| rows.iter().find(|(_, stored)| stored == blob))
+                .map(|(rowid, _)| *rowid)
+        })
+        .collect())
+}
+
+/// The JSON and blob columns of one memory, encoded before the writer lock is taken.
+struct InsertRow {
+    tags: String,
+    metadata: String,
+    chunk: Option<String>,
+    embedding: Vec<u8>,
+}
+
+impl InsertRow {
+    fn new(memory: &Memory, embedding: &[f32]) -> StoreResult<Self> {
+        Ok(InsertRow {
+            tags: serde_json::to_string(&memory.tags)?,
+            metadata: serde_json::to_string(&memory.metadata)?,
+            chunk: memory
+                .chunk
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?,
+            embedding: encode_vector(embedding),
+        })
+    }
+}
+
+fn read_space(conn: &Connection) -> StoreResult<Option<EmbeddingSpace>> {
+    Ok(conn
+        .query_row(
+            "SELECT model, dimension FROM embedding_space WHERE singleton = 1",
+            [],
+            |row| {
+                Ok(EmbeddingSpace {
+                    model: row.get(0)?,
+                    dimension: row.get::<_, i64>(1)? as usize,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// A different model is a mismatch even at the same dimension: vectors of two models are not
+/// comparable, so mixing them would silently ruin ranking.
+fn check_space(stored: &EmbeddingSpace, wanted: &EmbeddingSpace) -> StoreResult<()> {
+    if stored == wanted {
+        return Ok(());
+    }
+    Err(Error::DimensionMismatch {
+        stored_model: stored.model.clone(),
+        stored: stored.dimension,
+        model: wanted.model.clone(),
+        configured: wanted.dimension,
+    }
+    .into())
+}
+
+fn first_vector_dimension(conn: &Connection, bank: &BankId) -> StoreResult<Option<usize>> {
+    Ok(conn
+        .query_row(
+            "SELECT length(embedding) FROM memories WHERE bank_id = ?1 LIMIT 1",
+            [bank.as_str()],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(|bytes| bytes as usize / 4))
+}
+
+/// The [`TenantStore`] handle handed out by [`crate::SqliteStore::tenant`].
+pub(crate) struct SqliteTenant {
+    pub(crate) inner: Arc<TenantInner>,
+}
+
+impl SqliteTenant {
+    /// Runs `operation` on the blocking pool with the tenant kept open.
+    async fn blocking<R, F>(&self, operation: F) -> astrocyte_core::Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Arc<TenantInner>) -> StoreResult<R> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let joined = tokio::task::spawn_blocking(move || inner.guarded(operation)).await;
+        match joined {
+            Ok(result) => result.map_err(Error::from),
+            Err(join) => Err(StoreError::from(join).into()),
+        }
+    }
+}
+
+#[async_trait]
+impl TenantStore for SqliteTenant {
+    fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema))]
+    async fn ensure_embedding_space(&self, space: &EmbeddingSpace) -> astrocyte_core::Result<()> {
+        let space = space.clone();
+        self.blocking(move |inner| inner.ensure_embedding_space(&space))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, memories = memories.len()))]
+    async fn insert(&self, memories: Vec<NewMemory>) -> astrocyte_core::Result<()> {
+        self.blocking(move |inner| inner.insert(memories)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank, vectors = vectors.len()))]
+    async fn nearest_each(
+        &self,
+        bank: &BankId,
+        vectors: &[Vec<f32>],
+    ) -> astrocyte_core::Result<Vec<Option<(MemoryId, f32)>>> {
+        let bank = bank.clone();
+        let vectors = vectors.to_vec();
+        self.blocking(move |inner| inner.nearest_each(&bank, &vectors))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, banks = request.banks.len()))]
+    async fn search(&self, request: &SearchRequest) -> astrocyte_core::Result<SearchResponse> {
+        let request = request.clone();
+        self.blocking(move |inner| inner.search(&request)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn get(&self, bank: &BankId, ids: &[MemoryId]) -> astrocyte_core::Result<Vec<Memory>> {
+        let bank = bank.clone();
+        let ids = ids.to_vec();
+        self.blocking(move |inner| inner.get(&bank, &ids)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn exists(&self, bank: &BankId, id: &MemoryId) -> astrocyte_core::Result<bool> {
+        let bank = bank.clone();
+        let id = id.clone();
+        self.blocking(move |inner| inner.exists(&bank, &id)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank, ?mode))]
+    async fn forget(
+        &self,
+        bank: &BankId,
+        selector: &ForgetSelector,
+        mode: ForgetMode,
+        now: Timestamp,
+    ) -> astrocyte_core::Result<u64> {
+        let bank = bank.clone();
+        let selector = selector.clone();
+        self.blocking(move |inner| inner.forget(&bank, &selector, mode, now))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema))]
+    async fn list_banks(&self) -> astrocyte_core::Result<Vec<BankId>> {
+        self.blocking(|inner| inner.list_banks()).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn scan(
+        &self,
+        bank: &BankId,
+        after: Option<&MemoryId>,
+        limit: usize,
+        include_embeddings: bool,
+    ) -> astrocyte_core::Result<Vec<Memory>> {
+        let bank = bank.clone();
+        let after = after.cloned();
+        self.blocking(move |inner| inner.scan(&bank, after.as_ref(), limit, include_embeddings))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn count(&self, bank: &BankId) -> astrocyte_core::Result<u64> {
+        let bank = bank.clone();
+        self.blocking(move |inner| inner.count(&bank)).await
+    }
+}

@@ -1,0 +1,354 @@
+//! Per-bank HNSW indexes: loading one from its snapshot plus the rows written after it (or
+//! rebuilding it from the rows), keeping it in step with inserts and forgets, and writing
+//! snapshots back. The index is derived data: it only ever holds rows that are visible now,
+//! and every hit is re-checked against SQLite before it is returned.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use astrocyte_ann::{HnswIndex, HnswParams};
+use astrocyte_core::BankId;
+use parking_lot::RwLock;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::StoreResult;
+use crate::filter::json_list;
+use crate::rows::decode_vector;
+
+/// The index slot of one bank; `index` is `None` until the bank is first searched.
+#[derive(Default)]
+pub(crate) struct BankSlot {
+    pub(crate) index: RwLock<Option<BankIndex>>,
+    /// Bumped (under the writer lock) by every purge: a snapshot captured before a purge may
+    /// hold the purged vectors and must not be written after it.
+    pub(crate) purge_generation: AtomicU64,
+    /// Whether a background snapshot of this bank is queued or running.
+    pub(crate) snapshot_scheduled: AtomicBool,
+}
+
+/// A loaded index and what is needed to snapshot it.
+pub(crate) struct BankIndex {
+    pub(crate) hnsw: HnswIndex,
+    /// Invariant: every visible row of the bank with a row id up to this one is in `hnsw`
+    /// (rows forgotten since may still be, until their removal is applied).
+    pub(crate) max_rowid: i64,
+    /// Mutations since the last snapshot.
+    pub(crate) unsaved: u64,
+    /// Bumped by every mutation; tells a snapshot whether its compacted copy is still current.
+    pub(crate) version: u64,
+    /// Whether removed nodes of purged rows still sit in the graph as tombstones (they hold
+    /// the vectors, so a snapshot must compact them away first).
+    pub(crate) purged_tombstones: bool,
+    /// Whether the database holds no usable snapshot of this index (never written, unreadable,
+    /// or deleted by a purge): the next open would rebuild it from every row.
+    pub(crate) snapshot_missing: bool,
+}
+
+/// Rows whose re-indexing after a restart costs about as much as writing one snapshot of this
+/// many vectors: inserting into the graph is some 40 times dearer than serialising a node.
+const REINDEX_COST_RATIO: u64 = 40;
+
+/// An index this large is worth snapshotting in the background as soon as it has none.
+const SNAPSHOT_WHEN_MISSING_FROM: usize = 1_000;
+
+impl BankIndex {
+    fn empty(dimension: usize, params: &HnswParams) -> Self {
+        BankIndex {
+            hnsw: HnswIndex::new(dimension, params.clone()),
+            max_rowid: 0,
+            unsaved: 0,
+            version: 0,
+            purged_tombstones: false,
+            snapshot_missing: true,
+        }
+    }
+
+    /// Whether a background snapshot should be written after a write: enough changes piled up.
+    /// A purge deleting the stored snapshot does not trigger one by itself, so a burst of
+    /// purges (an import overwriting a bank) does not compact the graph again and again.
+    pub(crate) fn wants_background_snapshot(&self, snapshot_every: u64) -> bool {
+        self.unsaved >= snapshot_every.max(1)
+    }
+
+    /// Whether a freshly loaded index should be snapshotted in the background: it had to be
+    /// rebuilt from the rows (no usable snapshot) and is large enough for that to be slow next
+    /// time, or it caught up with many rows.
+    pub(crate) fn wants_snapshot_after_load(&self, snapshot_every: u64) -> bool {
+        self.wants_background_snapshot(snapshot_every)
+            || (self.snapshot_missing && self.hnsw.len() >= SNAPSHOT_WHEN_MISSING_FROM)
+    }
+
+    /// Whether writing a snapshot on close pays for itself: it is missing, or re-indexing the
+    /// unsaved rows at the next open would cost more than writing it now.
+    pub(crate) fn worth_saving_on_close(&self) -> bool {
+        self.unsaved > 0
+            && (self.snapshot_missing
+                || self.unsaved.saturating_mul(REINDEX_COST_RATIO) >= self.hnsw.len() as u64)
+    }
+
+    /// Adds a row's vector unless it is already there; wrong-sized vectors are skipped (the
+    /// row stays reachable by keyword and recency) rather than failing a committed write.
+    pub(crate) fn add(&mut self, rowid: i64, vector: &[f32]) -> StoreResult<()> {
+        self.max_rowid = self.max_rowid.max(rowid);
+        let key = rowid as u64;
+        if self.hnsw.contains(key) {
+            return Ok(());
+        }
+        if vector.len() != self.hnsw.dimension() {
+            tracing::warn!(
+                rowid,
+                dimension = vector.len(),
+                expected = self.hnsw.dimension(),
+                "vector of the wrong dimension left out of the index"
+            );
+            return Ok(());
+        }
+        self.hnsw.insert(key, vector)?;
+        self.unsaved += 1;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Removes a row's vector; `purged` marks the tombstone as one that must not be persisted.
+    pub(crate) fn remove(&mut self, rowid: i64, purged: bool) {
+        if self.hnsw.remove(rowid as u64) {
+            self.unsaved += 1;
+            self.version += 1;
+            self.purged_tombstones |= purged;
+        }
+    }
+}
+
+/// Builds a bank's index from its snapshot and rows, inside one read transaction so the rows
+/// are a consistent picture. `dimension` is the tenant's embedding dimension (or, when none is
+/// recorded, a guess from the rows or the caller's vector).
+pub(crate) fn load_index(
+    conn: &Connection,
+    bank: &BankId,
+    dimension: usize,
+    params: &HnswParams,
+) -> StoreResult<BankIndex> {
+    let tx = conn.unchecked_transaction()?;
+    let snapshot: Option<(i64, i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT max_rowid, dimension, data FROM vector_index WHERE bank_id = ?1",
+            [bank.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let mut index = match snapshot {
+        Some((max_rowid, stored_dimension, data)) if stored_dimension as usize == dimension => {
+            match HnswIndex::read_from(&mut data.as_slice()) {
+                Ok(hnsw) if hnsw.dimension() == dimension => BankIndex {
+                    hnsw,
+                    max_rowid,
+                    unsaved: 0,
+                    version: 0,
+                    purged_tombstones: false,
+                    snapshot_missing: false,
+                },
+                Ok(_) | Err(_) => {
+                    tracing::warn!(bank = %bank, "vector index snapshot unusable; rebuilding from rows");
+                    BankIndex::empty(dimension, params)
+                }
+            }
+        }
+        Some(_) => {
+            tracing::warn!(bank = %bank, "vector index snapshot has another dimension; rebuilding");
+            BankIndex::empty(dimension, params)
+        }
+        None => BankIndex::empty(dimension, params),
+    };
+    if index.max_rowid > 0 {
+        reconcile(&tx, bank, &mut index)?;
+    }
+    let mut statement = tx.prepare(
+        "SELECT rowid, embedding FROM memories
+         WHERE bank_id = ?1 AND forgotten_at IS NULL AND rowid > ?2 ORDER BY rowid",
+    )?;
+    let mut rows = statement.query(params![bank.as_str(), index.max_rowid])?;
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        let blob: Vec<u8> = row.get(1)?;
+        index.add(rowid, &decode_vector(&blob)?)?;
+    }
+    drop(rows);
+    drop(statement);
+    let newest: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(rowid), 0) FROM memories WHERE bank_id = ?1",
+        [bank.as_str()],
+        |row| row.get(0),
+    )?;
+    index.max_rowid = index.max_rowid.max(newest);
+    tracing::debug!(bank = %bank, vectors = index.hnsw.len(), caught_up = index.unsaved, "vector index loaded");
+    Ok(index)
+}
+
+/// Brings a snapshot's rows (those up to `max_rowid`) in line with the table: drops vectors
+/// of rows forgotten or purged since it was written, adds visible rows it lacks.
+fn reconcile(conn: &Connection, bank: &BankId, index: &mut BankIndex) -> StoreResult<()> {
+    let mut statement = conn.prepare(
+        "SELECT rowid FROM memories WHERE bank_id = ?1 AND forgotten_at IS NULL AND rowid <= ?2",
+    )?;
+    let visible: HashSet<u64> = statement
+        .query_map(params![bank.as_str(), index.max_rowid], |row| {
+            row.get::<_, i64>(0)
+        })?
+        .map(|rowid| rowid.map(|r| r as u64))
+        .collect::<Result<_, _>>()?;
+    let stale: Vec<u64> = index
+        .hnsw
+        .keys()
+        .filter(|key| !visible.contains(key))
+        .collect();
+    for key in stale {
+        index.remove(key as i64, false);
+    }
+    let missing: Vec<i64> = visible
+        .iter()
+        .filter(|key| !index.hnsw.contains(**key))
+        .map(|key| *key as i64)
+        .collect();
+    if !missing.is_empty() {
+        let mut statement = conn.prepare(
+            "SELECT rowid, embedding FROM memories WHERE rowid IN (SELECT value FROM json_each(?1)) ORDER BY rowid",
+        )?;
+        let mut rows = statement.query([json_list(&missing)])?;
+        while let Some(row) = rows.next()? {
+            let rowid: i64 = row.get(0)?;
+            let blob: Vec<u8> = row.get(1)?;
+            index.add(rowid, &decode_vector(&blob)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A snapshot ready to be stored, captured from a live index.
+pub(crate) struct CapturedSnapshot {
+    pub(crate) data: Vec<u8>,
+    pub(crate) max_rowid: i64,
+    pub(crate) dimension: usize,
+    pub(crate) unsaved: u64,
+    pub(crate) version: u64,
+    pub(crate) purge_generation: u64,
+    /// The compacted index the data was written from, to replace the live one if nothing
+    /// changed meanwhile.
+    pub(crate) compacted: Option<HnswIndex>,
+}
+
+/// Serialises a bank's index if it has unsaved changes (and, with `on_close`, only if that pays
+/// for itself). Compaction (dropping tombstones, and with them the vectors of purged rows) runs
+/// on a copy, outside every lock.
+pub(crate) fn capture_snapshot(
+    slot: &BankSlot,
+    on_close: bool,
+) -> StoreResult<Option<CapturedSnapshot>> {
+    let purge_generation = slot.purge_generation.load(Ordering::SeqCst);
+    let (mut data, max_rowid, dimension, unsaved, version, compact) = {
+        let guard = slot.index.read();
+        let Some(index) = guard.as_ref() else {
+            return Ok(None);
+        };
+        if index.unsaved == 0 || (on_close && !index.worth_saving_on_close()) {
+            return Ok(None);
+        }
+        let mut data = Vec::new();
+        index.hnsw.write_to(&mut data)?;
+        let compact = index.purged_tombstones || index.hnsw.tombstones() > index.hnsw.len() / 4;
+        (
+            data,
+            index.max_rowid,
+            index.hnsw.dimension(),
+            index.unsaved,
+            index.version,
+            compact,
+        )
+    };
+    let mut compacted = None;
+    if compact {
+        let mut copy = HnswIndex::read_from(&mut data.as_slice())?;
+        copy.compact();
+        data.clear();
+        copy.write_to(&mut data)?;
+        compacted = Some(copy);
+    }
+    Ok(Some(CapturedSnapshot {
+        data,
+        max_rowid,
+        dimension,
+        unsaved,
+        version,
+        purge_generation,
+        compacted,
+    }))
+}
+
+/// Records that `snapshot` was stored: its mutations are saved, and its compacted copy replaces
+/// the live index when no mutation happened since it was captured.
+pub(crate) fn snapshot_stored(slot: &BankSlot, snapshot: CapturedSnapshot) {
+    let mut guard = slot.index.write();
+    if let Some(index) = guard.as_mut() {
+        index.unsaved = index.unsaved.saturating_sub(snapshot.unsaved);
+        index.snapshot_missing = false;
+        if let Some(compacted) = snapshot.compacted {
+            if index.version == snapshot.version {
+                index.hnsw = compacted;
+                index.purged_tombstones = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_with(vectors: usize) -> BankIndex {
+        let mut index = BankIndex::empty(4, &HnswParams::default());
+        for rowid in 1..=vectors as i64 {
+            let angle = rowid as f32;
+            index
+                .add(rowid, &[angle.sin(), angle.cos(), 1.0, 0.5])
+                .expect("valid vector");
+        }
+        index
+    }
+
+    #[test]
+    fn snapshots_are_written_when_they_pay_for_themselves() {
+        let mut index = index_with(1_000);
+        assert!(index.snapshot_missing && index.worth_saving_on_close());
+        assert!(
+            index.wants_snapshot_after_load(u64::MAX),
+            "a large index without snapshot"
+        );
+        assert!(
+            !index.wants_background_snapshot(u64::MAX),
+            "writes alone wait for the count"
+        );
+        index.snapshot_missing = false;
+        index.unsaved = 10;
+        assert!(
+            !index.worth_saving_on_close(),
+            "10 rows re-index faster than 1,000 serialise"
+        );
+        index.unsaved = 30;
+        assert!(index.worth_saving_on_close());
+        assert!(!index.wants_background_snapshot(31));
+        assert!(index.wants_background_snapshot(30));
+        index.unsaved = 0;
+        assert!(!index.worth_saving_on_close(), "nothing to save");
+    }
+
+    #[test]
+    fn removing_a_purged_row_marks_its_tombstone() {
+        let mut index = index_with(10);
+        index.remove(3, false);
+        assert!(!index.purged_tombstones);
+        index.remove(4, true);
+        assert!(index.purged_tombstones);
+        assert_eq!((index.hnsw.len(), index.unsaved), (8, 12));
+        index.remove(4, true);
+        assert_eq!(index.unsaved, 12, "removing an absent row changes nothing");
+    }
+}
