@@ -77,6 +77,8 @@ pub enum Command {
     /// Measure retrieval quality.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Serve MCP over standard input/output for the tenant given by --tenant.
+    Mcp(McpArgs),
     /// Serve the REST API (and background workers) until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
     /// Measure speed and memory on synthetic memories.
@@ -98,6 +100,14 @@ pub struct ServeArgs {
     /// Do not run background workers in this process.
     #[arg(long)]
     pub no_workers: bool,
+}
+
+/// `mcp` options.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// YAML configuration file (its `mcp:` section; instead of ASTROCYTE_CONFIG_PATH).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Quality evaluations.

@@ -18,8 +18,13 @@ use commands::memory;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A server should say it is listening; one-shot commands keep standard error quiet.
-    init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
+    // A server should say it is listening; one-shot commands keep standard error quiet; MCP
+    // over stdio must never log to standard output, which carries the protocol.
+    match cli.command {
+        Command::Mcp(_) => astrocyte_server::mcp::init_stdio_tracing("warn"),
+        Command::Serve(_) => init_tracing("info"),
+        _ => init_tracing("warn"),
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -61,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
         Command::Serve(args) => commands::serve::run(&global, args).await,
+        Command::Mcp(args) => commands::serve::mcp(&global, args).await,
         Command::Bench(args) => commands::bench::run(args, backend::build_embedder(&global)?, json).await,
         Command::Eval(EvalCommand::Locomo(args)) => {
             commands::eval::locomo(args, backend::build_embedder(&global)?, json).await

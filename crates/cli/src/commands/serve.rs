@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use astrocyte_core::{Engine, EngineConfig};
-use astrocyte_server::{ConfigOverrides, ServerConfig};
+use astrocyte_server::mcp::McpConfig;
+use astrocyte_server::{ConfigOverrides, Gateway, ServerConfig};
 use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
 
-use crate::args::{GlobalArgs, ServeArgs};
+use crate::args::{GlobalArgs, McpArgs, ServeArgs};
 use crate::backend;
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let config_path = args.config.clone();
     let config = ServerConfig::from_env_and_file(ConfigOverrides {
         config_path: args.config,
         host: args.host,
@@ -37,10 +39,32 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         let pool = WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store.clone())), WorkerConfig::default());
         tokio::spawn(pool.run(workers_stopped))
     });
-    let served = astrocyte_server::serve(config, engine, astrocyte_server::shutdown_signal()).await;
+    let mcp_config = McpConfig::from_env_and_file(config_path.as_deref())
+        .map_err(|e| anyhow::anyhow!("invalid MCP configuration: {e}"))?;
+    let served: anyhow::Result<()> = async {
+        let gateway = Gateway::new(config, engine)
+            .await?
+            .with_mcp(mcp_config)
+            .map_err(|e| anyhow::anyhow!("cannot serve MCP: {e}"))?;
+        gateway.bind().await?.run(astrocyte_server::shutdown_signal()).await?;
+        Ok(())
+    }
+    .await;
     let _ = stop_workers.send(true);
     if let Some(workers) = workers {
         let _ = workers.await;
     }
     served.context("the gateway stopped with an error")
+}
+
+/// `astrocyte mcp`: MCP over standard input/output for one fixed tenant.
+pub async fn mcp(global: &GlobalArgs, args: McpArgs) -> anyhow::Result<()> {
+    let schema = astrocyte_core::Schema::new(global.tenant.clone())
+        .with_context(|| format!("invalid --tenant {:?}", global.tenant))?;
+    let config = McpConfig::from_env_and_file(args.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("invalid MCP configuration: {e}"))?;
+    let engine = Arc::new(backend::build_engine(global).await?);
+    astrocyte_server::mcp::serve_stdio(engine, schema, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("MCP over stdio failed: {e}"))
 }
