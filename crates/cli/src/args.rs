@@ -77,6 +77,12 @@ pub enum Command {
     /// Measure retrieval quality.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Run pending migrations (PostgreSQL): every tenant with --all-tenants, else --tenant.
+    Migrate {
+        /// Migrate every tenant in the directory, one status line each.
+        #[arg(long)]
+        all_tenants: bool,
+    },
     /// Serve MCP over standard input/output for the tenant given by --tenant.
     Mcp(McpArgs),
     /// Serve the REST API (and background workers) until Ctrl-C or SIGTERM.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use astrocyte_core::{Embedder, Engine, EngineConfig, Store};
 use astrocyte_providers::{HashingEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
+use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::args::{EmbedderKind, GlobalArgs};
@@ -55,9 +56,25 @@ pub fn open_sqlite(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// Connects to PostgreSQL.
-pub async fn open_postgres(_url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    bail!("this build has no PostgreSQL store yet")
+/// Connects to PostgreSQL. Tenants are created explicitly (`astrocyte tenant create`) unless
+/// `ASTROCYTE_AUTO_CREATE_TENANTS=1`, so a typo in a tenant name cannot create a schema.
+pub async fn open_postgres(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(connect_postgres(url).await?))
+}
+
+/// Connects to PostgreSQL, keeping the concrete type for PostgreSQL-only commands.
+pub async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
+    let mut options = PostgresOptions {
+        auto_create_tenants: std::env::var("ASTROCYTE_AUTO_CREATE_TENANTS").is_ok_and(|v| v == "1" || v == "true"),
+        ..PostgresOptions::default()
+    };
+    // Roles are cluster-wide: deployments sharing a cluster (or test runs) need distinct prefixes.
+    if let Ok(prefix) = std::env::var("ASTROCYTE_ROLE_PREFIX") {
+        options.role_prefix = prefix;
+    }
+    PostgresStore::connect(url, options)
+        .await
+        .context("connecting to PostgreSQL")
 }
 
 /// Builds the configured embedder.

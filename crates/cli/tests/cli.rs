@@ -126,3 +126,92 @@ fn bad_input_gives_clear_errors_and_non_zero_exit() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("forget needs"), "{}", stderr(&out));
 }
+
+/// A fresh PostgreSQL database for one test, dropped (with its tenant roles) afterwards.
+struct PgDatabase {
+    name: String,
+    admin_url: String,
+}
+
+impl PgDatabase {
+    fn create(tag: &str) -> PgDatabase {
+        let admin_url = std::env::var("ASTROCYTE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("astro_cli_{tag}_{}", std::process::id());
+        psql(&admin_url, &format!("DROP DATABASE IF EXISTS {name}"));
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        PgDatabase { name, admin_url }
+    }
+
+    fn url(&self) -> String {
+        match self.admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{}", self.name),
+            None => panic!("ASTROCYTE_TEST_DATABASE_URL has no database part"),
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let url = self.url();
+        // Tenant roles are cluster-wide: drop every role owning something in this database.
+        let roles = Command::new("psql")
+            .args([url.as_str(), "-At", "-c", "SELECT role FROM public.astrocyte_tenants"])
+            .output();
+        psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        if let Ok(out) = roles {
+            for role in String::from_utf8_lossy(&out.stdout).lines().filter(|r| !r.is_empty()) {
+                psql(&self.admin_url, &format!("DROP ROLE IF EXISTS \"{role}\""));
+            }
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn astrocyte_pg(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_astrocyte"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env_remove("ASTROCYTE_AUTO_CREATE_TENANTS")
+        // Roles are cluster-wide: a per-run prefix keeps concurrent test runs apart.
+        .env("ASTROCYTE_ROLE_PREFIX", format!("ac{}_", std::process::id()))
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn postgres_tenants_memories_and_migrations_from_the_command_line() {
+    let db = PgDatabase::create("main");
+    let url = db.url();
+    let run = |args: &[&str]| {
+        let out = astrocyte_pg(&url, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Unknown tenants are not created implicitly.
+    let out = astrocyte_pg(&url, &["--tenant", "acme", "retain", "--bank", "b", "hello"]);
+    assert!(!out.status.success());
+    run(&["tenant", "create", "acme"]);
+    run(&["tenant", "create", "globex"]);
+    let listed = run(&["tenant", "list"]);
+    assert!(listed.contains("acme") && listed.contains("globex"), "{listed}");
+    run(&["--tenant", "acme", "retain", "--bank", "b", "Miso is the cat's name"]);
+    let hits: Value = serde_json::from_str(&run(&["--tenant", "acme", "recall", "--bank", "b", "--json", "cat name"])).expect("json");
+    assert_eq!(hits["hits"][0]["text"], "Miso is the cat's name");
+    let other: Value = serde_json::from_str(&run(&["--tenant", "globex", "recall", "--bank", "b", "--json", "cat name"])).expect("json");
+    assert_eq!(other["hits"].as_array().map(Vec::len), Some(0));
+    let migrated = run(&["migrate", "--all-tenants"]);
+    assert!(migrated.contains("acme: already current"), "{migrated}");
+    assert!(migrated.contains("globex: already current"), "{migrated}");
+    run(&["tenant", "drop", "acme"]);
+    let listed = run(&["tenant", "list"]);
+    assert!(!listed.contains("acme") && listed.contains("globex"), "{listed}");
+}

@@ -22,7 +22,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     })
     .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = match &config.database_url {
-        Some(url) => backend::open_postgres(url.expose()).await?,
+        Some(url) => {
+            let store = backend::open_postgres(url.expose()).await?;
+            // The configured default tenant must exist for unauthenticated single-tenant use.
+            let default_schema = config.database_schema.clone();
+            match store.create_tenant(&default_schema).await {
+                Ok(()) | Err(astrocyte_core::Error::Conflict(_)) => {}
+                Err(error) => return Err(error).context("creating the default tenant"),
+            }
+            store
+        }
         None => {
             // Serving is the zero-configuration path: create the data directory on first run.
             std::fs::create_dir_all(&config.data_dir)
@@ -39,8 +48,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         let pool = WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store.clone())), WorkerConfig::default());
         tokio::spawn(pool.run(workers_stopped))
     });
-    let mcp_config = McpConfig::from_env_and_file(config_path.as_deref())
+    let mut mcp_config = McpConfig::from_env_and_file(config_path.as_deref())
         .map_err(|e| anyhow::anyhow!("invalid MCP configuration: {e}"))?;
+    // One PII policy for both transports.
+    mcp_config.pii = config.pii.clone();
     let served: anyhow::Result<()> = async {
         let gateway = Gateway::new(config, engine)
             .await?

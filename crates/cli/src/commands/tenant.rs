@@ -40,3 +40,34 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
     }
     Ok(())
 }
+
+/// Migrates one tenant or all of them; prints a line per tenant and fails if any failed.
+pub async fn migrate(global: &crate::args::GlobalArgs, all_tenants: bool, json: bool) -> anyhow::Result<()> {
+    let Some(url) = &global.database_url else {
+        anyhow::bail!("migrate needs --database-url (the embedded store migrates each tenant file when it is opened)");
+    };
+    let store = crate::backend::connect_postgres(url).await?;
+    let report = if all_tenants {
+        store.migrate_all_tenants().await?
+    } else {
+        let schema = Schema::new(global.tenant.clone())?;
+        astrocyte_store_postgres::MigrationReport {
+            tenants: vec![astrocyte_store_postgres::TenantMigration {
+                status: store.migrate_tenant(&schema).await?,
+                schema,
+            }],
+        }
+    };
+    if json {
+        let lines: Vec<String> = report.tenants.iter().map(|t| t.to_string()).collect();
+        print_json(&json!({"ok": report.all_ok(), "tenants": lines}))?;
+    } else {
+        for tenant in &report.tenants {
+            println!("{tenant}");
+        }
+    }
+    if !report.all_ok() {
+        anyhow::bail!("{} tenant(s) failed to migrate", report.failed().count());
+    }
+    Ok(())
+}
