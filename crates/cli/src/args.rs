@@ -26,7 +26,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Tenant schema to act in.
-    #[arg(long, global = true, env = "ASTROCYTE_TENANT", default_value = "public")]
+    #[arg(
+        long,
+        global = true,
+        env = "ASTROCYTE_TENANT",
+        default_value = "public"
+    )]
     pub tenant: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]

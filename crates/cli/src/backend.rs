@@ -65,7 +65,8 @@ pub async fn open_postgres(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// Connects to PostgreSQL, keeping the concrete type for PostgreSQL-only commands.
 pub async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
     let mut options = PostgresOptions {
-        auto_create_tenants: std::env::var("ASTROCYTE_AUTO_CREATE_TENANTS").is_ok_and(|v| v == "1" || v == "true"),
+        auto_create_tenants: std::env::var("ASTROCYTE_AUTO_CREATE_TENANTS")
+            .is_ok_and(|v| v == "1" || v == "true"),
         ..PostgresOptions::default()
     };
     // Roles are cluster-wide: deployments sharing a cluster (or test runs) need distinct prefixes.

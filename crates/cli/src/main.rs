@@ -65,10 +65,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Banks => memory::banks(&engine().await?, &schema, json).await,
         Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
-        Command::Migrate { all_tenants } => commands::tenant::migrate(&global, all_tenants, json).await,
+        Command::Migrate { all_tenants } => {
+            commands::tenant::migrate(&global, all_tenants, json).await
+        }
         Command::Serve(args) => commands::serve::run(&global, args).await,
         Command::Mcp(args) => commands::serve::mcp(&global, args).await,
-        Command::Bench(args) => commands::bench::run(args, backend::build_embedder(&global)?, json).await,
+        Command::Bench(args) => {
+            commands::bench::run(args, backend::build_embedder(&global)?, json).await
+        }
         Command::Eval(EvalCommand::Locomo(args)) => {
             commands::eval::locomo(args, backend::build_embedder(&global)?, json).await
         }

@@ -36,14 +36,30 @@ fn retain_then_recall_and_tenants_stay_isolated() {
     let d = dir.path();
     let stored = ok_json(
         d,
-        &["--tenant", "tenant_a", "retain", "--bank", "notes", "--json", "Miso is the cat's name"],
+        &[
+            "--tenant",
+            "tenant_a",
+            "retain",
+            "--bank",
+            "notes",
+            "--json",
+            "Miso is the cat's name",
+        ],
     );
     assert_eq!(stored["stored"], true);
     let id = stored["memory_id"].as_str().expect("an id").to_string();
     // Global options after the subcommand work too.
     let recalled = ok_json(
         d,
-        &["recall", "--bank", "notes", "--tenant", "tenant_a", "--json", "what is the cat called"],
+        &[
+            "recall",
+            "--bank",
+            "notes",
+            "--tenant",
+            "tenant_a",
+            "--json",
+            "what is the cat called",
+        ],
     );
     let hits = recalled["hits"].as_array().expect("hits");
     assert_eq!(hits[0]["memory_id"], id.as_str());
@@ -51,8 +67,23 @@ fn retain_then_recall_and_tenants_stay_isolated() {
     let score = hits[0]["score"].as_f64().expect("score");
     assert!(score > 0.0 && score <= 1.0);
 
-    let other = ok_json(d, &["--tenant", "tenant_b", "recall", "--bank", "notes", "--json", "what is the cat called"]);
-    assert_eq!(other["hits"].as_array().map(Vec::len), Some(0), "tenant_b must not see tenant_a");
+    let other = ok_json(
+        d,
+        &[
+            "--tenant",
+            "tenant_b",
+            "recall",
+            "--bank",
+            "notes",
+            "--json",
+            "what is the cat called",
+        ],
+    );
+    assert_eq!(
+        other["hits"].as_array().map(Vec::len),
+        Some(0),
+        "tenant_b must not see tenant_a"
+    );
     let banks_b = ok_json(d, &["--tenant", "tenant_b", "banks", "--json"]);
     assert_eq!(banks_b["banks"].as_array().map(Vec::len), Some(0));
     let banks_a = ok_json(d, &["--tenant", "tenant_a", "banks", "--json"]);
@@ -72,25 +103,58 @@ fn retain_then_recall_and_tenants_stay_isolated() {
 fn forget_export_import_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    for (text, tag) in [("The meeting moved to Tuesday", "work"), ("Buy oat milk", "shopping")] {
-        ok_json(d, &["--tenant", "t1", "retain", "--bank", "b", "--tag", tag, "--json", text]);
+    for (text, tag) in [
+        ("The meeting moved to Tuesday", "work"),
+        ("Buy oat milk", "shopping"),
+    ] {
+        ok_json(
+            d,
+            &[
+                "--tenant", "t1", "retain", "--bank", "b", "--tag", tag, "--json", text,
+            ],
+        );
     }
     let file = d.join("b.jsonl");
     let file_arg = file.to_str().expect("utf-8 path");
-    ok_json(d, &["--tenant", "t1", "export", "--bank", "b", "--out", file_arg, "--json"]);
+    ok_json(
+        d,
+        &[
+            "--tenant", "t1", "export", "--bank", "b", "--out", file_arg, "--json",
+        ],
+    );
     let text = std::fs::read_to_string(&file).expect("export written");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "header + 2 memories");
     assert!(lines[0].contains("\"_ama_version\":1"));
 
-    let imported = ok_json(d, &["--tenant", "t2", "import", "--bank", "copy", file_arg, "--json"]);
+    let imported = ok_json(
+        d,
+        &[
+            "--tenant", "t2", "import", "--bank", "copy", file_arg, "--json",
+        ],
+    );
     assert_eq!(imported["imported"], 2);
-    let again = ok_json(d, &["--tenant", "t2", "import", "--bank", "copy", file_arg, "--json"]);
+    let again = ok_json(
+        d,
+        &[
+            "--tenant", "t2", "import", "--bank", "copy", file_arg, "--json",
+        ],
+    );
     assert_eq!(again["skipped"], 2);
 
-    let forgotten = ok_json(d, &["--tenant", "t1", "forget", "--bank", "b", "--tag", "shopping", "--json"]);
+    let forgotten = ok_json(
+        d,
+        &[
+            "--tenant", "t1", "forget", "--bank", "b", "--tag", "shopping", "--json",
+        ],
+    );
     assert_eq!(forgotten["deleted_count"], 1);
-    let recalled = ok_json(d, &["--tenant", "t1", "recall", "--bank", "b", "--json", "oat milk"]);
+    let recalled = ok_json(
+        d,
+        &[
+            "--tenant", "t1", "recall", "--bank", "b", "--json", "oat milk",
+        ],
+    );
     assert!(recalled["hits"]
         .as_array()
         .expect("hits")
@@ -104,7 +168,11 @@ fn bad_input_gives_clear_errors_and_non_zero_exit() {
     let d = dir.path();
     let out = astrocyte(d, &["--tenant", "bad-name", "banks"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("invalid --tenant"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid --tenant"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = astrocyte(d, &["retain", "--bank", "no spaces", "x"]);
     assert!(!out.status.success());
@@ -116,11 +184,19 @@ fn bad_input_gives_clear_errors_and_non_zero_exit() {
 
     let out = astrocyte(d, &["import", "--bank", "b", "/nonexistent/file.jsonl"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot read import file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read import file"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = astrocyte(d, &["retain", "--bank", "b", "   "]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("Content is empty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Content is empty"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = astrocyte(d, &["forget", "--bank", "b"]);
     assert!(!out.status.success());
@@ -156,11 +232,22 @@ impl Drop for PgDatabase {
         let url = self.url();
         // Tenant roles are cluster-wide: drop every role owning something in this database.
         let roles = Command::new("psql")
-            .args([url.as_str(), "-At", "-c", "SELECT role FROM public.astrocyte_tenants"])
+            .args([
+                url.as_str(),
+                "-At",
+                "-c",
+                "SELECT role FROM public.astrocyte_tenants",
+            ])
             .output();
-        psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
         if let Ok(out) = roles {
-            for role in String::from_utf8_lossy(&out.stdout).lines().filter(|r| !r.is_empty()) {
+            for role in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|r| !r.is_empty())
+            {
                 psql(&self.admin_url, &format!("DROP ROLE IF EXISTS \"{role}\""));
             }
         }
@@ -172,7 +259,11 @@ fn psql(url: &str, sql: &str) {
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
         .output()
         .expect("psql runs");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn astrocyte_pg(url: &str, args: &[&str]) -> Output {
@@ -182,7 +273,10 @@ fn astrocyte_pg(url: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("ASTROCYTE_AUTO_CREATE_TENANTS")
         // Roles are cluster-wide: a per-run prefix keeps concurrent test runs apart.
-        .env("ASTROCYTE_ROLE_PREFIX", format!("ac{}_", std::process::id()))
+        .env(
+            "ASTROCYTE_ROLE_PREFIX",
+            format!("ac{}_", std::process::id()),
+        )
         .output()
         .expect("the binary runs")
 }
@@ -197,21 +291,43 @@ fn postgres_tenants_memories_and_migrations_from_the_command_line() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Unknown tenants are not created implicitly.
-    let out = astrocyte_pg(&url, &["--tenant", "acme", "retain", "--bank", "b", "hello"]);
+    let out = astrocyte_pg(
+        &url,
+        &["--tenant", "acme", "retain", "--bank", "b", "hello"],
+    );
     assert!(!out.status.success());
     run(&["tenant", "create", "acme"]);
     run(&["tenant", "create", "globex"]);
     let listed = run(&["tenant", "list"]);
-    assert!(listed.contains("acme") && listed.contains("globex"), "{listed}");
-    run(&["--tenant", "acme", "retain", "--bank", "b", "Miso is the cat's name"]);
-    let hits: Value = serde_json::from_str(&run(&["--tenant", "acme", "recall", "--bank", "b", "--json", "cat name"])).expect("json");
+    assert!(
+        listed.contains("acme") && listed.contains("globex"),
+        "{listed}"
+    );
+    run(&[
+        "--tenant",
+        "acme",
+        "retain",
+        "--bank",
+        "b",
+        "Miso is the cat's name",
+    ]);
+    let hits: Value = serde_json::from_str(&run(&[
+        "--tenant", "acme", "recall", "--bank", "b", "--json", "cat name",
+    ]))
+    .expect("json");
     assert_eq!(hits["hits"][0]["text"], "Miso is the cat's name");
-    let other: Value = serde_json::from_str(&run(&["--tenant", "globex", "recall", "--bank", "b", "--json", "cat name"])).expect("json");
+    let other: Value = serde_json::from_str(&run(&[
+        "--tenant", "globex", "recall", "--bank", "b", "--json", "cat name",
+    ]))
+    .expect("json");
     assert_eq!(other["hits"].as_array().map(Vec::len), Some(0));
     let migrated = run(&["migrate", "--all-tenants"]);
     assert!(migrated.contains("acme: already current"), "{migrated}");
     assert!(migrated.contains("globex: already current"), "{migrated}");
     run(&["tenant", "drop", "acme"]);
     let listed = run(&["tenant", "list"]);
-    assert!(!listed.contains("acme") && listed.contains("globex"), "{listed}");
+    assert!(
+        !listed.contains("acme") && listed.contains("globex"),
+        "{listed}"
+    );
 }

@@ -166,7 +166,11 @@ impl Engine {
     }
 
     /// Embeds texts in provider-sized batches.
-    pub async fn embed_all(&self, texts: &[String], purpose: EmbedPurpose) -> Result<Vec<Vec<f32>>> {
+    pub async fn embed_all(
+        &self,
+        texts: &[String],
+        purpose: EmbedPurpose,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.config.embed_batch_size.max(1)) {
             let vectors = self.embedder.embed(batch, purpose).await?;
@@ -177,7 +181,10 @@ impl Engine {
                     batch.len()
                 )));
             }
-            if let Some(v) = vectors.iter().find(|v| v.len() != self.embedder.dimension()) {
+            if let Some(v) = vectors
+                .iter()
+                .find(|v| v.len() != self.embedder.dimension())
+            {
                 return Err(Error::Provider(format!(
                     "embedder returned a vector of dimension {}, expected {}",
                     v.len(),
@@ -462,7 +469,12 @@ impl Engine {
                 answer: "I have no memories that answer this.".into(),
                 confidence: 0.0,
                 sources: Vec::new(),
-                mode: if self.llm.is_some() { "llm" } else { "extractive" }.into(),
+                mode: if self.llm.is_some() {
+                    "llm"
+                } else {
+                    "extractive"
+                }
+                .into(),
             });
         }
         let confidence = recall.hits.first().map(|h| h.score).unwrap_or(0.0);
@@ -527,7 +539,9 @@ fn join_nonempty(parts: &[Option<&str>]) -> Option<String> {
 }
 
 fn extractive_answer(hits: Vec<RecallHit>, confidence: f32) -> ReflectResult {
-    let mut answer = String::from("Extractive answer (no language model configured); the most relevant memories:\n");
+    let mut answer = String::from(
+        "Extractive answer (no language model configured); the most relevant memories:\n",
+    );
     for hit in &hits {
         let when = hit
             .memory
@@ -573,7 +587,11 @@ async fn synthesised_answer(
         .into_iter()
         .filter(|h| answer.contains(&h.memory.id))
         .collect();
-    debug!(cited = cited.len(), tokens = estimate_tokens(&answer), "reflected");
+    debug!(
+        cited = cited.len(),
+        tokens = estimate_tokens(&answer),
+        "reflected"
+    );
     Ok(ReflectResult {
         confidence: if cited.is_empty() { 0.0 } else { confidence },
         answer,

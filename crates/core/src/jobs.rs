@@ -99,7 +99,13 @@ pub trait JobQueue: Send + Sync {
     async fn complete(&self, id: &str, worker: &str, result: serde_json::Value) -> Result<bool>;
 
     /// Records a failure: back to queued until `retry_at`, or dead when `retry_at` is `None`.
-    async fn fail(&self, id: &str, worker: &str, error: &str, retry_at: Option<Timestamp>) -> Result<bool>;
+    async fn fail(
+        &self,
+        id: &str,
+        worker: &str,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<bool>;
 
     /// A job by id.
     async fn job(&self, id: &str) -> Result<Option<Job>>;

@@ -25,9 +25,9 @@ impl BankId {
         let ok = !bytes.is_empty()
             && bytes.len() <= 255
             && bytes[0].is_ascii_alphanumeric()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+            && bytes.iter().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')
+            });
         if ok {
             Ok(BankId(value))
         } else {

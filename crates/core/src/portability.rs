@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::model::{
     BankId, ForgetMode, ForgetSelector, Memory, Metadata, NewMemory, Timestamp, DEFAULT_FACT_TYPE,
 };
-use crate::pipeline::validate::{check_content, check_metadata_scalars, normalize_tags, sanitize_metadata};
+use crate::pipeline::validate::{
+    check_content, check_metadata_scalars, normalize_tags, sanitize_metadata,
+};
 use crate::tenancy::Schema;
 
 /// Memories read per page while exporting.
@@ -152,7 +154,9 @@ impl PathPolicy {
             .parent()
             .ok_or_else(|| Error::invalid(format!("path {requested:?} names no file")))?
             .canonicalize()
-            .map_err(|e| Error::invalid(format!("directory of {requested:?} is not usable: {e}")))?;
+            .map_err(|e| {
+                Error::invalid(format!("directory of {requested:?} is not usable: {e}"))
+            })?;
         let resolved = parent.join(file_name);
         let resolved = match resolved.canonicalize() {
             Ok(existing) => existing,
@@ -243,8 +247,14 @@ impl Engine {
                 Err(_) => report.errors += 1,
             }
             if batch.len() >= 256 {
-                self.import_batch(&tenant, &bank, on_conflict, std::mem::take(&mut batch), &mut report)
-                    .await?;
+                self.import_batch(
+                    &tenant,
+                    &bank,
+                    on_conflict,
+                    std::mem::take(&mut batch),
+                    &mut report,
+                )
+                .await?;
             }
         }
         self.import_batch(&tenant, &bank, on_conflict, batch, &mut report)
@@ -313,7 +323,10 @@ impl Engine {
             .filter(|(_, v)| v.is_none())
             .map(|(m, _)| m.text.clone())
             .collect();
-        let mut fresh = self.embed_all(&missing, EmbedPurpose::Document).await?.into_iter();
+        let mut fresh = self
+            .embed_all(&missing, EmbedPurpose::Document)
+            .await?
+            .into_iter();
         let mut rows = Vec::with_capacity(accepted.len());
         for (memory, given) in accepted.into_iter().zip(given_vectors) {
             let embedding = match given {

@@ -196,12 +196,16 @@ pub trait TenantStore: Send + Sync {
 
     /// A tenant-level setting (lifecycle policies, legal holds), as JSON.
     async fn setting(&self, _key: &str) -> Result<Option<serde_json::Value>> {
-        Err(crate::Error::Unsupported("this store keeps no settings".into()))
+        Err(crate::Error::Unsupported(
+            "this store keeps no settings".into(),
+        ))
     }
 
     /// Stores a tenant-level setting; `None` removes it.
     async fn put_setting(&self, _key: &str, _value: Option<serde_json::Value>) -> Result<()> {
-        Err(crate::Error::Unsupported("this store keeps no settings".into()))
+        Err(crate::Error::Unsupported(
+            "this store keeps no settings".into(),
+        ))
     }
 
     /// This tenant's background job queue, when the backend keeps one.

@@ -75,7 +75,9 @@ pub fn validate_identifier(value: &str, label: IdentifierLabel) -> Result<&str, 
     let ok = !bytes.is_empty()
         && bytes.len() <= MAX_IDENTIFIER_BYTES
         && (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
     if ok {
         Ok(value)
     } else {
@@ -204,7 +206,9 @@ pub fn require_current_schema() -> Result<Schema, TenancyError> {
 /// Runs `future` with `schema` bound; the binding ends with the future, including on error,
 /// cancellation and panic, and the outer binding (if any) is visible again afterwards.
 pub async fn use_schema<F: Future>(schema: Schema, future: F) -> F::Output {
-    CURRENT_SCHEMA.scope(RefCell::new(Some(schema)), future).await
+    CURRENT_SCHEMA
+        .scope(RefCell::new(Some(schema)), future)
+        .await
 }
 
 /// Synchronous form of [`use_schema`] for blocking code.
@@ -215,7 +219,9 @@ pub fn use_schema_sync<R>(schema: Schema, f: impl FnOnce() -> R) -> R {
 /// Runs `future` inside an empty binding slot so that [`bind`]/[`unbind`] can be used by
 /// middleware that manages the binding by hand around its own error handling.
 pub async fn with_binding_slot<F: Future>(future: F) -> F::Output {
-    CURRENT_SCHEMA.scope(RefCell::new(bound_schema()), future).await
+    CURRENT_SCHEMA
+        .scope(RefCell::new(bound_schema()), future)
+        .await
 }
 
 /// Restores the previous binding when passed to [`unbind`].
@@ -339,7 +345,10 @@ impl RequestInfo {
 #[async_trait]
 pub trait TenantExtension: Send + Sync {
     /// Validates the request's credentials and returns the schema it must run in.
-    async fn authenticate(&self, request: &RequestInfo) -> Result<TenantContext, AuthenticationError>;
+    async fn authenticate(
+        &self,
+        request: &RequestInfo,
+    ) -> Result<TenantContext, AuthenticationError>;
 
     /// Every tenant whose schema background workers should serve; called repeatedly so new
     /// tenants are picked up without a restart.
@@ -371,7 +380,10 @@ impl Default for DefaultTenantExtension {
 
 #[async_trait]
 impl TenantExtension for DefaultTenantExtension {
-    async fn authenticate(&self, _request: &RequestInfo) -> Result<TenantContext, AuthenticationError> {
+    async fn authenticate(
+        &self,
+        _request: &RequestInfo,
+    ) -> Result<TenantContext, AuthenticationError> {
         Ok(TenantContext::new(self.schema.clone()))
     }
 

@@ -83,14 +83,20 @@ async fn a_thousand_concurrent_tasks_over_fifty_schemas_stay_isolated() {
                     tokio::time::sleep(std::time::Duration::from_micros((task % 7) as u64)).await;
                 }
                 if current_schema().as_str() != name {
-                    return Err(format!("task {task} saw {} instead of {name}", current_schema()));
+                    return Err(format!(
+                        "task {task} saw {} instead of {name}",
+                        current_schema()
+                    ));
                 }
             }
             Ok(())
         })));
     }
     for handle in handles {
-        handle.await.expect("task did not panic").expect("schema stayed bound");
+        handle
+            .await
+            .expect("task did not panic")
+            .expect("schema stayed bound");
     }
 }
 
@@ -130,8 +136,14 @@ async fn bind_and_unbind_for_middleware() {
 #[test]
 fn fq_helpers_quote_both_halves_and_validate_the_table() {
     let s = schema("tenant_acme");
-    assert_eq!(fq_table(&s, "memories").as_deref(), Ok("\"tenant_acme\".\"memories\""));
-    assert_eq!(fq_function(&s, "touch").as_deref(), Ok("\"tenant_acme\".\"touch\""));
+    assert_eq!(
+        fq_table(&s, "memories").as_deref(),
+        Ok("\"tenant_acme\".\"memories\"")
+    );
+    assert_eq!(
+        fq_function(&s, "touch").as_deref(),
+        Ok("\"tenant_acme\".\"touch\"")
+    );
     let err = fq_table(&s, "memories; drop").expect_err("bad table");
     assert_eq!(err.label, IdentifierLabel::Table);
     let message = err.to_string();
@@ -145,12 +157,60 @@ fn fq_helpers_quote_both_halves_and_validate_the_table() {
 fn hostile_identifiers_are_rejected() {
     let long64 = "a".repeat(64);
     let hostile: Vec<String> = [
-        "", " ", "a b", " a", "a ", "a\tb", "a\nb", "a\0b", "\0", "a\"b", "\"a\"", "a'b", "'",
-        "a.b", "public.memories", "a;b", "a; DROP TABLE x;--", "a--b", "a/*b*/", "a-b", "a+b",
-        "a(b)", "a[b]", "a{b}", "a,b", "a:b", "a@b", "a$b", "a#b", "a%b", "a\\b", "a/b", "a`b",
-        "1abc", "9", "0_tenant", "tenant\u{0430}", "\u{0430}dmin", "ａdmin", "tenant\u{200b}",
-        "tenant\u{00a0}x", "é", "tenant\u{2028}", "𝕒", "a=b", "a|b", "a&b", "a<b", "a>b", "a?b",
-        "a!b", "a*b", "~a", "a^b",
+        "",
+        " ",
+        "a b",
+        " a",
+        "a ",
+        "a\tb",
+        "a\nb",
+        "a\0b",
+        "\0",
+        "a\"b",
+        "\"a\"",
+        "a'b",
+        "'",
+        "a.b",
+        "public.memories",
+        "a;b",
+        "a; DROP TABLE x;--",
+        "a--b",
+        "a/*b*/",
+        "a-b",
+        "a+b",
+        "a(b)",
+        "a[b]",
+        "a{b}",
+        "a,b",
+        "a:b",
+        "a@b",
+        "a$b",
+        "a#b",
+        "a%b",
+        "a\\b",
+        "a/b",
+        "a`b",
+        "1abc",
+        "9",
+        "0_tenant",
+        "tenant\u{0430}",
+        "\u{0430}dmin",
+        "ａdmin",
+        "tenant\u{200b}",
+        "tenant\u{00a0}x",
+        "é",
+        "tenant\u{2028}",
+        "𝕒",
+        "a=b",
+        "a|b",
+        "a&b",
+        "a<b",
+        "a>b",
+        "a?b",
+        "a!b",
+        "a*b",
+        "~a",
+        "a^b",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -188,10 +248,15 @@ async fn default_extension_returns_its_schema_and_lists_one_tenant() {
     assert_eq!(ctx.schema.as_str(), "tenant_x");
     assert_eq!(
         ext.list_tenants().await.expect("lists"),
-        vec![Tenant { schema: schema("tenant_x") }]
+        vec![Tenant {
+            schema: schema("tenant_x")
+        }]
     );
     let default = DefaultTenantExtension::default();
-    let ctx = default.authenticate(&RequestInfo::in_process()).await.expect("ok");
+    let ctx = default
+        .authenticate(&RequestInfo::in_process())
+        .await
+        .expect("ok");
     assert_eq!(ctx.schema.as_str(), "public");
 }
 

@@ -98,7 +98,11 @@ async fn reembed(engine: &Engine, schema: &Schema, job: ReembedJob) -> Result<Va
         after = Some(last.id.clone());
         let texts: Vec<String> = page.iter().map(|m| m.text.clone()).collect();
         let vectors = engine.embed_all(&texts, EmbedPurpose::Document).await?;
-        let pairs = page.iter().map(|m| m.id.clone()).zip(vectors).collect::<Vec<_>>();
+        let pairs = page
+            .iter()
+            .map(|m| m.id.clone())
+            .zip(vectors)
+            .collect::<Vec<_>>();
         done += pairs.len();
         tenant.replace_embeddings(&space, pairs).await?;
         if texts.len() < PAGE {
@@ -177,7 +181,9 @@ async fn consolidate(engine: &Engine, schema: &Schema, job: ConsolidateJob) -> R
             if forgotten.contains(&memory.id) {
                 continue;
             }
-            let Some(vector) = memory.embedding.clone() else { continue };
+            let Some(vector) = memory.embedding.clone() else {
+                continue;
+            };
             let response = tenant
                 .search(&SearchRequest {
                     banks: vec![bank.clone()],

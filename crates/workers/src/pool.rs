@@ -102,15 +102,16 @@ impl WorkerPool {
                         keep
                     });
                     for schema in current {
-                        if !loops.contains_key(&schema) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(schema)
+                        {
+                            let schema = slot.key().clone();
                             info!(tenant = %schema, "starting tenant worker");
-                            let handle = tokio::spawn(tenant_loop(
+                            slot.insert(tokio::spawn(tenant_loop(
                                 self.engine.clone(),
-                                schema.clone(),
+                                schema,
                                 self.config.clone(),
                                 shutdown.clone(),
-                            ));
-                            loops.insert(schema, handle);
+                            )));
                         }
                     }
                 }
@@ -130,7 +131,12 @@ impl WorkerPool {
     }
 }
 
-async fn tenant_loop(engine: Arc<Engine>, schema: Schema, config: WorkerConfig, mut shutdown: watch::Receiver<bool>) {
+async fn tenant_loop(
+    engine: Arc<Engine>,
+    schema: Schema,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let span = info_span!("tenant_worker", tenant = %schema);
     use_schema(schema.clone(), async move {
         let queue = match engine.store().tenant(&schema).await.map(|t| t.jobs()) {
@@ -148,7 +154,9 @@ async fn tenant_loop(engine: Arc<Engine>, schema: Schema, config: WorkerConfig, 
             if *shutdown.borrow() {
                 return;
             }
-            let claimed = queue.claim(&config.worker_id, config.lease, Utc::now()).await;
+            let claimed = queue
+                .claim(&config.worker_id, config.lease, Utc::now())
+                .await;
             match claimed {
                 Ok(Some(job)) => execute(&engine, &schema, queue.as_ref(), &config, job).await,
                 Ok(None) => {
@@ -168,7 +176,13 @@ async fn tenant_loop(engine: Arc<Engine>, schema: Schema, config: WorkerConfig, 
     .await
 }
 
-async fn execute(engine: &Engine, schema: &Schema, queue: &dyn JobQueue, config: &WorkerConfig, job: Job) {
+async fn execute(
+    engine: &Engine,
+    schema: &Schema,
+    queue: &dyn JobQueue,
+    config: &WorkerConfig,
+    job: Job,
+) {
     let span = info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
     async {
         match handlers::run(engine, schema, &job).await {
@@ -180,7 +194,10 @@ async fn execute(engine: &Engine, schema: &Schema, queue: &dyn JobQueue, config:
             Err(error) => {
                 let retry_at = (job.attempts < job.max_attempts).then(|| {
                     let factor = 2u32.saturating_pow(job.attempts.saturating_sub(1).min(16));
-                    let delay = config.base_backoff.saturating_mul(factor).min(config.max_backoff);
+                    let delay = config
+                        .base_backoff
+                        .saturating_mul(factor)
+                        .min(config.max_backoff);
                     Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()
                 });
                 warn!(%error, dead = retry_at.is_none(), "job failed");

@@ -43,11 +43,60 @@ pub struct BenchArgs {
     pub out_dir: PathBuf,
 }
 
-const NAMES: &[&str] = &["Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya"];
-const PLACES: &[&str] = &["Lisbon", "the office", "Kyoto", "the gym", "Nairobi", "the library", "Toronto", "the farmers market", "Berlin", "the lake house", "Austin", "the dentist"];
-const ACTIVITIES: &[&str] = &["started learning the cello", "finished the quarterly report", "adopted a grey cat named Miso", "ran a half marathon", "switched to a vegetarian diet", "booked flights for the summer trip", "repaired the old bicycle", "signed up for a pottery class", "changed teams to work on search", "planted tomatoes and basil", "read a novel about lighthouses", "fixed the flaky deployment pipeline"];
-const FEELINGS: &[&str] = &["was excited about it", "found it harder than expected", "wants to do it again next month", "asked for advice on the next steps", "shared photos with the family", "said it was the highlight of the week"];
-const TOPICS: &[&str] = &["budget", "deadline", "recipe", "playlist", "allergy", "birthday", "invoice", "password reset", "conference", "mortgage", "vaccination", "podcast"];
+const NAMES: &[&str] = &[
+    "Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi",
+    "Lena", "Mateo", "Nadia", "Omar", "Priya",
+];
+const PLACES: &[&str] = &[
+    "Lisbon",
+    "the office",
+    "Kyoto",
+    "the gym",
+    "Nairobi",
+    "the library",
+    "Toronto",
+    "the farmers market",
+    "Berlin",
+    "the lake house",
+    "Austin",
+    "the dentist",
+];
+const ACTIVITIES: &[&str] = &[
+    "started learning the cello",
+    "finished the quarterly report",
+    "adopted a grey cat named Miso",
+    "ran a half marathon",
+    "switched to a vegetarian diet",
+    "booked flights for the summer trip",
+    "repaired the old bicycle",
+    "signed up for a pottery class",
+    "changed teams to work on search",
+    "planted tomatoes and basil",
+    "read a novel about lighthouses",
+    "fixed the flaky deployment pipeline",
+];
+const FEELINGS: &[&str] = &[
+    "was excited about it",
+    "found it harder than expected",
+    "wants to do it again next month",
+    "asked for advice on the next steps",
+    "shared photos with the family",
+    "said it was the highlight of the week",
+];
+const TOPICS: &[&str] = &[
+    "budget",
+    "deadline",
+    "recipe",
+    "playlist",
+    "allergy",
+    "birthday",
+    "invoice",
+    "password reset",
+    "conference",
+    "mortgage",
+    "vaccination",
+    "podcast",
+];
 
 /// A deterministic generator of short, agent-like memories (about 30 tokens each).
 struct MemoryGenerator {
@@ -56,7 +105,9 @@ struct MemoryGenerator {
 
 impl MemoryGenerator {
     fn new(seed: u64) -> Self {
-        MemoryGenerator { rng: StdRng::seed_from_u64(seed) }
+        MemoryGenerator {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -88,7 +139,8 @@ fn percentiles(mut samples: Vec<f64>) -> Value {
         if samples.is_empty() {
             0.0
         } else {
-            samples[(((p / 100.0) * (samples.len() - 1) as f64).round() as usize).min(samples.len() - 1)]
+            samples[(((p / 100.0) * (samples.len() - 1) as f64).round() as usize)
+                .min(samples.len() - 1)]
         }
     };
     json!({"p50": round3(at(50.0)), "p95": round3(at(95.0)), "p99": round3(at(99.0))})
@@ -117,24 +169,44 @@ fn request(bank: &str, text: String, n: usize) -> RetainRequest {
         bank_id: bank.to_string(),
         content: text,
         tags: vec![format!("t{}", n % 16)],
-        occurred_at: Utc.timestamp_opt(1_700_000_000 + (n as i64) * 60, 0).single(),
+        occurred_at: Utc
+            .timestamp_opt(1_700_000_000 + (n as i64) * 60, 0)
+            .single(),
         ..Default::default()
     }
 }
 
-async fn recall_latencies(engine: &Engine, schemas: &[Schema], bank: &str, queries: &[String]) -> anyhow::Result<Vec<f64>> {
+async fn recall_latencies(
+    engine: &Engine,
+    schemas: &[Schema],
+    bank: &str,
+    queries: &[String],
+) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
         let t = Instant::now();
         engine
-            .recall(&schemas[i % schemas.len()], RecallRequest { query: q.clone(), banks: vec![bank.into()], ..Default::default() })
+            .recall(
+                &schemas[i % schemas.len()],
+                RecallRequest {
+                    query: q.clone(),
+                    banks: vec![bank.into()],
+                    ..Default::default()
+                },
+            )
             .await?;
         out.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(out)
 }
 
-async fn recalls_per_second(engine: Arc<Engine>, schema: Schema, bank: &str, queries: Arc<Vec<String>>, concurrency: usize) -> anyhow::Result<f64> {
+async fn recalls_per_second(
+    engine: Arc<Engine>,
+    schema: Schema,
+    bank: &str,
+    queries: Arc<Vec<String>>,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
@@ -145,7 +217,16 @@ async fn recalls_per_second(engine: Arc<Engine>, schema: Schema, bank: &str, que
         tasks.push(tokio::spawn(async move {
             let mut done = 0usize;
             for q in queries.iter().skip(worker).step_by(concurrency) {
-                engine.recall(&schema, RecallRequest { query: q.clone(), banks: vec![bank.clone()], ..Default::default() }).await?;
+                engine
+                    .recall(
+                        &schema,
+                        RecallRequest {
+                            query: q.clone(),
+                            banks: vec![bank.clone()],
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 done += 1;
             }
             Ok::<usize, astrocyte_core::Error>(done)
@@ -159,7 +240,11 @@ async fn recalls_per_second(engine: Arc<Engine>, schema: Schema, bank: &str, que
 }
 
 /// Runs one bank-size scenario.
-async fn bank_scenario(embedder: Arc<dyn Embedder>, size: usize, args: &BenchArgs) -> anyhow::Result<Value> {
+async fn bank_scenario(
+    embedder: Arc<dyn Embedder>,
+    size: usize,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
     let engine = Arc::new(Engine::new(store, embedder, EngineConfig::default()));
@@ -174,7 +259,9 @@ async fn bank_scenario(embedder: Arc<dyn Embedder>, size: usize, args: &BenchArg
     let mut n = 0usize;
     while n < size {
         let take = args.batch.min(size - n);
-        let batch: Vec<RetainRequest> = (n..n + take).map(|i| request(bank, generator.memory(i), i)).collect();
+        let batch: Vec<RetainRequest> = (n..n + take)
+            .map(|i| request(bank, generator.memory(i), i))
+            .collect();
         engine.retain_many(&schema, batch).await?;
         n += take;
         seg_count += take;
@@ -188,13 +275,22 @@ async fn bank_scenario(embedder: Arc<dyn Embedder>, size: usize, args: &BenchArg
     let singles = 200.min(size.max(1));
     let t = Instant::now();
     for i in 0..singles {
-        engine.retain(&schema, request(bank, generator.memory(size + i), size + i)).await?;
+        engine
+            .retain(&schema, request(bank, generator.memory(size + i), size + i))
+            .await?;
     }
     let single = singles as f64 / t.elapsed().as_secs_f64().max(1e-9);
     let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
     // Warm the index and caches once; first-touch costs are a start-up figure, not a latency.
-    recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries[..queries.len().min(20)]).await?;
-    let latencies = recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
+    recall_latencies(
+        &engine,
+        std::slice::from_ref(&schema),
+        bank,
+        &queries[..queries.len().min(20)],
+    )
+    .await?;
+    let latencies =
+        recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
     let queries = Arc::new(queries);
     let rps1 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 1).await?;
     let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries, 8).await?;
@@ -214,7 +310,9 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
     let engine = Engine::new(store, embedder, EngineConfig::default());
-    let schemas: Vec<Schema> = (0..args.tenants).map(|i| Schema::new(format!("tenant_{i:04}"))).collect::<Result<_, _>>()?;
+    let schemas: Vec<Schema> = (0..args.tenants)
+        .map(|i| Schema::new(format!("tenant_{i:04}")))
+        .collect::<Result<_, _>>()?;
     let per_tenant = (args.tenant_memories / args.tenants.max(1)).max(1);
     let mut generator = MemoryGenerator::new(args.seed ^ 0x5eed);
     let bank = "bench-bank";
@@ -223,7 +321,9 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
         let mut n = 0;
         while n < per_tenant {
             let take = args.batch.min(per_tenant - n);
-            let batch = (n..n + take).map(|i| request(bank, generator.memory(i), i)).collect();
+            let batch = (n..n + take)
+                .map(|i| request(bank, generator.memory(i), i))
+                .collect();
             engine.retain_many(schema, batch).await?;
             n += take;
         }
@@ -250,7 +350,10 @@ fn latency_chart(embedder: &str, banks: &[Value]) -> String {
         .filter_map(|b| {
             let size = b["bank_size"].as_f64()?;
             let l = &b["recall_latency_ms"];
-            Some((size, [l["p50"].as_f64()?, l["p95"].as_f64()?, l["p99"].as_f64()?]))
+            Some((
+                size,
+                [l["p50"].as_f64()?, l["p95"].as_f64()?, l["p99"].as_f64()?],
+            ))
         })
         .collect();
     let max_x = points.iter().map(|p| p.0).fold(1.0, f64::max);
@@ -262,32 +365,69 @@ fn latency_chart(embedder: &str, banks: &[Value]) -> String {
     svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">memories in bank</text><text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">ms</text>\n", w / 2.0, h - 15.0, h / 2.0, h / 2.0);
     for i in 0..=4 {
         let v = max_y * i as f64 / 4.0;
-        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.1}</text>\n", pad - 6.0, y(v) + 4.0);
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.1}</text>\n",
+            pad - 6.0,
+            y(v) + 4.0
+        );
     }
     for (size, _) in &points {
-        svg += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{size}</text>\n", x(*size), h - pad + 16.0);
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{size}</text>\n",
+            x(*size),
+            h - pad + 16.0
+        );
     }
-    for (i, (name, colour)) in [("p50", "#1f77b4"), ("p95", "#ff7f0e"), ("p99", "#d62728")].iter().enumerate() {
-        let path: Vec<String> = points.iter().map(|(s, l)| format!("{:.1},{:.1}", x(*s), y(l[i]))).collect();
-        svg += &format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n", path.join(" "));
+    for (i, (name, colour)) in [("p50", "#1f77b4"), ("p95", "#ff7f0e"), ("p99", "#d62728")]
+        .iter()
+        .enumerate()
+    {
+        let path: Vec<String> = points
+            .iter()
+            .map(|(s, l)| format!("{:.1},{:.1}", x(*s), y(l[i])))
+            .collect();
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            path.join(" ")
+        );
         for (s, l) in &points {
-            svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>\n", x(*s), y(l[i]));
+            svg += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>\n",
+                x(*s),
+                y(l[i])
+            );
         }
-        svg += &format!("<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n", w - pad - 40.0, pad + 16.0 * i as f64);
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
+            w - pad - 40.0,
+            pad + 16.0 * i as f64
+        );
     }
     svg + "</svg>\n"
 }
 
 /// Runs the benchmark for one embedder and prints its figures.
-pub async fn run(args: BenchArgs, embedder: Arc<dyn Embedder>, json_output: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+pub async fn run(
+    args: BenchArgs,
+    embedder: Arc<dyn Embedder>,
+    json_output: bool,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
     let mut banks = Vec::new();
     for size in &args.sizes {
-        eprintln!("bench: {} memories in one bank with {}", size, embedder.model());
+        eprintln!(
+            "bench: {} memories in one bank with {}",
+            size,
+            embedder.model()
+        );
         banks.push(bank_scenario(embedder.clone(), *size, &args).await?);
     }
     let tenants = if args.tenants > 0 {
-        eprintln!("bench: {} memories across {} tenants", args.tenant_memories, args.tenants);
+        eprintln!(
+            "bench: {} memories across {} tenants",
+            args.tenant_memories, args.tenants
+        );
         Some(tenants_scenario(embedder.clone(), &args).await?)
     } else {
         None
@@ -299,7 +439,12 @@ pub async fn run(args: BenchArgs, embedder: Arc<dyn Embedder>, json_output: bool
         "tenants": tenants,
         "peak_rss_mib": round3(peak_rss_mib()),
     });
-    let stem = format!("bench-{}", embedder.model().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"));
+    let stem = format!(
+        "bench-{}",
+        embedder
+            .model()
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    );
     let chart = args.out_dir.join(format!("{stem}.svg"));
     std::fs::write(&chart, latency_chart(embedder.model(), &banks))?;
     if json_output {
@@ -310,24 +455,46 @@ pub async fn run(args: BenchArgs, embedder: Arc<dyn Embedder>, json_output: bool
         return Ok(());
     }
     println!("embedder {}", embedder.model());
-    println!("{:>10} {:>14} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}", "bank", "retain batch/s", "retain 1/s", "p50 ms", "p95 ms", "p99 ms", "rps c=1", "rps c=8");
+    println!(
+        "{:>10} {:>14} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "bank", "retain batch/s", "retain 1/s", "p50 ms", "p95 ms", "p99 ms", "rps c=1", "rps c=8"
+    );
     for b in &banks {
         let l = &b["recall_latency_ms"];
         let r = &b["recalls_per_second"];
         println!(
             "{:>10} {:>14.0} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.0} {:>10.0}",
-            b["bank_size"], b["retain_batched_per_second"].as_f64().unwrap_or(0.0), b["retain_single_per_second"].as_f64().unwrap_or(0.0),
-            l["p50"].as_f64().unwrap_or(0.0), l["p95"].as_f64().unwrap_or(0.0), l["p99"].as_f64().unwrap_or(0.0),
-            r["concurrency_1"].as_f64().unwrap_or(0.0), r["concurrency_8"].as_f64().unwrap_or(0.0)
+            b["bank_size"],
+            b["retain_batched_per_second"].as_f64().unwrap_or(0.0),
+            b["retain_single_per_second"].as_f64().unwrap_or(0.0),
+            l["p50"].as_f64().unwrap_or(0.0),
+            l["p95"].as_f64().unwrap_or(0.0),
+            l["p99"].as_f64().unwrap_or(0.0),
+            r["concurrency_1"].as_f64().unwrap_or(0.0),
+            r["concurrency_8"].as_f64().unwrap_or(0.0)
         );
-        let segs: Vec<String> = b["retain_batched_by_bank_size"].as_array().into_iter().flatten()
-            .map(|s| format!("{}:{:.0}/s", s["bank_size"], s["per_second"].as_f64().unwrap_or(0.0))).collect();
+        let segs: Vec<String> = b["retain_batched_by_bank_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                format!(
+                    "{}:{:.0}/s",
+                    s["bank_size"],
+                    s["per_second"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
         println!("           retain as the bank grows: {}", segs.join("  "));
     }
     if let Some(t) = &tenants {
         let l = &t["recall_latency_ms"];
         println!("{} tenants x {} memories: retain {:.0}/s, recall p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms", t["tenants"], t["memories_per_tenant"], t["retain_batched_per_second"].as_f64().unwrap_or(0.0), l["p50"].as_f64().unwrap_or(0.0), l["p95"].as_f64().unwrap_or(0.0), l["p99"].as_f64().unwrap_or(0.0));
     }
-    println!("peak RSS {:.1} MiB; chart {}", peak_rss_mib(), chart.display());
+    println!(
+        "peak RSS {:.1} MiB; chart {}",
+        peak_rss_mib(),
+        chart.display()
+    );
     Ok(())
 }

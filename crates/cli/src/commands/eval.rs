@@ -86,7 +86,10 @@ impl Tally {
     fn add(&mut self, found_at: &[Option<usize>]) {
         self.questions += 1;
         for (i, k) in KS.iter().enumerate() {
-            let hits = found_at.iter().filter(|r| r.is_some_and(|r| r < *k)).count();
+            let hits = found_at
+                .iter()
+                .filter(|r| r.is_some_and(|r| r < *k))
+                .count();
             self.frac[i] += hits as f64 / found_at.len() as f64;
             self.any[i] += if hits > 0 { 1.0 } else { 0.0 };
         }
@@ -126,7 +129,10 @@ fn parse_session_date(raw: &str) -> Option<DateTime<Utc>> {
 
 fn turn_text(turn: &Turn) -> String {
     match &turn.blip_caption {
-        Some(caption) => format!("{}: {} [shares an image: {}]", turn.speaker, turn.text, caption),
+        Some(caption) => format!(
+            "{}: {} [shares an image: {}]",
+            turn.speaker, turn.text, caption
+        ),
         None => format!("{}: {}", turn.speaker, turn.text),
     }
 }
@@ -164,7 +170,7 @@ impl Progress {
     fn tick(&mut self, label: &str) {
         self.done += 1;
         let step = (self.total / 20).max(1);
-        if self.tty || self.done % step == 0 || self.done == self.total {
+        if self.tty || self.done.is_multiple_of(step) || self.done == self.total {
             let width = 30;
             let filled = width * self.done / self.total.max(1);
             let mut err = std::io::stderr();
@@ -186,14 +192,19 @@ impl Progress {
 }
 
 /// Runs the evaluation and prints a table or one JSON object.
-pub async fn locomo(args: LocomoArgs, embedder: Arc<dyn Embedder>, json_output: bool) -> anyhow::Result<()> {
+pub async fn locomo(
+    args: LocomoArgs,
+    embedder: Arc<dyn Embedder>,
+    json_output: bool,
+) -> anyhow::Result<()> {
     let raw = std::fs::read(&args.data).with_context(|| {
         format!(
             "cannot read LoCoMo data at {} (pass --data PATH to locomo10.json)",
             args.data.display()
         )
     })?;
-    let mut samples: Vec<Sample> = serde_json::from_slice(&raw).context("locomo10.json is not in the expected shape")?;
+    let mut samples: Vec<Sample> =
+        serde_json::from_slice(&raw).context("locomo10.json is not in the expected shape")?;
     if let Some(n) = args.conversations {
         samples.truncate(n);
     }
@@ -234,12 +245,18 @@ pub async fn locomo(args: LocomoArgs, embedder: Arc<dyn Embedder>, json_output: 
     let mut memories = 0usize;
     let mut retain_seconds = 0.0;
     for sample in &samples {
-        let bank = format!("locomo-{}", sample.sample_id.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+        let bank = format!(
+            "locomo-{}",
+            sample
+                .sample_id
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
         let t0 = Instant::now();
         let mut session = 1;
         while let Some(turns) = sample.conversation.get(&format!("session_{session}")) {
-            let turns: Vec<Turn> = serde_json::from_value(turns.clone())
-                .with_context(|| format!("{} session {session} has malformed turns", sample.sample_id))?;
+            let turns: Vec<Turn> = serde_json::from_value(turns.clone()).with_context(|| {
+                format!("{} session {session} has malformed turns", sample.sample_id)
+            })?;
             let date = sample
                 .conversation
                 .get(&format!("session_{session}_date_time"))
@@ -252,7 +269,10 @@ pub async fn locomo(args: LocomoArgs, embedder: Arc<dyn Embedder>, json_output: 
                 .map(|(i, turn)| {
                     let lo = i.saturating_sub(args.neighbours);
                     let hi = (i + args.neighbours + 1).min(texts.len());
-                    let context: Vec<&str> = (lo..hi).filter(|j| *j != i).map(|j| texts[j].as_str()).collect();
+                    let context: Vec<&str> = (lo..hi)
+                        .filter(|j| *j != i)
+                        .map(|j| texts[j].as_str())
+                        .collect();
                     let mut metadata = Metadata::new();
                     metadata.insert("dia_id".into(), json!(turn.dia_id));
                     metadata.insert("speaker".into(), json!(turn.speaker));
@@ -342,15 +362,39 @@ pub async fn locomo(args: LocomoArgs, embedder: Arc<dyn Embedder>, json_output: 
         memories,
         overall.questions
     );
-    println!("{:<10}{:>6}  {:>8}{:>8}{:>8}{:>8}  {:>7}{:>7}{:>7}{:>7}", "category", "n", "frac@1", "frac@5", "frac@10", "frac@20", "any@1", "any@5", "any@10", "any@20");
-    let mut rows: Vec<(String, &Tally)> = by_category.iter().map(|(c, t)| (c.to_string(), t)).collect();
+    println!(
+        "{:<10}{:>6}  {:>8}{:>8}{:>8}{:>8}  {:>7}{:>7}{:>7}{:>7}",
+        "category",
+        "n",
+        "frac@1",
+        "frac@5",
+        "frac@10",
+        "frac@20",
+        "any@1",
+        "any@5",
+        "any@10",
+        "any@20"
+    );
+    let mut rows: Vec<(String, &Tally)> = by_category
+        .iter()
+        .map(|(c, t)| (c.to_string(), t))
+        .collect();
     rows.push(("1-4".into(), &pooled));
     rows.push(("all".into(), &overall));
     for (name, t) in rows {
         let n = t.questions.max(1) as f64;
         println!(
             "{:<10}{:>6}  {:>8.3}{:>8.3}{:>8.3}{:>8.3}  {:>7.3}{:>7.3}{:>7.3}{:>7.3}",
-            name, t.questions, t.frac[0] / n, t.frac[1] / n, t.frac[2] / n, t.frac[3] / n, t.any[0] / n, t.any[1] / n, t.any[2] / n, t.any[3] / n
+            name,
+            t.questions,
+            t.frac[0] / n,
+            t.frac[1] / n,
+            t.frac[2] / n,
+            t.frac[3] / n,
+            t.any[0] / n,
+            t.any[1] / n,
+            t.any[2] / n,
+            t.any[3] / n
         );
     }
     println!(
@@ -375,7 +419,11 @@ mod tests {
 
     #[test]
     fn evidence_ids_are_split_and_cleaned() {
-        let raw = vec!["D8:6; D9:17".to_string(), "D".to_string(), "D1:3".to_string()];
+        let raw = vec![
+            "D8:6; D9:17".to_string(),
+            "D".to_string(),
+            "D1:3".to_string(),
+        ];
         assert_eq!(evidence_ids(&raw), vec!["D1:3", "D8:6", "D9:17"]);
     }
 

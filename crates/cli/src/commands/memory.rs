@@ -26,7 +26,12 @@ pub fn parse_time(raw: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
     bail!("{what} {raw:?} is not an RFC 3339 time or a YYYY-MM-DD date")
 }
 
-pub async fn retain(engine: &Engine, schema: &Schema, args: RetainArgs, json: bool) -> anyhow::Result<()> {
+pub async fn retain(
+    engine: &Engine,
+    schema: &Schema,
+    args: RetainArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let content = if args.content == "-" {
         let mut buffer = String::new();
         tokio::io::stdin()
@@ -37,8 +42,13 @@ pub async fn retain(engine: &Engine, schema: &Schema, args: RetainArgs, json: bo
     } else {
         args.content
     };
-    let content_type: ContentType = serde_json::from_value(json!(args.content_type))
-        .map_err(|_| anyhow::anyhow!("content type {:?} is not one of text, conversation, document", args.content_type))?;
+    let content_type: ContentType =
+        serde_json::from_value(json!(args.content_type)).map_err(|_| {
+            anyhow::anyhow!(
+                "content type {:?} is not one of text, conversation, document",
+                args.content_type
+            )
+        })?;
     let occurred_at = args
         .occurred_at
         .as_deref()
@@ -91,8 +101,17 @@ pub async fn retain(engine: &Engine, schema: &Schema, args: RetainArgs, json: bo
     }
 }
 
-pub async fn recall(engine: &Engine, schema: &Schema, args: RecallArgs, json: bool) -> anyhow::Result<()> {
-    let as_of = args.as_of.as_deref().map(|t| parse_time(t, "as_of")).transpose()?;
+pub async fn recall(
+    engine: &Engine,
+    schema: &Schema,
+    args: RecallArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|t| parse_time(t, "as_of"))
+        .transpose()?;
     let result = engine
         .recall(
             schema,
@@ -126,7 +145,12 @@ pub async fn recall(engine: &Engine, schema: &Schema, args: RecallArgs, json: bo
     Ok(())
 }
 
-pub async fn reflect(engine: &Engine, schema: &Schema, args: ReflectArgs, json: bool) -> anyhow::Result<()> {
+pub async fn reflect(
+    engine: &Engine,
+    schema: &Schema,
+    args: ReflectArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let result = engine
         .reflect(
             schema,
@@ -150,14 +174,27 @@ pub async fn reflect(engine: &Engine, schema: &Schema, args: ReflectArgs, json: 
     Ok(())
 }
 
-pub async fn forget(engine: &Engine, schema: &Schema, args: ForgetArgs, json: bool) -> anyhow::Result<()> {
+pub async fn forget(
+    engine: &Engine,
+    schema: &Schema,
+    args: ForgetArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let selector = ForgetSelector {
         memory_ids: (!args.ids.is_empty()).then_some(args.ids),
         tags: (!args.tags.is_empty()).then_some(args.tags),
-        before: args.before.as_deref().map(|t| parse_time(t, "before")).transpose()?,
+        before: args
+            .before
+            .as_deref()
+            .map(|t| parse_time(t, "before"))
+            .transpose()?,
         all: args.all,
     };
-    let mode = if args.purge { ForgetMode::Purge } else { ForgetMode::Soft };
+    let mode = if args.purge {
+        ForgetMode::Purge
+    } else {
+        ForgetMode::Soft
+    };
     let count = engine.forget(schema, &args.bank, &selector, mode).await?;
     if json {
         print_json(&json!({"deleted_count": count, "archived_count": 0}))?;
@@ -179,7 +216,12 @@ pub async fn banks(engine: &Engine, schema: &Schema, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn export(engine: &Engine, schema: &Schema, args: ExportArgs, json: bool) -> anyhow::Result<()> {
+pub async fn export(
+    engine: &Engine,
+    schema: &Schema,
+    args: ExportArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let count = match &args.out {
         Some(path) => {
             let file = tokio::fs::File::create(path)
@@ -207,7 +249,12 @@ pub async fn export(engine: &Engine, schema: &Schema, args: ExportArgs, json: bo
     Ok(())
 }
 
-pub async fn import(engine: &Engine, schema: &Schema, args: ImportArgs, json: bool) -> anyhow::Result<()> {
+pub async fn import(
+    engine: &Engine,
+    schema: &Schema,
+    args: ImportArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let on_conflict: OnConflict = serde_json::from_value(json!(args.on_conflict))
         .map_err(|_| anyhow::anyhow!("--on-conflict must be skip or overwrite"))?;
     let file = tokio::fs::File::open(&args.file)

@@ -34,18 +34,27 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {
             // Serving is the zero-configuration path: create the data directory on first run.
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating data directory {}", config.data_dir.display())
+            })?;
             backend::open_sqlite(&config.data_dir)?
         }
     };
     let mut engine_config = EngineConfig::default();
     config.apply_to_engine_config(&mut engine_config);
-    let engine = Arc::new(Engine::new(store.clone(), backend::build_embedder(global)?, engine_config));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        backend::build_embedder(global)?,
+        engine_config,
+    ));
 
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let workers = (!args.no_workers).then(|| {
-        let pool = WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store.clone())), WorkerConfig::default());
+        let pool = WorkerPool::new(
+            engine.clone(),
+            Arc::new(StoreTenants(store.clone())),
+            WorkerConfig::default(),
+        );
         tokio::spawn(pool.run(workers_stopped))
     });
     let mut mcp_config = McpConfig::from_env_and_file(config_path.as_deref())
@@ -57,7 +66,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             .await?
             .with_mcp(mcp_config)
             .map_err(|e| anyhow::anyhow!("cannot serve MCP: {e}"))?;
-        gateway.bind().await?.run(astrocyte_server::shutdown_signal()).await?;
+        gateway
+            .bind()
+            .await?
+            .run(astrocyte_server::shutdown_signal())
+            .await?;
         Ok(())
     }
     .await;

@@ -42,7 +42,11 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
 }
 
 /// Migrates one tenant or all of them; prints a line per tenant and fails if any failed.
-pub async fn migrate(global: &crate::args::GlobalArgs, all_tenants: bool, json: bool) -> anyhow::Result<()> {
+pub async fn migrate(
+    global: &crate::args::GlobalArgs,
+    all_tenants: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let Some(url) = &global.database_url else {
         anyhow::bail!("migrate needs --database-url (the embedded store migrates each tenant file when it is opened)");
     };

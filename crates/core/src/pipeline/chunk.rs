@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn short_text_is_one_chunk_verbatim() {
-        assert_eq!(text_chunks("  Miso is the cat's name.  "), vec!["Miso is the cat's name."]);
+        assert_eq!(
+            text_chunks("  Miso is the cat's name.  "),
+            vec!["Miso is the cat's name."]
+        );
         assert!(text_chunks("   ").is_empty());
     }
 
@@ -224,11 +227,16 @@ mod tests {
 
     #[test]
     fn conversation_is_split_by_turn() {
-        let convo = "Alice: I adopted a cat.\nShe is called Miso.\nBob: Nice! What colour?\nAlice: Grey.";
+        let convo =
+            "Alice: I adopted a cat.\nShe is called Miso.\nBob: Nice! What colour?\nAlice: Grey.";
         let chunks = chunk(convo, ContentType::Conversation, ChunkParams::default());
         assert_eq!(
             chunks,
-            vec!["Alice: I adopted a cat. She is called Miso.", "Bob: Nice! What colour?", "Alice: Grey."]
+            vec![
+                "Alice: I adopted a cat. She is called Miso.",
+                "Bob: Nice! What colour?",
+                "Alice: Grey."
+            ]
         );
     }
 
@@ -236,6 +244,9 @@ mod tests {
     fn document_is_split_by_paragraph() {
         let doc = "First paragraph here.\n\nSecond paragraph there.";
         let chunks = chunk(doc, ContentType::Document, ChunkParams::default());
-        assert_eq!(chunks, vec!["First paragraph here.", "Second paragraph there."]);
+        assert_eq!(
+            chunks,
+            vec!["First paragraph here.", "Second paragraph there."]
+        );
     }
 }

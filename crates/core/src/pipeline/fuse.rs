@@ -62,25 +62,27 @@ pub fn fuse<'a>(
     let mut by_id: HashMap<&'a str, (f64, Option<f32>, &'a Memory)> = HashMap::new();
     let mut max_total = 0.0f64;
     let k = params.k as f64;
-    let mut add = |hits: Option<&'a StrategyHits>, weight: f32, is_semantic: bool, is_recency: bool| {
-        let Some(hits) = hits else { return };
-        max_total += weight as f64 / (k + 1.0);
-        for (index, hit) in hits.hits.iter().enumerate() {
-            let mut w = weight as f64;
-            if is_recency {
-                let age_days = (now - hit.memory.effective_time()).num_seconds().max(0) as f64 / 86_400.0;
-                w *= 0.5f64.powf(age_days / params.recency_half_life_days.max(1e-3) as f64);
+    let mut add =
+        |hits: Option<&'a StrategyHits>, weight: f32, is_semantic: bool, is_recency: bool| {
+            let Some(hits) = hits else { return };
+            max_total += weight as f64 / (k + 1.0);
+            for (index, hit) in hits.hits.iter().enumerate() {
+                let mut w = weight as f64;
+                if is_recency {
+                    let age_days =
+                        (now - hit.memory.effective_time()).num_seconds().max(0) as f64 / 86_400.0;
+                    w *= 0.5f64.powf(age_days / params.recency_half_life_days.max(1e-3) as f64);
+                }
+                let contribution = w / (k + index as f64 + 1.0);
+                let entry = by_id
+                    .entry(hit.memory.id.as_str())
+                    .or_insert((0.0, None, &hit.memory));
+                entry.0 += contribution;
+                if is_semantic {
+                    entry.1 = Some(hit.score);
+                }
             }
-            let contribution = w / (k + index as f64 + 1.0);
-            let entry = by_id
-                .entry(hit.memory.id.as_str())
-                .or_insert((0.0, None, &hit.memory));
-            entry.0 += contribution;
-            if is_semantic {
-                entry.1 = Some(hit.score);
-            }
-        }
-    };
+        };
     add(semantic, params.semantic_weight, true, false);
     add(keyword, params.keyword_weight, false, false);
     add(recency, params.recency_weight, false, true);
@@ -132,7 +134,10 @@ mod tests {
         StrategyHits {
             hits: ids
                 .iter()
-                .map(|id| ScoredMemory { memory: mem(id, at), score: 0.5 })
+                .map(|id| ScoredMemory {
+                    memory: mem(id, at),
+                    score: 0.5,
+                })
                 .collect(),
             elapsed: Default::default(),
         }
@@ -140,7 +145,10 @@ mod tests {
 
     #[test]
     fn first_everywhere_scores_one_and_scores_stay_in_unit_range() {
-        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date");
+        let now = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date");
         let s = hits(&["a", "b", "c"], now);
         let k = hits(&["a", "c"], now);
         let r = hits(&["a", "b"], now);
@@ -169,6 +177,10 @@ mod tests {
         let a = fuse(None, None, Some(&fresh), &FusionParams::default(), now);
         let b = fuse(None, None, Some(&old), &FusionParams::default(), now);
         assert!((a[0].score - 1.0).abs() < 1e-6);
-        assert!((b[0].score - 0.25).abs() < 1e-3, "two half-lives leave a quarter: {}", b[0].score);
+        assert!(
+            (b[0].score - 0.25).abs() < 1e-3,
+            "two half-lives leave a quarter: {}",
+            b[0].score
+        );
     }
 }

@@ -45,7 +45,11 @@ pub fn check_content(content: &str, tags: &[String], limits: &RetainLimits) -> O
         ));
     }
     if tags.len() > limits.max_tags {
-        errors.push(format!("Too many tags ({} > {})", tags.len(), limits.max_tags));
+        errors.push(format!(
+            "Too many tags ({} > {})",
+            tags.len(),
+            limits.max_tags
+        ));
     }
     if let Some(tag) = tags
         .iter()
@@ -62,8 +66,9 @@ pub fn check_content(content: &str, tags: &[String], limits: &RetainLimits) -> O
 /// Returns the first metadata value that is not a scalar, as an error message.
 pub fn check_metadata_scalars(metadata: &Metadata) -> Option<String> {
     metadata.iter().find_map(|(key, value)| {
-        (value.is_array() || value.is_object())
-            .then(|| format!("Metadata value for {key:?} must be a string, number, boolean or null"))
+        (value.is_array() || value.is_object()).then(|| {
+            format!("Metadata value for {key:?} must be a string, number, boolean or null")
+        })
     })
 }
 
@@ -124,8 +129,14 @@ mod tests {
     #[test]
     fn empty_and_whitespace_content_is_rejected_with_the_reference_message() {
         let limits = RetainLimits::default();
-        assert_eq!(check_content("", &[], &limits).as_deref(), Some("Content is empty"));
-        assert_eq!(check_content(" \n\t", &[], &limits).as_deref(), Some("Content is empty"));
+        assert_eq!(
+            check_content("", &[], &limits).as_deref(),
+            Some("Content is empty")
+        );
+        assert_eq!(
+            check_content(" \n\t", &[], &limits).as_deref(),
+            Some("Content is empty")
+        );
         assert_eq!(check_content("ok", &[], &limits), None);
     }
 
@@ -133,10 +144,14 @@ mod tests {
     fn length_and_tag_count_limits() {
         let limits = RetainLimits::default();
         let long = "a".repeat(50_001);
-        assert!(check_content(&long, &[], &limits).unwrap_or_default().contains("Content too long"));
+        assert!(check_content(&long, &[], &limits)
+            .unwrap_or_default()
+            .contains("Content too long"));
         assert_eq!(check_content(&"a".repeat(50_000), &[], &limits), None);
         let tags: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
-        assert!(check_content("x", &tags, &limits).unwrap_or_default().contains("Too many tags"));
+        assert!(check_content("x", &tags, &limits)
+            .unwrap_or_default()
+            .contains("Too many tags"));
         assert_eq!(check_content("x", &tags[..100], &limits), None);
     }
 
@@ -144,7 +159,15 @@ mod tests {
     fn blocked_keys_are_dropped_and_others_kept() {
         let limits = RetainLimits::default();
         let mut m = Metadata::new();
-        for key in ["api_key", "Password", "user_token", "secret.value", "my-secret", "topic", "tokens_used"] {
+        for key in [
+            "api_key",
+            "Password",
+            "user_token",
+            "secret.value",
+            "my-secret",
+            "topic",
+            "tokens_used",
+        ] {
             m.insert(key.into(), json!("x"));
         }
         let (cleaned, warnings) = sanitize_metadata(m, &limits);
