@@ -17,7 +17,8 @@
 //! Selective filters are resolved in SQL first: small candidate sets are scored exactly, large
 //! ones searched through the index with a membership filter. Every hit is re-read through SQL
 //! with the full filter, so the index can trail a write without ever surfacing a forgotten
-//! memory.
+//! memory. The near-duplicate check (`nearest_each`) first looks for an identical vector through
+//! an indexed hash column, so re-sending the same text is always caught, then asks the graph.
 //!
 //! # Keyword search
 //! FTS5 with BM25 over each memory's index text (its text plus retrieval context). Queries are
@@ -44,4 +45,5 @@ mod store;
 mod tenant;
 mod vectors;
 
+pub use astrocyte_ann::HnswParams;
 pub use store::{SqliteOptions, SqliteStore};

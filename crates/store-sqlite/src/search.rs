@@ -47,6 +47,7 @@ impl TenantInner {
             let hits = keyword(
                 &reader,
                 &per_bank,
+                !is_selective(&request.filter),
                 text,
                 limit,
                 self.options.keyword_posting_budget,
@@ -214,9 +215,15 @@ fn score_exactly(
 
 /// Keyword ranking by BM25. The query's words are each quoted and OR-ed, so any user text is
 /// a valid FTS5 query; the score is `-bm25` so that higher is better.
+///
+/// Two steps: rank row ids (every matching row is scored and sorted, so this step carries only
+/// the id and the score), then read the memories of the best. `visible_now_only` (no filter
+/// beyond the bank) lets the first step check visibility in the small `(bank_id,
+/// forgotten_at)` index instead of the wide memory rows.
 fn keyword(
     conn: &Connection,
     per_bank: &[(BankId, Conditions)],
+    visible_now_only: bool,
     text: &str,
     limit: usize,
     posting_budget: usize,
@@ -228,29 +235,33 @@ fn keyword(
     let Some(query) = match_query(&plan.words) else {
         return Ok(Vec::new());
     };
+    let index_hint = if visible_now_only {
+        " INDEXED BY memories_bank_forgotten"
+    } else {
+        ""
+    };
+    // A few extra rows so that memories tied with the last one can still be ordered by id.
+    let ranked_rows = limit.saturating_add(limit / 4 + 8);
     let mut hits = Vec::new();
     for (_, conditions) in per_bank {
         let mut statement = conn.prepare_cached(&format!(
-            "SELECT {MEMORY_COLUMNS}, bm25(memories_fts) AS keyword_rank
-             FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
+            "SELECT m.rowid, bm25(memories_fts) AS keyword_rank
+             FROM memories_fts JOIN memories m{index_hint} ON m.rowid = memories_fts.rowid
              WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {}
-             ORDER BY keyword_rank, m.id LIMIT ?",
+             ORDER BY keyword_rank LIMIT ?",
             conditions.sql()
         ))?;
         let mut params = vec![Value::Text(query.clone()), Value::Integer(plan.min_rowid)];
         params.extend(conditions.params().iter().cloned());
-        params.push(Value::Integer(limit as i64));
-        let rows: Vec<(RawMemory, f64)> = statement
+        params.push(Value::Integer(
+            i64::try_from(ranked_rows).unwrap_or(i64::MAX),
+        ));
+        let ranked: Vec<(i64, f32)> = statement
             .query_map(params_from_iter(params), |row| {
-                Ok((RawMemory::from_row(row, false)?, row.get::<_, f64>(12)?))
+                Ok((row.get(0)?, -(row.get::<_, f64>(1)? as f32)))
             })?
             .collect::<Result<_, _>>()?;
-        for (raw, rank) in rows {
-            hits.push(ScoredMemory {
-                memory: raw.into_memory()?,
-                score: -rank as f32,
-            });
-        }
+        hits.extend(fetch_scored(conn, conditions, &ranked)?);
     }
     Ok(best_first(hits, limit))
 }

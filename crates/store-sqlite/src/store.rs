@@ -34,9 +34,10 @@ pub struct SqliteOptions {
     /// them exactly instead of walking the HNSW graph.
     pub exact_scan_limit: usize,
     /// Keyword search drops the most frequent query words until the rest match at most this
-    /// many rows (the rarest word is always kept); 0 keeps every word. BM25 scores every
-    /// matching row, so this bounds keyword latency on large banks; frequent words carry almost
-    /// no BM25 weight, so rankings barely change.
+    /// many rows (the rarest word is always kept; if even it matches more, only that many of
+    /// its newest rows are scored); 0 keeps every word. BM25 scores every matching row, so this
+    /// bounds keyword latency on large banks; the words dropped are those with the least BM25
+    /// weight. Small banks never reach it.
     pub keyword_posting_budget: usize,
     /// Tenant databases kept open at once; beyond it the least recently used tenant that no
     /// handle refers to is closed (each open tenant holds a few file descriptors, a page cache

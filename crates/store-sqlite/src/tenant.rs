@@ -477,17 +477,12 @@ impl TenantInner {
         let twins = exact_twins(&reader, bank, vectors)?;
         let nearest: Vec<Option<(u64, f32)>> =
             self.with_index(&reader, bank, first.len(), |index| {
-                vectors
-                    .iter()
-                    .zip(&twins)
-                    .map(|(vector, twin)| match twin {
-                        // Identical vectors have cosine 1, unless both are zero (no words).
-                        Some(rowid) if vector.iter().any(|x| *x != 0.0) => {
-                            Some((*rowid as u64, 1.0))
-                        }
-                        _ => index.hnsw.search(vector, 1, &|_| true).into_iter().next(),
-                    })
-                    .collect()
+                let nearest_one = |(vector, twin): (&Vec<f32>, &Option<i64>)| match twin {
+                    // Identical vectors have cosine 1, unless both are zero (no words).
+                    Some(rowid) if vector.iter().any(|x| *x != 0.0) => Some((*rowid as u64, 1.0)),
+                    _ => index.hnsw.search(vector, 1, &|_| true).into_iter().next(),
+                };
+                in_parallel(vectors.iter().zip(&twins).collect(), nearest_one)
             })?;
         let rowids: Vec<i64> = nearest
             .iter()
@@ -625,6 +620,40 @@ impl Drop for TenantInner {
             tracing::warn!(tenant = %self.schema, %error, "vector index snapshot failed on drop");
         }
     }
+}
+
+/// Maps `items` in order, on several threads when there are enough of them: a retain batch
+/// checks hundreds of vectors for near-duplicates, and graph searches share the index freely.
+fn in_parallel<T: Send + Sync, R: Send>(items: Vec<T>, map: impl Fn(T) -> R + Sync) -> Vec<R> {
+    const PER_THREAD: usize = 64;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len() / PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return items.into_iter().map(map).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(chunk).collect());
+    }
+    let map = &map;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(map).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// For each vector, the visible row of `bank` storing exactly that vector (the smallest id when
@@ -834,5 +863,23 @@ impl TenantStore for SqliteTenant {
     async fn count(&self, bank: &BankId) -> astrocyte_core::Result<u64> {
         let bank = bank.clone();
         self.blocking(move |inner| inner.count(&bank)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_map_keeps_the_order() {
+        for size in [0usize, 1, 63, 64, 500, 1001] {
+            let items: Vec<usize> = (0..size).collect();
+            let doubled = in_parallel(items, |i| i * 2);
+            assert_eq!(
+                doubled,
+                (0..size).map(|i| i * 2).collect::<Vec<_>>(),
+                "size {size}"
+            );
+        }
     }
 }

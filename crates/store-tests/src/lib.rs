@@ -10,7 +10,7 @@
 //! dev-dependencies, write an async factory returning a fresh [`TestStore`], and invoke the
 //! macro once:
 //!
-//! ```ignore
+//! ```text
 //! use std::sync::Arc;
 //! use astrocyte_store_tests::{store_conformance_tests, TestStore};
 //!
