@@ -239,6 +239,13 @@ pub struct RetainBody {
     /// Chunking mode.
     #[serde(default)]
     pub content_type: Option<ContentTypeDto>,
+    /// Queue the retain and answer at once (202 with a `job_id`); the memory becomes
+    /// recallable when a background worker has run the job.
+    #[serde(default, rename = "async")]
+    pub run_async: bool,
+    /// With `async`: a second request with the same key returns the first job.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// The retain result, shaped like the reference's `RetainResult`.
@@ -260,6 +267,51 @@ pub struct RetainResponse {
     /// Always null.
     #[schema(value_type = Option<String>)]
     pub memory_layer: Option<String>,
+    /// The queued job, for an `async` retain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The job's state, for an `async` retain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_state: Option<String>,
+}
+
+/// `GET /v1/jobs/{job_id}`: a background job's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobResponse {
+    /// Job id.
+    pub job_id: String,
+    /// Job kind (`retain`, `reembed`, `lifecycle`, `consolidate`).
+    pub kind: String,
+    /// `queued`, `running`, `done` or `dead`.
+    pub state: String,
+    /// Attempts started.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The result of a done job (for a retain: the retain outcome).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Enqueue time.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// Last change.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl From<astrocyte_core::jobs::Job> for JobResponse {
+    fn from(job: astrocyte_core::jobs::Job) -> Self {
+        JobResponse {
+            job_id: job.id,
+            kind: job.kind,
+            state: job.state.as_str().to_string(),
+            attempts: job.attempts,
+            last_error: job.last_error,
+            result: job.result,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+        }
+    }
 }
 
 impl From<astrocyte_core::RetainOutcome> for RetainResponse {
@@ -272,6 +324,8 @@ impl From<astrocyte_core::RetainOutcome> for RetainResponse {
             retention_action: None,
             curated: false,
             memory_layer: None,
+            job_id: None,
+            job_state: None,
         }
     }
 }

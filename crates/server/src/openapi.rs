@@ -16,7 +16,7 @@ use crate::routes::{admin, health, memory};
     ),
     paths(
         health::live, health::health, health::metrics,
-        memory::retain, memory::recall, memory::reflect, memory::forget, memory::history,
+        memory::retain, memory::recall, memory::reflect, memory::forget, memory::history, memory::job_status,
         admin::export, admin::import, admin::banks, admin::issue_key, admin::list_keys, admin::revoke_key,
     ),
     components(schemas(

@@ -5,10 +5,12 @@
 use std::future::Future;
 use std::time::Instant;
 
+use astrocyte_core::jobs::NewJob;
 use astrocyte_core::{
     BankId, ForgetMode, ForgetSelector, RecallFilter, RecallRequest, ReflectRequest, RetainRequest,
 };
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 
 use super::JsonBody;
@@ -16,8 +18,8 @@ use crate::access::Permission;
 use crate::auth::Caller;
 use crate::dto::{
     clamp_results, clamp_tokens, ErrorDetail, ForgetBody, ForgetResponse, HistoryBody,
-    HistoryResponse, MemoryHitDto, PiiRejectedBody, RateLimitedBody, RecallBody, RecallResponse,
-    RecallTraceDto, ReflectBody, ReflectResponse, RetainBody, RetainResponse,
+    HistoryResponse, JobResponse, MemoryHitDto, PiiRejectedBody, RateLimitedBody, RecallBody,
+    RecallResponse, RecallTraceDto, ReflectBody, ReflectResponse, RetainBody, RetainResponse,
 };
 use crate::error::ApiError;
 use crate::metrics;
@@ -77,7 +79,7 @@ pub async fn retain(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<RetainBody>,
-) -> Result<Json<RetainResponse>, ApiError> {
+) -> Result<(StatusCode, Json<RetainResponse>), ApiError> {
     let bank = authorize(&state, &caller, &body.bank_id, Permission::Write)?;
     let ticket = state
         .policy()
@@ -103,6 +105,15 @@ pub async fn retain(
         content_type: body.content_type.unwrap_or_default().into(),
         ..Default::default()
     };
+    if body.run_async {
+        return match enqueue_retain(&state, &caller, request, body.idempotency_key).await {
+            Ok(response) => Ok((StatusCode::ACCEPTED, Json(response))),
+            Err(error) => {
+                state.policy().refund(ticket);
+                Err(error)
+            }
+        };
+    }
     match timed(
         "retain",
         &caller,
@@ -114,13 +125,82 @@ pub async fn retain(
             if !outcome.stored {
                 state.policy().refund(ticket);
             }
-            Ok(Json(outcome.into()))
+            Ok((StatusCode::OK, Json(outcome.into())))
         }
         Err(error) => {
             state.policy().refund(ticket);
             Err(error)
         }
     }
+}
+
+/// Validates like a synchronous retain would, then queues the work in the tenant's job queue.
+async fn enqueue_retain(
+    state: &AppState,
+    caller: &Caller,
+    request: RetainRequest,
+    idempotency_key: Option<String>,
+) -> Result<RetainResponse, ApiError> {
+    // Reject what a synchronous retain would reject now, not later inside a worker.
+    if let Some(error) = astrocyte_core::pipeline::validate::check_content(
+        &request.content,
+        &request.tags,
+        &state.engine().config().limits,
+    ) {
+        return Ok(astrocyte_core::RetainOutcome::rejected(error).into());
+    }
+    let tenant = state.engine().store().tenant(caller.schema()).await?;
+    let queue = tenant.jobs().ok_or_else(|| {
+        astrocyte_core::Error::Unsupported(
+            "this store has no job queue for asynchronous retain".into(),
+        )
+    })?;
+    let payload = serde_json::to_value(&request)
+        .map_err(|e| astrocyte_core::Error::Internal(e.to_string()))?;
+    let job = queue
+        .enqueue(NewJob {
+            kind: "retain".into(),
+            payload,
+            idempotency_key,
+            max_attempts: 5,
+            run_at: chrono::Utc::now(),
+        })
+        .await?;
+    Ok(RetainResponse {
+        stored: false,
+        memory_id: None,
+        deduplicated: false,
+        error: None,
+        retention_action: None,
+        curated: false,
+        memory_layer: None,
+        job_id: Some(job.id),
+        job_state: Some(job.state.as_str().to_string()),
+    })
+}
+
+/// Reports a background job of the caller's tenant.
+#[utoipa::path(get, path = "/v1/jobs/{job_id}", tag = "memory",
+    params(("job_id" = String, Path, description = "The job id")),
+    responses((status = 200, body = JobResponse), (status = 404, body = ErrorDetail)))]
+pub async fn job_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<String>,
+) -> Result<Json<JobResponse>, ApiError> {
+    let tenant = state.engine().store().tenant(caller.schema()).await?;
+    let queue = tenant
+        .jobs()
+        .ok_or_else(|| astrocyte_core::Error::Unsupported("this store has no job queue".into()))?;
+    let job = queue
+        .job(&job_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {job_id:?}")))?;
+    // A job is visible to whoever may read the bank it writes to.
+    if let Some(bank) = job.payload.get("bank_id").and_then(|b| b.as_str()) {
+        authorize(&state, &caller, bank, Permission::Read)?;
+    }
+    Ok(Json(job.into()))
 }
 
 /// Recalls memories from one or more banks by hybrid retrieval.

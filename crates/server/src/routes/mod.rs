@@ -69,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reflect", post(memory::reflect))
         .route("/v1/forget", post(memory::forget))
         .route("/v1/history", post(memory::history))
+        .route("/v1/jobs/{job_id}", get(memory::job_status))
         .route("/v1/export", post(admin::export))
         .route("/v1/import", post(admin::import))
         .route("/v1/admin/banks", get(admin::banks))
