@@ -13,7 +13,7 @@ use tracing::{info, instrument};
 use crate::error::{PgError, PgResult};
 use crate::migrate::{apply_in, MIGRATIONS};
 use crate::names::{
-    quoted_schema, RoleName, VectorSql, DIRECTORY_TABLE, LOCK_BOOTSTRAP, LOCK_TENANT,
+    quoted_schema, RoleName, VectorSql, DIRECTORY_TABLE, KEYS_TABLE, LOCK_BOOTSTRAP, LOCK_TENANT,
 };
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
@@ -40,7 +40,12 @@ pub(crate) fn directory_table() -> String {
         .expect("the directory table name is a valid identifier")
 }
 
-/// Ensures pgvector and the directory exist, and returns the schema pgvector lives in.
+/// The API-key table's fully qualified name.
+pub(crate) fn keys_table() -> String {
+    fq_table(&Schema::public(), KEYS_TABLE).expect("the key table name is a valid identifier")
+}
+
+/// Ensures pgvector, the directory and the key table exist, and returns the schema pgvector lives in.
 /// Serialised by an advisory lock so concurrent first connections do not race on
 /// `CREATE EXTENSION`.
 pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<Schema> {
@@ -53,8 +58,11 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<Schema> {
         )
         .await?;
     let directory = directory_table();
-    // The directory is readable by no tenant role: REVOKE from PUBLIC (owner-only access) means
-    // a tenant query that strays into `public` cannot list or alter other tenants.
+    let keys = keys_table();
+    // The directory and the key table are readable by no tenant role: REVOKE from PUBLIC
+    // (owner-only access) means a tenant query that strays into `public` cannot list or alter
+    // other tenants or read key hashes. Keys reference their tenant's directory row, so
+    // dropping the tenant deletes them in the same transaction.
     transaction
         .batch_execute(&format!(
             "CREATE EXTENSION IF NOT EXISTS vector; \
@@ -64,7 +72,16 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<Schema> {
                role text COLLATE \"C\" NOT NULL UNIQUE, \
                created_at timestamptz NOT NULL DEFAULT now(), \
                state text NOT NULL DEFAULT 'active'); \
-             REVOKE ALL ON TABLE {directory} FROM PUBLIC"
+             REVOKE ALL ON TABLE {directory} FROM PUBLIC; \
+             CREATE TABLE IF NOT EXISTS {keys} (\
+               key_id text COLLATE \"C\" PRIMARY KEY, \
+               key_hash text COLLATE \"C\" NOT NULL UNIQUE, \
+               schema text COLLATE \"C\" NOT NULL REFERENCES {directory} (schema) ON DELETE CASCADE, \
+               principal text NOT NULL, \
+               created_at timestamptz NOT NULL, \
+               revoked_at timestamptz); \
+             CREATE INDEX IF NOT EXISTS astrocyte_api_keys_schema ON {keys} (schema, key_id); \
+             REVOKE ALL ON TABLE {keys} FROM PUBLIC"
         ))
         .await?;
     let rows = transaction

@@ -5,12 +5,16 @@
 //! Vector dimension: the memory table's `embedding` column is created untyped by the
 //! migrations; the tenant's first `ensure_embedding_space` (or first insert) types it as
 //! `vector(N)` and builds the HNSW cosine index, recording model and dimension in the tenant's
-//! meta table. A later space with another model or dimension is a `DimensionMismatch`.
+//! meta table. A later space with another model or dimension is a `DimensionMismatch`;
+//! `replace_embeddings` may switch the model, and the dimension only while the tenant holds no
+//! memory (`Unsupported` otherwise).
 #![deny(missing_docs)]
 
 mod analyze;
 mod directory;
 mod error;
+mod jobs;
+mod keys;
 mod migrate;
 mod names;
 mod search;
@@ -21,6 +25,8 @@ mod tenant;
 
 pub use directory::TenantRecord;
 pub use error::PgError;
+pub use jobs::PgJobQueue;
+pub use keys::PgKeyDirectory;
 pub use migrate::{MigrationReport, MigrationStatus, TenantMigration, LATEST_MIGRATION};
 pub use names::RoleName;
 pub use session::TenantTransaction;

@@ -91,10 +91,56 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        version: 4,
+        name: "jobs_and_settings",
+        statements: |t| {
+            let jobs = &t.tables.jobs;
+            // One partial index per way `claim` finds work (due queued jobs, expired leases), so
+            // a claim never scans finished jobs; idempotency keys are unique only when given.
+            vec![
+                format!(
+                    "CREATE TABLE {jobs} (\
+                       id text COLLATE \"C\" PRIMARY KEY, \
+                       kind text NOT NULL, \
+                       payload jsonb NOT NULL, \
+                       state text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'dead')), \
+                       attempts integer NOT NULL DEFAULT 0, \
+                       max_attempts integer NOT NULL CHECK (max_attempts > 0), \
+                       last_error text, \
+                       result jsonb, \
+                       idempotency_key text COLLATE \"C\", \
+                       run_at timestamptz NOT NULL, \
+                       lease_owner text, \
+                       lease_until timestamptz, \
+                       created_at timestamptz NOT NULL, \
+                       updated_at timestamptz NOT NULL)"
+                ),
+                format!(
+                    "CREATE UNIQUE INDEX astrocyte_jobs_idempotency ON {jobs} (idempotency_key) \
+                     WHERE idempotency_key IS NOT NULL"
+                ),
+                format!("CREATE INDEX astrocyte_jobs_due ON {jobs} (run_at, id) WHERE state = 'queued'"),
+                format!(
+                    "CREATE INDEX astrocyte_jobs_leases ON {jobs} (lease_until) WHERE state = 'running'"
+                ),
+                format!("CREATE INDEX astrocyte_jobs_listing ON {jobs} (state, created_at, id)"),
+                format!(
+                    "CREATE TABLE {settings} (key text COLLATE \"C\" PRIMARY KEY, value jsonb NOT NULL)",
+                    settings = t.tables.settings
+                ),
+                // Re-embedding addresses memories by id alone (`replace_embeddings`).
+                format!(
+                    "CREATE INDEX astrocyte_memories_id ON {m} (id)",
+                    m = t.tables.memories
+                ),
+            ]
+        },
+    },
 ];
 
 /// The version a fully migrated tenant is at.
-pub const LATEST_MIGRATION: u32 = 3;
+pub const LATEST_MIGRATION: u32 = 4;
 
 /// What migrating one tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]

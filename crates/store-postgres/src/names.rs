@@ -18,6 +18,12 @@ pub(crate) const MEMORIES_TABLE: &str = "astrocyte_memories";
 pub(crate) const META_TABLE: &str = "astrocyte_meta";
 /// A tenant's migration ledger.
 pub(crate) const LEDGER_TABLE: &str = "astrocyte_migrations";
+/// A tenant's background job queue.
+pub(crate) const JOBS_TABLE: &str = "astrocyte_jobs";
+/// A tenant's JSON settings (lifecycle policies, legal holds).
+pub(crate) const SETTINGS_TABLE: &str = "astrocyte_settings";
+/// The API-key directory's table in `public`, beside the tenant directory.
+pub(crate) const KEYS_TABLE: &str = "astrocyte_api_keys";
 /// Name of the HNSW index; indexes always live in their table's schema.
 pub(crate) const HNSW_INDEX: &str = "astrocyte_memories_embedding_hnsw";
 
@@ -110,6 +116,8 @@ pub(crate) struct TenantTables {
     pub(crate) memories: String,
     pub(crate) meta: String,
     pub(crate) ledger: String,
+    pub(crate) jobs: String,
+    pub(crate) settings: String,
 }
 
 impl TenantTables {
@@ -122,6 +130,8 @@ impl TenantTables {
             memories: table(MEMORIES_TABLE),
             meta: table(META_TABLE),
             ledger: table(LEDGER_TABLE),
+            jobs: table(JOBS_TABLE),
+            settings: table(SETTINGS_TABLE),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use astrocyte_core::store::KeyDirectory;
 use astrocyte_core::tenancy::Tenant;
 use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use tracing::{info, instrument};
 
 use crate::directory::{self, AdminOutcome, TenantRecord};
 use crate::error::PgError;
+use crate::keys::PgKeyDirectory;
 use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
@@ -71,6 +73,7 @@ struct Inner {
     vector: Arc<VectorSql>,
     /// Open tenant handles; a handle is checked (exists, migrated) once, then reused.
     handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
+    keys: Arc<PgKeyDirectory>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -118,6 +121,7 @@ impl PostgresStore {
         info!(pgvector_schema = %vector_schema, "connected");
         Ok(PostgresStore {
             inner: Arc::new(Inner {
+                keys: Arc::new(PgKeyDirectory::new(pool.clone())),
                 pool,
                 options,
                 vector: Arc::new(VectorSql::new(vector_schema)),
@@ -139,6 +143,11 @@ impl PostgresStore {
     /// The directory row of one tenant, if it exists.
     pub async fn tenant_record(&self, schema: &Schema) -> Result<Option<TenantRecord>> {
         Ok(directory::lookup(&self.inner.pool, schema).await?)
+    }
+
+    /// The API-key directory (also what [`Store::key_directory`] returns).
+    pub fn keys(&self) -> Arc<PgKeyDirectory> {
+        self.inner.keys.clone()
     }
 
     /// The role name a new tenant with this schema gets.
@@ -277,6 +286,10 @@ impl Store for PostgresStore {
                 schema: record.schema,
             })
             .collect())
+    }
+
+    fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
+        Some(self.inner.keys.clone())
     }
 
     async fn health(&self) -> Result<()> {

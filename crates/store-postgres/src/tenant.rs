@@ -3,12 +3,15 @@
 //! named through `fq_table`; values are always bound parameters.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use astrocyte_core::jobs::JobQueue;
 use astrocyte_core::store::{
     EmbeddingSpace, ScoredMemory, SearchRequest, SearchResponse, StrategyHits,
 };
+use astrocyte_core::tenancy::fq_table;
 use astrocyte_core::{
     BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Result, Schema,
     TenantStore, Timestamp,
@@ -20,6 +23,7 @@ use tracing::instrument;
 
 use crate::analyze::StatisticsRefresh;
 use crate::error::{PgError, PgResult};
+use crate::jobs::PgJobQueue;
 use crate::names::{HNSW_INDEX, LOCK_SPACE};
 use crate::search::{search_settings, search_sql, KEYWORD, RECENCY, SEMANTIC, SEMANTIC_TIE_MARGIN};
 use crate::session::{TenantBinding, TenantTransaction};
@@ -40,10 +44,13 @@ const META_DIMENSION: &str = "embedding_dimension";
 pub struct PostgresTenant {
     pool: Pool,
     binding: TenantBinding,
-    /// The vector dimension once known; it never changes for a tenant's lifetime.
-    dimension: OnceLock<usize>,
+    /// The vector dimension once known (0 until then). Only `replace_embeddings` on an empty
+    /// table changes it afterwards.
+    dimension: AtomicUsize,
     /// Re-analyzes the table as it grows, so plans stay on the indexes.
     statistics: Arc<StatisticsRefresh>,
+    /// The tenant's job queue, sharing the pool and binding.
+    jobs: Arc<PgJobQueue>,
 }
 
 /// The embedding space as recorded in the tenant's meta table.
@@ -56,11 +63,22 @@ struct StoredSpace {
 impl PostgresTenant {
     pub(crate) fn new(pool: Pool, binding: TenantBinding) -> Self {
         PostgresTenant {
+            dimension: AtomicUsize::new(0),
+            statistics: Arc::new(StatisticsRefresh::default()),
+            jobs: Arc::new(PgJobQueue::new(pool.clone(), binding.clone())),
             pool,
             binding,
-            dimension: OnceLock::new(),
-            statistics: Arc::new(StatisticsRefresh::default()),
         }
+    }
+
+    /// The cached vector dimension, if known.
+    fn cached_dimension(&self) -> Option<usize> {
+        Some(self.dimension.load(Ordering::Acquire)).filter(|d| *d > 0)
+    }
+
+    /// Caches the dimension after the transaction that fixed or checked it committed.
+    fn remember_dimension(&self, dimension: usize) {
+        self.dimension.store(dimension, Ordering::Release);
     }
 
     async fn begin(&self, settings: &str) -> PgResult<TenantTransaction> {
@@ -166,8 +184,8 @@ impl PostgresTenant {
         transaction: &TenantTransaction,
         dimension: usize,
     ) -> Result<usize> {
-        let known = match self.dimension.get() {
-            Some(known) => *known,
+        let known = match self.cached_dimension() {
+            Some(known) => known,
             None => {
                 let space = self.locked_space(transaction).await?;
                 let known = match space.dimension {
@@ -218,6 +236,85 @@ impl PostgresTenant {
                 self.fix_dimension(transaction, space.dimension).await?;
                 Ok(self.set_meta(transaction, META_MODEL, &space.model).await?)
             }
+        }
+    }
+
+    /// Records `space` and writes the vectors, inside `transaction`. A dimension change is
+    /// only possible while the table holds no row at all (soft-deleted ones included): their
+    /// vectors would no longer fit the column or its index.
+    async fn replace_in(
+        &self,
+        transaction: &TenantTransaction,
+        space: &EmbeddingSpace,
+        ids: Vec<MemoryId>,
+        vectors: Vec<String>,
+    ) -> Result<()> {
+        let stored = self.locked_space(transaction).await?;
+        match stored.dimension {
+            None => self.fix_dimension(transaction, space.dimension).await?,
+            Some(dimension) if dimension != space.dimension => {
+                if !self.is_empty(transaction).await? {
+                    return Err(Error::Unsupported(format!(
+                        "cannot change tenant {}'s vector dimension from {dimension} to {} while it \
+                         holds memories; purge them first or use a model of dimension {dimension}",
+                        self.binding.schema, space.dimension
+                    )));
+                }
+                // Empty: drop the old index and record, then type the column afresh.
+                let index = fq_table(&self.binding.schema, HNSW_INDEX)
+                    .expect("the index name constant is a valid identifier");
+                let mut params = Params::default();
+                let key = params.push(META_DIMENSION.to_string(), Type::TEXT);
+                transaction
+                    .batch(&format!("DROP INDEX IF EXISTS {index}"))
+                    .await?;
+                transaction
+                    .typed(
+                        &format!("DELETE FROM {} WHERE key = {key}", self.binding.tables.meta),
+                        &params,
+                    )
+                    .await?;
+                self.fix_dimension(transaction, space.dimension).await?;
+            }
+            Some(_) => {}
+        }
+        self.set_meta(transaction, META_MODEL, &space.model).await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut params = Params::default();
+        let ids = params.push(ids, Type::TEXT_ARRAY);
+        let vectors = params.push(vectors, Type::TEXT_ARRAY);
+        // By id alone (the trait names no bank): an imported copy of a bank shares its ids and
+        // texts, so it gets the same vector. Ids no longer stored are skipped.
+        transaction
+            .typed(
+                &format!(
+                    "UPDATE {table} m SET embedding = u.v::{vector} \
+                     FROM unnest({ids}::text[], {vectors}::text[]) AS u(id, v) WHERE m.id = u.id",
+                    table = self.binding.tables.memories,
+                    vector = self.binding.vector.vector,
+                ),
+                &params,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the memory table holds no row, soft-deleted ones included.
+    async fn is_empty(&self, transaction: &TenantTransaction) -> PgResult<bool> {
+        let rows = transaction
+            .typed(
+                &format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM {}) AS empty",
+                    self.binding.tables.memories
+                ),
+                &Params::default(),
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(row.try_get("empty")?),
+            None => Err(PgError::Decode("emptiness check returned no row".into())),
         }
     }
 
@@ -285,7 +382,7 @@ impl TenantStore for PostgresTenant {
                 return Err(error);
             }
         }
-        let _ = self.dimension.set(space.dimension);
+        self.remember_dimension(space.dimension);
         Ok(())
     }
 
@@ -393,7 +490,7 @@ impl TenantStore for PostgresTenant {
             vector = self.binding.vector.vector,
         );
         transaction.typed_then_commit(&sql, &params).await?;
-        let _ = self.dimension.set(known);
+        self.remember_dimension(known);
         self.statistics
             .note_inserted(count, &self.pool, &self.binding);
         Ok(())
@@ -669,6 +766,87 @@ impl TenantStore for PostgresTenant {
         rows.iter()
             .map(|row| Ok(memory_from_row(row, include_embeddings)?))
             .collect()
+    }
+
+    /// Replaces vectors by memory id and records `space`, in one transaction. The dimension
+    /// may only change while the tenant holds no memory at all (`Unsupported` otherwise);
+    /// other handles on the tenant (in other processes) then learn the new dimension only when
+    /// reopened.
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, count = vectors.len()))]
+    async fn replace_embeddings(
+        &self,
+        space: &EmbeddingSpace,
+        vectors: Vec<(MemoryId, Vec<f32>)>,
+    ) -> Result<()> {
+        if let Some((id, bad)) = vectors.iter().find(|(_, v)| v.len() != space.dimension) {
+            return Err(Error::invalid(format!(
+                "memory {id} has a vector of dimension {}, expected {}",
+                bad.len(),
+                space.dimension
+            )));
+        }
+        let (ids, literals): (Vec<MemoryId>, Vec<String>) = vectors
+            .into_iter()
+            .map(|(id, vector)| (id, vector_literal(&vector)))
+            .unzip();
+        let mut transaction = self.begin("").await?;
+        match self.replace_in(&transaction, space, ids, literals).await {
+            Ok(()) => transaction.finish("COMMIT").await?,
+            Err(error) => {
+                let _ = transaction.finish("ROLLBACK").await;
+                return Err(error);
+            }
+        }
+        self.remember_dimension(space.dimension);
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let mut params = Params::default();
+        let key = params.push(key.to_string(), Type::TEXT);
+        let sql = format!(
+            "SELECT value FROM {} WHERE key = {key}",
+            self.binding.tables.settings
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        Ok(rows
+            .first()
+            .map(|row| row.try_get("value"))
+            .transpose()
+            .map_err(PgError::from)?)
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, key = %key))]
+    async fn put_setting(&self, key: &str, value: Option<serde_json::Value>) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid("setting key must not be empty"));
+        }
+        let mut params = Params::default();
+        let key = params.push(key.to_string(), Type::TEXT);
+        let table = &self.binding.tables.settings;
+        let sql = match value {
+            Some(value) => {
+                let value = params.push(value, Type::JSONB);
+                format!(
+                    "INSERT INTO {table} (key, value) VALUES ({key}, {value}) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                )
+            }
+            None => format!("DELETE FROM {table} WHERE key = {key}"),
+        };
+        self.begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        Ok(())
+    }
+
+    fn jobs(&self) -> Option<Arc<dyn JobQueue>> {
+        Some(self.jobs.clone())
     }
 
     async fn count(&self, bank: &BankId) -> Result<u64> {

@@ -117,6 +117,20 @@ async fn sql_outside_the_tenant_fails_inside_its_transaction() {
         .await,
         ErrorKind::Forbidden
     );
+    // The API-key table sits beside the directory and is as closed.
+    assert_eq!(
+        refused(&store, &tenant_a, "SELECT * FROM public.astrocyte_api_keys").await,
+        ErrorKind::Forbidden
+    );
+    assert_eq!(
+        refused(
+            &store,
+            &tenant_a,
+            "UPDATE public.astrocyte_api_keys SET revoked_at = NULL"
+        )
+        .await,
+        ErrorKind::Forbidden
+    );
     assert_eq!(
         refused(&store, &tenant_a, "SELECT * FROM public.app_secrets").await,
         ErrorKind::Forbidden

@@ -5,7 +5,10 @@ mod behaviour;
 mod conformance;
 mod defence;
 mod isolation;
+mod jobs;
+mod keys;
 mod migrations;
+mod settings;
 mod support;
 mod tenants;
 

@@ -6,11 +6,16 @@ use astrocyte_store_postgres::{MigrationStatus, PostgresStore, LATEST_MIGRATION}
 
 use crate::support::TestDb;
 
-const TENANT_TABLES: [&str; 3] = [
+const TENANT_TABLES: [&str; 5] = [
+    "astrocyte_jobs",
     "astrocyte_memories",
     "astrocyte_meta",
     "astrocyte_migrations",
+    "astrocyte_settings",
 ];
+
+/// The full ledger of a current tenant.
+const ALL: [i32; 4] = [1, 2, 3, 4];
 
 async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
     let mut schemas = Vec::new();
@@ -39,6 +44,12 @@ async fn ledger(admin: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
 /// created by an older release): rolls it back to `version`.
 async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32) {
     let mut sql = String::new();
+    if version < 4 {
+        sql.push_str(&format!(
+            "DROP TABLE \"{schema}\".astrocyte_jobs; DROP TABLE \"{schema}\".astrocyte_settings; \
+             DROP INDEX \"{schema}\".astrocyte_memories_id; "
+        ));
+    }
     if version < 3 {
         sql.push_str(&format!(
             "DROP INDEX \"{schema}\".astrocyte_memories_metadata; "
@@ -120,7 +131,7 @@ async fn every_table_lands_in_its_tenant_schema_and_public_gains_nothing() {
             .expect("catalog")
             .get(0);
         assert_eq!(schema_owner, role.as_str());
-        assert_eq!(ledger(&admin, schema.as_str()).await, vec![1, 2, 3]);
+        assert_eq!(ledger(&admin, schema.as_str()).await, ALL);
     }
     assert_eq!(
         public_relations(&admin).await,
@@ -165,28 +176,28 @@ async fn fan_out_reports_each_tenant_and_resumes_after_a_crash() {
         vec![
             (
                 "mig_a".into(),
-                MigrationStatus::AlreadyCurrent { version: 3 }
+                MigrationStatus::AlreadyCurrent { version: 4 }
             ),
-            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 3 }),
-            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 3 }),
+            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 4 }),
+            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 4 }),
         ]
     );
     let lines: Vec<String> = resumed.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
         [
-            "mig_a: already current (3)",
-            "mig_b: ok (2 -> 3)",
-            "mig_c: ok (1 -> 3)"
+            "mig_a: already current (4)",
+            "mig_b: ok (2 -> 4)",
+            "mig_c: ok (1 -> 4)"
         ]
     );
     for name in ["mig_a", "mig_b", "mig_c"] {
-        assert_eq!(ledger(&admin, name).await, vec![1, 2, 3]);
+        assert_eq!(ledger(&admin, name).await, ALL);
     }
     // A tenant behind is also brought up to date when first opened.
     roll_back_to(&admin, "mig_a", 2).await;
     store.tenant(&schemas[0]).await.expect("handle");
-    assert_eq!(ledger(&admin, "mig_a").await, vec![1, 2, 3]);
+    assert_eq!(ledger(&admin, "mig_a").await, ALL);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,6 +209,7 @@ async fn a_failing_tenant_is_reported_and_the_others_still_migrate() {
     roll_back_to(&admin, "ok_one", 2).await;
     roll_back_to(&admin, "ok_two", 2).await;
     // The ledger says 3 is missing but its index exists: migration 3 fails on this tenant.
+    roll_back_to(&admin, "broken", 3).await;
     admin
         .batch_execute("DELETE FROM broken.astrocyte_migrations WHERE version = 3")
         .await
@@ -220,8 +232,8 @@ async fn a_failing_tenant_is_reported_and_the_others_still_migrate() {
         vec![1, 2],
         "the failed migration left no ledger row"
     );
-    assert_eq!(ledger(&admin, "ok_one").await, vec![1, 2, 3]);
-    assert_eq!(ledger(&admin, "ok_two").await, vec![1, 2, 3]);
+    assert_eq!(ledger(&admin, "ok_one").await, ALL);
+    assert_eq!(ledger(&admin, "ok_two").await, ALL);
 
     // Repaired, a re-run finishes it.
     admin
@@ -232,7 +244,7 @@ async fn a_failing_tenant_is_reported_and_the_others_still_migrate() {
     assert!(rerun.all_ok());
     assert_eq!(
         rerun.tenants[0].status,
-        MigrationStatus::Applied { from: 2, to: 3 }
+        MigrationStatus::Applied { from: 2, to: 4 }
     );
 }
 
@@ -253,7 +265,7 @@ async fn two_processes_migrating_at_once_both_succeed() {
     assert!(one.all_ok(), "{:?}", one.failed().collect::<Vec<_>>());
     assert!(two.all_ok(), "{:?}", two.failed().collect::<Vec<_>>());
     for (index, name) in names.iter().enumerate() {
-        assert_eq!(ledger(&admin, name).await, vec![1, 2, 3]);
+        assert_eq!(ledger(&admin, name).await, ALL);
         let applied = |status: &MigrationStatus| matches!(status, MigrationStatus::Applied { .. });
         assert!(
             applied(&one.tenants[index].status) || applied(&two.tenants[index].status),

@@ -1,0 +1,214 @@
+//! Tenant settings and re-embedding: settings are per tenant JSON values; `replace_embeddings`
+//! rewrites vectors and the recorded space in one transaction, and refuses a dimension change
+//! unless the tenant holds no memory.
+
+use astrocyte_core::store::EmbeddingSpace;
+use astrocyte_core::{BankId, ErrorKind, Memory, Metadata, NewMemory, Schema, Store};
+use astrocyte_store_postgres::PostgresStore;
+use serde_json::json;
+
+use crate::support::TestDb;
+
+fn unit(dimension: usize, hot: usize) -> Vec<f32> {
+    let mut v = vec![0.0; dimension];
+    v[hot % dimension] = 1.0;
+    v
+}
+
+fn memory(id: &str, embedding: Vec<f32>) -> NewMemory {
+    NewMemory {
+        memory: Memory {
+            id: id.into(),
+            bank_id: BankId::new("notes").expect("bank"),
+            text: format!("memory {id}"),
+            tags: Vec::new(),
+            metadata: Metadata::new(),
+            fact_type: "world".into(),
+            occurred_at: None,
+            retained_at: chrono::Utc::now(),
+            forgotten_at: None,
+            source: None,
+            chunk: None,
+            embedding: None,
+        },
+        embedding,
+        index_text: format!("memory {id}"),
+    }
+}
+
+fn space(model: &str, dimension: usize) -> EmbeddingSpace {
+    EmbeddingSpace {
+        model: model.into(),
+        dimension,
+    }
+}
+
+async fn create(store: &PostgresStore, name: &str) -> Schema {
+    let schema = Schema::new(name).expect("schema");
+    store.create_tenant(&schema).await.expect("create");
+    schema
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_json_values_per_tenant() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let a = store
+        .tenant(&create(&store, "set_a").await)
+        .await
+        .expect("a");
+    let b = store
+        .tenant(&create(&store, "set_b").await)
+        .await
+        .expect("b");
+
+    assert_eq!(a.setting("legal_hold:notes").await.expect("get"), None);
+    a.put_setting("legal_hold:notes", Some(json!({"reason": "audit"})))
+        .await
+        .expect("put");
+    a.put_setting("policy", Some(json!([1, 2])))
+        .await
+        .expect("put");
+    a.put_setting("policy", Some(json!({"ttl_days": 30})))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        a.setting("legal_hold:notes").await.expect("get"),
+        Some(json!({"reason": "audit"}))
+    );
+    assert_eq!(
+        a.setting("policy").await.expect("get"),
+        Some(json!({"ttl_days": 30}))
+    );
+    // Another tenant sees none of it.
+    assert_eq!(b.setting("policy").await.expect("get"), None);
+    // A fresh store reads what was stored.
+    let other = db.store().await;
+    let a_again = other
+        .tenant(&Schema::new("set_a").expect("schema"))
+        .await
+        .expect("a");
+    assert_eq!(
+        a_again.setting("policy").await.expect("get"),
+        Some(json!({"ttl_days": 30}))
+    );
+    a.put_setting("policy", None).await.expect("remove");
+    assert_eq!(a.setting("policy").await.expect("get"), None);
+    // Removing what is absent is fine.
+    a.put_setting("policy", None).await.expect("remove again");
+    let error = a
+        .put_setting("", Some(json!(1)))
+        .await
+        .expect_err("empty key");
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_embeddings_rewrites_vectors_and_the_recorded_model() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let schema = create(&store, "reembed").await;
+    let tenant = store.tenant(&schema).await.expect("handle");
+    let bank = BankId::new("notes").expect("bank");
+    tenant
+        .ensure_embedding_space(&space("old-model", 8))
+        .await
+        .expect("space");
+    tenant
+        .insert(vec![memory("m1", unit(8, 0)), memory("m2", unit(8, 1))])
+        .await
+        .expect("insert");
+
+    // m1 moves to where m2 was not: axis 5.
+    tenant
+        .replace_embeddings(&space("new-model", 8), vec![("m1".into(), unit(8, 5))])
+        .await
+        .expect("replace");
+    let nearest = tenant
+        .nearest_each(&bank, &[unit(8, 5), unit(8, 1)])
+        .await
+        .expect("nearest");
+    let ids: Vec<Option<String>> = nearest
+        .iter()
+        .map(|n| n.as_ref().map(|(id, _)| id.clone()))
+        .collect();
+    assert_eq!(ids, [Some("m1".to_string()), Some("m2".to_string())]);
+    let (_, similarity) = nearest[0].clone().expect("hit");
+    assert!((similarity - 1.0).abs() < 1e-5, "{similarity}");
+    let scanned = tenant.scan(&bank, None, 10, true).await.expect("scan");
+    assert_eq!(scanned[0].embedding.as_deref(), Some(&unit(8, 5)[..]));
+    assert_eq!(scanned[1].embedding.as_deref(), Some(&unit(8, 1)[..]));
+    // The recorded model moved too.
+    tenant
+        .ensure_embedding_space(&space("new-model", 8))
+        .await
+        .expect("new model recorded");
+    let error = tenant
+        .ensure_embedding_space(&space("old-model", 8))
+        .await
+        .expect_err("old model no longer matches");
+    assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+
+    // A vector of the wrong length, and a dimension change on a non-empty tenant: refused,
+    // and nothing changed.
+    let error = tenant
+        .replace_embeddings(&space("new-model", 8), vec![("m2".into(), unit(4, 0))])
+        .await
+        .expect_err("wrong length");
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    let error = tenant
+        .replace_embeddings(&space("big-model", 16), vec![("m2".into(), unit(16, 0))])
+        .await
+        .expect_err("dimension change");
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    tenant
+        .ensure_embedding_space(&space("new-model", 8))
+        .await
+        .expect("space unchanged");
+    let scanned = tenant.scan(&bank, None, 10, true).await.expect("scan");
+    assert_eq!(scanned[1].embedding.as_deref(), Some(&unit(8, 1)[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_tenant_may_change_its_dimension() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let schema = create(&store, "redim").await;
+    let tenant = store.tenant(&schema).await.expect("handle");
+    let bank = BankId::new("notes").expect("bank");
+    tenant
+        .ensure_embedding_space(&space("small", 4))
+        .await
+        .expect("space");
+    tenant
+        .replace_embeddings(&space("large", 12), Vec::new())
+        .await
+        .expect("empty tenant re-typed");
+    tenant
+        .insert(vec![memory("m1", unit(12, 3))])
+        .await
+        .expect("insert at the new dimension");
+    let nearest = tenant
+        .nearest_each(&bank, &[unit(12, 3)])
+        .await
+        .expect("nearest");
+    assert_eq!(nearest[0].as_ref().map(|(id, _)| id.as_str()), Some("m1"));
+    let error = tenant
+        .insert(vec![memory("m2", unit(4, 0))])
+        .await
+        .expect_err("old dimension");
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    // The index was rebuilt for the new dimension.
+    let indexed: i64 = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'redim' \
+             AND indexname = 'astrocyte_memories_embedding_hnsw' AND indexdef LIKE '%hnsw%'",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(indexed, 1);
+}
