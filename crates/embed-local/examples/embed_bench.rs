@@ -2,7 +2,7 @@
 //! for ~30-token memories. Figures only; it asserts nothing.
 //!
 //! `cargo run --release -p astrocyte-embed-local --example embed_bench -- [MODEL_DIR]
-//! [--backend onnx|candle] [--threads N] [--queries N] [--memories N]`
+//! [--backend onnx|candle] [--threads N] [--queries N] [--memories N] [--batches 32,64]`
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -118,11 +118,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut query_count = 300usize;
     let mut memory_count = 640usize;
     let mut base_options = LocalEmbedderOptions::default();
+    let mut batch_sizes = vec![32usize, 64];
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--queries" => query_count = arguments.next().ok_or("--queries needs N")?.parse()?,
             "--memories" => memory_count = arguments.next().ok_or("--memories needs N")?.parse()?,
+            "--batches" => {
+                batch_sizes = arguments
+                    .next()
+                    .ok_or("--batches needs a list")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--threads" => {
                 base_options.threads = arguments.next().ok_or("--threads needs N")?.parse()?
             }
@@ -191,7 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         millis(cpu_used) / query_count as f64,
     );
 
-    for batch_size in [32usize, 64] {
+    for batch_size in batch_sizes {
         let embedder = LocalEmbedder::load(
             &model_dir,
             LocalEmbedderOptions {

@@ -201,11 +201,14 @@ impl Encoder {
     }
 }
 
+/// The library to load, made absolute: ort resolves relative paths against the executable's
+/// directory first, which is not what a user means.
 fn onnxruntime_library(model_dir: &Path, options: &LocalEmbedderOptions) -> PathBuf {
-    options
+    let library = options
         .onnxruntime_library
         .clone()
-        .unwrap_or_else(|| model_dir.join(ONNX_RUNTIME_FILE))
+        .unwrap_or_else(|| model_dir.join(ONNX_RUNTIME_FILE));
+    std::path::absolute(&library).unwrap_or(library)
 }
 
 /// Tokenizer plus encoder, owned by the inference thread.
@@ -218,21 +221,30 @@ struct InferenceEngine {
 
 impl InferenceEngine {
     fn load(model_dir: &Path, options: &LocalEmbedderOptions) -> Result<Self> {
-        let library = onnxruntime_library(model_dir, options);
-        let required: Vec<&Path> = match options.backend {
-            LocalBackend::Candle => vec![
-                CONFIG_FILE.as_ref(),
-                TOKENIZER_FILE.as_ref(),
-                SAFETENSORS_FILE.as_ref(),
-            ],
-            LocalBackend::Onnx => vec![
-                CONFIG_FILE.as_ref(),
-                TOKENIZER_FILE.as_ref(),
-                ONNX_MODEL_FILE.as_ref(),
-                library.as_path(),
-            ],
-        };
-        model_files::check_present(model_dir, &required)?;
+        match options.backend {
+            LocalBackend::Candle => model_files::check_present(
+                model_dir,
+                &[CONFIG_FILE, TOKENIZER_FILE, SAFETENSORS_FILE],
+                &[],
+            )?,
+            LocalBackend::Onnx => match &options.onnxruntime_library {
+                Some(library) => model_files::check_present(
+                    model_dir,
+                    &[CONFIG_FILE, TOKENIZER_FILE, ONNX_MODEL_FILE],
+                    &[library],
+                )?,
+                None => model_files::check_present(
+                    model_dir,
+                    &[
+                        CONFIG_FILE,
+                        TOKENIZER_FILE,
+                        ONNX_MODEL_FILE,
+                        ONNX_RUNTIME_FILE,
+                    ],
+                    &[],
+                )?,
+            },
+        }
         let config_bytes = model_files::read(model_dir, CONFIG_FILE)?;
         let config: Config = serde_json::from_slice(&config_bytes)
             .map_err(|error| model_files::invalid(model_dir, CONFIG_FILE, error))?;
@@ -408,13 +420,22 @@ impl InferenceEngine {
             .map(|&index| sequences[index].as_slice())
             .collect();
         let batch = TokenBatch::pad(&rows);
-        let hidden_size = self.hidden_size;
         let encoder = &mut self.encoder;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let hidden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             encoder.hidden_states(&batch)
         }))
-        .unwrap_or_else(|_| Err(LocalEmbedError::Inference("inference panicked".to_owned())))
-        .map(|hidden| mean_pool_normalized(&hidden, &batch, hidden_size))
+        .unwrap_or_else(|_| Err(LocalEmbedError::Inference("inference panicked".to_owned())))?;
+        let expected = batch.rows * batch.seq_len * self.hidden_size;
+        if hidden.len() != expected {
+            // A model whose width disagrees with config.json would otherwise pool garbage.
+            return Err(LocalEmbedError::Inference(format!(
+                "model returned {} hidden values for a {}x{} batch, expected {expected}",
+                hidden.len(),
+                batch.rows,
+                batch.seq_len
+            )));
+        }
+        Ok(mean_pool_normalized(&hidden, &batch, self.hidden_size))
     }
 }
 

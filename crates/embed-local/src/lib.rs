@@ -12,11 +12,12 @@
 //!   pure Rust and exact to the published similarities, but slower.
 //!
 //! Why ONNX is the default: on the 2-core target machine a short recall query costs about
-//! 3–4 ms of CPU with ONNX Runtime against 11–12 ms with candle, and a ~30-token memory in a
-//! batch of 32 about 9.5 ms against 17–20 ms (see `examples/embed_bench.rs`). Only ONNX
-//! Runtime leaves room for recall's 10 ms p50 budget including the query embedding, and for
-//! retaining well over 100 memories per second. Its int8 weights move published cosines by
-//! at most ~0.002 (0.8920 against 0.8939 for the reference paraphrase pair).
+//! 2.5–4 ms of CPU with ONNX Runtime against 11–13 ms with candle, and a ~30-token memory in
+//! a batch of 32 about 8–10 ms against 16–20 ms (`examples/embed_bench.rs`; candle's f32
+//! matrix kernels stop at AVX2 and it runs many small unfused ops). Only ONNX Runtime leaves
+//! room for recall's 10 ms p50 budget including the query embedding. Its int8 weights move
+//! the published cosines by about 0.002 (0.8920 against 0.8939 for the reference paraphrase
+//! pair) and stay at cosine ≥ 0.996 to the f32 model's vectors.
 //!
 //! Inference runs on one dedicated thread per embedder (never on the async runtime); each
 //! forward pass uses every core, texts are sorted by length and padded per batch, and

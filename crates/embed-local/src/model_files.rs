@@ -23,17 +23,19 @@ pub fn fetch_command(model_dir: &Path) -> String {
     format!("bash scripts/fetch-model.sh {}", shown.display())
 }
 
-/// Fails with [`LocalEmbedError::ModelMissing`] unless every file in `required` exists; a
-/// relative entry is taken inside `model_dir`.
-pub(crate) fn check_present(model_dir: &Path, required: &[&Path]) -> Result<()> {
-    let missing: Vec<String> = required
+/// Fails with [`LocalEmbedError::ModelMissing`] unless every file named in `in_dir` exists
+/// inside `model_dir` and every path in `elsewhere` exists.
+pub(crate) fn check_present(model_dir: &Path, in_dir: &[&str], elsewhere: &[&Path]) -> Result<()> {
+    let missing: Vec<String> = in_dir
         .iter()
-        .map(|path| model_dir.join(path))
-        .filter(|path| !path.is_file())
-        .map(|path| match path.strip_prefix(model_dir) {
-            Ok(inside) => inside.display().to_string(),
-            Err(_) => path.display().to_string(),
-        })
+        .filter(|name| !model_dir.join(name).is_file())
+        .map(|name| (*name).to_owned())
+        .chain(
+            elsewhere
+                .iter()
+                .filter(|path| !path.is_file())
+                .map(|path| path.display().to_string()),
+        )
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -73,8 +75,7 @@ mod tests {
     #[test]
     fn missing_files_name_the_fetch_command() {
         let dir = std::env::temp_dir().join("astrocyte-embed-local-missing-model");
-        let error =
-            check_present(&dir, &[Path::new(SAFETENSORS_FILE)]).expect_err("no model there");
+        let error = check_present(&dir, &[SAFETENSORS_FILE], &[]).expect_err("no model there");
         let message = error.to_string();
         assert!(message.contains("model.safetensors"), "{message}");
         assert!(

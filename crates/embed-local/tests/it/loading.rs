@@ -61,3 +61,22 @@ fn out_of_range_options_are_refused() {
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
     }
 }
+
+#[tokio::test]
+async fn a_relative_model_dir_loads() {
+    // Integration tests run in the package directory, so this is the fetched model.
+    let relative = std::path::Path::new("../../models/all-MiniLM-L6-v2");
+    assert_eq!(
+        std::fs::canonicalize(relative).expect("model dir exists"),
+        std::fs::canonicalize(model_dir()).expect("model dir exists")
+    );
+    let embedder = LocalEmbedder::load(relative, LocalEmbedderOptions::default()).expect("loads");
+    let vectors = astrocyte_core::Embedder::embed(
+        &embedder,
+        &["hello".to_owned()],
+        astrocyte_core::EmbedPurpose::Query,
+    )
+    .await
+    .expect("embeds");
+    assert_eq!(vectors[0].len(), 384);
+}
