@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash .ci/install-pgvector.sh
+bash scripts/fetch-model.sh
 export ASTROCYTE_TEST_DATABASE_URL="${ASTROCYTE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 cargo test --workspace --locked

@@ -37,8 +37,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
     /// Embedding provider.
-    #[arg(long, global = true, env = "ASTROCYTE_EMBEDDER", value_enum, default_value_t = EmbedderKind::Hashing)]
+    #[arg(long, global = true, env = "ASTROCYTE_EMBEDDER", value_enum, default_value_t = EmbedderKind::Local)]
     pub embedder: EmbedderKind,
+    /// Directory of the local model (fetch it with `bash scripts/fetch-model.sh DIR`).
+    #[arg(
+        long,
+        global = true,
+        env = "ASTROCYTE_MODEL_DIR",
+        default_value = "models/all-MiniLM-L6-v2"
+    )]
+    pub model_dir: PathBuf,
     /// Base URL of an OpenAI-compatible embeddings API (with --embedder openai).
     #[arg(long, global = true, env = "ASTROCYTE_EMBEDDINGS_URL")]
     pub embeddings_url: Option<String>,
@@ -53,6 +61,8 @@ pub struct GlobalArgs {
 /// Embedding providers selectable by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EmbedderKind {
+    /// all-MiniLM-L6-v2 run in-process (384 dimensions); no network at run time.
+    Local,
     /// Deterministic hashing (bag of words, 128 dimensions); no model, no network.
     Hashing,
     /// An OpenAI-compatible HTTP embeddings API.

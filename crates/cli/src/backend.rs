@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use astrocyte_core::{Embedder, Engine, EngineConfig, Store};
-use astrocyte_providers::{HashingEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
+use astrocyte_core::{Embedder, Engine, EngineConfig, Llm, Store};
+use astrocyte_embed_local::{LocalEmbedder, LocalEmbedderOptions};
+use astrocyte_providers::{
+    HashingEmbedder, OpenAiChat, OpenAiChatConfig, OpenAiEmbedder, OpenAiEmbedderConfig,
+};
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -81,6 +84,13 @@ pub async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
 /// Builds the configured embedder.
 pub fn build_embedder(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Embedder>> {
     match global.embedder {
+        EmbedderKind::Local => {
+            let options = LocalEmbedderOptions {
+                onnxruntime_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+                ..LocalEmbedderOptions::default()
+            };
+            Ok(Arc::new(LocalEmbedder::load(&global.model_dir, options)?))
+        }
         EmbedderKind::Hashing => Ok(Arc::new(HashingEmbedder::default())),
         EmbedderKind::Openai => {
             let (Some(url), Some(model), Some(dimension)) = (
@@ -97,9 +107,48 @@ pub fn build_embedder(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Embedder>> 
     }
 }
 
+/// The LLM reflect uses, when `ASTROCYTE_LLM_BASE_URL` and `ASTROCYTE_LLM_MODEL` name an
+/// OpenAI-compatible chat API (`ASTROCYTE_LLM_API_KEY`, `ASTROCYTE_LLM_TIMEOUT_SECONDS`
+/// optional); without them reflect stays extractive.
+pub fn build_llm() -> anyhow::Result<Option<Arc<dyn Llm>>> {
+    let (Ok(url), Ok(model)) = (
+        std::env::var("ASTROCYTE_LLM_BASE_URL"),
+        std::env::var("ASTROCYTE_LLM_MODEL"),
+    ) else {
+        return Ok(None);
+    };
+    let mut config = OpenAiChatConfig::new(url, model);
+    config.api_key = std::env::var("ASTROCYTE_LLM_API_KEY").ok();
+    if let Ok(raw) = std::env::var("ASTROCYTE_LLM_TIMEOUT_SECONDS") {
+        let seconds: f64 = raw
+            .parse()
+            .with_context(|| format!("ASTROCYTE_LLM_TIMEOUT_SECONDS {raw:?} is not a number"))?;
+        config.timeout = std::time::Duration::from_secs_f64(seconds);
+    }
+    if let Ok(raw) = std::env::var("ASTROCYTE_LLM_MAX_RETRIES") {
+        config.max_retries = raw
+            .parse()
+            .with_context(|| format!("ASTROCYTE_LLM_MAX_RETRIES {raw:?} is not a whole number"))?;
+    }
+    Ok(Some(Arc::new(OpenAiChat::new(config)?)))
+}
+
+/// Wraps a store and embedder into an engine, with the LLM when one is configured.
+pub fn engine_with(
+    store: Arc<dyn Store>,
+    embedder: Arc<dyn Embedder>,
+    config: EngineConfig,
+) -> anyhow::Result<Engine> {
+    let engine = Engine::new(store, embedder, config);
+    Ok(match build_llm()? {
+        Some(llm) => engine.with_llm(llm),
+        None => engine,
+    })
+}
+
 /// Store + embedder + engine, ready for a command.
 pub async fn build_engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
     let store = open_store(global).await?;
     let embedder = build_embedder(global)?;
-    Ok(Engine::new(store, embedder, EngineConfig::default()))
+    engine_with(store, embedder, EngineConfig::default())
 }

@@ -11,6 +11,7 @@ fn astrocyte(dir: &Path, args: &[&str]) -> Output {
         .arg(dir)
         .args(args)
         .env_remove("DATABASE_URL")
+        .env("ASTROCYTE_EMBEDDER", "hashing")
         .env_remove("ASTROCYTE_TENANT")
         .output()
         .expect("the binary runs")
@@ -272,6 +273,7 @@ fn astrocyte_pg(url: &str, args: &[&str]) -> Output {
         .arg(url)
         .args(args)
         .env_remove("ASTROCYTE_AUTO_CREATE_TENANTS")
+        .env("ASTROCYTE_EMBEDDER", "hashing")
         // Roles are cluster-wide: a per-run prefix keeps concurrent test runs apart.
         .env(
             "ASTROCYTE_ROLE_PREFIX",
@@ -329,5 +331,76 @@ fn postgres_tenants_memories_and_migrations_from_the_command_line() {
     assert!(
         !listed.contains("acme") && listed.contains("globex"),
         "{listed}"
+    );
+}
+
+/// The default embedder is the local model: semantic recall without shared words.
+#[test]
+fn the_local_model_recalls_by_meaning() {
+    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if !model_dir.join("config.json").exists() {
+        let status = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fetch-model.sh"))
+            .arg(&model_dir)
+            .status()
+            .expect("fetch script runs");
+        assert!(status.success(), "fetching the model failed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_astrocyte"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--model-dir")
+            .arg(&model_dir)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("ASTROCYTE_EMBEDDER")
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    for text in [
+        "Miso is the cat's name",
+        "The quarterly budget review is on Friday",
+        "I planted tomatoes in the garden",
+    ] {
+        run(&["retain", "--bank", "home", "--json", text]);
+    }
+    let hits = run(&[
+        "recall",
+        "--bank",
+        "home",
+        "--json",
+        "--max-results",
+        "1",
+        "what is my pet called",
+    ]);
+    assert_eq!(hits["hits"][0]["text"], "Miso is the cat's name");
+    let hits = run(&[
+        "recall",
+        "--bank",
+        "home",
+        "--json",
+        "--max-results",
+        "1",
+        "vegetables growing outside",
+    ]);
+    assert_eq!(hits["hits"][0]["text"], "I planted tomatoes in the garden");
+
+    // Without the model the error names the command that fetches it.
+    let out = Command::new(env!("CARGO_BIN_EXE_astrocyte"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--model-dir", "/nonexistent/model", "banks"])
+        .env_remove("ASTROCYTE_EMBEDDER")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("scripts/fetch-model.sh"),
+        "{}",
+        stderr(&out)
     );
 }

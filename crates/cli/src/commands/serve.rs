@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use astrocyte_core::{Engine, EngineConfig};
+use astrocyte_core::EngineConfig;
 use astrocyte_server::mcp::McpConfig;
 use astrocyte_server::{ConfigOverrides, Gateway, ServerConfig};
 use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
@@ -42,11 +42,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut engine_config = EngineConfig::default();
     config.apply_to_engine_config(&mut engine_config);
-    let engine = Arc::new(Engine::new(
+    let engine = Arc::new(backend::engine_with(
         store.clone(),
         backend::build_embedder(global)?,
         engine_config,
-    ));
+    )?);
 
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let workers = (!args.no_workers).then(|| {
