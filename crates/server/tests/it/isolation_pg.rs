@@ -12,7 +12,7 @@ use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
-use crate::support::{config, spawn, MemoryKeyDirectory};
+use crate::support::{config, spawn};
 
 fn server_url() -> String {
     std::env::var("ASTROCYTE_TEST_DATABASE_URL")
@@ -85,6 +85,15 @@ async fn two_api_keys_never_see_each_others_memories_on_postgres() {
         )
         .await
         .expect("connect store");
+        // Keys reference tenants in the directory, so the tenants exist before keys are issued.
+        for tenant in ["tenant_acme", "tenant_globex"] {
+            astrocyte_core::Store::create_tenant(
+                &store,
+                &astrocyte_core::Schema::new(tenant).expect("valid"),
+            )
+            .await
+            .expect("create tenant");
+        }
         let engine = Arc::new(Engine::new(
             Arc::new(store),
             Arc::new(HashingEmbedder::default()),
@@ -95,11 +104,8 @@ async fn two_api_keys_never_see_each_others_memories_on_postgres() {
         cfg.tenant_extension = TenantExtensionKind::ApiKey;
         cfg.api_key_secret = Some(Secret::new("isolation-test-secret-0123456789"));
         cfg.admin_token = Some(Secret::new("adm"));
-        let state = AppState::builder(cfg, engine)
-            .key_directory(Arc::new(MemoryKeyDirectory::default()))
-            .build()
-            .await
-            .expect("state");
+        // Keys live in the PostgreSQL tenant directory (the store's own KeyDirectory).
+        let state = AppState::builder(cfg, engine).build().await.expect("state");
         let running = spawn(Gateway::from_state(state)).await;
         let client = &running.client;
         let mut keys = Vec::new();
