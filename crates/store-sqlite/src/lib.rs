@@ -31,6 +31,18 @@
 //! snapshot is rewritten compacted, without the purged vectors. Pages of the WAL file are
 //! overwritten at the next checkpoints, not at once.
 //!
+//! # Jobs, settings, API keys
+//! Each tenant file also holds its background job queue (`TenantStore::jobs`) and its settings.
+//! Every queue change is one `BEGIN IMMEDIATE` transaction on the file, so claimers in several
+//! processes sharing the data directory never hold the same job, and an acknowledged enqueue is
+//! as durable as a memory. Hashed API keys live in [`KEY_DIRECTORY_FILE`], whose stem can never
+//! be a schema name; dropping a tenant deletes its keys.
+//!
+//! # Re-embedding
+//! `replace_embeddings` rewrites vectors and the recorded embedding space in one transaction and
+//! updates loaded indexes in place. Changing the dimension is `Unsupported` while the tenant
+//! holds any memory (soft-deleted included): an empty tenant may switch.
+//!
 //! This crate deliberately knows nothing about HTTP, embedding models or fusion: it answers
 //! [`astrocyte_core::TenantStore`] calls and nothing more.
 #![deny(missing_docs)]
@@ -38,6 +50,9 @@
 mod connection;
 mod error;
 mod filter;
+mod jobs;
+mod keys;
+mod maintenance;
 mod migrations;
 mod rows;
 mod search;
@@ -46,4 +61,5 @@ mod tenant;
 mod vectors;
 
 pub use astrocyte_ann::HnswParams;
+pub use keys::KEY_DIRECTORY_FILE;
 pub use store::{SqliteOptions, SqliteStore};

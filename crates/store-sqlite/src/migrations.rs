@@ -14,10 +14,11 @@ struct Migration {
 }
 
 /// Every migration, in order. Append only: an applied migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "memories_fts_vectors",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "memories_fts_vectors",
+        sql: r#"
 -- AUTOINCREMENT keeps row ids monotonic even after the newest row is purged: vector index
 -- snapshots record the highest row id they contain and catch up with the rows after it.
 CREATE TABLE memories (
@@ -91,11 +92,75 @@ CREATE TABLE vector_index (
     written_at INTEGER NOT NULL
 );
 "#,
+    },
+    Migration {
+        version: 2,
+        name: "jobs_settings",
+        sql: r#"
+-- The tenant's background job queue. Timestamps are microseconds since the epoch; payload and
+-- result are JSON text.
+CREATE TABLE jobs (
+    id              TEXT    PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    state           TEXT    NOT NULL CHECK (state IN ('queued', 'running', 'done', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL CHECK (max_attempts > 0),
+    last_error      TEXT,
+    result          TEXT,
+    idempotency_key TEXT,
+    run_at          INTEGER NOT NULL,
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- Claims look for due queued jobs and for running jobs whose lease expired.
+CREATE INDEX jobs_state_run_at ON jobs (state, run_at, id);
+CREATE INDEX jobs_running_lease ON jobs (lease_until) WHERE state = 'running';
+CREATE INDEX jobs_state_created ON jobs (state, created_at, id);
+CREATE INDEX jobs_created ON jobs (created_at, id);
+
+-- Tenant-level settings (lifecycle policies, legal holds) as JSON text.
+CREATE TABLE settings (
+    key        TEXT    PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#,
+    },
+];
+
+/// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.
+const KEY_DIRECTORY_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "api_keys",
+    sql: r#"
+CREATE TABLE api_keys (
+    key_id     TEXT    PRIMARY KEY,
+    key_hash   TEXT    NOT NULL UNIQUE,
+    schema     TEXT    NOT NULL,
+    principal  TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX api_keys_schema ON api_keys (schema, key_id);
+"#,
 }];
 
-/// Brings the database up to the newest schema; a no-op when it already is. Fails when the
+/// Brings a tenant database up to the newest schema; a no-op when it already is. Fails when the
 /// file was migrated by a newer build than this one (its schema is unknown to us).
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    apply(conn, MIGRATIONS)
+}
+
+/// [`migrate`] for the API-key directory file.
+pub(crate) fn migrate_key_directory(conn: &mut Connection) -> StoreResult<()> {
+    apply(conn, KEY_DIRECTORY_MIGRATIONS)
+}
+
+fn apply(conn: &mut Connection, migrations: &[Migration]) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -103,8 +168,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
              applied_at INTEGER NOT NULL
          );",
     )?;
-    let newest_known = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
-    for migration in MIGRATIONS {
+    let newest_known = migrations.last().map(|m| m.version).unwrap_or(0);
+    for migration in migrations {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied: Option<i64> = tx
             .query_row(
@@ -168,6 +233,55 @@ mod tests {
             )
             .expect("schema");
         assert_eq!(tables, 5);
+    }
+
+    #[test]
+    fn a_database_of_the_first_version_gains_jobs_and_settings() {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        apply(&mut conn, &MIGRATIONS[..1]).expect("version 1 only");
+        conn.execute_batch(
+            "INSERT INTO embedding_space (singleton, model, dimension, recorded_at) VALUES (1, 'm', 3, 0)",
+        )
+        .expect("data of version 1");
+        migrate(&mut conn).expect("upgrade");
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('jobs', 'settings')",
+                [],
+                |row| row.get(0),
+            )
+            .expect("schema");
+        assert_eq!(tables, 2);
+        let kept: String = conn
+            .query_row("SELECT model FROM embedding_space", [], |row| row.get(0))
+            .expect("old data kept");
+        assert_eq!(kept, "m");
+        let newest: i64 = conn
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |row| {
+                row.get(0)
+            })
+            .expect("ledger");
+        assert_eq!(newest, 2);
+    }
+
+    #[test]
+    fn the_key_directory_has_its_own_ledger() {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        migrate_key_directory(&mut conn).expect("migration");
+        migrate_key_directory(&mut conn).expect("no-op");
+        let memories: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'memories'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("schema");
+        assert_eq!(memories, 0, "the key directory holds no tenant tables");
+        conn.execute(
+            "INSERT INTO api_keys (key_id, key_hash, schema, principal, created_at) VALUES ('k', 'h', 's', 'p', 0)",
+            [],
+        )
+        .expect("api_keys exists");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(crate) fn vector_hash(blob: &[u8]) -> i64 {
 
 /// The inverse of [`encode_vector`].
 pub(crate) fn decode_vector(blob: &[u8]) -> StoreResult<Vec<f32>> {
-    if blob.len() % 4 != 0 {
+    if !blob.len().is_multiple_of(4) {
         return Err(StoreError::CorruptRow(format!(
             "vector blob of {} bytes is not a whole number of f32",
             blob.len()

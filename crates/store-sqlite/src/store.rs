@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the tenant registry over a data directory, one database file per tenant,
-//! opened lazily and cached. It creates, drops and lists tenant files; everything inside a
-//! tenant lives in `tenant.rs`.
+//! opened lazily and cached, plus the API-key directory file. It creates, drops and lists
+//! tenant files; everything inside a tenant lives in `tenant.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use astrocyte_ann::HnswParams;
+use astrocyte_core::store::KeyDirectory;
 use astrocyte_core::tenancy::Tenant;
 use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
 use async_trait::async_trait;
 use tracing::instrument;
 
 use crate::error::StoreError;
+use crate::keys::SqliteKeyDirectory;
 use crate::tenant::{SqliteTenant, TenantInner};
 
 /// Tunables of the embedded store. `Default` suits a laptop or a small server.
@@ -68,6 +70,8 @@ pub struct SqliteStore {
     options: SqliteOptions,
     /// Held across a tenant's open so two callers never open one file twice.
     tenants: tokio::sync::Mutex<OpenTenants>,
+    /// API keys, in their own file beside the tenants.
+    keys: SqliteKeyDirectory,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -91,6 +95,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             data_dir: data_dir.to_path_buf(),
+            keys: SqliteKeyDirectory::new(data_dir, options.clone()),
             options,
             tenants: tokio::sync::Mutex::new(OpenTenants::default()),
         })
@@ -240,15 +245,23 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    /// Closes the tenant's connections once in-flight operations end, then deletes its
-    /// database, WAL and shared-memory files. Handles still held elsewhere answer `NotFound`.
+    /// Deletes the tenant's API keys, closes its connections once in-flight operations end,
+    /// then deletes its database, WAL and shared-memory files. Handles still held elsewhere
+    /// answer `NotFound`. Keys are deleted even when the file never existed (a key may be
+    /// issued before the tenant's first use); `NotFound` only when there was neither.
     #[instrument(skip_all, fields(tenant = %schema))]
     async fn drop_tenant(&self, schema: &Schema) -> Result<()> {
         let mut tenants = self.tenants.lock().await;
         let path = self.path_of(schema);
         tenants.settle(schema).await;
+        // Keys first: a key left behind would recreate the tenant on its next use.
+        let keys_removed = self.keys.remove_tenant(schema).await?;
         let cached = tenants.open.remove(schema).map(|(inner, _)| inner);
         if cached.is_none() && !path.exists() {
+            if keys_removed > 0 {
+                tracing::info!(tenant = %schema, keys = keys_removed, "keys of a tenant without data dropped");
+                return Ok(());
+            }
             return Err(Error::NotFound(format!("tenant {schema} does not exist")));
         }
         tokio::task::spawn_blocking(move || -> std::result::Result<(), StoreError> {
@@ -272,7 +285,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    /// Tenants are the `*.db` files whose stem is a valid schema name, sorted.
+    /// Tenants are the `*.db` files whose stem is a valid schema name, sorted (the key
+    /// directory's stem holds a '.', so it is never one).
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         let data_dir = self.data_dir.clone();
         let mut tenants =
@@ -296,6 +310,11 @@ impl Store for SqliteStore {
             .map_err(StoreError::from)??;
         tenants.sort();
         Ok(tenants)
+    }
+
+    /// Hashed API keys in `<data_dir>/_directory.keys.db` ([`crate::KEY_DIRECTORY_FILE`]).
+    fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
+        Some(Arc::new(self.keys.clone()))
     }
 
     async fn health(&self) -> Result<()> {

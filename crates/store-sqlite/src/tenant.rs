@@ -21,6 +21,7 @@ use tracing::instrument;
 use crate::connection::{open_writer, ReaderPool};
 use crate::error::{StoreError, StoreResult};
 use crate::filter::json_list;
+use crate::jobs::SqliteJobQueue;
 use crate::migrations::migrate;
 use crate::rows::{
     encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
@@ -38,8 +39,8 @@ pub(crate) struct TenantInner {
     /// The single writer; `None` once closed.
     writer: Mutex<Option<Connection>>,
     pub(crate) readers: ReaderPool,
-    space: Mutex<Option<EmbeddingSpace>>,
-    banks: Mutex<HashMap<BankId, Arc<BankSlot>>>,
+    pub(crate) space: Mutex<Option<EmbeddingSpace>>,
+    pub(crate) banks: Mutex<HashMap<BankId, Arc<BankSlot>>>,
 }
 
 impl TenantInner {
@@ -91,7 +92,8 @@ impl TenantInner {
         self.readers.close_idle();
     }
 
-    fn with_writer<R>(
+    /// Runs `operation` on the single writer connection (`TenantDropped` once closed).
+    pub(crate) fn with_writer<R>(
         &self,
         operation: impl FnOnce(&mut Connection) -> StoreResult<R>,
     ) -> StoreResult<R> {
@@ -334,7 +336,7 @@ impl TenantInner {
     }
 
     /// The slot of `bank` if one exists (its index may still be unloaded).
-    fn loaded_slot(&self, bank: &BankId) -> Option<Arc<BankSlot>> {
+    pub(crate) fn loaded_slot(&self, bank: &BankId) -> Option<Arc<BankSlot>> {
         self.banks.lock().get(bank).cloned()
     }
 
@@ -381,7 +383,7 @@ impl TenantInner {
     /// Snapshots the bank's index on a background thread when `wanted` (see
     /// [`BankIndex::wants_background_snapshot`]), so a restart catches up with few rows and no
     /// request waits for the write. At most one snapshot per bank is in flight.
-    fn maybe_schedule_snapshot(
+    pub(crate) fn maybe_schedule_snapshot(
         self: &Arc<Self>,
         bank: &BankId,
         slot: &Arc<BankSlot>,
@@ -714,7 +716,7 @@ impl InsertRow {
     }
 }
 
-fn read_space(conn: &Connection) -> StoreResult<Option<EmbeddingSpace>> {
+pub(crate) fn read_space(conn: &Connection) -> StoreResult<Option<EmbeddingSpace>> {
     Ok(conn
         .query_row(
             "SELECT model, dimension FROM embedding_space WHERE singleton = 1",
@@ -767,12 +769,25 @@ impl SqliteTenant {
         R: Send + 'static,
         F: FnOnce(&Arc<TenantInner>) -> StoreResult<R> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        let joined = tokio::task::spawn_blocking(move || inner.guarded(operation)).await;
-        match joined {
-            Ok(result) => result.map_err(Error::from),
-            Err(join) => Err(StoreError::from(join).into()),
-        }
+        run_blocking(&self.inner, operation).await
+    }
+}
+
+/// Runs `operation` on tokio's blocking pool with the tenant kept open, mapping errors into
+/// core's terms.
+pub(crate) async fn run_blocking<R, F>(
+    inner: &Arc<TenantInner>,
+    operation: F,
+) -> astrocyte_core::Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&Arc<TenantInner>) -> StoreResult<R> + Send + 'static,
+{
+    let inner = Arc::clone(inner);
+    let joined = tokio::task::spawn_blocking(move || inner.guarded(operation)).await;
+    match joined {
+        Ok(result) => result.map_err(Error::from),
+        Err(join) => Err(StoreError::from(join).into()),
     }
 }
 
@@ -863,6 +878,40 @@ impl TenantStore for SqliteTenant {
     async fn count(&self, bank: &BankId) -> astrocyte_core::Result<u64> {
         let bank = bank.clone();
         self.blocking(move |inner| inner.count(&bank)).await
+    }
+
+    /// See `TenantInner::replace_embeddings` in `maintenance.rs`: a dimension change is only
+    /// accepted while the tenant holds no memories.
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, model = %space.model, vectors = vectors.len()))]
+    async fn replace_embeddings(
+        &self,
+        space: &EmbeddingSpace,
+        vectors: Vec<(MemoryId, Vec<f32>)>,
+    ) -> astrocyte_core::Result<()> {
+        let space = space.clone();
+        self.blocking(move |inner| inner.replace_embeddings(&space, vectors))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, key))]
+    async fn setting(&self, key: &str) -> astrocyte_core::Result<Option<serde_json::Value>> {
+        let key = key.to_string();
+        self.blocking(move |inner| inner.setting(&key)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, key))]
+    async fn put_setting(
+        &self,
+        key: &str,
+        value: Option<serde_json::Value>,
+    ) -> astrocyte_core::Result<()> {
+        let key = key.to_string();
+        self.blocking(move |inner| inner.put_setting(&key, value.as_ref()))
+            .await
+    }
+
+    fn jobs(&self) -> Option<Arc<dyn astrocyte_core::jobs::JobQueue>> {
+        Some(Arc::new(SqliteJobQueue::new(Arc::clone(&self.inner))))
     }
 }
 

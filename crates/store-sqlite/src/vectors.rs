@@ -109,6 +109,16 @@ impl BankIndex {
         Ok(())
     }
 
+    /// Replaces a row's vector (re-embedding). The old node's tombstone holds the old vector,
+    /// so it is marked like a purge: compacted away before the next snapshot. A vector the
+    /// index refuses is logged and left out, as in [`BankIndex::add`]: the row is committed.
+    pub(crate) fn replace(&mut self, rowid: i64, vector: &[f32]) {
+        self.remove(rowid, true);
+        if let Err(error) = self.add(rowid, vector) {
+            tracing::warn!(rowid, %error, "replaced vector left out of the index");
+        }
+    }
+
     /// Removes a row's vector; `purged` marks the tombstone as one that must not be persisted.
     pub(crate) fn remove(&mut self, rowid: i64, purged: bool) {
         if self.hnsw.remove(rowid as u64) {
