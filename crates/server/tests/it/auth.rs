@@ -3,7 +3,6 @@
 //! credentials; the JWT tenant claim; the admin guard.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use astrocyte_server::access::{AccessPolicy, DefaultPolicy, Grant, Permission};
 use astrocyte_server::config::{AuthMode, JwksSource, Secret, TenantExtensionKind};
@@ -17,7 +16,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::support::{call, config, spawn, Harness, MemoryKeyDirectory};
+use crate::support::{call, config, spawn, Harness};
 
 /// Grants `read` and `write` on every bank to `principal` only.
 fn only(principal: &str) -> AccessPolicy {
@@ -135,7 +134,12 @@ fn key_config(admin_token: &str) -> ServerConfig {
 #[tokio::test]
 async fn issued_keys_authenticate_their_tenant_and_stop_when_revoked() {
     let h = Harness::new();
-    let directory = Arc::new(MemoryKeyDirectory::default());
+    // The SQLite store's own directory: keys live in a file beside the tenant files.
+    let directory = h
+        .engine
+        .store()
+        .key_directory()
+        .expect("the SQLite store keeps a key directory");
     let state = AppState::builder(key_config("admin-secret"), h.engine.clone())
         .key_directory(directory.clone())
         .build()
@@ -167,7 +171,7 @@ async fn issued_keys_authenticate_their_tenant_and_stop_when_revoked() {
         .to_string();
     let key_id = issued["key_id"].as_str().expect("key id").to_string();
     assert_eq!(issued["tenant"], "tenant_a");
-    let stored = directory.list_keys_for_test();
+    let stored = directory.list_keys(None).await.expect("list keys");
     assert!(
         stored
             .iter()

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 
 use astrocyte_core::tenancy::Schema;
 use astrocyte_core::RecallRequest;
@@ -24,7 +23,7 @@ use rmcp::ServiceExt;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-use crate::support::{config, engine_at, schema, spawn, Harness, MemoryKeyDirectory, Running};
+use crate::support::{config, engine_at, schema, spawn, Harness, Running};
 
 type Client = RunningService<RoleClient, ()>;
 
@@ -86,7 +85,6 @@ fn key_config() -> ServerConfig {
 
 async fn key_state(h: &Harness) -> AppState {
     AppState::builder(key_config(), h.engine.clone())
-        .key_directory(Arc::new(MemoryKeyDirectory::default()))
         .build()
         .await
         .expect("state")
@@ -672,7 +670,6 @@ async fn anonymous_mcp_on_a_public_bind_is_refused_unless_allowed() {
     let mut keyed = key_config();
     keyed.host = "0.0.0.0".into();
     let state = AppState::builder(keyed, h.engine.clone())
-        .key_directory(Arc::new(MemoryKeyDirectory::default()))
         .build()
         .await
         .expect("state");

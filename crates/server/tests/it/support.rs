@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use astrocyte_core::tenancy::Schema;
-use astrocyte_core::{ApiKeyRecord, Engine, EngineConfig, Error, KeyDirectory, Result, Timestamp};
+use astrocyte_core::{Engine, EngineConfig};
 use astrocyte_providers::HashingEmbedder;
 use astrocyte_server::{AppState, Gateway, ServerConfig};
 use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
@@ -165,62 +165,6 @@ pub async fn spawn(gateway: Gateway) -> Running {
 /// Serves the configured gateway of `harness` on loopback.
 pub async fn serve(harness: &Harness, config: ServerConfig) -> Running {
     spawn(Gateway::from_state(harness.state(config).await)).await
-}
-
-/// TEMPORARY: an in-memory `KeyDirectory` used until a store implements
-/// `Store::key_directory`; the lead will switch these tests to the real store's directory.
-#[derive(Default)]
-pub struct MemoryKeyDirectory(parking_lot::Mutex<Vec<ApiKeyRecord>>);
-
-impl MemoryKeyDirectory {
-    /// Every stored record, for assertions about what is kept.
-    pub fn list_keys_for_test(&self) -> Vec<ApiKeyRecord> {
-        self.0.lock().clone()
-    }
-}
-
-#[async_trait::async_trait]
-impl KeyDirectory for MemoryKeyDirectory {
-    async fn put_key(&self, record: &ApiKeyRecord) -> Result<()> {
-        let mut keys = self.0.lock();
-        if keys.iter().any(|k| k.key_id == record.key_id) {
-            return Err(Error::Conflict(format!("key {} exists", record.key_id)));
-        }
-        keys.push(record.clone());
-        Ok(())
-    }
-
-    async fn find_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        Ok(self
-            .0
-            .lock()
-            .iter()
-            .find(|k| k.key_hash == key_hash)
-            .cloned())
-    }
-
-    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<bool> {
-        let mut keys = self.0.lock();
-        match keys.iter_mut().find(|k| k.key_id == key_id) {
-            Some(k) => {
-                k.revoked_at.get_or_insert(at);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    async fn list_keys(&self, schema: Option<&Schema>) -> Result<Vec<ApiKeyRecord>> {
-        let mut keys: Vec<ApiKeyRecord> = self
-            .0
-            .lock()
-            .iter()
-            .filter(|k| schema.is_none_or(|s| &k.schema == s))
-            .cloned()
-            .collect();
-        keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
-        Ok(keys)
-    }
 }
 
 pub fn schema(name: &str) -> Schema {
