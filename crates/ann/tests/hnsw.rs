@@ -356,7 +356,7 @@ fn random_operations_match_a_model() {
     };
     for step in 0..4000 {
         let key = rng.next_u64() % 1500;
-        if rng.next_u64() % 4 == 0 {
+        if rng.next_u64().is_multiple_of(4) {
             assert_eq!(idx.remove(key), model.remove(&key).is_some());
         } else {
             let v = vec16(&mut rng);
