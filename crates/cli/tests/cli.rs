@@ -404,3 +404,41 @@ fn the_local_model_recalls_by_meaning() {
         stderr(&out)
     );
 }
+
+/// The LoCoMo evaluation on one conversation, as a smoke test of the harness and the metric
+/// (the full run is `astrocyte eval locomo`, a command). The data set is never copied here.
+#[test]
+fn locomo_eval_smoke_test_on_one_conversation() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/locomo10.json");
+    assert!(
+        data.exists(),
+        "LoCoMo data missing at {}: this test reads ../shared/data/locomo10.json beside the repository",
+        data.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = ok_json(
+        dir.path(),
+        &[
+            "eval",
+            "locomo",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--conversations",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(report["conversations"], 1);
+    assert!(report["memories"].as_u64().unwrap_or(0) > 300);
+    let pooled = &report["categories"]["1-4"];
+    assert!(pooled["questions"].as_u64().unwrap_or(0) > 100);
+    let at = |k: &str| pooled[k].as_f64().expect("a fraction");
+    // Monotone in k, and far above chance for a bank of ~400 turns.
+    assert!(
+        at("frac@1") <= at("frac@5")
+            && at("frac@5") <= at("frac@10")
+            && at("frac@10") <= at("frac@20")
+    );
+    assert!(at("frac@10") > 0.3, "evidence recall collapsed: {pooled}");
+    assert!(report["recall_latency_ms"]["p50"].as_f64().unwrap_or(0.0) > 0.0);
+}
