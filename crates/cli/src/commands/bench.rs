@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Random seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Asynchronous retains measured through the job queue and workers (0 skips it).
+    #[arg(long, default_value_t = 500)]
+    pub async_retains: usize,
     /// Where to write the SVG chart (and, with --json, the JSON report beside it).
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
@@ -342,6 +345,67 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
     }))
 }
 
+/// Queues retains through the tenant's job queue while the worker pool drains it; reports
+/// throughput and the lag from enqueue to recallable (job done) per job.
+async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow::Result<Value> {
+    use astrocyte_core::jobs::{JobState, NewJob};
+    use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn astrocyte_core::Store> = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
+    let engine = Arc::new(Engine::new(store.clone(), embedder, EngineConfig::default()));
+    let schema = Schema::new("bench_async")?;
+    let queue = engine
+        .tenant(&schema)
+        .await?
+        .jobs()
+        .context("the embedded store has no job queue")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let config = WorkerConfig {
+        poll_interval: std::time::Duration::from_millis(20),
+        tenant_refresh_interval: std::time::Duration::from_millis(200),
+        ..WorkerConfig::default()
+    };
+    let workers = tokio::spawn(WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store)), config).run(stopped));
+    let mut generator = MemoryGenerator::new(args.seed ^ 0xa5);
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(args.async_retains);
+    for i in 0..args.async_retains {
+        let request = request("async-bank", generator.memory(i), i);
+        let job = queue
+            .enqueue(NewJob {
+                kind: astrocyte_workers::RETAIN.into(),
+                payload: serde_json::to_value(&request)?,
+                idempotency_key: None,
+                max_attempts: 3,
+                run_at: Utc::now(),
+            })
+            .await?;
+        ids.push(job.id);
+    }
+    let mut lags = Vec::with_capacity(ids.len());
+    for id in &ids {
+        loop {
+            let job = queue.job(id).await?.context("a queued job vanished")?;
+            match job.state {
+                JobState::Done => {
+                    lags.push((job.updated_at - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    break;
+                }
+                JobState::Dead => anyhow::bail!("async retain job {id} died: {:?}", job.last_error),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = workers.await;
+    Ok(json!({
+        "jobs": ids.len(),
+        "retains_per_second": round3(ids.len() as f64 / elapsed.max(1e-9)),
+        "enqueue_to_done_ms": percentiles(lags),
+    }))
+}
+
 /// An SVG line chart of recall latency percentiles against bank size.
 fn latency_chart(embedder: &str, banks: &[Value]) -> String {
     let (w, h, pad) = (640.0, 400.0, 60.0);
@@ -432,8 +496,15 @@ pub async fn run(
     } else {
         None
     };
+    let async_retain = if args.async_retains > 0 {
+        eprintln!("bench: {} asynchronous retains through the job queue", args.async_retains);
+        Some(async_scenario(embedder.clone(), &args).await?)
+    } else {
+        None
+    };
     let report = json!({
         "embedder": embedder.model(),
+        "async_retain": async_retain,
         "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "banks": banks,
         "tenants": tenants,
