@@ -351,8 +351,13 @@ async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow
     use astrocyte_core::jobs::{JobState, NewJob};
     use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn astrocyte_core::Store> = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
-    let engine = Arc::new(Engine::new(store.clone(), embedder, EngineConfig::default()));
+    let store: Arc<dyn astrocyte_core::Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        embedder,
+        EngineConfig::default(),
+    ));
     let schema = Schema::new("bench_async")?;
     let queue = engine
         .tenant(&schema)
@@ -365,7 +370,9 @@ async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow
         tenant_refresh_interval: std::time::Duration::from_millis(200),
         ..WorkerConfig::default()
     };
-    let workers = tokio::spawn(WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store)), config).run(stopped));
+    let workers = tokio::spawn(
+        WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store)), config).run(stopped),
+    );
     let mut generator = MemoryGenerator::new(args.seed ^ 0xa5);
     let started = Instant::now();
     let mut ids = Vec::with_capacity(args.async_retains);
@@ -388,7 +395,12 @@ async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow
             let job = queue.job(id).await?.context("a queued job vanished")?;
             match job.state {
                 JobState::Done => {
-                    lags.push((job.updated_at - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    lags.push(
+                        (job.updated_at - job.created_at)
+                            .num_microseconds()
+                            .unwrap_or(0) as f64
+                            / 1000.0,
+                    );
                     break;
                 }
                 JobState::Dead => anyhow::bail!("async retain job {id} died: {:?}", job.last_error),
@@ -497,7 +509,10 @@ pub async fn run(
         None
     };
     let async_retain = if args.async_retains > 0 {
-        eprintln!("bench: {} asynchronous retains through the job queue", args.async_retains);
+        eprintln!(
+            "bench: {} asynchronous retains through the job queue",
+            args.async_retains
+        );
         Some(async_scenario(embedder.clone(), &args).await?)
     } else {
         None

@@ -25,10 +25,15 @@ pub struct FusionParams {
 }
 
 impl Default for FusionParams {
+    /// Keyword outweighs dense similarity: in personal memories the decisive words are names,
+    /// places and dates, which BM25 matches exactly and a small sentence encoder blurs. On
+    /// LoCoMo (`astrocyte eval locomo`, local model) halving the semantic weight raised evidence
+    /// recall@10 from 0.628 to 0.668 and @20 from 0.709 to 0.772; dense retrieval still carries
+    /// queries that share no word with the memory.
     fn default() -> Self {
         FusionParams {
             k: 60.0,
-            semantic_weight: 1.0,
+            semantic_weight: 0.5,
             keyword_weight: 1.0,
             recency_weight: 0.25,
             recency_half_life_days: 7.0,
@@ -164,7 +169,13 @@ mod tests {
         let now = Utc::now();
         let s = hits(&["z", "y"], now);
         let k = hits(&["y", "z"], now);
-        let fused = fuse(Some(&s), Some(&k), None, &FusionParams::default(), now);
+        // Equal weights make the two mirror-image rankings tie exactly.
+        let params = FusionParams {
+            semantic_weight: 1.0,
+            keyword_weight: 1.0,
+            ..FusionParams::default()
+        };
+        let fused = fuse(Some(&s), Some(&k), None, &params, now);
         assert_eq!(fused[0].score, fused[1].score);
         assert_eq!(fused[0].memory.id, "y");
     }
