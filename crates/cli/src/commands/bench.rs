@@ -577,6 +577,16 @@ pub async fn run(
         let l = &t["recall_latency_ms"];
         println!("{} tenants x {} memories: retain {:.0}/s, recall p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms", t["tenants"], t["memories_per_tenant"], t["retain_batched_per_second"].as_f64().unwrap_or(0.0), l["p50"].as_f64().unwrap_or(0.0), l["p95"].as_f64().unwrap_or(0.0), l["p99"].as_f64().unwrap_or(0.0));
     }
+    if let Some(a) = &report["async_retain"].as_object() {
+        let l = &a["enqueue_to_done_ms"];
+        println!(
+            "async retain: {} jobs at {:.0}/s, enqueue-to-recallable p50 {:.1} ms p95 {:.1} ms",
+            a["jobs"],
+            a["retains_per_second"].as_f64().unwrap_or(0.0),
+            l["p50"].as_f64().unwrap_or(0.0),
+            l["p95"].as_f64().unwrap_or(0.0)
+        );
+    }
     println!(
         "peak RSS {:.1} MiB; chart {}",
         peak_rss_mib(),
