@@ -240,3 +240,83 @@ async fn a_tenant_created_after_start_up_is_served_without_a_restart() {
         .expect("sent");
     assert_eq!(response.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    let server = Server::start(dir.path(), true, &[]);
+    server.ready().await;
+    let old = (chrono::Utc::now() - chrono::Duration::days(90)).to_rfc3339();
+    for (i, tags) in [(0, json!([])), (1, json!(["keep"]))] {
+        let (status, body) = post(
+            &client,
+            format!("{}/v1/retain", server.base),
+            json!({"bank_id": "queue", "content": text(i), "occurred_at": old, "tags": tags}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let hold = client
+        .put(format!("{}/v1/admin/legal-holds/queue", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(hold.status().as_u16(), 200);
+    let lifecycle = json!({"kind": "lifecycle", "payload": {"bank_id": "queue", "archive_after_days": 30, "exempt_tags": ["keep"]}});
+    let (status, job) = post(
+        &client,
+        format!("{}/v1/admin/jobs", server.base),
+        lifecycle.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let done = wait_done(
+        &server,
+        &client,
+        &[job["job_id"].as_str().expect("id").to_string()],
+        None,
+    )
+    .await;
+    assert_eq!(done[0]["result"]["skipped"], "legal_hold");
+    assert_eq!(recall_count(&server, &client, None).await, 2);
+
+    let lifted = client
+        .delete(format!("{}/v1/admin/legal-holds/queue", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(lifted.status().as_u16(), 200);
+    let (status, job) = post(
+        &client,
+        format!("{}/v1/admin/jobs", server.base),
+        lifecycle,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let done = wait_done(
+        &server,
+        &client,
+        &[job["job_id"].as_str().expect("id").to_string()],
+        None,
+    )
+    .await;
+    assert_eq!(done[0]["result"]["archived"], 1);
+    assert_eq!(
+        recall_count(&server, &client, None).await,
+        1,
+        "the exempt memory stays"
+    );
+
+    let (status, _) = post(
+        &client,
+        format!("{}/v1/admin/jobs", server.base),
+        json!({"kind": "teleport", "payload": {"bank_id": "queue"}}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}

@@ -135,6 +135,100 @@ pub async fn banks(
     }))
 }
 
+/// `POST /v1/admin/jobs`: queue a maintenance job in the caller's tenant.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct EnqueueJobBody {
+    /// `reembed`, `lifecycle` or `consolidate` (asynchronous retain goes through `/v1/retain`).
+    pub kind: String,
+    /// The job's input; always names a `bank_id`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// A second request with the same key returns the first job.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Queues a re-embedding, TTL lifecycle or consolidation job for a bank of the caller's tenant.
+#[utoipa::path(post, path = "/v1/admin/jobs", tag = "admin", request_body = EnqueueJobBody,
+    responses((status = 202, body = crate::dto::JobResponse), (status = 400, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
+pub async fn enqueue_job(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    caller: Caller,
+    JsonBody(body): JsonBody<EnqueueJobBody>,
+) -> Result<(axum::http::StatusCode, Json<crate::dto::JobResponse>), ApiError> {
+    if !matches!(body.kind.as_str(), "reembed" | "lifecycle" | "consolidate") {
+        return Err(ApiError::BadRequest(format!(
+            "unknown job kind {:?} (expected reembed, lifecycle or consolidate)",
+            body.kind
+        )));
+    }
+    let bank = body
+        .payload
+        .get("bank_id")
+        .and_then(|b| b.as_str())
+        .ok_or_else(|| ApiError::BadRequest("payload.bank_id is required".into()))?;
+    authorize(&state, &caller, bank, Permission::Admin)?;
+    let tenant = state.engine().store().tenant(caller.schema()).await?;
+    let queue = tenant
+        .jobs()
+        .ok_or_else(|| Error::Unsupported("this store has no job queue".into()))?;
+    let job = queue
+        .enqueue(astrocyte_core::jobs::NewJob {
+            kind: body.kind,
+            payload: body.payload,
+            idempotency_key: body.idempotency_key,
+            max_attempts: 5,
+            run_at: chrono::Utc::now(),
+        })
+        .await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(job.into())))
+}
+
+/// Places (`PUT`) or lifts (`DELETE`) a legal hold on a bank: lifecycle jobs never touch a
+/// held bank. Holds are tenant settings, so they persist across restarts.
+#[utoipa::path(put, path = "/v1/admin/legal-holds/{bank_id}", tag = "admin",
+    params(("bank_id" = String, Path, description = "The bank")),
+    responses((status = 200, body = Object), (status = 501, body = ErrorDetail)))]
+pub async fn put_legal_hold(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    caller: Caller,
+    Path(bank_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_legal_hold(&state, &caller, &bank_id, true).await
+}
+
+/// Lifts a legal hold.
+#[utoipa::path(delete, path = "/v1/admin/legal-holds/{bank_id}", tag = "admin",
+    params(("bank_id" = String, Path, description = "The bank")),
+    responses((status = 200, body = Object), (status = 501, body = ErrorDetail)))]
+pub async fn delete_legal_hold(
+    State(state): State<AppState>,
+    _admin: AdminAccess,
+    caller: Caller,
+    Path(bank_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_legal_hold(&state, &caller, &bank_id, false).await
+}
+
+async fn set_legal_hold(
+    state: &AppState,
+    caller: &Caller,
+    bank_id: &str,
+    held: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bank = authorize(state, caller, bank_id, Permission::Admin)?;
+    let tenant = state.engine().store().tenant(caller.schema()).await?;
+    let value = held.then(|| serde_json::json!({"held_since": chrono::Utc::now()}));
+    tenant
+        .put_setting(&format!("legal_hold:{bank}"), value)
+        .await?;
+    Ok(Json(
+        serde_json::json!({"bank_id": bank.to_string(), "legal_hold": held}),
+    ))
+}
+
 fn api_keys(state: &AppState) -> Result<&ApiKeys, ApiError> {
     state.api_keys().ok_or_else(|| {
         ApiError::Core(Error::Unsupported(

@@ -73,6 +73,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/export", post(admin::export))
         .route("/v1/import", post(admin::import))
         .route("/v1/admin/banks", get(admin::banks))
+        .route("/v1/admin/jobs", post(admin::enqueue_job))
+        .route(
+            "/v1/admin/legal-holds/{bank_id}",
+            axum::routing::put(admin::put_legal_hold).delete(admin::delete_legal_hold),
+        )
         .route(
             "/v1/admin/keys",
             post(admin::issue_key).get(admin::list_keys),
