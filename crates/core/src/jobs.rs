@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::model::Timestamp;
 
+/// Job kinds shared by the transports that enqueue jobs and the workers that run them.
+pub mod kinds {
+    /// An asynchronous retain; payload: a `RetainRequest`.
+    pub const RETAIN: &str = "retain";
+    /// Re-embedding a bank with the current embedder; payload: `{"bank_id"}`.
+    pub const REEMBED: &str = "reembed";
+    /// TTL lifecycle of a bank; payload: `{"bank_id", "archive_after_days"?, "delete_after_days"?, "exempt_tags"?}`.
+    pub const LIFECYCLE: &str = "lifecycle";
+    /// Duplicate consolidation of a bank; payload: `{"bank_id", "threshold"?}`.
+    pub const CONSOLIDATE: &str = "consolidate";
+    /// Kinds an administrator may queue directly (retain goes through the retain endpoint).
+    pub const MAINTENANCE: [&str; 3] = [REEMBED, LIFECYCLE, CONSOLIDATE];
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,14 +14,7 @@ use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Kind of an asynchronous retain; payload: a `RetainRequest`.
-pub const RETAIN: &str = "retain";
-/// Kind of a re-embedding job; payload: [`ReembedJob`].
-pub const REEMBED: &str = "reembed";
-/// Kind of a TTL lifecycle job; payload: [`LifecycleJob`].
-pub const LIFECYCLE: &str = "lifecycle";
-/// Kind of a duplicate consolidation job; payload: [`ConsolidateJob`].
-pub const CONSOLIDATE: &str = "consolidate";
+pub use astrocyte_core::jobs::kinds::{CONSOLIDATE, LIFECYCLE, REEMBED, RETAIN};
 /// Setting key prefix of a bank's legal hold (`legal_hold:<bank>`); lifecycle never touches a
 /// held bank. Holds are tenant settings, so they persist across restarts.
 pub const LEGAL_HOLD_PREFIX: &str = "legal_hold:";

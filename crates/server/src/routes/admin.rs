@@ -157,7 +157,7 @@ pub async fn enqueue_job(
     caller: Caller,
     JsonBody(body): JsonBody<EnqueueJobBody>,
 ) -> Result<(axum::http::StatusCode, Json<crate::dto::JobResponse>), ApiError> {
-    if !matches!(body.kind.as_str(), "reembed" | "lifecycle" | "consolidate") {
+    if !astrocyte_core::jobs::kinds::MAINTENANCE.contains(&body.kind.as_str()) {
         return Err(ApiError::BadRequest(format!(
             "unknown job kind {:?} (expected reembed, lifecycle or consolidate)",
             body.kind

@@ -159,7 +159,7 @@ async fn enqueue_retain(
         .map_err(|e| astrocyte_core::Error::Internal(e.to_string()))?;
     let job = queue
         .enqueue(NewJob {
-            kind: "retain".into(),
+            kind: astrocyte_core::jobs::kinds::RETAIN.into(),
             payload,
             idempotency_key,
             max_attempts: 5,
