@@ -366,6 +366,20 @@ fn similarity(distance: f64) -> f32 {
     }
 }
 
+impl PostgresTenant {
+    /// Runs a statement that yields one `n` column (a count) in a tenant transaction.
+    async fn count_rows(&self, sql: &str, params: &Params) -> Result<u64> {
+        let rows = self.begin("").await?.typed_then_commit(sql, params).await?;
+        let count: i64 = rows
+            .first()
+            .map(|row| row.try_get("n"))
+            .transpose()
+            .map_err(PgError::from)?
+            .unwrap_or(0);
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
 #[async_trait]
 impl TenantStore for PostgresTenant {
     fn schema(&self) -> &Schema {
@@ -695,18 +709,7 @@ impl TenantStore for PostgresTenant {
                 clauses.join(" AND ")
             ),
         };
-        let rows = self
-            .begin("")
-            .await?
-            .typed_then_commit(&sql, &params)
-            .await?;
-        let affected: i64 = rows
-            .first()
-            .map(|row| row.try_get("n"))
-            .transpose()
-            .map_err(PgError::from)?
-            .unwrap_or(0);
-        Ok(u64::try_from(affected).unwrap_or(0))
+        self.count_rows(&sql, &params).await
     }
 
     async fn list_banks(&self) -> Result<Vec<BankId>> {
@@ -856,17 +859,6 @@ impl TenantStore for PostgresTenant {
             "SELECT count(*) AS n FROM {} m WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL",
             self.binding.tables.memories
         );
-        let rows = self
-            .begin("")
-            .await?
-            .typed_then_commit(&sql, &params)
-            .await?;
-        let count: i64 = rows
-            .first()
-            .map(|row| row.try_get("n"))
-            .transpose()
-            .map_err(PgError::from)?
-            .unwrap_or(0);
-        Ok(u64::try_from(count).unwrap_or(0))
+        self.count_rows(&sql, &params).await
     }
 }
