@@ -22,8 +22,9 @@ async fn main() -> ExitCode {
     // over stdio must never log to standard output, which carries the protocol.
     match cli.command {
         Command::Mcp(_) => astrocyte_server::mcp::init_stdio_tracing("warn"),
-        Command::Serve(_) => init_tracing("info"),
-        _ => init_tracing("warn"),
+        // `serve` installs its subscriber once its configuration (OTLP export included) is read.
+        Command::Serve(_) => {}
+        _ => init_tracing("warn", None),
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,17 +35,24 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(default_level: &str) {
+/// Logs on standard error filtered by `ASTROCYTE_LOG`, plus, when given, the OTLP trace
+/// export layer (which filters for itself, so a quiet log still exports request spans).
+fn init_tracing(default_level: &str, traces: Option<&astrocyte_server::otlp::TraceExport>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ASTROCYTE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("ASTROCYTE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if std::env::var("ASTROCYTE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.init();
-    }
+        fmt.with_filter(filter).boxed()
+    };
+    tracing_subscriber::registry()
+        .with(traces.map(|t| t.layer()))
+        .with(fmt)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -221,6 +221,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where finished spans go when OTLP trace export is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpSettings {
+    /// The collector's full traces URL, e.g. `http://collector:4318/v1/traces`
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, or `OTEL_EXPORTER_OTLP_ENDPOINT` plus
+    /// `/v1/traces`).
+    pub traces_endpoint: String,
+    /// The `service.name` resource attribute (`OTEL_SERVICE_NAME`, default `astrocyte`).
+    pub service_name: String,
+}
+
+/// The default `service.name` of exported traces.
+pub const DEFAULT_OTEL_SERVICE_NAME: &str = "astrocyte";
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -268,6 +282,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Log filter (`ASTROCYTE_LOG_LEVEL`, an env-filter directive, default `info`).
     pub log_level: String,
+    /// OTLP/HTTP trace export; `None` (the default) exports nothing.
+    pub otlp: Option<OtlpSettings>,
 }
 
 impl Default for ServerConfig {
@@ -298,6 +314,7 @@ impl Default for ServerConfig {
             portability_roots: Vec::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            otlp: None,
         }
     }
 }
@@ -344,6 +361,16 @@ struct FileConfig {
     access_grants: Option<Vec<FileGrant>>,
     homeostasis: FileHomeostasis,
     barriers: FileBarriers,
+    otlp: FileOtlp,
+}
+
+/// The `otlp:` section, mirroring the standard `OTEL_*` variables (which win over it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileOtlp {
+    endpoint: Option<String>,
+    traces_endpoint: Option<String>,
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -466,6 +493,76 @@ impl Env<'_> {
 fn parse_setting<T: FromStr<Err = String>>(setting: &str, raw: &str) -> Result<T, ConfigError> {
     raw.parse::<T>()
         .map_err(|e| ConfigError::invalid(setting, e))
+}
+
+/// OTLP trace export from the standard variables (the per-signal endpoint beats the generic one,
+/// the environment beats the file); `None` when no endpoint is set or `OTEL_SDK_DISABLED` is true.
+fn otlp_settings(env: &Env<'_>, file: FileOtlp) -> Result<Option<OtlpSettings>, ConfigError> {
+    if env.flag("OTEL_SDK_DISABLED")? == Some(true) {
+        return Ok(None);
+    }
+    // (setting, value, whether the signal path is still to be appended)
+    let endpoint = [
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            false,
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            true,
+        ),
+        ("otlp.traces_endpoint", file.traces_endpoint, false),
+        ("otlp.endpoint", file.endpoint, true),
+    ]
+    .into_iter()
+    .find_map(|(setting, value, append)| {
+        value
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .map(|v| (setting, v, append))
+    });
+    let Some((setting, raw, append)) = endpoint else {
+        return Ok(None);
+    };
+    let url = reqwest::Url::parse(&raw)
+        .map_err(|e| ConfigError::invalid(setting, format!("{raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::invalid(
+            setting,
+            format!("{raw:?} is not an http(s) URL with a host"),
+        ));
+    }
+    // Only protobuf over HTTP is built in; a gRPC collector port would silently drop spans.
+    for protocol_setting in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(protocol) = env.get(protocol_setting) {
+            if protocol != "http/protobuf" {
+                return Err(ConfigError::invalid(
+                    protocol_setting,
+                    format!("{protocol:?} is not supported (only http/protobuf)"),
+                ));
+            }
+            break;
+        }
+    }
+    let traces_endpoint = if append {
+        format!("{}/v1/traces", raw.trim_end_matches('/'))
+    } else {
+        raw
+    };
+    let service_name = env
+        .get("OTEL_SERVICE_NAME")
+        .or(file.service_name.map(|n| n.trim().to_string()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_OTEL_SERVICE_NAME.to_string());
+    Ok(Some(OtlpSettings {
+        traces_endpoint,
+        service_name,
+    }))
 }
 
 /// Whether a bind host is a loopback address.
@@ -794,6 +891,7 @@ impl ServerConfig {
         if let Some(level) = env.get("ASTROCYTE_LOG_LEVEL").or(file.log_level) {
             c.log_level = level.to_ascii_lowercase();
         }
+        c.otlp = otlp_settings(env, file.otlp)?;
 
         c.validate()?;
         Ok(c)
@@ -1007,6 +1105,22 @@ mod tests {
             ),
             (&[("ASTROCYTE_PII_ACTION", "shout")], "ASTROCYTE_PII_ACTION"),
             (&[("ASTROCYTE_LOG_FORMAT", "xml")], "ASTROCYTE_LOG_FORMAT"),
+            (
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url")],
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            ),
+            (
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ],
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ),
+            (&[("OTEL_SDK_DISABLED", "maybe")], "OTEL_SDK_DISABLED"),
         ];
         for (pairs, setting) in cases {
             let err = load(pairs).expect_err("invalid configuration must fail");
@@ -1071,6 +1185,47 @@ barriers:
         let bad = "port: not-a-port\n";
         let err = ServerConfig::from_yaml_and_env(bad, &HashMap::new()).expect_err("bad port");
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_an_endpoint_is_set() {
+        assert_eq!(load(&[]).expect("valid").otlp, None);
+        let c = load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).expect("valid");
+        assert_eq!(
+            c.otlp,
+            Some(OtlpSettings {
+                traces_endpoint: "http://collector:4318/v1/traces".into(),
+                service_name: "astrocyte".into(),
+            })
+        );
+        let c = load(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://c.example/otlp/traces",
+            ),
+            ("OTEL_SERVICE_NAME", "memory-gw"),
+        ])
+        .expect("valid");
+        let otlp = c.otlp.expect("configured");
+        assert_eq!(otlp.traces_endpoint, "https://c.example/otlp/traces");
+        assert_eq!(otlp.service_name, "memory-gw");
+        let c = load(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])
+        .expect("valid");
+        assert_eq!(c.otlp, None);
+        let yaml = "otlp: {endpoint: 'http://c:4318', service_name: from-yaml}\n";
+        let c = ServerConfig::from_yaml_and_env(yaml, &HashMap::new()).expect("valid");
+        let otlp = c.otlp.expect("configured");
+        assert_eq!(
+            (otlp.traces_endpoint.as_str(), otlp.service_name.as_str()),
+            ("http://c:4318/v1/traces", "from-yaml")
+        );
+        let err = ServerConfig::from_yaml_and_env("otlp: {endpoint: 'ftp://c'}\n", &HashMap::new())
+            .expect_err("bad scheme");
+        assert_eq!(err.setting(), Some("otlp.endpoint"));
     }
 
     #[test]

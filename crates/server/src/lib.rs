@@ -11,8 +11,13 @@
 //! # async fn run(engine: std::sync::Arc<astrocyte_core::Engine>) -> Result<(), astrocyte_server::ServerError> {
 //! use astrocyte_server::{serve, shutdown_signal, ConfigOverrides, ServerConfig};
 //! let config = ServerConfig::from_env_and_file(ConfigOverrides::default())?;
-//! astrocyte_server::init_tracing(&config);
-//! serve(config, engine, shutdown_signal()).await
+//! // Logs, plus OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the YAML) sets it.
+//! let traces = astrocyte_server::init_tracing(&config)?;
+//! let served = serve(config, engine, shutdown_signal()).await;
+//! if let Some(traces) = traces {
+//!     traces.shutdown(std::time::Duration::from_secs(5)).await?;
+//! }
+//! served
 //! # }
 //! ```
 #![deny(missing_docs)]
@@ -27,6 +32,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod observability;
 pub mod openapi;
+pub mod otlp;
 pub mod policy;
 pub mod routes;
 pub mod state;
@@ -64,6 +70,9 @@ pub enum ServerError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// OTLP trace export could not start or flush.
+    #[error(transparent)]
+    Tracing(#[from] otlp::TraceExportError),
 }
 
 /// The application for `state`: every contract route behind the full middleware stack.

@@ -1,5 +1,5 @@
 //! Request IDs, the per-request span and access log line, HTTP metrics, the body-size cap, and
-//! process logging set-up (text or JSON). Exporting traces elsewhere is not done here.
+//! process logging set-up (text or JSON), with OTLP trace export ([`crate::otlp`]) when configured.
 
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::config::{LogFormat, ServerConfig};
 use crate::error::ApiError;
 use crate::metrics;
+use crate::otlp::{self, TraceExport, TraceExportError};
 
 /// The request id header, echoed or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -47,7 +48,10 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         method = %method,
         path = %path,
         tenant = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
     );
+    otlp::begin_request_span(&span, request.headers(), &method, &route, &path);
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -55,6 +59,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     metrics::global().http_request(&route, &method, status, elapsed);
+    otlp::end_request_span(&span, status);
     span.in_scope(|| {
         tracing::info!(
             target: "astrocyte::access",
@@ -93,31 +98,53 @@ pub fn subscriber<W>(config: &ServerConfig, writer: W) -> Box<dyn tracing::Subsc
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
-    use tracing_subscriber::EnvFilter;
+    subscriber_with(config, writer, None)
+}
+
+/// [`subscriber`] plus, when given, the layer feeding spans to an OTLP exporter (which has
+/// its own filter: the log level does not decide what is traced).
+pub fn subscriber_with<W>(
+    config: &ServerConfig,
+    writer: W,
+    traces: Option<&TraceExport>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|directive| EnvFilter::try_new(directive).ok())
         .or_else(|| EnvFilter::try_new(&config.log_level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match config.log_format {
-        LogFormat::Json => Box::new(
-            builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .finish(),
-        ),
-        LogFormat::Text => Box::new(builder.finish()),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = match config.log_format {
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+    };
+    Box::new(
+        tracing_subscriber::registry()
+            .with(traces.map(TraceExport::layer))
+            .with(fmt),
+    )
 }
 
-/// Installs [`subscriber`] on stdout for the whole process; a second call is a no-op.
-pub fn init_tracing(config: &ServerConfig) {
-    if tracing::subscriber::set_global_default(subscriber(config, std::io::stdout)).is_err() {
+/// Installs the process's subscriber (logs on stdout, plus OTLP trace export when
+/// `config.otlp` is set; call inside the Tokio runtime). A second call installs nothing.
+/// Keep the returned exporter and call [`TraceExport::shutdown`] after serving, so the last
+/// spans are flushed.
+pub fn init_tracing(config: &ServerConfig) -> Result<Option<TraceExport>, TraceExportError> {
+    let traces = TraceExport::from_config(config)?;
+    let subscriber = subscriber_with(config, std::io::stdout, traces.as_ref());
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
         tracing::debug!("a tracing subscriber was already installed");
     }
+    Ok(traces)
 }

@@ -1,6 +1,8 @@
 //! `astrocyte serve`: the gateway plus this process's share of the background workers.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use astrocyte_core::EngineConfig;
@@ -11,8 +13,12 @@ use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
 use crate::args::{GlobalArgs, McpArgs, ServeArgs};
 use crate::backend;
 
+/// How long shutdown waits for the last spans to reach the OTLP collector.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let config_path = args.config.clone();
+    let no_workers = args.no_workers;
     let config = ServerConfig::from_env_and_file(ConfigOverrides {
         config_path: args.config,
         host: args.host,
@@ -21,6 +27,31 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         database_url: global.database_url.clone(),
     })
     .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let traces = astrocyte_server::otlp::TraceExport::from_config(&config)?;
+    crate::init_tracing("info", traces.as_ref());
+    if let Some(traces) = &traces {
+        tracing::info!(
+            endpoint = traces.endpoint(),
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    let served = serve(global, config, config_path, no_workers).await;
+    // Last, so the spans of the final requests and jobs (or of a failed start) are sent.
+    if let Some(traces) = traces {
+        if let Err(error) = traces.shutdown(TRACE_FLUSH_TIMEOUT).await {
+            tracing::warn!(%error, "some traces were not exported");
+        }
+    }
+    served
+}
+
+/// Opens the store, starts the workers and serves until a shutdown signal.
+async fn serve(
+    global: &GlobalArgs,
+    config: ServerConfig,
+    config_path: Option<PathBuf>,
+    no_workers: bool,
+) -> anyhow::Result<()> {
     let store = match &config.database_url {
         Some(url) => {
             let store = backend::open_postgres(url.expose()).await?;
@@ -49,7 +80,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     )?);
 
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let workers = (!args.no_workers).then(|| {
+    let workers = (!no_workers).then(|| {
         let pool = WorkerPool::new(
             engine.clone(),
             Arc::new(StoreTenants(store.clone())),

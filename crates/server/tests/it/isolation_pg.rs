@@ -14,12 +14,12 @@ use tokio_postgres::NoTls;
 
 use crate::support::{config, spawn};
 
-fn server_url() -> String {
+pub(crate) fn server_url() -> String {
     std::env::var("ASTROCYTE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-fn with_database(url: &str, database: &str) -> String {
+pub(crate) fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
     let host_end = base[scheme_end..]
@@ -29,7 +29,7 @@ fn with_database(url: &str, database: &str) -> String {
     format!("{}/{database}{query}", &base[..host_end])
 }
 
-async fn admin_client(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn admin_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server at {url}: {e}"));
@@ -37,7 +37,7 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
-async fn cleanup(server: &str, database: &str, role_prefix: &str) {
+pub(crate) async fn cleanup(server: &str, database: &str, role_prefix: &str) {
     let admin = admin_client(server).await;
     let _ = admin
         .batch_execute(&format!(

@@ -1,0 +1,204 @@
+//! OTLP trace export, in a test binary of its own (the subscriber is process-global): a local
+//! collector speaking OTLP/HTTP (protobuf on `POST /v1/traces`) receives the request spans and
+//! the engine spans of real requests through the gateway, flushed when export shuts down.
+
+#[path = "it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use astrocyte_server::config::OtlpSettings;
+use astrocyte_server::otlp::TraceExport;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use parking_lot::Mutex;
+use prost::Message;
+use serde_json::json;
+
+use support::{config, serve, Harness};
+
+/// What the collector received: one entry per export request.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+async fn collect(
+    State(received): State<Received>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<([(&'static str, &'static str); 1], Vec<u8>), StatusCode> {
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-protobuf") {
+        return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let request = ExportTraceServiceRequest::decode(body).map_err(|_| StatusCode::BAD_REQUEST)?;
+    received.0.lock().push(request);
+    Ok((
+        [("content-type", "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    ))
+}
+
+/// A collector on loopback; returns its base URL.
+async fn start_collector(received: Received) -> String {
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(collect))
+        .with_state(received);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind collector");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            Some(any_value::Value::IntValue(i)) => Some(i.to_string()),
+            _ => None,
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn request_and_engine_spans_reach_the_collector_when_export_shuts_down() {
+    // Spans must arrive through the shutdown flush, not a periodic export.
+    std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "600000");
+    let received = Received::default();
+    let base = start_collector(received.clone()).await;
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.database_schema = astrocyte_core::tenancy::Schema::new("tenant_traced").expect("schema");
+    cfg.otlp = Some(OtlpSettings {
+        traces_endpoint: format!("{base}/v1/traces"),
+        service_name: "astrocyte-test".into(),
+    });
+    let traces = TraceExport::from_config(&cfg)
+        .expect("exporter starts")
+        .expect("export is configured");
+    tracing::subscriber::set_global_default(astrocyte_server::observability::subscriber_with(
+        &cfg,
+        std::io::sink,
+        Some(&traces),
+    ))
+    .expect("the only subscriber of this binary");
+
+    let server = serve(&h, cfg).await;
+    let r = server
+        .client
+        .post(server.url("/v1/retain"))
+        .json(&json!({"content": "Traces travel to the collector.", "bank_id": "t"}))
+        .send()
+        .await
+        .expect("retain");
+    assert_eq!(r.status(), 200);
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let r = server
+        .client
+        .post(server.url("/v1/recall"))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .header("x-request-id", "req-traced")
+        .json(&json!({"query": "collector", "bank_id": "t"}))
+        .send()
+        .await
+        .expect("recall");
+    assert_eq!(r.status(), 200);
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        received.0.lock().is_empty(),
+        "nothing is sent before the batch is due or flushed"
+    );
+
+    traces
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("the queued spans are delivered");
+
+    let requests = received.0.lock().clone();
+    assert!(!requests.is_empty(), "the flush sent the batch");
+    let mut spans: Vec<Span> = Vec::new();
+    for request in &requests {
+        for resource_spans in &request.resource_spans {
+            let resource = resource_spans.resource.as_ref().expect("resource");
+            assert_eq!(
+                text(&resource.attributes, "service.name").as_deref(),
+                Some("astrocyte-test")
+            );
+            for scope in &resource_spans.scope_spans {
+                spans.extend(scope.spans.iter().cloned());
+            }
+        }
+    }
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name:?} among {names:?}"))
+    };
+
+    let recall_request = find("POST /v1/recall");
+    assert_eq!(recall_request.kind, SpanKind::Server as i32);
+    let attributes = &recall_request.attributes;
+    assert_eq!(
+        text(attributes, "http.route").as_deref(),
+        Some("/v1/recall")
+    );
+    assert_eq!(
+        text(attributes, "http.request.method").as_deref(),
+        Some("POST")
+    );
+    assert_eq!(
+        text(attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(text(attributes, "tenant").as_deref(), Some("tenant_traced"));
+    assert_eq!(
+        text(attributes, "request_id").as_deref(),
+        Some("req-traced")
+    );
+    // The caller's W3C trace context is the parent.
+    assert_eq!(hex(&recall_request.trace_id), caller_trace);
+    assert_eq!(hex(&recall_request.parent_span_id), caller_span);
+
+    // The engine's span is a child of the request span, in the same trace.
+    let recall = find("recall");
+    assert_eq!(recall.trace_id, recall_request.trace_id);
+    assert_eq!(recall.parent_span_id, recall_request.span_id);
+    assert_eq!(
+        text(&recall.attributes, "tenant").as_deref(),
+        Some("tenant_traced")
+    );
+
+    let retain_request = find("POST /v1/retain");
+    assert!(
+        retain_request.parent_span_id.is_empty(),
+        "no traceparent: a root span"
+    );
+    assert_ne!(retain_request.trace_id, recall_request.trace_id);
+    let retain = find("retain_many");
+    assert_eq!(retain.parent_span_id, retain_request.span_id);
+
+    // The exporter's own HTTP traffic is not traced.
+    assert!(
+        spans.iter().all(|s| !s.name.contains("/v1/traces")),
+        "{names:?}"
+    );
+}
