@@ -48,8 +48,8 @@ pub struct EngineConfig {
     pub embed_batch_size: usize,
     /// Memories reflect reads.
     pub reflect_max_results: usize,
-    /// Whether the embedding covers the retrieval context too (otherwise only the dated text:
-    /// dense models blur when neighbours dominate a short turn).
+    /// Whether the embedding covers the date and retrieval context too (otherwise only the
+    /// memory's text: dense models blur when neighbours dominate a short turn).
     pub embed_context: bool,
     /// Neighbouring chunks of the same retain added to each chunk's keyword context.
     pub neighbour_context: usize,
@@ -99,8 +99,10 @@ struct PendingChunk {
     memory: Memory,
     /// What the embedding is computed from.
     embed_text: String,
-    /// What the keyword index covers.
+    /// What the keyword index covers as the memory's own text.
     index_text: String,
+    /// What the keyword index covers as context.
+    index_context: Option<String>,
 }
 
 impl Engine {
@@ -171,9 +173,14 @@ impl Engine {
         texts: &[String],
         purpose: EmbedPurpose,
     ) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.config.embed_batch_size.max(1)) {
-            let vectors = self.embedder.embed(batch, purpose).await?;
+        // Batches of similar length: a model pads every text of a batch to the longest one,
+        // so sorting first (by bytes, a cheap stand-in for tokens) wastes less work on padding.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for members in order.chunks(self.config.embed_batch_size.max(1)) {
+            let batch: Vec<String> = members.iter().map(|&i| texts[i].clone()).collect();
+            let vectors = self.embedder.embed(&batch, purpose).await?;
             if vectors.len() != batch.len() {
                 return Err(Error::Provider(format!(
                     "embedder returned {} vectors for {} texts",
@@ -191,7 +198,9 @@ impl Engine {
                     self.embedder.dimension()
                 )));
             }
-            out.extend(vectors);
+            for (&i, vector) in members.iter().zip(vectors) {
+                out[i] = vector;
+            }
         }
         Ok(out)
     }
@@ -240,16 +249,20 @@ impl Engine {
             for (index, text) in chunks.iter().enumerate() {
                 let neighbours = neighbour_text(&chunks, index, self.config.neighbour_context);
                 let context = join_nonempty(&[request.context.as_deref(), neighbours.as_deref()]);
+                // The date and context go to the keyword index, not (by default) to the
+                // embedding: on LoCoMo the plain text embedded gave better fused recall than
+                // the dated text (0.732 vs 0.726 @10) and is some 6 tokens shorter to encode.
                 let embed_text = if self.config.embed_context {
                     join_nonempty(&[dated.as_deref(), context.as_deref(), Some(text)])
                 } else {
-                    join_nonempty(&[dated.as_deref(), Some(text)])
+                    None
                 };
-                let index_text = join_nonempty(&[dated.as_deref(), context.as_deref(), Some(text)]);
+                let index_text = join_nonempty(&[dated.as_deref(), Some(text)]);
                 pending.push(PendingChunk {
                     request_index,
                     embed_text: embed_text.unwrap_or_else(|| text.clone()),
                     index_text: index_text.unwrap_or_else(|| text.clone()),
+                    index_context: context,
                     memory: Memory {
                         id: uuid::Uuid::now_v7().to_string(),
                         bank_id: bank.clone(),
@@ -336,6 +349,7 @@ impl Engine {
                 memory: chunk.memory,
                 embedding: vectors[i].clone(),
                 index_text: chunk.index_text,
+                index_context: chunk.index_context,
             });
         }
         for outcome in outcomes.iter_mut() {
@@ -375,23 +389,39 @@ impl Engine {
             .unwrap_or(self.config.default_max_results)
             .clamp(1, self.config.max_result_limit.max(1));
         let tenant = self.tenant(schema).await?;
-        let embed_started = Instant::now();
-        let vector = self
-            .embedder
-            .embed(&[query.to_string()], EmbedPurpose::Query)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Provider("embedder returned no vector".into()))?;
-        let embed_ms = embed_started.elapsed().as_secs_f64() * 1000.0;
-        let search = SearchRequest {
-            banks,
-            vector: Some(vector),
+        let limit = max_results.saturating_mul(self.config.overfetch.max(1));
+        // Keyword and recency need no vector: they run while the query is embedded (a model
+        // pass or a provider round trip), and only the semantic strategy waits for it.
+        let lexical = SearchRequest {
+            banks: banks.clone(),
+            vector: None,
             text: Some(query.to_string()),
             recency: self.config.fusion.recency_weight > 0.0,
-            limit: max_results.saturating_mul(self.config.overfetch.max(1)),
+            limit,
             filter: request.filter.clone(),
         };
-        let response = tenant.search(&search).await?;
+        let embed_started = Instant::now();
+        let embedding = async {
+            let vector = self
+                .embedder
+                .embed(&[query.to_string()], EmbedPurpose::Query)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Provider("embedder returned no vector".into()))?;
+            Ok::<_, Error>((vector, embed_started.elapsed().as_secs_f64() * 1000.0))
+        };
+        let (embedded, lexical) = tokio::join!(embedding, tenant.search(&lexical));
+        let (vector, embed_ms) = embedded?;
+        let mut response = lexical?;
+        let semantic = SearchRequest {
+            banks,
+            vector: Some(vector),
+            text: None,
+            recency: false,
+            limit,
+            filter: request.filter.clone(),
+        };
+        response.semantic = tenant.search(&semantic).await?.semantic;
         let fused = fuse(
             response.semantic.as_ref(),
             response.keyword.as_ref(),

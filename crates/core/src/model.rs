@@ -119,10 +119,13 @@ pub struct NewMemory {
     pub memory: Memory,
     /// Its embedding, L2-normalised, of the store's dimension.
     pub embedding: Vec<f32>,
-    /// The text the keyword index must cover: the memory's text preceded by its retrieval
-    /// context (date, neighbouring turns) when it has one. Backends index this, not
-    /// `memory.text`, and never return it; it equals `memory.text` when there is no context.
+    /// The text the keyword index must cover as the memory's own: its text, preceded by its
+    /// date in words when it has one. Backends index this, not `memory.text`, and never
+    /// return it; it equals `memory.text` when there is nothing to add.
     pub index_text: String,
+    /// Retrieval context the keyword index also covers, at a lower weight where the backend
+    /// can weigh fields (neighbouring chunks, the caller's `context`); never returned.
+    pub index_context: Option<String>,
 }
 
 /// How content should be chunked.

@@ -337,6 +337,7 @@ impl Engine {
             };
             rows.push(NewMemory {
                 index_text: memory.text.clone(),
+                index_context: None,
                 memory,
                 embedding,
             });

@@ -431,8 +431,15 @@ impl TenantStore for PostgresTenant {
         let mut vectors: Vec<String> = Vec::with_capacity(count);
         for new in memories {
             let memory = new.memory;
-            // Stored only when it differs, so plain memories cost nothing extra.
-            index_texts.push((new.index_text != memory.text).then_some(new.index_text));
+            // Stored only when it differs, so plain memories cost nothing extra. One tsvector
+            // column covers both: context is not weighted apart on PostgreSQL.
+            let index_text = match new.index_context {
+                Some(context) if !context.trim().is_empty() => {
+                    format!("{}\n{}", new.index_text, context)
+                }
+                _ => new.index_text,
+            };
+            index_texts.push((index_text != memory.text).then_some(index_text));
             ids.push(memory.id);
             banks.push(memory.bank_id.as_str().to_string());
             texts.push(memory.text);

@@ -130,6 +130,44 @@ CREATE TABLE settings (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        name: "keyword_context_column",
+        sql: r#"
+-- The keyword index gets a second column for a memory's retrieval context (neighbouring turns,
+-- the caller's context), ranked with a lower BM25 weight than the memory's own text: context
+-- helps a memory be found, but a match in it is weaker evidence than a match in the memory.
+-- Rows written before keep their context inside index_text (first column).
+ALTER TABLE memories ADD COLUMN index_context TEXT;
+DROP TRIGGER memories_fts_insert;
+DROP TRIGGER memories_fts_delete;
+DROP TRIGGER memories_fts_update;
+DROP TABLE memories_fts;
+CREATE VIRTUAL TABLE memories_fts USING fts5 (
+    search_text,
+    index_context,
+    content = 'memories',
+    content_rowid = 'rowid',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+INSERT INTO memories_fts (memories_fts, rank) VALUES ('secure-delete', 1);
+CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, search_text, index_context)
+    VALUES (new.rowid, new.search_text, new.index_context);
+END;
+CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text, index_context)
+    VALUES ('delete', old.rowid, old.search_text, old.index_context);
+END;
+CREATE TRIGGER memories_fts_update AFTER UPDATE OF text, index_text, index_context ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text, index_context)
+    VALUES ('delete', old.rowid, old.search_text, old.index_context);
+    INSERT INTO memories_fts (rowid, search_text, index_context)
+    VALUES (new.rowid, new.search_text, new.index_context);
+END;
+INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.
@@ -261,7 +299,53 @@ mod tests {
                 row.get(0)
             })
             .expect("ledger");
-        assert_eq!(newest, 2);
+        assert_eq!(newest, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn upgrading_keeps_old_rows_searchable_and_indexes_context_apart() {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        apply(&mut conn, &MIGRATIONS[..2]).expect("version 2");
+        conn.execute(
+            "INSERT INTO memories (id, bank_id, text, index_text, fact_type, retained_at, effective_at, embedding, embedding_hash)
+             VALUES ('old', 'b', 'lighthouse keeper', 'May 2023 lighthouse keeper', 'world', 0, 0, x'', 0)",
+            [],
+        )
+        .expect("row of version 2");
+        migrate(&mut conn).expect("upgrade");
+        conn.execute(
+            "INSERT INTO memories (id, bank_id, text, index_context, fact_type, retained_at, effective_at, embedding, embedding_hash)
+             VALUES ('new', 'b', 'keeper of bees', 'lighthouse tour', 'world', 0, 0, x'', 0)",
+            [],
+        )
+        .expect("row of version 3");
+        let matching = |query: &str| -> Vec<String> {
+            let mut statement = conn
+                .prepare(
+                    "SELECT m.id FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
+                     WHERE memories_fts MATCH ?1 ORDER BY bm25(memories_fts, 1.0, 0.5), m.id",
+                )
+                .expect("query");
+            let ids = statement
+                .query_map([query], |row| row.get(0))
+                .expect("rows")
+                .collect::<Result<Vec<String>, _>>()
+                .expect("ids");
+            ids
+        };
+        assert_eq!(matching("may"), vec!["old"], "the old row was re-indexed");
+        assert_eq!(
+            matching("lighthouse"),
+            vec!["old", "new"],
+            "a match in the memory's own text outranks one in its context"
+        );
+        conn.execute("DELETE FROM memories WHERE id = 'new'", [])
+            .expect("delete");
+        assert_eq!(
+            matching("tour"),
+            Vec::<String>::new(),
+            "deleted context leaves the index"
+        );
     }
 
     #[test]

@@ -176,65 +176,81 @@ impl TenantInner {
         }
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut rowids = Vec::with_capacity(rows.len());
-            {
-                let mut insert_memory = tx.prepare_cached(
-                    "INSERT INTO memories (id, bank_id, text, tags, metadata, fact_type, occurred_at, retained_at, forgotten_at, effective_at, source, chunk, embedding, index_text, embedding_hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?;
-                let mut insert_tag = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO memory_tags (tag, memory_rowid) VALUES (?1, ?2)",
-                )?;
-                for (row, new) in rows.iter().zip(&memories) {
-                    let memory = &new.memory;
-                    insert_memory.execute(params![
-                        memory.id,
-                        memory.bank_id.as_str(),
-                        memory.text,
-                        row.tags,
-                        row.metadata,
-                        memory.fact_type,
-                        memory.occurred_at.map(to_micros),
-                        to_micros(memory.retained_at),
-                        to_micros(memory.effective_time()),
-                        memory.source,
-                        row.chunk,
-                        row.embedding,
-                        (new.index_text != memory.text).then_some(new.index_text.as_str()),
-                        vector_hash(&row.embedding),
-                    ])?;
-                    let rowid = tx.last_insert_rowid();
-                    for tag in &memory.tags {
-                        insert_tag.execute(params![tag, rowid])?;
-                    }
-                    rowids.push(rowid);
-                }
-            }
-            tx.commit()?;
-            // Still under the writer lock, so index updates follow commit order and a forget
-            // cannot slip between this commit and the index insert.
-            let mut by_bank: HashMap<&BankId, Vec<(i64, &[f32])>> = HashMap::new();
+            // The writer lock and the immediate transaction make us the only writer, so the row
+            // ids AUTOINCREMENT would hand out are known now: the vectors can go into the index
+            // on another core while SQLite writes the rows.
+            let first: i64 = tx.query_row(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memories'), 0),
+                            COALESCE((SELECT MAX(rowid) FROM memories), 0)) + 1",
+                [],
+                |row| row.get(0),
+            )?;
+            let rowids: Vec<i64> = (0..memories.len() as i64).map(|i| first + i).collect();
+            let mut by_bank: HashMap<&BankId, Vec<RowVector>> = HashMap::new();
             for (rowid, new) in rowids.iter().zip(&memories) {
                 by_bank
                     .entry(&new.memory.bank_id)
                     .or_default()
                     .push((*rowid, new.embedding.as_slice()));
             }
-            for (bank, vectors) in by_bank {
-                let Some(slot) = self.loaded_slot(bank) else { continue };
-                let wanted = {
-                    let mut guard = slot.index.write();
-                    let Some(index) = guard.as_mut() else { continue };
-                    for (rowid, vector) in vectors {
-                        // The rows are committed: a vector the index refuses (it checks what
-                        // was validated above) stays findable by keyword and recency.
-                        if let Err(error) = index.add(rowid, vector) {
-                            tracing::warn!(rowid, %error, "vector left out of the index");
+            let slots: Vec<(&BankId, Arc<BankSlot>, Vec<RowVector>)> = by_bank
+                .into_iter()
+                .filter_map(|(bank, vectors)| {
+                    self.loaded_slot(bank).map(|slot| (bank, slot, vectors))
+                })
+                .collect();
+            // Every index stays write-locked until the commit is settled, so no search sees a
+            // vector whose row is not committed, and index updates follow commit order.
+            let mut guards: Vec<_> = slots
+                .iter()
+                .map(|(_, slot, _)| slot.index.write())
+                .collect();
+            let mut indexes: Vec<(&mut BankIndex, &[RowVector])> = guards
+                .iter_mut()
+                .zip(&slots)
+                .filter_map(|(guard, (_, _, vectors))| {
+                    guard.as_mut().map(|index| (index, vectors.as_slice()))
+                })
+                .collect();
+            let before: Vec<i64> = indexes.iter().map(|(index, _)| index.max_rowid).collect();
+            let written = std::thread::scope(|scope| {
+                let indexer = scope.spawn(|| {
+                    for (index, vectors) in indexes.iter_mut() {
+                        for (rowid, vector) in vectors.iter() {
+                            // The rows are validated above: a vector the index still refuses
+                            // stays findable by keyword and recency.
+                            if let Err(error) = index.add(*rowid, vector) {
+                                tracing::warn!(rowid, %error, "vector left out of the index");
+                            }
                         }
                     }
-                    index.wants_background_snapshot(self.options.snapshot_every)
-                };
-                self.maybe_schedule_snapshot(bank, &slot, wanted);
+                });
+                let written = write_rows(&tx, &rows, &memories, &rowids)
+                    .and_then(|()| tx.commit().map_err(StoreError::from));
+                if let Err(panic) = indexer.join() {
+                    // Only a bug panics in there: surface it as before, when indexing ran here.
+                    std::panic::resume_unwind(panic);
+                }
+                written
+            });
+            if let Err(error) = written {
+                // Rolled back: take the vectors out again before anyone can search them.
+                for ((index, vectors), max_rowid) in indexes.iter_mut().zip(before) {
+                    for (rowid, _) in vectors.iter() {
+                        index.remove(*rowid, false);
+                    }
+                    index.max_rowid = max_rowid;
+                }
+                return Err(error);
+            }
+            let wanted: Vec<bool> = indexes
+                .iter()
+                .map(|(index, _)| index.wants_background_snapshot(self.options.snapshot_every))
+                .collect();
+            drop(indexes);
+            drop(guards);
+            for ((bank, slot, _), wanted) in slots.iter().zip(wanted) {
+                self.maybe_schedule_snapshot(bank, slot, wanted);
             }
             Ok(())
         })
@@ -658,6 +674,49 @@ fn in_parallel<T: Send + Sync, R: Send>(items: Vec<T>, map: impl Fn(T) -> R + Sy
     })
 }
 
+/// A new row's id and its vector, on their way into a bank's index.
+type RowVector<'a> = (i64, &'a [f32]);
+
+/// Inserts the prepared rows (and their tags) under the given row ids, inside `tx`.
+fn write_rows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[InsertRow],
+    memories: &[NewMemory],
+    rowids: &[i64],
+) -> StoreResult<()> {
+    let mut insert_memory = tx.prepare_cached(
+        "INSERT INTO memories (rowid, id, bank_id, text, tags, metadata, fact_type, occurred_at, retained_at, forgotten_at, effective_at, source, chunk, embedding, index_text, index_context, embedding_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    let mut insert_tag =
+        tx.prepare_cached("INSERT OR IGNORE INTO memory_tags (tag, memory_rowid) VALUES (?1, ?2)")?;
+    for ((row, new), rowid) in rows.iter().zip(memories).zip(rowids) {
+        let memory = &new.memory;
+        insert_memory.execute(params![
+            rowid,
+            memory.id,
+            memory.bank_id.as_str(),
+            memory.text,
+            row.tags,
+            row.metadata,
+            memory.fact_type,
+            memory.occurred_at.map(to_micros),
+            to_micros(memory.retained_at),
+            to_micros(memory.effective_time()),
+            memory.source,
+            row.chunk,
+            row.embedding,
+            (new.index_text != memory.text).then_some(new.index_text.as_str()),
+            new.index_context.as_deref(),
+            vector_hash(&row.embedding),
+        ])?;
+        for tag in &memory.tags {
+            insert_tag.execute(params![tag, rowid])?;
+        }
+    }
+    Ok(())
+}
+
 /// For each vector, the visible row of `bank` storing exactly that vector (the smallest id when
 /// several do), found through `embedding_hash` and confirmed byte for byte.
 fn exact_twins(
@@ -667,19 +726,21 @@ fn exact_twins(
 ) -> StoreResult<Vec<Option<i64>>> {
     let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| encode_vector(v)).collect();
     let hashes: Vec<i64> = blobs.iter().map(|b| vector_hash(b)).collect();
+    // Pinned to the hash index and unordered: left to itself the planner walked the whole
+    // bank through (bank_id, id) to satisfy an ORDER BY id, one full scan per retain.
     let mut statement = conn.prepare_cached(
-        "SELECT rowid, embedding_hash, embedding FROM memories
-         WHERE bank_id = ?1 AND forgotten_at IS NULL
-           AND embedding_hash IN (SELECT value FROM json_each(?2))
-         ORDER BY id",
+        "SELECT rowid, embedding_hash, embedding, id FROM memories
+         INDEXED BY memories_bank_embedding_hash
+         WHERE bank_id = ?1 AND embedding_hash IN (SELECT value FROM json_each(?2))
+           AND forgotten_at IS NULL",
     )?;
-    let mut stored: HashMap<i64, Vec<(i64, Vec<u8>)>> = HashMap::new();
+    let mut stored: HashMap<i64, Vec<(i64, Vec<u8>, String)>> = HashMap::new();
     let mut rows = statement.query(params![bank.as_str(), json_list(&hashes)])?;
     while let Some(row) = rows.next()? {
         stored
             .entry(row.get(1)?)
             .or_default()
-            .push((row.get(0)?, row.get(2)?));
+            .push((row.get(0)?, row.get(2)?, row.get(3)?));
     }
     Ok(blobs
         .iter()
@@ -687,8 +748,12 @@ fn exact_twins(
         .map(|(blob, hash)| {
             stored
                 .get(hash)
-                .and_then(|rows| rows.iter().find(|(_, stored)| stored == blob))
-                .map(|(rowid, _)| *rowid)
+                .and_then(|rows| {
+                    rows.iter()
+                        .filter(|(_, stored, _)| stored == blob)
+                        .min_by(|a, b| a.2.cmp(&b.2))
+                })
+                .map(|(rowid, _, _)| *rowid)
         })
         .collect())
 }
@@ -918,6 +983,115 @@ impl TenantStore for SqliteTenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn memory(bank: &BankId, id: &str, vector: Vec<f32>) -> NewMemory {
+        NewMemory {
+            memory: Memory {
+                id: id.to_string(),
+                bank_id: bank.clone(),
+                text: format!("memory {id}"),
+                tags: vec!["t".into()],
+                metadata: Default::default(),
+                fact_type: "world".into(),
+                occurred_at: None,
+                retained_at: chrono::Utc::now(),
+                forgotten_at: None,
+                source: None,
+                chunk: None,
+                embedding: None,
+            },
+            embedding: vector,
+            index_text: format!("memory {id}"),
+            index_context: None,
+        }
+    }
+
+    fn open_tenant(dir: &std::path::Path) -> Arc<TenantInner> {
+        let schema = Schema::new("t").expect("schema");
+        Arc::new(
+            TenantInner::open(schema, dir.join("t.db"), SqliteOptions::default(), true)
+                .expect("open"),
+        )
+    }
+
+    fn indexed(inner: &Arc<TenantInner>, bank: &BankId) -> (Vec<u64>, i64) {
+        let reader = inner.readers.get().expect("reader");
+        inner
+            .with_index(&reader, bank, 2, |index| {
+                let mut keys: Vec<u64> = index.hnsw.keys().collect();
+                keys.sort_unstable();
+                (keys, index.max_rowid)
+            })
+            .expect("index")
+    }
+
+    #[test]
+    fn a_batch_that_fails_to_commit_leaves_the_index_as_it_was() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = open_tenant(dir.path());
+        let bank = BankId::new("b").expect("bank");
+        inner
+            .insert(vec![memory(&bank, "a", vec![1.0, 0.0])])
+            .expect("first insert");
+        assert_eq!(indexed(&inner, &bank), (vec![1], 1), "loaded from the rows");
+        // The second row reuses id "a": the unique index rejects it and the batch rolls back
+        // after its vectors were already being indexed.
+        let failed = inner.insert(vec![
+            memory(&bank, "b", vec![0.0, 1.0]),
+            memory(&bank, "a", vec![0.6, 0.8]),
+        ]);
+        assert!(failed.is_err());
+        assert_eq!(
+            indexed(&inner, &bank),
+            (vec![1], 1),
+            "nothing of the failed batch"
+        );
+        inner
+            .insert(vec![memory(&bank, "c", vec![0.0, 1.0])])
+            .expect("later insert");
+        assert_eq!(indexed(&inner, &bank), (vec![1, 2], 2), "row ids continue");
+        let hits = inner
+            .nearest_each(&bank, &[vec![0.0, 1.0]])
+            .expect("nearest");
+        assert_eq!(hits[0].as_ref().map(|(id, _)| id.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn exact_twins_use_the_hash_index_and_pick_the_smallest_id() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = open_tenant(dir.path());
+        let bank = BankId::new("b").expect("bank");
+        inner
+            .insert(vec![
+                memory(&bank, "z", vec![0.6, 0.8]),
+                memory(&bank, "m", vec![0.6, 0.8]),
+                memory(&bank, "q", vec![1.0, 0.0]),
+            ])
+            .expect("insert");
+        let reader = inner.readers.get().expect("reader");
+        let twins = exact_twins(&reader, &bank, &[vec![0.6, 0.8], vec![0.0, 1.0]]).expect("twins");
+        assert_eq!(
+            twins,
+            vec![Some(2), None],
+            "row 2 holds id m, smaller than z"
+        );
+        let plan: Vec<String> = reader
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT rowid, embedding_hash, embedding, id FROM memories
+                 INDEXED BY memories_bank_embedding_hash
+                 WHERE bank_id = ?1 AND embedding_hash IN (SELECT value FROM json_each(?2))
+                   AND forgotten_at IS NULL",
+            )
+            .expect("plan")
+            .query_map(params!["b", "[1]"], |row| row.get::<_, String>(3))
+            .expect("plan rows")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(
+            plan.iter().any(|step| step.contains("embedding_hash=?")),
+            "{plan:?}"
+        );
+    }
 
     #[test]
     fn parallel_map_keeps_the_order() {

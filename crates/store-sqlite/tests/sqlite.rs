@@ -274,7 +274,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("journal mode"),
     );
-    assert_eq!(count, 2, "each of the two migrations recorded once");
+    assert_eq!(count, 3, "each of the three migrations recorded once");
     assert_eq!(journal, "wal");
 }
 
@@ -393,6 +393,7 @@ async fn retain_without_index(engine: &Engine, tenant: &Schema, i: usize) -> Str
             memory,
             embedding: HashingEmbedder::default().embed_one(&text),
             index_text: text,
+            index_context: None,
         }])
         .await
         .expect("insert");

@@ -1612,7 +1612,8 @@ pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore
 }
 
 /// The keyword index covers a memory's retrieval context (`NewMemory::index_text`: the date in
-/// words, the caller's context), but recall returns only the memory's own text.
+/// words; `NewMemory::index_context`: the caller's context), but recall returns only the
+/// memory's own text.
 pub async fn keyword_index_covers_context_never_returned(test_store: TestStore) {
     let fx = Fixture::new(test_store).await;
     let outcome = fx

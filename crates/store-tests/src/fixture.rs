@@ -235,6 +235,7 @@ impl Fixture {
             },
             embedding: self.embedder.embed_one(text),
             index_text: text.into(),
+            index_context: None,
         }
     }
 

@@ -43,6 +43,9 @@ pub struct LocomoArgs {
     /// Override the recency fusion weight.
     #[arg(long)]
     pub recency_weight: Option<f32>,
+    /// Override the reciprocal-rank-fusion constant k.
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
     /// Override the per-strategy over-fetch factor.
     #[arg(long)]
     pub overfetch: Option<usize>,
@@ -222,6 +225,9 @@ pub async fn locomo(
     }
     if let Some(w) = args.recency_weight {
         config.fusion.recency_weight = w;
+    }
+    if let Some(k) = args.rrf_k {
+        config.fusion.k = k;
     }
     if let Some(o) = args.overfetch {
         config.overfetch = o;

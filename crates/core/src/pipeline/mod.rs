@@ -4,4 +4,5 @@
 pub mod budget;
 pub mod chunk;
 pub mod fuse;
+pub mod query;
 pub mod validate;

@@ -51,6 +51,7 @@ fn memory(bank_name: &str, id: &str, text: &str, tags: &[&str], embedding: Vec<f
         },
         embedding,
         index_text: text.into(),
+        index_context: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn memory(id: &str, embedding: Vec<f32>) -> NewMemory {
         },
         embedding,
         index_text: format!("memory {id}"),
+        index_context: None,
     }
 }
 
