@@ -4,6 +4,7 @@
 //! one bank and many tenants. Prints a table or JSON and writes an SVG chart of recall latency
 //! against bank size next to the JSON.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -179,16 +180,26 @@ fn request(bank: &str, text: String, n: usize) -> RetainRequest {
     }
 }
 
+/// Recall latencies, and each strategy's own time per query (from the recall trace), so a
+/// slow recall shows where it went.
+struct RecallTimings {
+    total_ms: Vec<f64>,
+    by_strategy_ms: BTreeMap<String, Vec<f64>>,
+}
+
 async fn recall_latencies(
     engine: &Engine,
     schemas: &[Schema],
     bank: &str,
     queries: &[String],
-) -> anyhow::Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(queries.len());
+) -> anyhow::Result<RecallTimings> {
+    let mut timings = RecallTimings {
+        total_ms: Vec::with_capacity(queries.len()),
+        by_strategy_ms: BTreeMap::new(),
+    };
     for (i, q) in queries.iter().enumerate() {
         let t = Instant::now();
-        engine
+        let result = engine
             .recall(
                 &schemas[i % schemas.len()],
                 RecallRequest {
@@ -198,9 +209,12 @@ async fn recall_latencies(
                 },
             )
             .await?;
-        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        timings.total_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        for (strategy, ms) in result.trace.strategy_timings_ms {
+            timings.by_strategy_ms.entry(strategy).or_default().push(ms);
+        }
     }
-    Ok(out)
+    Ok(timings)
 }
 
 async fn recalls_per_second(
@@ -292,8 +306,12 @@ async fn bank_scenario(
         &queries[..queries.len().min(20)],
     )
     .await?;
-    let latencies =
-        recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
+    let timings = recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
+    let strategies: serde_json::Map<String, Value> = timings
+        .by_strategy_ms
+        .into_iter()
+        .map(|(name, samples)| (name, percentiles(samples)))
+        .collect();
     let queries = Arc::new(queries);
     let rps1 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 1).await?;
     let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries, 8).await?;
@@ -302,7 +320,8 @@ async fn bank_scenario(
         "retain_batched_per_second": round3(batched),
         "retain_batched_by_bank_size": segments,
         "retain_single_per_second": round3(single),
-        "recall_latency_ms": percentiles(latencies),
+        "recall_latency_ms": percentiles(timings.total_ms),
+        "recall_strategy_ms": strategies,
         "recalls_per_second": {"concurrency_1": round3(rps1), "concurrency_8": round3(rps8)},
         "peak_rss_mib": round3(peak_rss_mib()),
     }))
@@ -335,7 +354,9 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
     let retain_rate = retained as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
     recall_latencies(&engine, &schemas, bank, &queries).await?;
-    let latencies = recall_latencies(&engine, &schemas, bank, &queries).await?;
+    let latencies = recall_latencies(&engine, &schemas, bank, &queries)
+        .await?
+        .total_ms;
     Ok(json!({
         "tenants": schemas.len(),
         "memories_per_tenant": per_tenant,
@@ -572,6 +593,22 @@ pub async fn run(
             })
             .collect();
         println!("           retain as the bank grows: {}", segs.join("  "));
+        let parts: Vec<String> = b["recall_strategy_ms"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, p)| {
+                format!(
+                    "{name} {:.2}/{:.2}",
+                    p["p50"].as_f64().unwrap_or(0.0),
+                    p["p99"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        println!(
+            "           recall time by strategy, p50/p99 ms (embed overlaps keyword and recency): {}",
+            parts.join("  ")
+        );
     }
     if let Some(t) = &tenants {
         let l = &t["recall_latency_ms"];
