@@ -106,6 +106,26 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// A visible memory of `text` stored now, with no tags, metadata, event time, source or
+    /// chunk, of the default fact type: the starting point for callers that build memories
+    /// themselves (imports, tests) and set only what they know.
+    pub fn new(id: impl Into<MemoryId>, bank_id: BankId, text: impl Into<String>) -> Self {
+        Memory {
+            id: id.into(),
+            bank_id,
+            text: text.into(),
+            tags: Vec::new(),
+            metadata: Metadata::new(),
+            fact_type: DEFAULT_FACT_TYPE.to_string(),
+            occurred_at: None,
+            retained_at: chrono::Utc::now(),
+            forgotten_at: None,
+            source: None,
+            chunk: None,
+            embedding: None,
+        }
+    }
+
     /// The time recency is measured from: when it happened, else when it was stored.
     pub fn effective_time(&self) -> Timestamp {
         self.occurred_at.unwrap_or(self.retained_at)
@@ -126,6 +146,18 @@ pub struct NewMemory {
     /// Retrieval context the keyword index also covers, at a lower weight where the backend
     /// can weigh fields (neighbouring chunks, the caller's `context`); never returned.
     pub index_context: Option<String>,
+}
+
+impl NewMemory {
+    /// A memory whose keyword index covers just its text (no date, no context).
+    pub fn plain(memory: Memory, embedding: Vec<f32>) -> Self {
+        NewMemory {
+            index_text: memory.text.clone(),
+            index_context: None,
+            memory,
+            embedding,
+        }
+    }
 }
 
 /// How content should be chunked.

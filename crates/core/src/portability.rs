@@ -335,12 +335,7 @@ impl Engine {
                     .next()
                     .ok_or_else(|| Error::Internal("embedding count mismatch".into()))?,
             };
-            rows.push(NewMemory {
-                index_text: memory.text.clone(),
-                index_context: None,
-                memory,
-                embedding,
-            });
+            rows.push(NewMemory::plain(memory, embedding));
         }
         if !replaced.is_empty() {
             let selector = ForgetSelector {

@@ -527,20 +527,8 @@ mod tests {
 
     #[test]
     fn ties_are_broken_by_id() {
-        let memory = |id: &str| astrocyte_core::Memory {
-            id: id.into(),
-            bank_id: BankId::new("b").expect("valid bank"),
-            text: id.into(),
-            tags: vec![],
-            metadata: Default::default(),
-            fact_type: "world".into(),
-            occurred_at: None,
-            retained_at: chrono::Utc::now(),
-            forgotten_at: None,
-            source: None,
-            chunk: None,
-            embedding: None,
-        };
+        let memory =
+            |id: &str| astrocyte_core::Memory::new(id, BankId::new("b").expect("valid bank"), id);
         let hits = vec![
             ScoredMemory {
                 memory: memory("c"),

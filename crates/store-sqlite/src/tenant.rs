@@ -985,25 +985,9 @@ mod tests {
     use super::*;
 
     fn memory(bank: &BankId, id: &str, vector: Vec<f32>) -> NewMemory {
-        NewMemory {
-            memory: Memory {
-                id: id.to_string(),
-                bank_id: bank.clone(),
-                text: format!("memory {id}"),
-                tags: vec!["t".into()],
-                metadata: Default::default(),
-                fact_type: "world".into(),
-                occurred_at: None,
-                retained_at: chrono::Utc::now(),
-                forgotten_at: None,
-                source: None,
-                chunk: None,
-                embedding: None,
-            },
-            embedding: vector,
-            index_text: format!("memory {id}"),
-            index_context: None,
-        }
+        let mut memory = Memory::new(id, bank.clone(), format!("memory {id}"));
+        memory.tags = vec!["t".into()];
+        NewMemory::plain(memory, vector)
     }
 
     fn open_tenant(dir: &std::path::Path) -> Arc<TenantInner> {

@@ -374,27 +374,10 @@ async fn retain_without_index(engine: &Engine, tenant: &Schema, i: usize) -> Str
     let handle = engine.tenant(tenant).await.expect("tenant");
     let text = text_of(i);
     let id = uuid::Uuid::now_v7().to_string();
-    let memory = astrocyte_core::Memory {
-        id: id.clone(),
-        bank_id: bank("b"),
-        text: text.clone(),
-        tags: vec![],
-        metadata: Default::default(),
-        fact_type: "world".into(),
-        occurred_at: None,
-        retained_at: chrono::Utc::now(),
-        forgotten_at: None,
-        source: None,
-        chunk: None,
-        embedding: None,
-    };
+    let memory = astrocyte_core::Memory::new(id.clone(), bank("b"), text.clone());
+    let embedding = HashingEmbedder::default().embed_one(&text);
     handle
-        .insert(vec![astrocyte_core::NewMemory {
-            memory,
-            embedding: HashingEmbedder::default().embed_one(&text),
-            index_text: text,
-            index_context: None,
-        }])
+        .insert(vec![astrocyte_core::NewMemory::plain(memory, embedding)])
         .await
         .expect("insert");
     id

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use astrocyte_core::portability::OnConflict;
 use astrocyte_core::store::SearchRequest;
 use astrocyte_core::{
-    BankId, ChunkRef, Engine, EngineConfig, Memory, Metadata, NewMemory, RecallFilter,
-    RecallRequest, RecallResult, RetainOutcome, RetainRequest, Schema, Store, TenantStore,
-    Timestamp,
+    BankId, Engine, EngineConfig, Memory, NewMemory, RecallFilter, RecallRequest, RecallResult,
+    RetainOutcome, RetainRequest, Schema, Store, TenantStore, Timestamp,
 };
 use astrocyte_providers::HashingEmbedder;
 use chrono::TimeZone;
@@ -218,25 +217,10 @@ impl Fixture {
 
     /// A memory ready for a direct `insert`, embedded with the fixture's embedder.
     pub fn new_memory(&self, bank: &str, id: &str, text: &str) -> NewMemory {
-        NewMemory {
-            memory: Memory {
-                id: id.into(),
-                bank_id: bank_id(bank),
-                text: text.into(),
-                tags: Vec::new(),
-                metadata: Metadata::new(),
-                fact_type: "world".into(),
-                occurred_at: None,
-                retained_at: chrono::Utc::now(),
-                forgotten_at: None,
-                source: None,
-                chunk: None::<ChunkRef>,
-                embedding: None,
-            },
-            embedding: self.embedder.embed_one(text),
-            index_text: text.into(),
-            index_context: None,
-        }
+        NewMemory::plain(
+            Memory::new(id, bank_id(bank), text),
+            self.embedder.embed_one(text),
+        )
     }
 
     /// Drops every tenant the check created (those already dropped are skipped).

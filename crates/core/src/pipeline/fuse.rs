@@ -56,8 +56,9 @@ pub struct Fused {
     pub semantic_score: Option<f32>,
 }
 
-/// Fuses up to three rankings. Each contributes `weight / (k + rank)` (rank from 1); recency's
-/// weight is scaled by `0.5^(age / half_life)` so a week-old memory counts half. The sum is
+/// Fuses up to three rankings. Semantic and keyword contribute `weight / (k + rank)` (rank
+/// from 1); a recency candidate contributes `weight × 0.5^(age / half_life) / (k + 1)`, by
+/// its age and not its rank, so a week-old memory counts half and equally fresh ones equally. The sum is
 /// divided by the best possible sum, `(w_sem + w_kw + w_rec) / (k + 1)`, which maps the
 /// score into [0, 1] with 1 meaning "first in every strategy and brand new". Ordering: score
 /// descending, ties by memory id ascending, so identical calls give identical results.
@@ -82,7 +83,11 @@ pub fn fuse<'a>(
                         (now - hit.memory.effective_time()).num_seconds().max(0) as f64 / 86_400.0;
                     w *= 0.5f64.powf(age_days / params.recency_half_life_days.max(1e-3) as f64);
                 }
-                let contribution = w / (k + index as f64 + 1.0);
+                // Recency counts by age alone, as if first: memories written seconds apart are
+                // equally recent, and ranking them by write order would let the newest of a
+                // fresh bank outrank the one that answers the query.
+                let rank = if is_recency { 0.0 } else { index as f64 };
+                let contribution = w / (k + rank + 1.0);
                 let entry = by_id
                     .entry(hit.memory.id.as_str())
                     .or_insert((0.0, None, &hit.memory));
@@ -182,6 +187,24 @@ mod tests {
         let fused = fuse(Some(&s), Some(&k), None, &params, now);
         assert_eq!(fused[0].score, fused[1].score);
         assert_eq!(fused[0].memory.id, "y");
+    }
+
+    #[test]
+    fn equally_fresh_memories_get_equal_recency_so_relevance_decides() {
+        let now = Utc::now();
+        // A fresh bank: all three written moments ago, the best match written first. Ranked
+        // by write order, recency would lift "tomatoes" (newest, second by meaning) above it.
+        let semantic = hits(&["cat", "tomatoes", "budget"], now);
+        let recency = hits(&["tomatoes", "budget", "cat"], now);
+        let fused = fuse(
+            Some(&semantic),
+            None,
+            Some(&recency),
+            &FusionParams::default(),
+            now,
+        );
+        let order: Vec<&str> = fused.iter().map(|f| f.memory.id.as_str()).collect();
+        assert_eq!(order, vec!["cat", "tomatoes", "budget"]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use astrocyte_server::Gateway;
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 use serde_json::Value;
 
-use crate::isolation_pg::{admin_client, cleanup, server_url, with_database};
+use crate::isolation_pg::{admin_client, ScratchDatabase};
 use crate::support::{config, engine_at, spawn, Running};
 
 /// The `kind="health"` store-error count on `/metrics`.
@@ -61,17 +61,13 @@ async fn assert_unhealthy(server: &Running, backend: &str, errors_before: u64) {
 
 #[tokio::test]
 async fn health_is_503_when_the_postgres_database_is_gone() {
-    let server = server_url();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("astro_health_{}", &unique[..12]);
-    let role_prefix = format!("hlt{}_", &unique[12..20]);
-    admin_client(&server)
-        .await
-        .batch_execute(&format!("CREATE DATABASE \"{database}\""))
-        .await
-        .expect("create test database");
-    let url = with_database(&server, &database);
-    let (admin_url, name, prefix) = (server.clone(), database.clone(), role_prefix.clone());
+    let scratch = ScratchDatabase::create("hlt").await;
+    let (url, admin_url, name, prefix) = (
+        scratch.url.clone(),
+        scratch.server.clone(),
+        scratch.name.clone(),
+        scratch.role_prefix.clone(),
+    );
     let outcome = async move {
         let store = PostgresStore::connect(
             &url,
@@ -109,11 +105,7 @@ async fn health_is_503_when_the_postgres_database_is_gone() {
         assert_unhealthy(&running, "postgres", before).await;
         running.stop().await;
     };
-    let result = tokio::spawn(outcome).await;
-    cleanup(&server, &database, &role_prefix).await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    scratch.run(outcome).await;
 }
 
 #[tokio::test]

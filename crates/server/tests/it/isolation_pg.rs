@@ -60,19 +60,51 @@ pub(crate) async fn cleanup(server: &str, database: &str, role_prefix: &str) {
     }
 }
 
+/// A throw-away database for one test and the prefix of the roles its tenants get; both are
+/// dropped by [`ScratchDatabase::run`] whether or not the test panics.
+pub(crate) struct ScratchDatabase {
+    pub(crate) server: String,
+    pub(crate) name: String,
+    pub(crate) role_prefix: String,
+    pub(crate) url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `astro_<label>_<random>`; `label` is short and lower case (it also starts the
+    /// role prefix).
+    pub(crate) async fn create(label: &str) -> Self {
+        let server = server_url();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("astro_{label}_{}", &unique[..12]);
+        let role_prefix = format!("{label}{}_", &unique[12..20]);
+        admin_client(&server)
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let url = with_database(&server, &name);
+        ScratchDatabase {
+            server,
+            name,
+            role_prefix,
+            url,
+        }
+    }
+
+    /// Runs `test` on its own task, cleans up, then re-raises the test's panic if it had one.
+    pub(crate) async fn run(self, test: impl std::future::Future<Output = ()> + Send + 'static) {
+        let result = tokio::spawn(test).await;
+        cleanup(&self.server, &self.name, &self.role_prefix).await;
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic.into_panic());
+        }
+    }
+}
+
 #[tokio::test]
 async fn two_api_keys_never_see_each_others_memories_on_postgres() {
-    let server = server_url();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("astro_srv_{}", &unique[..12]);
-    let role_prefix = format!("srv{}_", &unique[12..20]);
-    admin_client(&server)
-        .await
-        .batch_execute(&format!("CREATE DATABASE \"{database}\""))
-        .await
-        .expect("create test database");
-    let url = with_database(&server, &database);
-    let prefix = role_prefix.clone();
+    let scratch = ScratchDatabase::create("srv").await;
+    let (url, prefix) = (scratch.url.clone(), scratch.role_prefix.clone());
     let outcome = async move {
         let store = PostgresStore::connect(
             &url,
@@ -215,9 +247,5 @@ async fn two_api_keys_never_see_each_others_memories_on_postgres() {
         running.stop().await;
     };
     // Clean up even when an assertion fails.
-    let result = tokio::spawn(outcome).await;
-    cleanup(&server, &database, &role_prefix).await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    scratch.run(outcome).await;
 }

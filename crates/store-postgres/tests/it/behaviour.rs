@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use astrocyte_core::store::{EmbeddingSpace, SearchRequest};
 use astrocyte_core::{
-    BankId, ErrorKind, Memory, Metadata, NewMemory, RecallFilter, Schema, Store, TenantStore,
+    BankId, ErrorKind, Memory, NewMemory, RecallFilter, Schema, Store, TenantStore,
 };
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 
@@ -34,25 +34,9 @@ fn vector(seed: u64) -> Vec<f32> {
 }
 
 fn memory(bank_name: &str, id: &str, text: &str, tags: &[&str], embedding: Vec<f32>) -> NewMemory {
-    NewMemory {
-        memory: Memory {
-            id: id.into(),
-            bank_id: bank(bank_name),
-            text: text.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            metadata: Metadata::new(),
-            fact_type: "world".into(),
-            occurred_at: None,
-            retained_at: chrono::Utc::now(),
-            forgotten_at: None,
-            source: None,
-            chunk: None,
-            embedding: None,
-        },
-        embedding,
-        index_text: text.into(),
-        index_context: None,
-    }
+    let mut memory = Memory::new(id, bank(bank_name), text);
+    memory.tags = tags.iter().map(|t| t.to_string()).collect();
+    NewMemory::plain(memory, embedding)
 }
 
 async fn tenant(store: &PostgresStore, name: &str) -> std::sync::Arc<dyn TenantStore> {

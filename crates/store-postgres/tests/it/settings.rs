@@ -3,7 +3,7 @@
 //! unless the tenant holds no memory.
 
 use astrocyte_core::store::EmbeddingSpace;
-use astrocyte_core::{BankId, ErrorKind, Memory, Metadata, NewMemory, Schema, Store};
+use astrocyte_core::{BankId, ErrorKind, Memory, NewMemory, Schema, Store};
 use astrocyte_store_postgres::PostgresStore;
 use serde_json::json;
 
@@ -16,25 +16,8 @@ fn unit(dimension: usize, hot: usize) -> Vec<f32> {
 }
 
 fn memory(id: &str, embedding: Vec<f32>) -> NewMemory {
-    NewMemory {
-        memory: Memory {
-            id: id.into(),
-            bank_id: BankId::new("notes").expect("bank"),
-            text: format!("memory {id}"),
-            tags: Vec::new(),
-            metadata: Metadata::new(),
-            fact_type: "world".into(),
-            occurred_at: None,
-            retained_at: chrono::Utc::now(),
-            forgotten_at: None,
-            source: None,
-            chunk: None,
-            embedding: None,
-        },
-        embedding,
-        index_text: format!("memory {id}"),
-        index_context: None,
-    }
+    let bank = BankId::new("notes").expect("bank");
+    NewMemory::plain(Memory::new(id, bank, format!("memory {id}")), embedding)
 }
 
 fn space(model: &str, dimension: usize) -> EmbeddingSpace {
