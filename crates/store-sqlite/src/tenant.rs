@@ -234,10 +234,11 @@ impl TenantInner {
                 written
             });
             if let Err(error) = written {
-                // Rolled back: take the vectors out again before anyone can search them.
+                // Rolled back: take the vectors out again before anyone can search them, marked
+                // like a purge so a snapshot never persists vectors of rows that never existed.
                 for ((index, vectors), max_rowid) in indexes.iter_mut().zip(before) {
                     for (rowid, _) in vectors.iter() {
-                        index.remove(*rowid, false);
+                        index.remove(*rowid, true);
                     }
                     index.max_rowid = max_rowid;
                 }
@@ -1029,6 +1030,15 @@ mod tests {
             indexed(&inner, &bank),
             (vec![1], 1),
             "nothing of the failed batch"
+        );
+        let reader = inner.readers.get().expect("reader");
+        let compacted_before_snapshot = inner
+            .with_index(&reader, &bank, 2, |index| index.purged_tombstones)
+            .expect("index");
+        drop(reader);
+        assert!(
+            compacted_before_snapshot,
+            "vectors of rows that never existed are never written to a snapshot"
         );
         inner
             .insert(vec![memory(&bank, "c", vec![0.0, 1.0])])
