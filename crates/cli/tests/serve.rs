@@ -147,6 +147,17 @@ async fn enqueue(
     ids
 }
 
+/// Queues a maintenance job through the admin API and waits until it is done.
+async fn run_admin_job(server: &Server, client: &reqwest::Client, job: Value) -> Value {
+    let (status, queued) = post(client, format!("{}/v1/admin/jobs", server.base), job, None).await;
+    assert_eq!(status, 202, "{queued}");
+    let id = queued["job_id"].as_str().expect("id").to_string();
+    wait_done(server, client, &[id], None)
+        .await
+        .pop()
+        .expect("one job")
+}
+
 async fn wait_done(
     server: &Server,
     client: &reqwest::Client,
@@ -284,22 +295,8 @@ async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
         .expect("sent");
     assert_eq!(hold.status().as_u16(), 200);
     let lifecycle = json!({"kind": "lifecycle", "payload": {"bank_id": "queue", "archive_after_days": 30, "exempt_tags": ["keep"]}});
-    let (status, job) = post(
-        &client,
-        format!("{}/v1/admin/jobs", server.base),
-        lifecycle.clone(),
-        None,
-    )
-    .await;
-    assert_eq!(status, 202, "{job}");
-    let done = wait_done(
-        &server,
-        &client,
-        &[job["job_id"].as_str().expect("id").to_string()],
-        None,
-    )
-    .await;
-    assert_eq!(done[0]["result"]["skipped"], "legal_hold");
+    let done = run_admin_job(&server, &client, lifecycle.clone()).await;
+    assert_eq!(done["result"]["skipped"], "legal_hold");
     assert_eq!(recall_count(&server, &client, None).await, 2);
 
     let lifted = client
@@ -308,22 +305,8 @@ async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
         .await
         .expect("sent");
     assert_eq!(lifted.status().as_u16(), 200);
-    let (status, job) = post(
-        &client,
-        format!("{}/v1/admin/jobs", server.base),
-        lifecycle,
-        None,
-    )
-    .await;
-    assert_eq!(status, 202, "{job}");
-    let done = wait_done(
-        &server,
-        &client,
-        &[job["job_id"].as_str().expect("id").to_string()],
-        None,
-    )
-    .await;
-    assert_eq!(done[0]["result"]["archived"], 1);
+    let done = run_admin_job(&server, &client, lifecycle).await;
+    assert_eq!(done["result"]["archived"], 1);
     assert_eq!(
         recall_count(&server, &client, None).await,
         1,
