@@ -3,6 +3,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use parking_lot::Mutex;
 
@@ -37,6 +38,40 @@ const EXACT_BLOCK: usize = 64;
 
 /// At most this many idle visited sets are kept for reuse.
 const VISITED_POOL_MAX: usize = 32;
+
+/// A near-duplicate check rescores this many of its best walk candidates
+/// exactly: the int8 walk orders them within about 0.01 of the truth, far
+/// finer than the gap between a near-duplicate and the next vector.
+const NEAREST_RESCORE: usize = 16;
+
+/// An [`InsertHint`] is used only while at most this many nodes were added
+/// after it was made: they are scored one by one against the new vector,
+/// which is cheap for one batch of retains and wasteful beyond.
+const HINT_MAX_NEWER: usize = 1024;
+
+/// Source of layout ids. Every index, and every renumbering of one, takes a
+/// fresh id, so a hint can tell whether its node numbers still mean what
+/// they meant when it was made.
+static NEXT_LAYOUT: AtomicU64 = AtomicU64::new(1);
+
+fn next_layout() -> u64 {
+    NEXT_LAYOUT.fetch_add(1, AtomicOrdering::Relaxed)
+}
+
+/// Where a vector would sit in the graph: the layer-0 neighbourhood that
+/// [`HnswIndex::nearest_with_hint`] walked to. Handing it back to
+/// [`HnswIndex::insert_hinted`] links that vector without walking the graph a
+/// second time, which roughly halves the graph work of a retain that checks
+/// for near-duplicates before inserting.
+#[derive(Clone, Debug)]
+pub struct InsertHint {
+    /// The index layout the node numbers belong to.
+    layout: u64,
+    /// Nodes in the index when the hint was made; later ones are not in `near`.
+    nodes: usize,
+    /// The `ef_construction` best nodes found, best first.
+    near: Vec<Cand>,
+}
 
 /// A node and its similarity to the current query.
 #[derive(Clone, Copy, Debug)]
@@ -167,6 +202,8 @@ pub struct HnswIndex {
     pub(crate) key_to_node: HashMap<u64, u32>,
     pub(crate) entry: Option<u32>,
     pub(crate) max_level: usize,
+    /// Changes whenever node numbers may change meaning (see [`InsertHint`]).
+    layout: u64,
     visited_pool: Mutex<Vec<VisitedSet>>,
 }
 
@@ -188,6 +225,8 @@ impl Clone for HnswIndex {
             key_to_node: self.key_to_node.clone(),
             entry: self.entry,
             max_level: self.max_level,
+            // The copy may diverge from here: hints for one must not fit the other.
+            layout: next_layout(),
             // Scratch space only; the copy grows its own.
             visited_pool: Mutex::new(Vec::new()),
         }
@@ -227,6 +266,7 @@ impl HnswIndex {
             key_to_node: HashMap::new(),
             entry: None,
             max_level: 0,
+            layout: next_layout(),
             visited_pool: Mutex::new(Vec::new()),
         }
     }
@@ -315,6 +355,21 @@ impl HnswIndex {
     /// Replacing tombstones the old node and links a new one (HNSW cannot
     /// move a node cheaply); re-inserting an identical vector is a no-op.
     pub fn insert(&mut self, key: u64, vector: &[f32]) -> Result<(), AnnError> {
+        self.insert_hinted(key, vector, None)
+    }
+
+    /// Like [`insert`](Self::insert), linking the node from `hint` when the
+    /// hint still fits: same layout, few nodes added since, and a node that
+    /// lives on layer 0 only (about 94% of them; the rest need a walk of the
+    /// upper layers anyway). Nodes added after the hint was made are scored
+    /// directly, so the vectors of one batch still find each other. A hint
+    /// that does not fit is ignored.
+    pub fn insert_hinted(
+        &mut self,
+        key: u64,
+        vector: &[f32],
+        hint: Option<&InsertHint>,
+    ) -> Result<(), AnnError> {
         if vector.len() != self.dim {
             return Err(AnnError::DimensionMismatch {
                 expected: self.dim,
@@ -348,8 +403,86 @@ impl HnswIndex {
         self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
         self.upper.push(vec![0; level * (self.params.m + 1)]);
         self.key_to_node.insert(key, idx);
-        self.link_new(idx);
+        match hint.filter(|h| level == 0 && self.hint_fits(h)) {
+            Some(hint) => self.link_from_hint(idx, hint),
+            None => self.link_new(idx),
+        }
         Ok(())
+    }
+
+    /// Whether `hint`'s node numbers are current and few enough nodes came after it.
+    fn hint_fits(&self, hint: &InsertHint) -> bool {
+        hint.layout == self.layout
+            && self.entry.is_some()
+            && hint.nodes <= self.keys.len()
+            && self.keys.len() - hint.nodes <= HINT_MAX_NEWER
+    }
+
+    /// The most similar live entry to `query` (exact score), plus an
+    /// [`InsertHint`] for inserting `query` itself afterwards.
+    ///
+    /// This is the near-duplicate check of a retain: the walk is the one an
+    /// insert of `query` would make (`ef_construction` wide on layer 0), so
+    /// the hint saves the insert from repeating it. Small indexes are scanned
+    /// exactly and give no hint.
+    pub fn nearest_with_hint(&self, query: &[f32]) -> (Option<(u64, f32)>, Option<InsertHint>) {
+        if self.is_empty() || query.len() != self.dim {
+            return (None, None);
+        }
+        let Some(q) = normalised(query) else {
+            return (None, None);
+        };
+        let Some(entry) = self.entry else {
+            return (None, None);
+        };
+        if self.keys.len() <= EXACT_MAX_NODES {
+            return (self.exact(&q, 1, &|_| true).into_iter().next(), None);
+        }
+        let probe = Probe::new(&q);
+        let mut cur = Cand {
+            sim: self.approx(&probe, entry),
+            idx: entry,
+        };
+        for level in (1..=self.max_level).rev() {
+            cur = self.greedy(&probe, cur, level);
+        }
+        let mut visited = self.take_visited();
+        let near = self.search_layer(
+            &probe,
+            &[cur],
+            self.params.ef_construction,
+            0,
+            &mut visited,
+            |_| true,
+            usize::MAX,
+        );
+        self.give_visited(visited);
+        let ids: Vec<u32> = near
+            .iter()
+            .map(|c| c.idx)
+            .filter(|&i| !self.deleted[i as usize])
+            .take(NEAREST_RESCORE)
+            .collect();
+        let best = if ids.is_empty() {
+            // Only tombstones around: the live entries are elsewhere.
+            self.exact(&q, 1, &|_| true).into_iter().next()
+        } else {
+            let mut sims = Vec::with_capacity(ids.len());
+            self.exact_into(&q, &ids, &mut sims);
+            let mut scored: Vec<(u64, f32)> = ids
+                .iter()
+                .zip(&sims)
+                .map(|(&i, &sim)| (self.keys[i as usize], sim))
+                .collect();
+            sort_results(&mut scored);
+            scored.into_iter().next()
+        };
+        let hint = InsertHint {
+            layout: self.layout,
+            nodes: self.keys.len(),
+            near,
+        };
+        (best, Some(hint))
     }
 
     /// Removes `key`. Returns false if it was not present.
@@ -582,6 +715,7 @@ impl HnswIndex {
         self.key_to_node = HashMap::new();
         self.entry = None;
         self.max_level = 0;
+        self.layout = next_layout();
         self.visited_pool.get_mut().clear();
     }
 
@@ -836,23 +970,7 @@ impl HnswIndex {
                 |_| true,
                 usize::MAX,
             );
-            // Tombstones are never useful as neighbours of a new node (least of
-            // all the old version of a replaced key); fall back to them only if
-            // nothing live is nearby, so the new node is not left unreachable.
-            live.clear();
-            live.extend(
-                found
-                    .iter()
-                    .filter(|c| c.idx != idx && !self.deleted[c.idx as usize]),
-            );
-            if live.is_empty() {
-                live.extend(found.iter().filter(|c| c.idx != idx));
-            }
-            self.select_neighbors(&live, self.params.m, &mut selected);
-            self.set_links(idx, lc, selected.iter().map(|c| c.idx));
-            for s in &selected {
-                self.add_link(s.idx, idx, s.sim, lc);
-            }
+            self.link_level(idx, lc, &found, &mut live, &mut selected);
             entry = found;
         }
         self.visited_pool.get_mut().push(visited);
@@ -860,6 +978,56 @@ impl HnswIndex {
             self.entry = Some(idx);
             self.max_level = level;
         }
+    }
+
+    /// Links `idx` on `level` to the best of `found` (sorted best first) and
+    /// adds the back-links. `live` and `selected` are scratch space.
+    fn link_level(
+        &mut self,
+        idx: u32,
+        level: usize,
+        found: &[Cand],
+        live: &mut Vec<Cand>,
+        selected: &mut Vec<Cand>,
+    ) {
+        // Tombstones are never useful as neighbours of a new node (least of
+        // all the old version of a replaced key); fall back to them only if
+        // nothing live is nearby, so the new node is not left unreachable.
+        live.clear();
+        live.extend(
+            found
+                .iter()
+                .filter(|c| c.idx != idx && !self.deleted[c.idx as usize]),
+        );
+        if live.is_empty() {
+            live.extend(found.iter().filter(|c| c.idx != idx));
+        }
+        self.select_neighbors(live, self.params.m, selected);
+        self.set_links(idx, level, selected.iter().map(|c| c.idx));
+        for s in selected.iter() {
+            self.add_link(s.idx, idx, s.sim, level);
+        }
+    }
+
+    /// Links layer-0 node `idx` from a fitting hint: the hint's neighbourhood
+    /// plus every node added since it was made, scored directly.
+    fn link_from_hint(&mut self, idx: u32, hint: &InsertHint) {
+        let mut found: Vec<Cand> = hint.near.clone();
+        let newer: Vec<u32> = (hint.nodes as u32..idx).collect();
+        let probe = self.node_probe(idx);
+        let mut sims = Vec::with_capacity(newer.len());
+        self.sims_into(&probe, &newer, &mut sims);
+        found.extend(
+            newer
+                .iter()
+                .zip(&sims)
+                .map(|(&idx, &sim)| Cand { sim, idx }),
+        );
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        found.truncate(self.params.ef_construction);
+        let mut live = Vec::with_capacity(found.len());
+        let mut selected = Vec::with_capacity(self.params.m);
+        self.link_level(idx, 0, &found, &mut live, &mut selected);
     }
 
     /// Adds the back-link `target -> new` on `level`, re-pruning `target`'s

@@ -60,7 +60,7 @@ mod index;
 mod snapshot;
 mod visited;
 
-pub use index::HnswIndex;
+pub use index::{HnswIndex, InsertHint};
 
 /// Construction and search parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]

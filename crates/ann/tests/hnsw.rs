@@ -402,3 +402,102 @@ fn concurrent_searches_share_the_index() {
         }
     });
 }
+
+/// Builds like a retain does: batches of 64, each vector first checked with
+/// `nearest_with_hint` against the index as it was before the batch, then
+/// inserted with that hint.
+fn build_hinted(data: &[Vec<f32>]) -> (HnswIndex, usize) {
+    let mut idx = HnswIndex::new(DIM, HnswParams::default());
+    let mut hinted = 0;
+    for (b, batch) in data.chunks(64).enumerate() {
+        let hints: Vec<_> = batch.iter().map(|v| idx.nearest_with_hint(v).1).collect();
+        hinted += hints.iter().flatten().count();
+        for (i, (v, hint)) in batch.iter().zip(&hints).enumerate() {
+            let key = (b * 64 + i) as u64;
+            idx.insert_hinted(key, v, hint.as_ref()).expect("insert");
+        }
+    }
+    (idx, hinted)
+}
+
+#[test]
+fn hinted_inserts_build_a_graph_as_good_as_plain_ones() {
+    let mut gen = Clustered::new(DIM, 40, 16, 7);
+    let data = gen.take(4000);
+    let queries = gen.take(100);
+    let (hinted, used) = build_hinted(&data);
+    // Below EXACT_MAX_NODES there is no graph walk to reuse, so no hint.
+    assert!(used > 2500, "only {used} hints were made");
+    assert_eq!(hinted.len(), data.len());
+    let mut plain = HnswIndex::new(DIM, HnswParams::default());
+    for (i, v) in data.iter().enumerate() {
+        plain.insert(i as u64, v).expect("insert");
+    }
+    let mut recall_hinted = 0.0;
+    let mut recall_plain = 0.0;
+    for q in &queries {
+        let exact = plain.search_exact(q, 10, &all);
+        recall_hinted += recall(&hinted.search(q, 10, &all), &exact);
+        recall_plain += recall(&plain.search(q, 10, &all), &exact);
+    }
+    let (h, p) = (recall_hinted / 100.0, recall_plain / 100.0);
+    assert!(
+        h >= 0.95 && h >= p - 0.02,
+        "recall@10 hinted {h}, plain {p}"
+    );
+    // Every vector is reachable: searching for it finds it first.
+    for (i, v) in data.iter().enumerate().step_by(7) {
+        assert_eq!(hinted.search(v, 1, &all)[0].0, i as u64, "vector {i}");
+    }
+}
+
+#[test]
+fn nearest_with_hint_agrees_with_exact_search() {
+    let (idx, queries) = shared();
+    for q in queries.iter().chain(idx_vectors(idx).iter()) {
+        let (best, hint) = idx.nearest_with_hint(q);
+        assert!(hint.is_some());
+        let exact = idx.search_exact(q, 1, &all)[0];
+        let (key, score) = best.expect("a nearest entry");
+        // A miss is allowed only between near-equal scores.
+        assert!(
+            key == exact.0 || score >= exact.1 - 1e-3,
+            "{key} {score} vs {exact:?}"
+        );
+    }
+}
+
+fn idx_vectors(idx: &HnswIndex) -> Vec<Vec<f32>> {
+    (0..50u64)
+        .filter_map(|k| idx.get(k * 97).map(<[f32]>::to_vec))
+        .collect()
+}
+
+#[test]
+fn stale_hints_are_ignored() {
+    let mut gen = Clustered::new(DIM, 40, 16, 11);
+    let data = gen.take(3000);
+    let mut idx = HnswIndex::new(DIM, HnswParams::default());
+    for (i, v) in data.iter().enumerate().take(2000) {
+        idx.insert(i as u64, v).expect("insert");
+    }
+    let probe = &data[2500];
+    let (_, hint) = idx.nearest_with_hint(probe);
+    let hint = hint.expect("a hint");
+    // Compaction renumbers the nodes: the hint no longer fits and the
+    // insert walks the graph instead of linking to the wrong nodes.
+    idx.remove(3);
+    idx.compact();
+    idx.insert_hinted(2500, probe, Some(&hint)).expect("insert");
+    assert_eq!(idx.search(probe, 1, &all)[0].0, 2500);
+    // Too many nodes added since the hint: ignored as well.
+    let (_, hint) = idx.nearest_with_hint(&data[2999]);
+    for (i, v) in data.iter().enumerate().skip(2000).take(1100) {
+        if i != 2500 && i != 2999 {
+            idx.insert(i as u64, v).expect("insert");
+        }
+    }
+    idx.insert_hinted(2999, &data[2999], hint.as_ref())
+        .expect("insert");
+    assert_eq!(idx.search(&data[2999], 1, &all)[0].0, 2999);
+}

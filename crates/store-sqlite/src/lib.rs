@@ -19,6 +19,9 @@
 //! with the full filter, so the index can trail a write without ever surfacing a forgotten
 //! memory. The near-duplicate check (`nearest_each`) first looks for an identical vector through
 //! an indexed hash column, so re-sending the same text is always caught, then asks the graph.
+//! The graph walk of that check ends where the new vector belongs, so it leaves an insert hint
+//! per vector (`astrocyte_ann::InsertHint`) and the insert that follows links from there
+//! instead of walking again: half the graph work of a retain.
 //!
 //! # Keyword search
 //! FTS5 with BM25 over each memory's index text (its text plus retrieval context). Queries are

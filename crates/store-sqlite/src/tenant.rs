@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use astrocyte_ann::InsertHint;
 use astrocyte_core::store::{EmbeddingSpace, SearchRequest, SearchResponse};
 use astrocyte_core::{
     BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Schema, TenantStore,
@@ -205,21 +206,23 @@ impl TenantInner {
                 .iter()
                 .map(|(_, slot, _)| slot.index.write())
                 .collect();
-            let mut indexes: Vec<(&mut BankIndex, &[RowVector])> = guards
+            let mut indexes: Vec<IndexWrite> = guards
                 .iter_mut()
                 .zip(&slots)
-                .filter_map(|(guard, (_, _, vectors))| {
-                    guard.as_mut().map(|index| (index, vectors.as_slice()))
+                .filter_map(|(guard, (_, slot, vectors))| {
+                    let index = guard.as_mut()?;
+                    let hints = slot.hints.lock().take_all(vectors);
+                    Some((index, vectors.as_slice(), hints))
                 })
                 .collect();
-            let before: Vec<i64> = indexes.iter().map(|(index, _)| index.max_rowid).collect();
+            let before: Vec<i64> = indexes.iter().map(|(index, ..)| index.max_rowid).collect();
             let written = std::thread::scope(|scope| {
                 let indexer = scope.spawn(|| {
-                    for (index, vectors) in indexes.iter_mut() {
-                        for (rowid, vector) in vectors.iter() {
+                    for (index, vectors, hints) in indexes.iter_mut() {
+                        for ((rowid, vector), hint) in vectors.iter().zip(hints.iter()) {
                             // The rows are validated above: a vector the index still refuses
                             // stays findable by keyword and recency.
-                            if let Err(error) = index.add(*rowid, vector) {
+                            if let Err(error) = index.add_hinted(*rowid, vector, hint.as_ref()) {
                                 tracing::warn!(rowid, %error, "vector left out of the index");
                             }
                         }
@@ -236,7 +239,7 @@ impl TenantInner {
             if let Err(error) = written {
                 // Rolled back: take the vectors out again before anyone can search them, marked
                 // like a purge so a snapshot never persists vectors of rows that never existed.
-                for ((index, vectors), max_rowid) in indexes.iter_mut().zip(before) {
+                for ((index, vectors, _), max_rowid) in indexes.iter_mut().zip(before) {
                     for (rowid, _) in vectors.iter() {
                         index.remove(*rowid, true);
                     }
@@ -246,7 +249,7 @@ impl TenantInner {
             }
             let wanted: Vec<bool> = indexes
                 .iter()
-                .map(|(index, _)| index.wants_background_snapshot(self.options.snapshot_every))
+                .map(|(index, ..)| index.wants_background_snapshot(self.options.snapshot_every))
                 .collect();
             drop(indexes);
             drop(guards);
@@ -494,15 +497,27 @@ impl TenantInner {
         // Exact twins first, through the hash column: a graph walk can miss even an identical
         // vector, and "the same text retained twice" must always be caught.
         let twins = exact_twins(&reader, bank, vectors)?;
-        let nearest: Vec<Option<(u64, f32)>> =
-            self.with_index(&reader, bank, first.len(), |index| {
-                let nearest_one = |(vector, twin): (&Vec<f32>, &Option<i64>)| match twin {
-                    // Identical vectors have cosine 1, unless both are zero (no words).
-                    Some(rowid) if vector.iter().any(|x| *x != 0.0) => Some((*rowid as u64, 1.0)),
-                    _ => index.hnsw.search(vector, 1, &|_| true).into_iter().next(),
-                };
-                in_parallel(vectors.iter().zip(&twins).collect(), nearest_one)
-            })?;
+        let found: Vec<_> = self.with_index(&reader, bank, first.len(), |index| {
+            let nearest_one = |(vector, twin): (&Vec<f32>, &Option<i64>)| match twin {
+                // Identical vectors have cosine 1, unless both are zero (no words).
+                Some(rowid) if vector.iter().any(|x| *x != 0.0) => {
+                    (Some((*rowid as u64, 1.0)), None)
+                }
+                _ => index.hnsw.nearest_with_hint(vector),
+            };
+            in_parallel(vectors.iter().zip(&twins).collect(), nearest_one)
+        })?;
+        let mut nearest: Vec<Option<(u64, f32)>> = Vec::with_capacity(found.len());
+        {
+            let slot = self.slot(bank);
+            let mut cache = slot.hints.lock();
+            for (vector, (hit, hint)) in vectors.iter().zip(found) {
+                if let Some(hint) = hint {
+                    cache.put(vector, hint);
+                }
+                nearest.push(hit);
+            }
+        }
         let rowids: Vec<i64> = nearest
             .iter()
             .flatten()
@@ -677,6 +692,14 @@ fn in_parallel<T: Send + Sync, R: Send>(items: Vec<T>, map: impl Fn(T) -> R + Sy
 
 /// A new row's id and its vector, on their way into a bank's index.
 type RowVector<'a> = (i64, &'a [f32]);
+
+/// One bank's share of an insert: its locked index, its new rows' vectors and the hints the
+/// near-duplicate check left for them.
+type IndexWrite<'a> = (
+    &'a mut BankIndex,
+    &'a [RowVector<'a>],
+    Vec<Option<InsertHint>>,
+);
 
 /// Inserts the prepared rows (and their tags) under the given row ids, inside `tx`.
 fn write_rows(

@@ -3,12 +3,12 @@
 //! snapshots back. The index is derived data: it only ever holds rows that are visible now,
 //! and every hit is re-checked against SQLite before it is returned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use astrocyte_ann::{HnswIndex, HnswParams};
+use astrocyte_ann::{HnswIndex, HnswParams, InsertHint};
 use astrocyte_core::BankId;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::StoreResult;
@@ -24,6 +24,51 @@ pub(crate) struct BankSlot {
     pub(crate) purge_generation: AtomicU64,
     /// Whether a background snapshot of this bank is queued or running.
     pub(crate) snapshot_scheduled: AtomicBool,
+    /// Where the near-duplicate check found each new vector's neighbourhood, for the insert.
+    pub(crate) hints: Mutex<HintCache>,
+}
+
+/// Insert hints left by a retain's near-duplicate check for the insert that follows it.
+///
+/// The check walks the graph to each new vector's neighbourhood, which is the walk inserting
+/// that vector would repeat; keeping the result for the insert halves the graph work of a
+/// retain at 100k memories. A hint is looked up by the exact vector, so it can only ever help
+/// the vector it was made for, and a hint that went stale is ignored by the index.
+#[derive(Default)]
+pub(crate) struct HintCache {
+    by_vector: HashMap<Box<[u32]>, InsertHint>,
+}
+
+impl HintCache {
+    /// Hints kept per bank; past this the cache starts over, which bounds its memory when one
+    /// retain checks more vectors than this.
+    const MAX: usize = 4096;
+
+    fn key(vector: &[f32]) -> Box<[u32]> {
+        vector.iter().map(|x| x.to_bits()).collect()
+    }
+
+    pub(crate) fn put(&mut self, vector: &[f32], hint: InsertHint) {
+        if self.by_vector.len() >= Self::MAX {
+            self.by_vector.clear();
+        }
+        self.by_vector.insert(Self::key(vector), hint);
+    }
+
+    /// The hints for these rows' vectors. The rest are dropped, so hints of checks whose insert
+    /// never comes (near-duplicates) do not pile up; a retain racing another on the same bank
+    /// may lose its hints and walk the graph itself, which costs time, not correctness.
+    pub(crate) fn take_all(&mut self, rows: &[(i64, &[f32])]) -> Vec<Option<InsertHint>> {
+        if self.by_vector.is_empty() {
+            return vec![None; rows.len()];
+        }
+        let hints = rows
+            .iter()
+            .map(|(_, vector)| self.by_vector.remove(&*Self::key(vector)))
+            .collect();
+        self.by_vector.clear();
+        hints
+    }
 }
 
 /// A loaded index and what is needed to snapshot it.
@@ -89,6 +134,16 @@ impl BankIndex {
     /// Adds a row's vector unless it is already there; wrong-sized vectors are skipped (the
     /// row stays reachable by keyword and recency) rather than failing a committed write.
     pub(crate) fn add(&mut self, rowid: i64, vector: &[f32]) -> StoreResult<()> {
+        self.add_hinted(rowid, vector, None)
+    }
+
+    /// [`BankIndex::add`] with the hint the near-duplicate check left for this vector.
+    pub(crate) fn add_hinted(
+        &mut self,
+        rowid: i64,
+        vector: &[f32],
+        hint: Option<&InsertHint>,
+    ) -> StoreResult<()> {
         self.max_rowid = self.max_rowid.max(rowid);
         let key = rowid as u64;
         if self.hnsw.contains(key) {
@@ -103,7 +158,7 @@ impl BankIndex {
             );
             return Ok(());
         }
-        self.hnsw.insert(key, vector)?;
+        self.hnsw.insert_hinted(key, vector, hint)?;
         self.unsaved += 1;
         self.version += 1;
         Ok(())
