@@ -309,7 +309,9 @@ impl Engine {
                 .filter(|i| &pending[*i].memory.bank_id == bank)
                 .collect();
             let query: Vec<Vec<f32>> = indexes.iter().map(|i| vectors[*i].clone()).collect();
-            let found = tenant.nearest_each(bank, &query).await?;
+            let found = tenant
+                .nearest_each(bank, &query, self.config.dedup_threshold)
+                .await?;
             for (i, hit) in indexes.into_iter().zip(found) {
                 nearest_by_bank[i] = hit;
             }

@@ -141,12 +141,15 @@ pub trait TenantStore: Send + Sync {
     /// Writes all memories in one transaction: all or none become visible.
     async fn insert(&self, memories: Vec<NewMemory>) -> Result<()>;
 
-    /// For each vector, the most similar visible memory in `bank` and its cosine similarity,
-    /// answered by the vector index (near-duplicate checks; never a scan of the bank).
+    /// For each vector, the most similar visible memory in `bank` and its cosine similarity when
+    /// that similarity is at least `min_score`, answered by the vector index (near-duplicate
+    /// checks; never a scan of the bank). The bar lets a store skip resolving the ids of the
+    /// neighbours nobody asked about: most new memories have no near-duplicate.
     async fn nearest_each(
         &self,
         bank: &BankId,
         vectors: &[Vec<f32>],
+        min_score: f32,
     ) -> Result<Vec<Option<(MemoryId, f32)>>>;
 
     /// Candidates for every requested strategy.

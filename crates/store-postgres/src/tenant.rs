@@ -522,6 +522,7 @@ impl TenantStore for PostgresTenant {
         &self,
         bank: &BankId,
         vectors: &[Vec<f32>],
+        min_score: f32,
     ) -> Result<Vec<Option<(MemoryId, f32)>>> {
         let Some(first) = vectors.first() else {
             return Ok(Vec::new());
@@ -562,8 +563,9 @@ impl TenantStore for PostgresTenant {
             let distance: Option<f64> = row.try_get("d").map_err(PgError::from)?;
             if let (Some(id), Some(distance), Ok(slot)) = (id, distance, usize::try_from(index - 1))
             {
-                if let Some(entry) = out.get_mut(slot) {
-                    *entry = Some((id, similarity(distance)));
+                let score = similarity(distance);
+                if let Some(entry) = out.get_mut(slot).filter(|_| score >= min_score) {
+                    *entry = Some((id, score));
                 }
             }
         }

@@ -489,6 +489,7 @@ impl TenantInner {
         self: &Arc<Self>,
         bank: &BankId,
         vectors: &[Vec<f32>],
+        min_score: f32,
     ) -> StoreResult<Vec<Option<(MemoryId, f32)>>> {
         let Some(first) = vectors.first() else {
             return Ok(Vec::new());
@@ -515,7 +516,7 @@ impl TenantInner {
                 if let Some(hint) = hint {
                     cache.put(vector, hint);
                 }
-                nearest.push(hit);
+                nearest.push(hit.filter(|(_, score)| *score >= min_score));
             }
         }
         let rowids: Vec<i64> = nearest
@@ -903,10 +904,11 @@ impl TenantStore for SqliteTenant {
         &self,
         bank: &BankId,
         vectors: &[Vec<f32>],
+        min_score: f32,
     ) -> astrocyte_core::Result<Vec<Option<(MemoryId, f32)>>> {
         let bank = bank.clone();
         let vectors = vectors.to_vec();
-        self.blocking(move |inner| inner.nearest_each(&bank, &vectors))
+        self.blocking(move |inner| inner.nearest_each(&bank, &vectors, min_score))
             .await
     }
 
@@ -1068,7 +1070,7 @@ mod tests {
             .expect("later insert");
         assert_eq!(indexed(&inner, &bank), (vec![1, 2], 2), "row ids continue");
         let hits = inner
-            .nearest_each(&bank, &[vec![0.0, 1.0]])
+            .nearest_each(&bank, &[vec![0.0, 1.0]], -1.0)
             .expect("nearest");
         assert_eq!(hits[0].as_ref().map(|(id, _)| id.as_str()), Some("c"));
     }

@@ -1556,13 +1556,13 @@ pub async fn keyword_search_accepts_any_text(test_store: TestStore) {
 }
 
 /// `nearest_each` answers per vector with the most similar visible memory of the bank, `None`
-/// on an empty bank, and never a forgotten memory.
+/// on an empty bank or under the score bar, and never a forgotten memory.
 pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore) {
     let fx = Fixture::new(test_store).await;
     let tenant = fx.tenant().await;
     let bank = bank_id("near");
     let empty = tenant
-        .nearest_each(&bank, &[fx.embedder.embed_one("anything")])
+        .nearest_each(&bank, &[fx.embedder.embed_one("anything")], -1.0)
         .await
         .expect("nearest");
     assert_eq!(empty, vec![None]);
@@ -1580,7 +1580,10 @@ pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore
         fx.embedder.embed_one("Flying kites on the windy beach"),
         fx.embedder.embed_one("basil tomato soup"),
     ];
-    let found = tenant.nearest_each(&bank, &probes).await.expect("nearest");
+    let found = tenant
+        .nearest_each(&bank, &probes, -1.0)
+        .await
+        .expect("nearest");
     let (first_id, first_score) = found[0].clone().expect("a neighbour");
     assert_eq!(first_id, kites);
     assert!(
@@ -1591,6 +1594,17 @@ pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore
         found[1].as_ref().map(|(id, _)| id.clone()),
         Some(soup.clone())
     );
+    // Below the bar a neighbour is not reported at all.
+    let (_, soup_score) = found[1].clone().expect("a neighbour");
+    let barred = tenant
+        .nearest_each(&bank, &probes, soup_score + 0.01)
+        .await
+        .expect("nearest");
+    assert_eq!(
+        barred[0].as_ref().map(|(id, _)| id.clone()),
+        Some(kites.clone())
+    );
+    assert_eq!(barred[1], None, "{soup_score} is under the bar");
     let selector = ForgetSelector {
         memory_ids: Some(vec![kites.clone()]),
         ..Default::default()
@@ -1600,7 +1614,7 @@ pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore
         .await
         .expect("forget");
     let after = tenant
-        .nearest_each(&bank, &probes[..1])
+        .nearest_each(&bank, &probes[..1], -1.0)
         .await
         .expect("nearest");
     assert_ne!(

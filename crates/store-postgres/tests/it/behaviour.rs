@@ -364,7 +364,7 @@ async fn per_tenant_sql_leaves_no_prepared_statements_behind() {
             tenant.search(&request).await.expect("search");
         }
         tenant
-            .nearest_each(&bank("b"), &[vector(7)])
+            .nearest_each(&bank("b"), &[vector(7)], -1.0)
             .await
             .expect("nearest");
         tenant.count(&bank("b")).await.expect("count");

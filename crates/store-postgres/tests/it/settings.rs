@@ -109,7 +109,7 @@ async fn replace_embeddings_rewrites_vectors_and_the_recorded_model() {
         .await
         .expect("replace");
     let nearest = tenant
-        .nearest_each(&bank, &[unit(8, 5), unit(8, 1)])
+        .nearest_each(&bank, &[unit(8, 5), unit(8, 1)], -1.0)
         .await
         .expect("nearest");
     let ids: Vec<Option<String>> = nearest
@@ -173,7 +173,7 @@ async fn an_empty_tenant_may_change_its_dimension() {
         .await
         .expect("insert at the new dimension");
     let nearest = tenant
-        .nearest_each(&bank, &[unit(12, 3)])
+        .nearest_each(&bank, &[unit(12, 3)], -1.0)
         .await
         .expect("nearest");
     assert_eq!(nearest[0].as_ref().map(|(id, _)| id.as_str()), Some("m1"));
