@@ -13,7 +13,8 @@
 //! ([`astrocyte_ann::HnswIndex`]) keyed by row id, built on first use from a snapshot stored in
 //! the tenant's database plus the rows written after it; a missing or corrupt snapshot is
 //! rebuilt from the rows. Snapshots are rewritten in the background every
-//! [`SqliteOptions::snapshot_every`] index changes and, when it pays off, as the tenant closes.
+//! [`SqliteOptions::snapshot_every`] index changes (and at least a quarter of the index) and, when
+//! it pays off, as the tenant closes.
 //! Selective filters are resolved in SQL first: small candidate sets are scored exactly, large
 //! ones searched through the index with a membership filter. Every hit is re-read through SQL
 //! with the full filter, so the index can trail a write without ever surfacing a forgotten
