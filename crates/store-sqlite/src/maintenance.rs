@@ -165,7 +165,18 @@ impl TenantInner {
                             }
                             // Its stored snapshot was deleted with the old vectors.
                             index.snapshot_missing = true;
-                            index.wants_background_snapshot(self.options.snapshot_every)
+                            // Rows changed hashes, forgotten ones too: count them afresh.
+                            match index.twins.reload(conn, bank) {
+                                Ok(()) => {
+                                    index.wants_background_snapshot(self.options.snapshot_every)
+                                }
+                                Err(error) => {
+                                    // Unloaded instead: the next use rebuilds it from the table.
+                                    tracing::warn!(%error, "twin filter reload failed");
+                                    *guard = None;
+                                    false
+                                }
+                            }
                         }
                         None => false,
                     }

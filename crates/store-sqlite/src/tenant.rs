@@ -188,11 +188,15 @@ impl TenantInner {
             )?;
             let rowids: Vec<i64> = (0..memories.len() as i64).map(|i| first + i).collect();
             let mut by_bank: HashMap<&BankId, Vec<RowVector>> = HashMap::new();
-            for (rowid, new) in rowids.iter().zip(&memories) {
+            for ((rowid, new), row) in rowids.iter().zip(&memories).zip(&rows) {
                 by_bank
                     .entry(&new.memory.bank_id)
                     .or_default()
-                    .push((*rowid, new.embedding.as_slice()));
+                    .push(RowVector {
+                        rowid: *rowid,
+                        vector: new.embedding.as_slice(),
+                        hash: row.embedding_hash,
+                    });
             }
             let slots: Vec<(&BankId, Arc<BankSlot>, Vec<RowVector>)> = by_bank
                 .into_iter()
@@ -211,7 +215,7 @@ impl TenantInner {
                 .zip(&slots)
                 .filter_map(|(guard, (_, slot, vectors))| {
                     let index = guard.as_mut()?;
-                    let hints = slot.hints.lock().take_all(vectors);
+                    let hints = slot.hints.lock().take_all(vectors.iter().map(|row| row.vector));
                     Some((index, vectors.as_slice(), hints))
                 })
                 .collect();
@@ -219,11 +223,13 @@ impl TenantInner {
             let written = std::thread::scope(|scope| {
                 let indexer = scope.spawn(|| {
                     for (index, vectors, hints) in indexes.iter_mut() {
-                        for ((rowid, vector), hint) in vectors.iter().zip(hints.iter()) {
+                        for (row, hint) in vectors.iter().zip(hints.iter()) {
+                            index.twins.add(row.hash);
                             // The rows are validated above: a vector the index still refuses
                             // stays findable by keyword and recency.
-                            if let Err(error) = index.add_hinted(*rowid, vector, hint.as_ref()) {
-                                tracing::warn!(rowid, %error, "vector left out of the index");
+                            if let Err(error) = index.add_hinted(row.rowid, row.vector, hint.as_ref())
+                            {
+                                tracing::warn!(rowid = row.rowid, %error, "vector left out of the index");
                             }
                         }
                     }
@@ -240,8 +246,9 @@ impl TenantInner {
                 // Rolled back: take the vectors out again before anyone can search them, marked
                 // like a purge so a snapshot never persists vectors of rows that never existed.
                 for ((index, vectors, _), max_rowid) in indexes.iter_mut().zip(before) {
-                    for (rowid, _) in vectors.iter() {
-                        index.remove(*rowid, true);
+                    for row in vectors.iter() {
+                        index.twins.remove(row.hash);
+                        index.remove(row.rowid, true);
                     }
                     index.max_rowid = max_rowid;
                 }
@@ -290,6 +297,8 @@ impl TenantInner {
         }
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Hashes of the deleted rows' vectors, for the twin filter (soft forgets keep rows).
+            let mut purged_hashes: Vec<i64> = Vec::new();
             let rowids: Vec<i64> = match mode {
                 ForgetMode::Soft => {
                     let statement = format!(
@@ -304,11 +313,17 @@ impl TenantInner {
                     rowids
                 }
                 ForgetMode::Purge => {
-                    let statement = format!("DELETE FROM memories AS m WHERE {sql} RETURNING rowid");
+                    let statement = format!(
+                        "DELETE FROM memories AS m WHERE {sql} RETURNING rowid, embedding_hash"
+                    );
                     let mut statement = tx.prepare(&statement)?;
-                    let rowids: Vec<i64> = statement
-                        .query_map(params_from_iter(values.iter()), |row| row.get(0))?
+                    let deleted: Vec<(i64, i64)> = statement
+                        .query_map(params_from_iter(values.iter()), |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })?
                         .collect::<Result<_, _>>()?;
+                    let rowids: Vec<i64> = deleted.iter().map(|(rowid, _)| *rowid).collect();
+                    purged_hashes = deleted.into_iter().map(|(_, hash)| hash).collect();
                     drop(statement);
                     if !rowids.is_empty() {
                         // The stored snapshot holds the purged vectors: it goes too, and is
@@ -329,6 +344,9 @@ impl TenantInner {
                         Some(index) => {
                             for rowid in &rowids {
                                 index.remove(*rowid, purged);
+                            }
+                            for hash in &purged_hashes {
+                                index.twins.remove(*hash);
                             }
                             if purged && !rowids.is_empty() {
                                 // The stored snapshot was deleted with the rows.
@@ -495,20 +513,40 @@ impl TenantInner {
             return Ok(Vec::new());
         };
         let reader = self.readers.get()?;
-        // Exact twins first, through the hash column: a graph walk can miss even an identical
-        // vector, and "the same text retained twice" must always be caught.
-        let twins = exact_twins(&reader, bank, vectors)?;
-        let found: Vec<_> = self.with_index(&reader, bank, first.len(), |index| {
-            let nearest_one = |(vector, twin): (&Vec<f32>, &Option<i64>)| match twin {
+        let hashes: Vec<i64> = vectors
+            .iter()
+            .map(|v| vector_hash(&encode_vector(v)))
+            .collect();
+        let (suspects, found): (Vec<usize>, Vec<_>) =
+            self.with_index(&reader, bank, first.len(), |index| {
+                let suspects = (0..vectors.len())
+                    .filter(|&i| index.twins.may_hold(hashes[i]))
+                    .collect();
+                let found = in_parallel(vectors.iter().collect(), |vector| {
+                    index.hnsw.nearest_with_hint(vector)
+                });
+                (suspects, found)
+            })?;
+        // Exact twins through the hash column, for the vectors whose hash some row stores: a
+        // graph walk can miss even an identical vector, and "the same text retained twice" must
+        // always be caught.
+        let mut twins: Vec<Option<i64>> = vec![None; vectors.len()];
+        if !suspects.is_empty() {
+            let probes: Vec<Vec<f32>> = suspects.iter().map(|&i| vectors[i].clone()).collect();
+            for (i, twin) in suspects.iter().zip(exact_twins(&reader, bank, &probes)?) {
+                twins[*i] = twin;
+            }
+        }
+        let found = found.into_iter().zip(twins.iter().zip(vectors)).map(
+            |((hit, hint), (twin, vector))| match twin {
                 // Identical vectors have cosine 1, unless both are zero (no words).
                 Some(rowid) if vector.iter().any(|x| *x != 0.0) => {
-                    (Some((*rowid as u64, 1.0)), None)
+                    (Some((*rowid as u64, 1.0)), hint)
                 }
-                _ => index.hnsw.nearest_with_hint(vector),
-            };
-            in_parallel(vectors.iter().zip(&twins).collect(), nearest_one)
-        })?;
-        let mut nearest: Vec<Option<(u64, f32)>> = Vec::with_capacity(found.len());
+                _ => (hit, hint),
+            },
+        );
+        let mut nearest: Vec<Option<(u64, f32)>> = Vec::with_capacity(vectors.len());
         {
             let slot = self.slot(bank);
             let mut cache = slot.hints.lock();
@@ -691,8 +729,12 @@ fn in_parallel<T: Send + Sync, R: Send>(items: Vec<T>, map: impl Fn(T) -> R + Sy
     })
 }
 
-/// A new row's id and its vector, on their way into a bank's index.
-type RowVector<'a> = (i64, &'a [f32]);
+/// A new row's id, vector and vector hash, on their way into a bank's index.
+struct RowVector<'a> {
+    rowid: i64,
+    vector: &'a [f32],
+    hash: i64,
+}
 
 /// One bank's share of an insert: its locked index, its new rows' vectors and the hints the
 /// near-duplicate check left for them.
@@ -733,7 +775,7 @@ fn write_rows(
             row.embedding,
             (new.index_text != memory.text).then_some(new.index_text.as_str()),
             new.index_context.as_deref(),
-            vector_hash(&row.embedding),
+            row.embedding_hash,
         ])?;
         for tag in &memory.tags {
             insert_tag.execute(params![tag, rowid])?;
@@ -789,10 +831,12 @@ struct InsertRow {
     metadata: String,
     chunk: Option<String>,
     embedding: Vec<u8>,
+    embedding_hash: i64,
 }
 
 impl InsertRow {
     fn new(memory: &Memory, embedding: &[f32]) -> StoreResult<Self> {
+        let embedding = encode_vector(embedding);
         Ok(InsertRow {
             tags: serde_json::to_string(&memory.tags)?,
             metadata: serde_json::to_string(&memory.metadata)?,
@@ -801,7 +845,8 @@ impl InsertRow {
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()?,
-            embedding: encode_vector(embedding),
+            embedding_hash: vector_hash(&embedding),
+            embedding,
         })
     }
 }
@@ -1110,6 +1155,62 @@ mod tests {
             plan.iter().any(|step| step.contains("embedding_hash=?")),
             "{plan:?}"
         );
+    }
+
+    /// The twin filter counts every stored vector, so a twin lookup is skipped only when no row
+    /// can hold the vector: after inserts, across a reopen (rebuilt from the table), and down
+    /// to zero after the last copy is purged.
+    #[test]
+    fn twin_filter_follows_inserts_reopens_and_purges() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank = BankId::new("b").expect("bank");
+        let twin = vec![0.6, 0.8];
+        let hash = vector_hash(&encode_vector(&twin));
+        let may_hold = |inner: &Arc<TenantInner>| {
+            let reader = inner.readers.get().expect("reader");
+            inner
+                .with_index(&reader, &bank, 2, |index| index.twins.may_hold(hash))
+                .expect("index")
+        };
+        {
+            let inner = open_tenant(dir.path());
+            assert!(!may_hold(&inner), "empty bank");
+            inner
+                .insert(vec![
+                    memory(&bank, "a", twin.clone()),
+                    memory(&bank, "b", twin.clone()),
+                    memory(&bank, "c", vec![1.0, 0.0]),
+                ])
+                .expect("insert");
+            assert!(may_hold(&inner));
+            let found = inner
+                .nearest_each(&bank, &[twin.clone(), vec![0.0, 1.0]], 0.99)
+                .expect("nearest");
+            assert_eq!(found[0].as_ref().map(|(id, _)| id.as_str()), Some("a"));
+            assert_eq!(found[1], None);
+            inner.close();
+        }
+        let inner = open_tenant(dir.path());
+        assert!(may_hold(&inner), "rebuilt from the rows on load");
+        let forget = |ids: &[&str], mode| {
+            let selector = ForgetSelector {
+                memory_ids: Some(ids.iter().map(|id| id.to_string()).collect()),
+                ..Default::default()
+            };
+            inner
+                .forget(&bank, &selector, mode, chrono::Utc::now())
+                .expect("forget");
+        };
+        forget(&["a"], ForgetMode::Purge);
+        assert!(may_hold(&inner), "b still stores it");
+        forget(&["b"], ForgetMode::Soft);
+        assert!(may_hold(&inner), "a soft-forgotten row is still stored");
+        let found = inner
+            .nearest_each(&bank, std::slice::from_ref(&twin), 0.99)
+            .expect("nearest");
+        assert_eq!(found, vec![None], "forgotten rows are no twins");
+        forget(&["b"], ForgetMode::Purge);
+        assert!(!may_hold(&inner), "no row stores it any more");
     }
 
     #[test]

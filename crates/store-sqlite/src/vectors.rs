@@ -58,22 +58,77 @@ impl HintCache {
     /// The hints for these rows' vectors. The rest are dropped, so hints of checks whose insert
     /// never comes (near-duplicates) do not pile up; a retain racing another on the same bank
     /// may lose its hints and walk the graph itself, which costs time, not correctness.
-    pub(crate) fn take_all(&mut self, rows: &[(i64, &[f32])]) -> Vec<Option<InsertHint>> {
+    pub(crate) fn take_all<'a>(
+        &mut self,
+        vectors: impl ExactSizeIterator<Item = &'a [f32]>,
+    ) -> Vec<Option<InsertHint>> {
         if self.by_vector.is_empty() {
-            return vec![None; rows.len()];
+            return vec![None; vectors.len()];
         }
-        let hints = rows
-            .iter()
-            .map(|(_, vector)| self.by_vector.remove(&*Self::key(vector)))
+        let hints = vectors
+            .map(|vector| self.by_vector.remove(&*Self::key(vector)))
             .collect();
         self.by_vector.clear();
         hints
     }
 }
 
+/// How many rows of a bank store each vector hash (`embedding_hash`), forgotten rows included.
+///
+/// A new vector whose hash is absent has no identical twin in the bank, so the near-duplicate
+/// check skips the twin lookup in SQL for it: two B-tree seeks per vector that took 2.8 ms
+/// per 256 retains at 100k memories, for an answer that is nearly always "none". About 20
+/// bytes per row in memory.
+#[derive(Default)]
+pub(crate) struct TwinFilter {
+    counts: HashMap<i64, u32>,
+}
+
+impl TwinFilter {
+    /// Counts every row of `bank` (an index-only scan of `memories_bank_embedding_hash`).
+    fn load(conn: &Connection, bank: &BankId) -> StoreResult<Self> {
+        let mut statement = conn.prepare_cached(
+            "SELECT embedding_hash FROM memories INDEXED BY memories_bank_embedding_hash
+             WHERE bank_id = ?1",
+        )?;
+        let mut filter = TwinFilter::default();
+        let mut rows = statement.query([bank.as_str()])?;
+        while let Some(row) = rows.next()? {
+            filter.add(row.get(0)?);
+        }
+        Ok(filter)
+    }
+
+    /// Rebuilds the counts from the table, after changes that did not say which hashes went.
+    pub(crate) fn reload(&mut self, conn: &Connection, bank: &BankId) -> StoreResult<()> {
+        *self = Self::load(conn, bank)?;
+        Ok(())
+    }
+
+    pub(crate) fn add(&mut self, hash: i64) {
+        *self.counts.entry(hash).or_default() += 1;
+    }
+
+    pub(crate) fn remove(&mut self, hash: i64) {
+        if let Some(count) = self.counts.get_mut(&hash) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&hash);
+            }
+        }
+    }
+
+    /// Whether some row of the bank may store a vector with this hash.
+    pub(crate) fn may_hold(&self, hash: i64) -> bool {
+        self.counts.contains_key(&hash)
+    }
+}
+
 /// A loaded index and what is needed to snapshot it.
 pub(crate) struct BankIndex {
     pub(crate) hnsw: HnswIndex,
+    /// Invariant: counts the vector hash of every row of the bank (see [`TwinFilter`]).
+    pub(crate) twins: TwinFilter,
     /// Invariant: every visible row of the bank with a row id up to this one is in `hnsw`
     /// (rows forgotten since may still be, until their removal is applied).
     pub(crate) max_rowid: i64,
@@ -107,6 +162,7 @@ impl BankIndex {
     fn empty(dimension: usize, params: &HnswParams) -> Self {
         BankIndex {
             hnsw: HnswIndex::new(dimension, params.clone()),
+            twins: TwinFilter::default(),
             max_rowid: 0,
             unsaved: 0,
             version: 0,
@@ -215,6 +271,7 @@ pub(crate) fn load_index(
             match HnswIndex::read_from(&mut data.as_slice()) {
                 Ok(hnsw) if hnsw.dimension() == dimension => BankIndex {
                     hnsw,
+                    twins: TwinFilter::default(),
                     max_rowid,
                     unsaved: 0,
                     version: 0,
@@ -254,6 +311,7 @@ pub(crate) fn load_index(
         |row| row.get(0),
     )?;
     index.max_rowid = index.max_rowid.max(newest);
+    index.twins = TwinFilter::load(&tx, bank)?;
     tracing::debug!(bank = %bank, vectors = index.hnsw.len(), caught_up = index.unsaved, "vector index loaded");
     Ok(index)
 }
