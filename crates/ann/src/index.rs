@@ -439,13 +439,7 @@ impl HnswIndex {
             return (self.exact(&q, 1, &|_| true).into_iter().next(), None);
         }
         let probe = Probe::new(&q);
-        let mut cur = Cand {
-            sim: self.approx(&probe, entry),
-            idx: entry,
-        };
-        for level in (1..=self.max_level).rev() {
-            cur = self.greedy(&probe, cur, level);
-        }
+        let cur = self.descend(&probe, entry);
         let mut visited = self.take_visited();
         let near = self.search_layer(
             &probe,
@@ -467,15 +461,7 @@ impl HnswIndex {
             // Only tombstones around: the live entries are elsewhere.
             self.exact(&q, 1, &|_| true).into_iter().next()
         } else {
-            let mut sims = Vec::with_capacity(ids.len());
-            self.exact_into(&q, &ids, &mut sims);
-            let mut scored: Vec<(u64, f32)> = ids
-                .iter()
-                .zip(&sims)
-                .map(|(&i, &sim)| (self.keys[i as usize], sim))
-                .collect();
-            sort_results(&mut scored);
-            scored.into_iter().next()
+            self.rescored(&q, &ids).into_iter().next()
         };
         let hint = InsertHint {
             layout: self.layout,
@@ -562,13 +548,7 @@ impl HnswIndex {
         }
 
         let probe = Probe::new(&q);
-        let mut cur = Cand {
-            sim: self.approx(&probe, entry),
-            idx: entry,
-        };
-        for level in (1..=self.max_level).rev() {
-            cur = self.greedy(&probe, cur, level);
-        }
+        let cur = self.descend(&probe, entry);
         let accept = |i: u32| {
             let i = i as usize;
             !self.deleted[i] && filter(self.keys[i])
@@ -590,15 +570,34 @@ impl HnswIndex {
         // The walk ranked candidates by int8 similarity; rescore the `ef`
         // survivors exactly so scores and order match `search_exact`.
         let ids: Vec<u32> = found.iter().map(|c| c.idx).collect();
+        let mut out = self.rescored(&q, &ids);
+        out.truncate(k);
+        out
+    }
+
+    /// Greedy descent from `entry` through every upper layer: where a layer-0
+    /// walk for `probe` starts.
+    fn descend(&self, probe: &Probe, entry: u32) -> Cand {
+        let mut cur = Cand {
+            sim: self.approx(probe, entry),
+            idx: entry,
+        };
+        for level in (1..=self.max_level).rev() {
+            cur = self.greedy(probe, cur, level);
+        }
+        cur
+    }
+
+    /// `ids` with their exact similarity to `q` (normalised), best first.
+    fn rescored(&self, q: &[f32], ids: &[u32]) -> Vec<(u64, f32)> {
         let mut sims = Vec::with_capacity(ids.len());
-        self.exact_into(&q, &ids, &mut sims);
+        self.exact_into(q, ids, &mut sims);
         let mut out: Vec<(u64, f32)> = ids
             .iter()
             .zip(&sims)
             .map(|(&i, &sim)| (self.keys[i as usize], sim))
             .collect();
         sort_results(&mut out);
-        out.truncate(k);
         out
     }
 
