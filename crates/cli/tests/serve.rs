@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -323,62 +322,17 @@ async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
     assert_eq!(status, 400);
 }
 
-/// A collector on loopback speaking OTLP/HTTP protobuf; returns its base URL and what it got.
-async fn otlp_collector() -> (
-    String,
-    Arc<Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>>,
-) {
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-    };
-    use prost::Message;
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |body: axum::body::Bytes| async move {
-            match ExportTraceServiceRequest::decode(body) {
-                Ok(request) => {
-                    sink.lock().expect("lock").push(request);
-                    (
-                        axum::http::StatusCode::OK,
-                        ExportTraceServiceResponse::default().encode_to_vec(),
-                    )
-                }
-                Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind collector");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, received)
-}
-
 #[tokio::test]
 async fn serve_exports_spans_over_otlp_and_flushes_them_on_sigterm() {
-    use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-    fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
-        attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| match &v.value {
-                Some(any_value::Value::StringValue(s)) => Some(s.clone()),
-                Some(any_value::Value::IntValue(i)) => Some(i.to_string()),
-                _ => None,
-            })
-    }
-    let (collector, received) = otlp_collector().await;
+    use astrocyte_otlp_collector::{attribute as text, Collector};
+    let collector = Collector::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let client = reqwest::Client::new();
     let server = Server::start(
         dir.path(),
         false,
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base()),
             ("OTEL_SERVICE_NAME", "astrocyte-e2e"),
             // Only the shutdown flush can deliver within this test.
             ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
@@ -401,28 +355,12 @@ async fn serve_exports_spans_over_otlp_and_flushes_them_on_sigterm() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert!(
-        received.lock().expect("lock").is_empty(),
-        "nothing sent yet"
-    );
+    assert!(collector.requests().is_empty(), "nothing sent yet");
 
     let exit = server.terminate().await;
     assert!(exit.success(), "graceful shutdown exits cleanly: {exit}");
 
-    let requests = received.lock().expect("lock").clone();
-    let mut spans = Vec::new();
-    for request in &requests {
-        for resource_spans in &request.resource_spans {
-            let resource = resource_spans.resource.as_ref().expect("resource");
-            assert_eq!(
-                text(&resource.attributes, "service.name").as_deref(),
-                Some("astrocyte-e2e")
-            );
-            for scope in &resource_spans.scope_spans {
-                spans.extend(scope.spans.iter().cloned());
-            }
-        }
-    }
+    let spans = collector.spans("astrocyte-e2e");
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let request = spans
         .iter()

@@ -6,70 +6,16 @@
 #[allow(dead_code)]
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use astrocyte_otlp_collector::{attribute as text, Collector};
 use astrocyte_server::config::OtlpSettings;
 use astrocyte_server::otlp::TraceExport;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use parking_lot::Mutex;
-use prost::Message;
 use serde_json::json;
 
 use support::{config, serve, Harness};
-
-/// What the collector received: one entry per export request.
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
-
-async fn collect(
-    State(received): State<Received>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<([(&'static str, &'static str); 1], Vec<u8>), StatusCode> {
-    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-protobuf") {
-        return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    }
-    let request = ExportTraceServiceRequest::decode(body).map_err(|_| StatusCode::BAD_REQUEST)?;
-    received.0.lock().push(request);
-    Ok((
-        [("content-type", "application/x-protobuf")],
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    ))
-}
-
-/// A collector on loopback; returns its base URL.
-async fn start_collector(received: Received) -> String {
-    let app = axum::Router::new()
-        .route("/v1/traces", axum::routing::post(collect))
-        .with_state(received);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind collector");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
-}
-
-fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| match &v.value {
-            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
-            Some(any_value::Value::IntValue(i)) => Some(i.to_string()),
-            _ => None,
-        })
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -79,8 +25,8 @@ fn hex(bytes: &[u8]) -> String {
 async fn request_and_engine_spans_reach_the_collector_when_export_shuts_down() {
     // Spans must arrive through the shutdown flush, not a periodic export.
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "600000");
-    let received = Received::default();
-    let base = start_collector(received.clone()).await;
+    let collector = Collector::start().await;
+    let base = collector.base();
     let h = Harness::new();
     let mut cfg = config();
     cfg.database_schema = astrocyte_core::tenancy::Schema::new("tenant_traced").expect("schema");
@@ -122,7 +68,7 @@ async fn request_and_engine_spans_reach_the_collector_when_export_shuts_down() {
     server.stop().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        received.0.lock().is_empty(),
+        collector.requests().is_empty(),
         "nothing is sent before the batch is due or flushed"
     );
 
@@ -131,21 +77,8 @@ async fn request_and_engine_spans_reach_the_collector_when_export_shuts_down() {
         .await
         .expect("the queued spans are delivered");
 
-    let requests = received.0.lock().clone();
-    assert!(!requests.is_empty(), "the flush sent the batch");
-    let mut spans: Vec<Span> = Vec::new();
-    for request in &requests {
-        for resource_spans in &request.resource_spans {
-            let resource = resource_spans.resource.as_ref().expect("resource");
-            assert_eq!(
-                text(&resource.attributes, "service.name").as_deref(),
-                Some("astrocyte-test")
-            );
-            for scope in &resource_spans.scope_spans {
-                spans.extend(scope.spans.iter().cloned());
-            }
-        }
-    }
+    assert!(!collector.requests().is_empty(), "the flush sent the batch");
+    let spans: Vec<Span> = collector.spans("astrocyte-test");
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let find = |name: &str| {
         spans
