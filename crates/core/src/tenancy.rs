@@ -1,10 +1,12 @@
 //! Schema-per-tenant primitives: the validated `Schema`, SQL identifier helpers, the task-local
-//! current schema used at boundaries, and the pluggable `TenantExtension` contract.
+//! tenant binding used at boundaries, and the pluggable `TenantExtension` contract.
 //!
-//! Deep code receives a `Schema` explicitly; the task-local binding exists for middleware,
-//! workers and parity with the Python seed. Nothing here touches storage.
+//! Deep code receives a `Schema` explicitly. The task-local binding, set by the gateway
+//! middleware, MCP and the workers, is a second check on top of that: in strict mode every
+//! store calls [`check_bound`] where it makes a tenant handle, so code holding tenant A's
+//! binding cannot obtain tenant B's handle (nor any handle with nothing bound). Nothing here
+//! touches storage.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ pub const IDENTIFIER_PATTERN: &str = "^[a-zA-Z_][a-zA-Z0-9_]*$";
 /// tenant names could silently collide in one schema: we reject them instead.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
-/// The schema used when no tenant is bound, so single-schema deployments work unchanged.
+/// The default tenant's schema, so single-schema deployments work unchanged.
 pub const DEFAULT_SCHEMA: &str = "public";
 
 /// What kind of identifier failed validation; named in the error message.
@@ -29,8 +31,6 @@ pub enum IdentifierLabel {
     Schema,
     /// A table name.
     Table,
-    /// A function name.
-    Function,
 }
 
 impl fmt::Display for IdentifierLabel {
@@ -38,7 +38,6 @@ impl fmt::Display for IdentifierLabel {
         f.write_str(match self {
             IdentifierLabel::Schema => "schema",
             IdentifierLabel::Table => "table",
-            IdentifierLabel::Function => "function",
         })
     }
 }
@@ -59,9 +58,15 @@ pub enum TenancyError {
     /// Strict mode is on and tenant storage was touched with no tenant bound.
     #[error("no tenant is bound for this task and strict tenancy is enabled")]
     NoTenantBound,
-    /// `bind` was called outside a binding slot (see [`with_binding_slot`]).
-    #[error("bind called outside a binding slot")]
-    NoBindingSlot,
+    /// Strict mode is on and a handle for one tenant was asked for while another is bound:
+    /// a bug that would mix tenants' data.
+    #[error("tenant {requested} was requested while tenant {bound} is bound")]
+    Crossed {
+        /// The schema bound to the task.
+        bound: Schema,
+        /// The schema a handle was asked for.
+        requested: Schema,
+    },
     /// An identifier failed validation.
     #[error(transparent)]
     Identifier(#[from] IdentifierError),
@@ -146,31 +151,19 @@ pub fn fq_table(schema: &Schema, table: &str) -> Result<String, IdentifierError>
     Ok(format!("\"{}\".\"{}\"", schema.as_str(), table))
 }
 
-/// Returns `"<schema>"."<function>"` (trigger functions and the like).
-pub fn fq_function(schema: &Schema, function: &str) -> Result<String, IdentifierError> {
-    validate_identifier(function, IdentifierLabel::Function)?;
-    Ok(format!("\"{}\".\"{}\"", schema.as_str(), function))
-}
-
-/// Seed parity: `fq_table` over the bound schema (or `public` unless strict mode is on).
-pub fn fq_table_current(table: &str) -> Result<String, TenancyError> {
-    let schema = require_current_schema()?;
-    Ok(fq_table(&schema, table)?)
-}
-
 // --- The task-local binding -------------------------------------------------------------------
 
 tokio::task_local! {
-    // A RefCell so middleware can bind/unbind inside one slot; nested scopes get their own slot,
-    // which is what makes "nested scopes restore the outer schema" hold even on panic.
-    static CURRENT_SCHEMA: RefCell<Option<Schema>>;
+    // Nested scopes each get their own slot, so the outer schema is visible again when an
+    // inner scope ends, even on panic.
+    static CURRENT_SCHEMA: Schema;
 }
 
 static STRICT: AtomicBool = AtomicBool::new(false);
 
-/// Turns strict tenancy on for the whole process: from then on, asking for the current schema
-/// with none bound is an error instead of a silent fall-back to `public`. Servers enable it at
-/// start-up; there is deliberately no way to turn it off again.
+/// Turns strict tenancy on for the whole process: from then on [`check_bound`] refuses a
+/// tenant handle unless that very tenant is bound to the task. Servers enable it at start-up;
+/// there is deliberately no way to turn it off again.
 pub fn enable_strict_mode() {
     STRICT.store(true, Ordering::SeqCst);
 }
@@ -182,81 +175,32 @@ pub fn strict_mode() -> bool {
 
 /// The schema bound to this task, if any.
 pub fn bound_schema() -> Option<Schema> {
-    CURRENT_SCHEMA
-        .try_with(|slot| slot.borrow().clone())
-        .ok()
-        .flatten()
+    CURRENT_SCHEMA.try_with(Schema::clone).ok()
 }
 
-/// The bound schema, else `public` (the seed's `get_current_schema`). In strict mode with
-/// nothing bound this still returns `public`; storage paths use [`require_current_schema`].
-pub fn current_schema() -> Schema {
-    bound_schema().unwrap_or_else(Schema::public)
-}
-
-/// The bound schema; with nothing bound, `public` in lenient mode and an error in strict mode.
-pub fn require_current_schema() -> Result<Schema, TenancyError> {
+/// The second tenancy check, called by stores where they make a tenant handle. Lenient mode
+/// (the default, for the CLI and embedded use): always `Ok`. Strict mode: `Ok` only when
+/// `schema` is the schema bound to this task; `Crossed` when another one is,
+/// `NoTenantBound` when none is.
+pub fn check_bound(schema: &Schema) -> Result<(), TenancyError> {
+    if !strict_mode() {
+        return Ok(());
+    }
     match bound_schema() {
-        Some(schema) => Ok(schema),
-        None if strict_mode() => Err(TenancyError::NoTenantBound),
-        None => Ok(Schema::public()),
+        Some(bound) if &bound == schema => Ok(()),
+        Some(bound) => Err(TenancyError::Crossed {
+            bound,
+            requested: schema.clone(),
+        }),
+        None => Err(TenancyError::NoTenantBound),
     }
 }
 
 /// Runs `future` with `schema` bound; the binding ends with the future, including on error,
 /// cancellation and panic, and the outer binding (if any) is visible again afterwards.
+/// Tasks spawned inside do not inherit it: bind again there.
 pub async fn use_schema<F: Future>(schema: Schema, future: F) -> F::Output {
-    CURRENT_SCHEMA
-        .scope(RefCell::new(Some(schema)), future)
-        .await
-}
-
-/// Synchronous form of [`use_schema`] for blocking code.
-pub fn use_schema_sync<R>(schema: Schema, f: impl FnOnce() -> R) -> R {
-    CURRENT_SCHEMA.sync_scope(RefCell::new(Some(schema)), f)
-}
-
-/// Runs `future` inside an empty binding slot so that [`bind`]/[`unbind`] can be used by
-/// middleware that manages the binding by hand around its own error handling.
-pub async fn with_binding_slot<F: Future>(future: F) -> F::Output {
-    CURRENT_SCHEMA
-        .scope(RefCell::new(bound_schema()), future)
-        .await
-}
-
-/// Restores the previous binding when passed to [`unbind`].
-#[must_use = "pass the token to unbind, or the binding lives until the slot ends"]
-#[derive(Debug)]
-pub struct BindingToken {
-    previous: Option<Schema>,
-}
-
-/// Binds `schema` in the current slot (the seed's `set_current_schema`).
-pub fn bind(schema: Schema) -> Result<BindingToken, TenancyError> {
-    CURRENT_SCHEMA
-        .try_with(|slot| BindingToken {
-            previous: slot.replace(Some(schema)),
-        })
-        .map_err(|_| TenancyError::NoBindingSlot)
-}
-
-/// Restores the binding that was in place before the matching [`bind`].
-pub fn unbind(token: BindingToken) {
-    // Outside a slot there is nothing to restore; the slot's end already dropped the binding.
-    let _ = CURRENT_SCHEMA.try_with(|slot| slot.replace(token.previous));
-}
-
-/// Spawns `future` on the runtime with the caller's binding carried into the new task
-/// (Python gets this for free from contextvars; tokio task-locals do not propagate).
-pub fn spawn_with_current_schema<F>(future: F) -> tokio::task::JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match bound_schema() {
-        Some(schema) => tokio::spawn(use_schema(schema, future)),
-        None => tokio::spawn(future),
-    }
+    CURRENT_SCHEMA.scope(schema, future).await
 }
 
 // --- Tenant extension contract ----------------------------------------------------------------

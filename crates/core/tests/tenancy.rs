@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use astrocyte_core::tenancy::{
-    bind, bound_schema, current_schema, fq_function, fq_table, spawn_with_current_schema, unbind,
-    use_schema, use_schema_sync, validate_identifier, with_binding_slot, DefaultTenantExtension,
-    IdentifierLabel, RequestInfo, Schema, Tenant, TenantExtension,
+    bound_schema, check_bound, fq_table, strict_mode, use_schema, validate_identifier,
+    DefaultTenantExtension, IdentifierLabel, RequestInfo, Schema, Tenant, TenantExtension,
 };
 use futures::FutureExt;
 use proptest::prelude::*;
@@ -14,59 +13,55 @@ fn schema(name: &str) -> Schema {
     Schema::new(name).expect("test schema names are valid")
 }
 
+/// The bound schema's name, `None` when nothing is bound.
+fn bound() -> Option<String> {
+    bound_schema().map(|s| s.to_string())
+}
+
 #[tokio::test]
-async fn default_schema_is_public() {
-    assert_eq!(current_schema().as_str(), "public");
+async fn nothing_is_bound_by_default() {
     assert_eq!(bound_schema(), None);
-    assert_eq!(
-        fq_table(&current_schema(), "memories").as_deref(),
-        Ok("\"public\".\"memories\"")
-    );
 }
 
 #[tokio::test]
 async fn nested_scopes_restore_the_outer_schema() {
     use_schema(schema("outer"), async {
-        assert_eq!(current_schema().as_str(), "outer");
+        assert_eq!(bound().as_deref(), Some("outer"));
         use_schema(schema("inner"), async {
-            assert_eq!(current_schema().as_str(), "inner");
+            assert_eq!(bound().as_deref(), Some("inner"));
         })
         .await;
-        assert_eq!(current_schema().as_str(), "outer");
+        assert_eq!(bound().as_deref(), Some("outer"));
     })
     .await;
-    assert_eq!(current_schema().as_str(), "public");
+    assert_eq!(bound(), None);
 }
 
 #[tokio::test]
 async fn binding_is_undone_on_error() {
     let result: Result<(), &str> = use_schema(schema("failing"), async {
-        assert_eq!(current_schema().as_str(), "failing");
+        assert_eq!(bound().as_deref(), Some("failing"));
         Err("boom")
     })
     .await;
     assert!(result.is_err());
-    assert_eq!(current_schema().as_str(), "public");
+    assert_eq!(bound(), None);
 }
 
 #[tokio::test]
 async fn binding_is_undone_on_panic() {
     use_schema(schema("outer"), async {
         let caught = std::panic::AssertUnwindSafe(use_schema(schema("panicking"), async {
-            assert_eq!(current_schema().as_str(), "panicking");
+            assert_eq!(bound().as_deref(), Some("panicking"));
             panic!("handler panicked");
         }))
         .catch_unwind()
         .await;
         assert!(caught.is_err());
-        assert_eq!(current_schema().as_str(), "outer");
+        assert_eq!(bound().as_deref(), Some("outer"));
     })
     .await;
-    let caught = std::panic::catch_unwind(|| {
-        use_schema_sync(schema("sync_panic"), || panic!("sync panic"));
-    });
-    assert!(caught.is_err());
-    assert_eq!(current_schema().as_str(), "public");
+    assert_eq!(bound(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,11 +77,8 @@ async fn a_thousand_concurrent_tasks_over_fifty_schemas_stay_isolated() {
                 } else {
                     tokio::time::sleep(std::time::Duration::from_micros((task % 7) as u64)).await;
                 }
-                if current_schema().as_str() != name {
-                    return Err(format!(
-                        "task {task} saw {} instead of {name}",
-                        current_schema()
-                    ));
+                if bound().as_deref() != Some(name.as_str()) {
+                    return Err(format!("task {task} saw {:?} instead of {name}", bound()));
                 }
             }
             Ok(())
@@ -101,56 +93,38 @@ async fn a_thousand_concurrent_tasks_over_fifty_schemas_stay_isolated() {
 }
 
 #[tokio::test]
-async fn spawned_tasks_inherit_the_binding() {
+async fn spawned_tasks_do_not_inherit_the_binding() {
     use_schema(schema("parent"), async {
-        let child = spawn_with_current_schema(async {
-            let grandchild = spawn_with_current_schema(async { current_schema() });
-            (current_schema(), grandchild.await.expect("grandchild ran"))
-        });
-        let (child_schema, grandchild_schema) = child.await.expect("child ran");
-        assert_eq!(child_schema.as_str(), "parent");
-        assert_eq!(grandchild_schema.as_str(), "parent");
-        // A plain tokio::spawn does not carry the binding: that is why the helper exists.
         let plain = tokio::spawn(async { bound_schema() }).await.expect("ran");
         assert_eq!(plain, None);
     })
     .await;
 }
 
+/// Strict mode is process-wide and never turned off, so it is tested in `tests/strict_mode.rs`;
+/// this binary never enables it.
 #[tokio::test]
-async fn bind_and_unbind_for_middleware() {
-    assert!(bind(schema("nowhere")).is_err(), "bind needs a slot");
-    with_binding_slot(async {
-        let first = bind(schema("a")).expect("slot exists");
-        assert_eq!(current_schema().as_str(), "a");
-        let second = bind(schema("b")).expect("slot exists");
-        assert_eq!(current_schema().as_str(), "b");
-        unbind(second);
-        assert_eq!(current_schema().as_str(), "a");
-        unbind(first);
-        assert_eq!(bound_schema(), None);
-    })
-    .await;
+async fn check_bound_always_passes_in_lenient_mode() {
+    assert!(!strict_mode());
+    assert_eq!(check_bound(&schema("a")), Ok(()), "nothing bound");
+    let crossed = use_schema(schema("a"), async { check_bound(&schema("b")) }).await;
+    assert_eq!(crossed, Ok(()), "another tenant bound");
+    let same = use_schema(schema("a"), async { check_bound(&schema("a")) }).await;
+    assert_eq!(same, Ok(()));
 }
 
 #[test]
-fn fq_helpers_quote_both_halves_and_validate_the_table() {
+fn fq_table_quotes_both_halves_and_validates_the_table() {
     let s = schema("tenant_acme");
     assert_eq!(
         fq_table(&s, "memories").as_deref(),
         Ok("\"tenant_acme\".\"memories\"")
-    );
-    assert_eq!(
-        fq_function(&s, "touch").as_deref(),
-        Ok("\"tenant_acme\".\"touch\"")
     );
     let err = fq_table(&s, "memories; drop").expect_err("bad table");
     assert_eq!(err.label, IdentifierLabel::Table);
     let message = err.to_string();
     assert!(message.starts_with("table \"memories; drop\""), "{message}");
     assert!(message.contains("^[a-zA-Z_][a-zA-Z0-9_]*$"), "{message}");
-    let err = fq_function(&s, "1fn").expect_err("bad function");
-    assert!(err.to_string().starts_with("function "));
 }
 
 #[test]
@@ -222,7 +196,6 @@ fn hostile_identifiers_are_rejected() {
         assert_eq!(err.label, IdentifierLabel::Schema);
         assert_eq!(&err.value, name);
         assert!(fq_table(&Schema::public(), name).is_err());
-        assert!(fq_function(&Schema::public(), name).is_err());
         assert!(DefaultTenantExtension::new(name).is_err());
     }
     // The boundary: 63 bytes is the longest accepted name.
@@ -269,7 +242,6 @@ proptest! {
     fn accepted_names_render_exactly_quoted(name in "[a-zA-Z_][a-zA-Z0-9_]{0,62}", table in "[a-zA-Z_][a-zA-Z0-9_]{0,62}") {
         let s = Schema::new(name.clone()).expect("matches the rule");
         prop_assert_eq!(fq_table(&s, &table).expect("valid table"), format!("\"{}\".\"{}\"", name, table));
-        prop_assert_eq!(fq_function(&s, &table).expect("valid function"), format!("\"{}\".\"{}\"", name, table));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use astrocyte_core::store::KeyDirectory;
-use astrocyte_core::tenancy::Tenant;
+use astrocyte_core::tenancy::{check_bound, Tenant};
 use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -166,8 +166,10 @@ impl PostgresStore {
         ))
     }
 
-    /// A typed handle on one tenant (what [`Store::tenant`] returns as a trait object).
+    /// A typed handle on one tenant (what [`Store::tenant`] returns as a trait object). In
+    /// strict mode only for the tenant bound to the calling task.
     pub async fn open_tenant(&self, schema: &Schema) -> Result<Arc<PostgresTenant>> {
+        check_bound(schema)?;
         if let Some(handle) = self.inner.handles.lock().get(schema) {
             return Ok(handle.clone());
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use astrocyte_ann::HnswParams;
 use astrocyte_core::store::KeyDirectory;
-use astrocyte_core::tenancy::Tenant;
+use astrocyte_core::tenancy::{check_bound, Tenant};
 use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
 use async_trait::async_trait;
 use tracing::instrument;
@@ -219,9 +219,11 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    /// Opens the tenant's file, creating and migrating it when missing.
+    /// Opens the tenant's file, creating and migrating it when missing. In strict mode only
+    /// for the tenant bound to the calling task.
     #[instrument(skip_all, fields(tenant = %schema))]
     async fn tenant(&self, schema: &Schema) -> Result<Arc<dyn TenantStore>> {
+        check_bound(schema)?;
         let mut tenants = self.tenants.lock().await;
         if let Some(inner) = tenants.touch(schema) {
             return Ok(handle(&inner));
