@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreResult;
-use crate::store::SqliteOptions;
+use crate::options::SqliteOptions;
 
 /// Prepared statements kept per connection; recall builds a handful of query shapes per
 /// filter combination, so the driver's default of 16 would thrash.

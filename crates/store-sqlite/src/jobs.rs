@@ -13,8 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use tracing::instrument;
 
 use crate::error::{StoreError, StoreResult};
+use crate::inner::{run_blocking, TenantInner};
 use crate::rows::{from_micros, to_micros};
-use crate::tenant::{run_blocking, TenantInner};
 
 const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, last_error, result, \
      idempotency_key, run_at, lease_owner, lease_until, created_at, updated_at";

@@ -16,8 +16,8 @@ use tracing::instrument;
 use crate::connection::open_writer;
 use crate::error::{StoreError, StoreResult};
 use crate::migrations::migrate_key_directory;
+use crate::options::SqliteOptions;
 use crate::rows::{from_micros, to_micros};
-use crate::store::SqliteOptions;
 
 /// The key directory's file name inside the data directory.
 pub const KEY_DIRECTORY_FILE: &str = "_directory.keys.db";

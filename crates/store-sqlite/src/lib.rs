@@ -53,13 +53,24 @@
 //! [`astrocyte_core::TenantStore`] calls and nothing more.
 #![deny(missing_docs)]
 
+// Module layering: each module uses only modules on lower lines, so there are no cycles.
+//   store                          SqliteStore: the tenant registry, `Store`
+//   tenant                         SqliteTenant: `TenantStore`, memory writes and reads
+//   jobs, search, maintenance      more operations on one open tenant
+//   inner                          TenantInner (connections, gate, bank indexes), run_blocking
+//   keys, vectors                  the API-key directory file; HNSW indexes and snapshots
+//   connection, filter             connections and reader pool; SQL filters
+//   migrations, rows, options      schema migrations; row codecs; SqliteOptions
+//   error                          StoreError
 mod connection;
 mod error;
 mod filter;
+mod inner;
 mod jobs;
 mod keys;
 mod maintenance;
 mod migrations;
+mod options;
 mod rows;
 mod search;
 mod store;
@@ -68,4 +79,5 @@ mod vectors;
 
 pub use astrocyte_ann::HnswParams;
 pub use keys::KEY_DIRECTORY_FILE;
-pub use store::{SqliteOptions, SqliteStore};
+pub use options::SqliteOptions;
+pub use store::SqliteStore;

@@ -11,8 +11,8 @@ use astrocyte_core::{BankId, Error, MemoryId};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::error::{StoreError, StoreResult};
+use crate::inner::{read_space, TenantInner};
 use crate::rows::{encode_vector, to_micros, vector_hash};
-use crate::tenant::{read_space, TenantInner};
 
 impl TenantInner {
     /// A setting's JSON value, if set.

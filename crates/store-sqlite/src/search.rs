@@ -15,8 +15,8 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
 use crate::error::StoreResult;
 use crate::filter::{is_selective, json_list, tags_only, Conditions};
+use crate::inner::TenantInner;
 use crate::rows::{decode_vector, RawMemory, MEMORY_COLUMNS};
-use crate::tenant::TenantInner;
 
 /// BM25 weight of a memory's retrieval context relative to its own text (1.0). On LoCoMo
 /// (`astrocyte eval locomo`) 0.5 beat both 1.0 (one undivided column) and 0.35.

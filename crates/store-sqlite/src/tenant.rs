@@ -1,9 +1,10 @@
-//! One tenant's database: its writer connection, reader pool, bank indexes and every
-//! [`TenantStore`] operation except search (in `search.rs`). Blocking SQLite work runs on
-//! tokio's blocking pool; the async trait methods only move arguments there and back.
+//! [`SqliteTenant`], the [`TenantStore`] handle, and the memory operations of one open tenant:
+//! embedding space, insert, forget, the near-duplicate check and plain reads. Search, settings,
+//! re-embedding and jobs are in their own modules over the same [`TenantInner`]. Blocking
+//! SQLite work runs on tokio's blocking pool; the async trait methods only move arguments
+//! there and back.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,97 +15,20 @@ use astrocyte_core::{
     Timestamp,
 };
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, TransactionBehavior};
 use tracing::instrument;
 
-use crate::connection::{open_writer, ReaderPool};
 use crate::error::{StoreError, StoreResult};
 use crate::filter::json_list;
+use crate::inner::{read_space, run_blocking, TenantInner};
 use crate::jobs::SqliteJobQueue;
-use crate::migrations::migrate;
 use crate::rows::{
     encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
 };
-use crate::store::SqliteOptions;
-use crate::vectors::{capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot};
-
-/// The state of one open tenant database, shared by every handle to it.
-pub(crate) struct TenantInner {
-    pub(crate) schema: Schema,
-    pub(crate) options: SqliteOptions,
-    /// `true` while open. Every operation holds it shared; closing takes it exclusively, so
-    /// files are only deleted once nothing is using a connection.
-    gate: RwLock<bool>,
-    /// The single writer; `None` once closed.
-    writer: Mutex<Option<Connection>>,
-    pub(crate) readers: ReaderPool,
-    pub(crate) space: Mutex<Option<EmbeddingSpace>>,
-    pub(crate) banks: Mutex<HashMap<BankId, Arc<BankSlot>>>,
-}
+use crate::vectors::{BankIndex, BankSlot};
 
 impl TenantInner {
-    /// Opens (and with `create`, creates) the tenant file and migrates it.
-    pub(crate) fn open(
-        schema: Schema,
-        path: PathBuf,
-        options: SqliteOptions,
-        create: bool,
-    ) -> StoreResult<Self> {
-        let mut writer = open_writer(&path, &options, create)?;
-        migrate(&mut writer)?;
-        Ok(TenantInner {
-            schema,
-            readers: ReaderPool::new(path, options.clone()),
-            options,
-            gate: RwLock::new(true),
-            writer: Mutex::new(Some(writer)),
-            space: Mutex::new(None),
-            banks: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Runs `operation` unless the tenant was closed, keeping it open meanwhile. Entry points
-    /// only: the gate is never taken twice by one thread.
-    pub(crate) fn guarded<R>(
-        self: &Arc<Self>,
-        operation: impl FnOnce(&Arc<Self>) -> StoreResult<R>,
-    ) -> StoreResult<R> {
-        let open = self.gate.read();
-        if !*open {
-            return Err(StoreError::TenantDropped(self.schema.to_string()));
-        }
-        let result = operation(self);
-        drop(open);
-        result
-    }
-
-    /// Closes every connection once in-flight operations (background snapshots included)
-    /// finish, without saving anything: the tenant is being dropped. Later calls fail with
-    /// `TenantDropped`.
-    pub(crate) fn close(&self) {
-        let mut open = self.gate.write();
-        if !*open {
-            return;
-        }
-        *open = false;
-        self.writer.lock().take();
-        self.readers.close_idle();
-    }
-
-    /// Runs `operation` on the single writer connection (`TenantDropped` once closed).
-    pub(crate) fn with_writer<R>(
-        &self,
-        operation: impl FnOnce(&mut Connection) -> StoreResult<R>,
-    ) -> StoreResult<R> {
-        let mut guard = self.writer.lock();
-        let conn = guard
-            .as_mut()
-            .ok_or_else(|| StoreError::TenantDropped(self.schema.to_string()))?;
-        operation(conn)
-    }
-
     // --- embedding space ----------------------------------------------------------------
 
     fn ensure_embedding_space(&self, wanted: &EmbeddingSpace) -> StoreResult<()> {
@@ -130,19 +54,6 @@ impl TenantInner {
         let checked = check_space(&recorded, wanted);
         *self.space.lock() = Some(recorded);
         checked
-    }
-
-    /// The recorded embedding dimension, if any.
-    pub(crate) fn recorded_dimension(&self, conn: &Connection) -> StoreResult<Option<usize>> {
-        if let Some(space) = self.space.lock().as_ref() {
-            return Ok(Some(space.dimension));
-        }
-        let stored = read_space(conn)?;
-        let dimension = stored.as_ref().map(|s| s.dimension);
-        if let Some(space) = stored {
-            *self.space.lock() = Some(space);
-        }
-        Ok(dimension)
     }
 
     // --- writes -------------------------------------------------------------------------
@@ -366,141 +277,6 @@ impl TenantInner {
         })
     }
 
-    // --- vector indexes -------------------------------------------------------------------
-
-    /// The slot of `bank`, created empty when missing.
-    pub(crate) fn slot(&self, bank: &BankId) -> Arc<BankSlot> {
-        Arc::clone(self.banks.lock().entry(bank.clone()).or_default())
-    }
-
-    /// The slot of `bank` if one exists (its index may still be unloaded).
-    pub(crate) fn loaded_slot(&self, bank: &BankId) -> Option<Arc<BankSlot>> {
-        self.banks.lock().get(bank).cloned()
-    }
-
-    /// Runs `read` on the bank's index, loading it first when needed. `dimension_hint` sizes a
-    /// brand-new index when the tenant has no recorded embedding space.
-    pub(crate) fn with_index<R>(
-        self: &Arc<Self>,
-        conn: &Connection,
-        bank: &BankId,
-        dimension_hint: usize,
-        read: impl FnOnce(&BankIndex) -> R,
-    ) -> StoreResult<R> {
-        let slot = self.slot(bank);
-        {
-            let guard = slot.index.read();
-            if let Some(index) = guard.as_ref() {
-                return Ok(read(index));
-            }
-        }
-        let mut guard = slot.index.write();
-        if guard.is_none() {
-            let dimension = match self.recorded_dimension(conn)? {
-                Some(dimension) => dimension,
-                None => first_vector_dimension(conn, bank)?.unwrap_or(dimension_hint),
-            };
-            let index = load_index(conn, bank, dimension, &self.options.hnsw)?;
-            let wanted = index.wants_snapshot_after_load(self.options.snapshot_every);
-            *guard = Some(index);
-            drop(guard);
-            self.maybe_schedule_snapshot(bank, &slot, wanted);
-            let guard = slot.index.read();
-            let index = guard
-                .as_ref()
-                .expect("invariant: a loaded index is only unloaded by closing the tenant");
-            return Ok(read(index));
-        }
-        let guard = parking_lot::RwLockWriteGuard::downgrade(guard);
-        let index = guard
-            .as_ref()
-            .expect("invariant: checked to be loaded under the write lock");
-        Ok(read(index))
-    }
-
-    /// Snapshots the bank's index on a background thread when `wanted` (see
-    /// [`BankIndex::wants_background_snapshot`]), so a restart catches up with few rows and no
-    /// request waits for the write. At most one snapshot per bank is in flight.
-    pub(crate) fn maybe_schedule_snapshot(
-        self: &Arc<Self>,
-        bank: &BankId,
-        slot: &Arc<BankSlot>,
-        wanted: bool,
-    ) {
-        if !wanted || slot.snapshot_scheduled.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let inner = Arc::clone(self);
-        let bank = bank.clone();
-        let slot_for_thread = Arc::clone(slot);
-        let spawned = std::thread::Builder::new()
-            .name("astrocyte-snapshot".into())
-            .spawn(move || {
-                let result =
-                    inner.guarded(|inner| inner.save_snapshot(&bank, &slot_for_thread, false));
-                slot_for_thread.snapshot_scheduled.store(false, Ordering::SeqCst);
-                if let Err(error) = result {
-                    tracing::warn!(tenant = %inner.schema, bank = %bank, %error, "vector index snapshot failed");
-                }
-            });
-        if let Err(error) = spawned {
-            slot.snapshot_scheduled.store(false, Ordering::SeqCst);
-            tracing::warn!(%error, "could not start the snapshot thread");
-        }
-    }
-
-    /// Writes the bank's snapshot if it has unsaved changes; with `on_close`, only when that
-    /// pays for itself (see [`BankIndex::worth_saving_on_close`]).
-    fn save_snapshot(&self, bank: &BankId, slot: &BankSlot, on_close: bool) -> StoreResult<()> {
-        let Some(snapshot) = capture_snapshot(slot, on_close)? else {
-            return Ok(());
-        };
-        let stored = self.with_writer(|conn| {
-            if slot.purge_generation.load(Ordering::SeqCst) != snapshot.purge_generation {
-                // A purge ran after the capture: the data may hold its vectors.
-                return Ok(false);
-            }
-            conn.execute(
-                "INSERT INTO vector_index (bank_id, max_rowid, dimension, data, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (bank_id) DO UPDATE SET max_rowid = excluded.max_rowid, dimension = excluded.dimension,
-                     data = excluded.data, written_at = excluded.written_at",
-                params![
-                    bank.as_str(),
-                    snapshot.max_rowid,
-                    snapshot.dimension as i64,
-                    snapshot.data,
-                    to_micros(chrono::Utc::now())
-                ],
-            )?;
-            Ok(true)
-        })?;
-        if stored {
-            tracing::debug!(tenant = %self.schema, bank = %bank, bytes = snapshot.data.len(), "vector index snapshot written");
-            snapshot_stored(slot, snapshot);
-        }
-        Ok(())
-    }
-
-    /// Snapshots every loaded index with unsaved changes; with `on_close`, only those where
-    /// that pays for itself (closing must not stall on a large index with a few new rows).
-    pub(crate) fn save_all_snapshots(&self, on_close: bool) -> StoreResult<()> {
-        let open = self.gate.read();
-        if !*open {
-            return Ok(());
-        }
-        let slots: Vec<(BankId, Arc<BankSlot>)> = self
-            .banks
-            .lock()
-            .iter()
-            .map(|(bank, slot)| (bank.clone(), Arc::clone(slot)))
-            .collect();
-        for (bank, slot) in slots {
-            self.save_snapshot(&bank, &slot, on_close)?;
-        }
-        drop(open);
-        Ok(())
-    }
-
     // --- reads ----------------------------------------------------------------------------
 
     fn nearest_each(
@@ -685,16 +461,6 @@ impl TenantInner {
     }
 }
 
-impl Drop for TenantInner {
-    /// Saves vector indexes when the last handle goes away, where that pays for itself (a no-op
-    /// once closed), so the next open loads a snapshot instead of re-indexing rows.
-    fn drop(&mut self) {
-        if let Err(error) = self.save_all_snapshots(true) {
-            tracing::warn!(tenant = %self.schema, %error, "vector index snapshot failed on drop");
-        }
-    }
-}
-
 /// Maps `items` in order, on several threads when there are enough of them: a retain batch
 /// checks hundreds of vectors for near-duplicates, and graph searches share the index freely.
 fn in_parallel<T: Send + Sync, R: Send>(items: Vec<T>, map: impl Fn(T) -> R + Sync) -> Vec<R> {
@@ -851,21 +617,6 @@ impl InsertRow {
     }
 }
 
-pub(crate) fn read_space(conn: &Connection) -> StoreResult<Option<EmbeddingSpace>> {
-    Ok(conn
-        .query_row(
-            "SELECT model, dimension FROM embedding_space WHERE singleton = 1",
-            [],
-            |row| {
-                Ok(EmbeddingSpace {
-                    model: row.get(0)?,
-                    dimension: row.get::<_, i64>(1)? as usize,
-                })
-            },
-        )
-        .optional()?)
-}
-
 /// A different model is a mismatch even at the same dimension: vectors of two models are not
 /// comparable, so mixing them would silently ruin ranking.
 fn check_space(stored: &EmbeddingSpace, wanted: &EmbeddingSpace) -> StoreResult<()> {
@@ -881,17 +632,6 @@ fn check_space(stored: &EmbeddingSpace, wanted: &EmbeddingSpace) -> StoreResult<
     .into())
 }
 
-fn first_vector_dimension(conn: &Connection, bank: &BankId) -> StoreResult<Option<usize>> {
-    Ok(conn
-        .query_row(
-            "SELECT length(embedding) FROM memories WHERE bank_id = ?1 LIMIT 1",
-            [bank.as_str()],
-            |row| row.get::<_, i64>(0),
-        )
-        .optional()?
-        .map(|bytes| bytes as usize / 4))
-}
-
 /// The [`TenantStore`] handle handed out by [`crate::SqliteStore::tenant`].
 pub(crate) struct SqliteTenant {
     pub(crate) inner: Arc<TenantInner>,
@@ -905,24 +645,6 @@ impl SqliteTenant {
         F: FnOnce(&Arc<TenantInner>) -> StoreResult<R> + Send + 'static,
     {
         run_blocking(&self.inner, operation).await
-    }
-}
-
-/// Runs `operation` on tokio's blocking pool with the tenant kept open, mapping errors into
-/// core's terms.
-pub(crate) async fn run_blocking<R, F>(
-    inner: &Arc<TenantInner>,
-    operation: F,
-) -> astrocyte_core::Result<R>
-where
-    R: Send + 'static,
-    F: FnOnce(&Arc<TenantInner>) -> StoreResult<R> + Send + 'static,
-{
-    let inner = Arc::clone(inner);
-    let joined = tokio::task::spawn_blocking(move || inner.guarded(operation)).await;
-    match joined {
-        Ok(result) => result.map_err(Error::from),
-        Err(join) => Err(StoreError::from(join).into()),
     }
 }
 
@@ -1054,6 +776,7 @@ impl TenantStore for SqliteTenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::SqliteOptions;
 
     fn memory(bank: &BankId, id: &str, vector: Vec<f32>) -> NewMemory {
         let mut memory = Memory::new(id, bank.clone(), format!("memory {id}"));
