@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// Port (ASTROCYTE_PORT; default 8080).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Also serve gRPC (astrocyte.v1) on this port of the same host (ASTROCYTE_GRPC_PORT; off
+    /// unless set; 0 picks a free port).
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// YAML configuration file (instead of ASTROCYTE_CONFIG_PATH).
     #[arg(long)]
     pub config: Option<PathBuf>,

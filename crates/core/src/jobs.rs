@@ -7,21 +7,166 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::model::Timestamp;
+use crate::error::{Error, Result};
+use crate::model::{BankId, RetainRequest, Timestamp};
 
-/// Job kinds shared by the transports that enqueue jobs and the workers that run them.
-pub mod kinds {
-    /// An asynchronous retain; payload: a `RetainRequest`.
-    pub const RETAIN: &str = "retain";
-    /// Re-embedding a bank with the current embedder; payload: `{"bank_id"}`.
-    pub const REEMBED: &str = "reembed";
-    /// TTL lifecycle of a bank; payload: `{"bank_id", "archive_after_days"?, "delete_after_days"?, "exempt_tags"?}`.
-    pub const LIFECYCLE: &str = "lifecycle";
-    /// Duplicate consolidation of a bank; payload: `{"bank_id", "threshold"?}`.
-    pub const CONSOLIDATE: &str = "consolidate";
+/// The kinds of job, their payloads, and the one decoding both the server (when queueing) and
+/// the workers (when running) use, so a bad payload is refused at once, never in a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
+pub enum JobSpec {
+    /// An asynchronous retain.
+    Retain(RetainRequest),
+    /// Re-embedding a bank with the current embedder.
+    Reembed(ReembedJob),
+    /// TTL lifecycle of a bank.
+    Lifecycle(LifecycleJob),
+    /// Duplicate consolidation of a bank.
+    Consolidate(ConsolidateJob),
+}
+
+/// Re-embeds every visible memory of a bank with the engine's current embedder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReembedJob {
+    /// The bank.
+    pub bank_id: String,
+}
+
+/// Archives (soft-forgets) or deletes (purges) memories older than a threshold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleJob {
+    /// The bank.
+    pub bank_id: String,
+    /// Soft-forget memories whose effective time is older than this many days.
+    pub archive_after_days: Option<i64>,
+    /// Purge memories older than this many days.
+    pub delete_after_days: Option<i64>,
+    /// Memories with any of these tags are never touched.
+    pub exempt_tags: Vec<String>,
+}
+
+/// Soft-forgets newer near-duplicates of older memories.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsolidateJob {
+    /// The bank.
+    pub bank_id: String,
+    /// Cosine similarity at or above which two memories are duplicates (default: the
+    /// engine's dedup threshold).
+    pub threshold: Option<f32>,
+}
+
+impl JobSpec {
     /// Kinds an administrator may queue directly (retain goes through the retain endpoint).
-    pub const MAINTENANCE: [&str; 3] = [REEMBED, LIFECYCLE, CONSOLIDATE];
+    pub const MAINTENANCE: [&'static str; 3] = ["reembed", "lifecycle", "consolidate"];
+
+    /// The kind's wire name, as stored beside the payload.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Retain(_) => "retain",
+            JobSpec::Reembed(_) => "reembed",
+            JobSpec::Lifecycle(_) => "lifecycle",
+            JobSpec::Consolidate(_) => "consolidate",
+        }
+    }
+
+    /// The bank the job works on.
+    pub fn bank_id(&self) -> &str {
+        match self {
+            JobSpec::Retain(r) => &r.bank_id,
+            JobSpec::Reembed(j) => &j.bank_id,
+            JobSpec::Lifecycle(j) => &j.bank_id,
+            JobSpec::Consolidate(j) => &j.bank_id,
+        }
+    }
+
+    /// Decodes a kind and its payload, then validates them; the error names what is wrong.
+    pub fn decode(kind: &str, payload: serde_json::Value) -> Result<JobSpec> {
+        let tagged = serde_json::json!({ "kind": kind, "payload": payload });
+        let spec: JobSpec = serde_json::from_value(tagged).map_err(|e| {
+            let known = ["retain", "reembed", "lifecycle", "consolidate"];
+            if known.contains(&kind) {
+                Error::invalid(format!("malformed {kind} job payload: {e}"))
+            } else {
+                Error::invalid(format!(
+                    "unknown job kind {kind:?} (expected reembed, lifecycle or consolidate)"
+                ))
+            }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// A stored job's spec.
+    pub fn of(job: &Job) -> Result<JobSpec> {
+        JobSpec::decode(&job.kind, job.payload.clone())
+    }
+
+    /// Checks what can be checked before the job runs.
+    pub fn validate(&self) -> Result<()> {
+        BankId::new(self.bank_id())?;
+        let days = |name: &str, value: Option<i64>| match value {
+            Some(d) if d < 0 => Err(Error::invalid(format!("{name} must be 0 or more, not {d}"))),
+            _ => Ok(()),
+        };
+        match self {
+            JobSpec::Lifecycle(j) => {
+                days("archive_after_days", j.archive_after_days)?;
+                days("delete_after_days", j.delete_after_days)?;
+                if j.archive_after_days.is_none() && j.delete_after_days.is_none() {
+                    return Err(Error::invalid(
+                        "a lifecycle job needs archive_after_days or delete_after_days",
+                    ));
+                }
+                Ok(())
+            }
+            JobSpec::Consolidate(ConsolidateJob {
+                threshold: Some(t), ..
+            }) if !(t.is_finite() && *t > 0.0 && *t <= 1.0) => Err(Error::invalid(format!(
+                "threshold must be in (0, 1], not {t}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The job to enqueue, due now.
+    pub fn into_new_job(self, idempotency_key: Option<String>) -> Result<NewJob> {
+        let kind = self.kind().to_string();
+        let payload = match serde_json::to_value(&self)
+            .map_err(|e| Error::Internal(format!("encoding a {kind} job: {e}")))?
+        {
+            serde_json::Value::Object(mut tagged) => {
+                tagged.remove("payload").unwrap_or(serde_json::Value::Null)
+            }
+            _ => serde_json::Value::Null,
+        };
+        Ok(NewJob {
+            kind,
+            payload,
+            idempotency_key,
+            max_attempts: 5,
+            run_at: chrono::Utc::now(),
+        })
+    }
+}
+
+/// The tenant setting that places a bank under legal hold: lifecycle jobs never touch a held
+/// bank. One type, so the server that places holds and the workers that honour them agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHoldKey(String);
+
+impl LegalHoldKey {
+    /// The hold of `bank`.
+    pub fn of(bank: &BankId) -> Self {
+        LegalHoldKey(format!("legal_hold:{bank}"))
+    }
+
+    /// The setting key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Where a job is in its life.

@@ -181,6 +181,15 @@ pub struct RateLimitSettings {
     pub reflect_per_minute: Option<u32>,
 }
 
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
 /// Daily quotas per bank (UTC days); `None` means unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuotaSettings {
@@ -242,6 +251,12 @@ pub struct ServerConfig {
     pub host: String,
     /// Bind port (`ASTROCYTE_PORT`, default 8080; 0 picks a free port).
     pub port: u16,
+    /// gRPC port on the same host (`ASTROCYTE_GRPC_PORT`, `--grpc-port`); `None` (the default)
+    /// serves no gRPC, 0 picks a free port.
+    pub grpc_port: Option<u16>,
+    /// PEM certificate chain and private key for gRPC over TLS (`ASTROCYTE_GRPC_TLS_CERT`,
+    /// `ASTROCYTE_GRPC_TLS_KEY`); both or neither.
+    pub grpc_tls: Option<TlsFiles>,
     /// Embedded store directory (`ASTROCYTE_DATA_DIR`, default `./astrocyte-data`); used by the
     /// composition root when no database URL is set.
     pub data_dir: PathBuf,
@@ -291,6 +306,8 @@ impl Default for ServerConfig {
         ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
+            grpc_port: None,
+            grpc_tls: None,
             data_dir: PathBuf::from("astrocyte-data"),
             database_url: None,
             database_schema: Schema::public(),
@@ -328,6 +345,8 @@ pub struct ConfigOverrides {
     pub host: Option<String>,
     /// `--port`.
     pub port: Option<u16>,
+    /// `--grpc-port`.
+    pub grpc_port: Option<u16>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--database-url`.
@@ -340,6 +359,9 @@ pub struct ConfigOverrides {
 struct FileConfig {
     host: Option<String>,
     port: Option<u16>,
+    grpc_port: Option<u16>,
+    grpc_tls_cert: Option<PathBuf>,
+    grpc_tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_schema: Option<String>,
@@ -648,6 +670,29 @@ impl ServerConfig {
                 .or(file.port)
                 .unwrap_or(c.port),
         };
+        c.grpc_port = match overrides.grpc_port {
+            Some(port) => Some(port),
+            None => env.parse::<u16>("ASTROCYTE_GRPC_PORT")?.or(file.grpc_port),
+        };
+        let cert = env
+            .get("ASTROCYTE_GRPC_TLS_CERT")
+            .map(PathBuf::from)
+            .or(file.grpc_tls_cert);
+        let key = env
+            .get("ASTROCYTE_GRPC_TLS_KEY")
+            .map(PathBuf::from)
+            .or(file.grpc_tls_key);
+        c.grpc_tls =
+            match (cert, key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => return Err(ConfigError::Invalid {
+                    setting: "ASTROCYTE_GRPC_TLS_CERT".into(),
+                    message:
+                        "set both ASTROCYTE_GRPC_TLS_CERT and ASTROCYTE_GRPC_TLS_KEY, or neither"
+                            .into(),
+                }),
+            };
         c.data_dir = overrides
             .data_dir
             .or(env.get("ASTROCYTE_DATA_DIR").map(PathBuf::from))

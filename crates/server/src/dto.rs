@@ -330,6 +330,25 @@ impl From<astrocyte_core::RetainOutcome> for RetainResponse {
     }
 }
 
+impl From<crate::service::Retained> for RetainResponse {
+    fn from(retained: crate::service::Retained) -> Self {
+        match retained {
+            crate::service::Retained::Done(outcome) => outcome.into(),
+            crate::service::Retained::Queued(job) => RetainResponse {
+                stored: false,
+                memory_id: None,
+                deduplicated: false,
+                error: None,
+                retention_action: None,
+                curated: false,
+                memory_layer: None,
+                job_state: Some(job.state.as_str().to_string()),
+                job_id: Some(job.id),
+            },
+        }
+    }
+}
+
 // --- Recall ------------------------------------------------------------------------------------
 
 /// `POST /v1/recall`.
@@ -532,6 +551,20 @@ pub struct ReflectResponse {
     /// Always null.
     #[schema(value_type = Option<String>)]
     pub authority_context: Option<String>,
+}
+
+impl ReflectResponse {
+    /// The response for `result`, with its sources when asked for.
+    pub fn new(result: astrocyte_core::ReflectResult, include_sources: bool) -> Self {
+        ReflectResponse {
+            answer: result.answer,
+            confidence: Some(result.confidence),
+            sources: include_sources
+                .then(|| result.sources.into_iter().map(MemoryHitDto::from).collect()),
+            observations: None,
+            authority_context: None,
+        }
+    }
 }
 
 // --- Forget ------------------------------------------------------------------------------------

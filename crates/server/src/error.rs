@@ -50,75 +50,179 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-fn detail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "detail": message.into() }))).into_response()
+/// The transport-neutral kind of every failure: what REST maps to a status, MCP names in
+/// `{"error": …}` and gRPC maps to a status code. One table, in [`ErrorCode::as_str`] and
+/// [`ErrorCode::http_status`] here and `grpc::status_code` for gRPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Malformed or invalid input.
+    InvalidInput,
+    /// No valid credential (the cause is never returned).
+    Unauthenticated,
+    /// The principal lacks a permission.
+    Forbidden,
+    /// Something named does not exist.
+    NotFound,
+    /// The request conflicts with stored state.
+    Conflict,
+    /// The body is over the cap.
+    PayloadTooLarge,
+    /// The PII barrier rejected the content.
+    PiiRejected,
+    /// A rate limit or quota is exhausted.
+    RateLimited,
+    /// Not supported by this deployment.
+    Unsupported,
+    /// A dependency did not answer.
+    Unavailable,
+    /// Our fault.
+    Internal,
 }
 
-/// Maps a core error class to a status. Exhaustive on purpose: a new kind must be decided here.
-pub fn status_for(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::InvalidInput,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::PiiRejected,
+        ErrorCode::RateLimited,
+        ErrorCode::Unsupported,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The wire name (MCP's `error`, gRPC's `x-astrocyte-error` trailer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::PiiRejected => "pii_rejected",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PiiRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unsupported => StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ErrorKind> for ErrorCode {
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::InvalidInput => ErrorCode::InvalidInput,
+            ErrorKind::NotFound => ErrorCode::NotFound,
+            ErrorKind::Conflict => ErrorCode::Conflict,
+            ErrorKind::Forbidden => ErrorCode::Forbidden,
+            ErrorKind::Unsupported => ErrorCode::Unsupported,
+            ErrorKind::Unavailable => ErrorCode::Unavailable,
+            ErrorKind::Internal => ErrorCode::Internal,
+        }
+    }
+}
+
+impl ApiError {
+    /// The failure's kind.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Core(error) => error.kind().into(),
+            ApiError::BadRequest(_) => ErrorCode::InvalidInput,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::AuthenticationFailed | ApiError::Unauthorized(_) => {
+                ErrorCode::Unauthenticated
+            }
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::PiiRejected(_) => ErrorCode::PiiRejected,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// What the caller may read: the message for errors it can act on, a fixed text for a
+    /// dependency or internal failure, whose cause is logged (and counted) here, once.
+    pub fn public_detail(&self) -> String {
+        match self {
+            ApiError::Core(error) => match error.kind() {
+                ErrorKind::Unavailable => {
+                    tracing::warn!(error = %error, "provider unavailable");
+                    metrics::global().store_error("unavailable");
+                    "Provider unavailable".into()
+                }
+                ErrorKind::Internal => {
+                    tracing::error!(error = %error, "internal error");
+                    metrics::global().store_error("internal");
+                    "Internal server error".into()
+                }
+                _ => error.to_string(),
+            },
+            ApiError::PayloadTooLarge => "Request body too large".into(),
+            ApiError::AuthenticationFailed => "authentication failed".into(),
+            ApiError::Unavailable(message) => {
+                tracing::warn!(%message, "unavailable");
+                message.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Seconds until a retry can succeed, rounded up to the millisecond (rate limits only).
+    pub fn retry_after_seconds(&self) -> Option<f64> {
+        match self {
+            ApiError::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some((retry_after_seconds * 1000.0).ceil() / 1000.0),
+            _ => None,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match self {
-            ApiError::Core(error) => {
-                let kind = error.kind();
-                let status = status_for(kind);
-                match kind {
-                    ErrorKind::InvalidInput
-                    | ErrorKind::NotFound
-                    | ErrorKind::Conflict
-                    | ErrorKind::Forbidden
-                    | ErrorKind::Unsupported => detail(status, error.to_string()),
-                    ErrorKind::Unavailable => {
-                        tracing::warn!(error = %error, "provider unavailable");
-                        metrics::global().store_error("unavailable");
-                        detail(status, "Provider unavailable")
-                    }
-                    ErrorKind::Internal => {
-                        tracing::error!(error = %error, "internal error");
-                        metrics::global().store_error("internal");
-                        detail(status, "Internal server error")
-                    }
-                }
+        let status = self.code().http_status();
+        match &self {
+            ApiError::AuthenticationFailed => {
+                (status, Json(json!({ "error": "authentication_failed" }))).into_response()
             }
-            ApiError::BadRequest(message) => detail(StatusCode::BAD_REQUEST, message),
-            ApiError::PayloadTooLarge => {
-                detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-            }
-            ApiError::AuthenticationFailed => (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({ "error": "authentication_failed" })),
+            ApiError::PiiRejected(pii_types) => (
+                status,
+                Json(json!({ "detail": self.public_detail(), "pii_types": pii_types })),
             )
                 .into_response(),
-            ApiError::Unauthorized(message) => detail(StatusCode::UNAUTHORIZED, message),
-            ApiError::Forbidden(message) => detail(StatusCode::FORBIDDEN, message),
-            ApiError::NotFound(message) => detail(StatusCode::NOT_FOUND, message),
-            ApiError::PiiRejected(pii_types) => {
-                let message = format!("Content rejected: PII detected ({})", pii_types.join(", "));
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Json(json!({ "detail": message, "pii_types": pii_types })),
-                )
-                    .into_response()
-            }
             ApiError::RateLimited {
-                detail: message,
                 retry_after_seconds,
+                ..
             } => {
-                let rounded = (retry_after_seconds * 1000.0).ceil() / 1000.0;
                 let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({ "detail": message, "retry_after_seconds": rounded })),
+                    status,
+                    Json(json!({
+                        "detail": self.public_detail(),
+                        "retry_after_seconds": self.retry_after_seconds(),
+                    })),
                 )
                     .into_response();
                 let whole_seconds = retry_after_seconds.ceil().max(1.0) as u64;
@@ -127,7 +231,7 @@ impl IntoResponse for ApiError {
                 }
                 response
             }
-            ApiError::Unavailable(message) => detail(StatusCode::SERVICE_UNAVAILABLE, message),
+            _ => (status, Json(json!({ "detail": self.public_detail() }))).into_response(),
         }
     }
 }
@@ -148,8 +252,15 @@ mod tests {
             (ErrorKind::Internal, 500),
         ];
         for (kind, code) in cases {
-            assert_eq!(status_for(kind).as_u16(), code, "{kind:?}");
+            assert_eq!(
+                ErrorCode::from(kind).http_status().as_u16(),
+                code,
+                "{kind:?}"
+            );
         }
+        let names: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "names are distinct");
     }
 
     #[test]

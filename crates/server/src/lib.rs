@@ -27,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod dto;
 pub mod error;
+pub mod grpc;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub mod openapi;
 pub mod otlp;
 pub mod policy;
 pub mod routes;
+pub mod service;
 pub mod state;
 
 use std::future::Future;
@@ -46,11 +48,12 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use auth::{AdminAccess, Caller};
+pub use auth::AdminAccess;
 pub use config::{ConfigError, ConfigOverrides, ServerConfig};
 pub use error::ApiError;
 pub use keys::{ApiKeys, IssuedKey, KeyHasher};
 pub use observability::init_tracing;
+pub use service::{Caller, Service};
 pub use state::{AppState, AppStateBuilder};
 
 /// Why the server could not start or stopped with an error.
@@ -70,6 +73,9 @@ pub enum ServerError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The gRPC server could not start or failed.
+    #[error("gRPC server error: {0}")]
+    Grpc(String),
     /// OTLP trace export could not start or flush.
     #[error(transparent)]
     Tracing(#[from] otlp::TraceExportError),
@@ -127,22 +133,34 @@ impl Gateway {
         routes::app_with(self.state.clone(), self.extra.clone())
     }
 
-    /// Binds the configured address (`port 0` picks a free port).
+    /// Binds the configured address (`port 0` picks a free port), and the gRPC port when one
+    /// is configured.
     pub async fn bind(self) -> Result<BoundServer, ServerError> {
         let address = self.state.config().bind_address();
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
-        self.bind_listener(listener)
+        let config = self.state.config();
+        let grpc = match config.grpc_port {
+            Some(port) => {
+                Some(grpc::GrpcListener::bind(&config.host, port, config.grpc_tls.as_ref()).await?)
+            }
+            None => None,
+        };
+        let mut bound = self.bind_listener(listener)?;
+        bound.grpc = grpc;
+        Ok(bound)
     }
 
-    /// Serves on an already bound listener.
+    /// Serves REST and MCP on an already bound listener (no gRPC).
     pub fn bind_listener(self, listener: TcpListener) -> Result<BoundServer, ServerError> {
         let local_addr = listener.local_addr()?;
         Ok(BoundServer {
             listener,
             local_addr,
             router: self.router(),
+            grpc: None,
+            state: self.state,
         })
     }
 }
@@ -152,6 +170,8 @@ pub struct BoundServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    grpc: Option<grpc::GrpcListener>,
+    state: AppState,
 }
 
 impl BoundServer {
@@ -160,23 +180,57 @@ impl BoundServer {
         self.local_addr
     }
 
+    /// The gRPC address actually bound, when gRPC is served.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(grpc::GrpcListener::local_addr)
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and waits for in-flight
     /// requests to finish: every acknowledged write was committed before its response.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        tracing::info!(address = %self.local_addr, "astrocyte gateway listening");
+        // One shutdown for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let signal = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        match self.grpc {
+            None => Self::run_http(self.listener, self.local_addr, self.router, signal()).await,
+            Some(grpc) => {
+                tokio::try_join!(
+                    Self::run_http(self.listener, self.local_addr, self.router, signal()),
+                    grpc.run(self.state, signal()),
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn run_http(
+        listener: TcpListener,
+        local_addr: SocketAddr,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        tracing::info!(address = %local_addr, "astrocyte gateway listening");
         // Small JSON responses must not wait on Nagle's algorithm.
-        let listener = self.listener.tap_io(|tcp| {
+        let listener = listener.tap_io(|tcp| {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
         axum::serve(
             listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await?;

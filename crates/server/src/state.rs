@@ -89,6 +89,11 @@ impl AppState {
         self.inner.api_keys.as_ref()
     }
 
+    /// The service layer over this state: every transport's one way to the engine.
+    pub fn service(&self) -> crate::service::Service {
+        crate::service::Service::new(self.clone())
+    }
+
     /// Where export/import files may live.
     pub fn paths(&self) -> &PathPolicy {
         &self.inner.paths

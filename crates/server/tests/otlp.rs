@@ -111,10 +111,19 @@ async fn request_and_engine_spans_reach_the_collector_when_export_shuts_down() {
     assert_eq!(hex(&recall_request.trace_id), caller_trace);
     assert_eq!(hex(&recall_request.parent_span_id), caller_span);
 
-    // The engine's span is a child of the request span, in the same trace.
+    // The engine's span is a child of the service layer's span, itself a child of the
+    // request span, all in the same trace.
     let recall = find("recall");
+    let service = spans
+        .iter()
+        .find(|s| s.name == "service" && s.span_id == recall.parent_span_id)
+        .expect("the engine span's parent is a service span");
     assert_eq!(recall.trace_id, recall_request.trace_id);
-    assert_eq!(recall.parent_span_id, recall_request.span_id);
+    assert_eq!(service.parent_span_id, recall_request.span_id);
+    assert_eq!(
+        text(&service.attributes, "operation").as_deref(),
+        Some("recall")
+    );
     assert_eq!(
         text(&recall.attributes, "tenant").as_deref(),
         Some("tenant_traced")
@@ -127,7 +136,10 @@ async fn request_and_engine_spans_reach_the_collector_when_export_shuts_down() {
     );
     assert_ne!(retain_request.trace_id, recall_request.trace_id);
     let retain = find("retain_many");
-    assert_eq!(retain.parent_span_id, retain_request.span_id);
+    assert_eq!(retain.trace_id, retain_request.trace_id);
+    assert!(spans
+        .iter()
+        .any(|s| s.span_id == retain.parent_span_id && s.parent_span_id == retain_request.span_id));
 
     // The exporter's own HTTP traffic is not traced.
     assert!(

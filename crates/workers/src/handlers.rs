@@ -5,72 +5,27 @@
 use std::collections::BTreeSet;
 
 use astrocyte_core::embed::EmbedPurpose;
-use astrocyte_core::jobs::Job;
+use astrocyte_core::jobs::{ConsolidateJob, Job, JobSpec, LegalHoldKey, LifecycleJob, ReembedJob};
 use astrocyte_core::store::{EmbeddingSpace, SearchRequest};
 use astrocyte_core::{
-    BankId, Engine, Error, ForgetMode, ForgetSelector, RecallFilter, Result, RetainRequest, Schema,
+    BankId, Engine, Error, ForgetMode, ForgetSelector, RecallFilter, Result, Schema,
 };
 use chrono::{Duration, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-pub use astrocyte_core::jobs::kinds::{CONSOLIDATE, LIFECYCLE, REEMBED, RETAIN};
-/// Setting key prefix of a bank's legal hold (`legal_hold:<bank>`); lifecycle never touches a
-/// held bank. Holds are tenant settings, so they persist across restarts.
-pub const LEGAL_HOLD_PREFIX: &str = "legal_hold:";
-
-/// Re-embeds every visible memory of a bank with the engine's current embedder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReembedJob {
-    /// The bank.
-    pub bank_id: String,
-}
-
-/// Archives (soft-forgets) or deletes (purges) memories older than a threshold.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LifecycleJob {
-    /// The bank.
-    pub bank_id: String,
-    /// Soft-forget memories whose effective time is older than this many days.
-    pub archive_after_days: Option<i64>,
-    /// Purge memories older than this many days.
-    pub delete_after_days: Option<i64>,
-    /// Memories with any of these tags are never touched.
-    pub exempt_tags: Vec<String>,
-}
-
-/// Soft-forgets newer near-duplicates of older memories.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ConsolidateJob {
-    /// The bank.
-    pub bank_id: String,
-    /// Cosine similarity at or above which two memories are duplicates (default: the
-    /// engine's dedup threshold).
-    pub threshold: Option<f32>,
-}
 
 const PAGE: usize = 500;
 
-fn payload<T: for<'de> Deserialize<'de>>(job: &Job) -> Result<T> {
-    serde_json::from_value(job.payload.clone())
-        .map_err(|e| Error::invalid(format!("malformed {} job payload: {e}", job.kind)))
-}
-
 /// Runs one job and returns its result.
 pub async fn run(engine: &Engine, schema: &Schema, job: &Job) -> Result<Value> {
-    match job.kind.as_str() {
+    match JobSpec::of(job)? {
         // Twice-safe: a second run finds every chunk a near-duplicate of the first and stores nothing.
-        RETAIN => {
-            let request: RetainRequest = payload(job)?;
+        JobSpec::Retain(request) => {
             let outcome = engine.retain(schema, request).await?;
             Ok(serde_json::to_value(outcome).map_err(|e| Error::Internal(e.to_string()))?)
         }
-        REEMBED => reembed(engine, schema, payload(job)?).await,
-        LIFECYCLE => lifecycle(engine, schema, payload(job)?).await,
-        CONSOLIDATE => consolidate(engine, schema, payload(job)?).await,
-        other => Err(Error::invalid(format!("unknown job kind {other:?}"))),
+        JobSpec::Reembed(job) => reembed(engine, schema, job).await,
+        JobSpec::Lifecycle(job) => lifecycle(engine, schema, job).await,
+        JobSpec::Consolidate(job) => consolidate(engine, schema, job).await,
     }
 }
 
@@ -111,7 +66,7 @@ async fn lifecycle(engine: &Engine, schema: &Schema, job: LifecycleJob) -> Resul
     let bank = BankId::new(&job.bank_id)?;
     let tenant = engine.store().tenant(schema).await?;
     if let Some(hold) = tenant
-        .setting(&format!("{LEGAL_HOLD_PREFIX}{bank}"))
+        .setting(LegalHoldKey::of(&bank).as_str())
         .await?
         .filter(|v| !v.is_null() && v != &Value::Bool(false))
     {

@@ -9,8 +9,4 @@
 pub mod handlers;
 pub mod pool;
 
-pub use handlers::{
-    ConsolidateJob, LifecycleJob, ReembedJob, CONSOLIDATE, LEGAL_HOLD_PREFIX, LIFECYCLE, REEMBED,
-    RETAIN,
-};
 pub use pool::{StoreTenants, TenantSource, WorkerConfig, WorkerPool};

@@ -369,7 +369,7 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
 /// Queues retains through the tenant's job queue while the worker pool drains it; reports
 /// throughput and the lag from enqueue to recallable (job done) per job.
 async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow::Result<Value> {
-    use astrocyte_core::jobs::{JobState, NewJob};
+    use astrocyte_core::jobs::{JobSpec, JobState};
     use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn astrocyte_core::Store> =
@@ -400,13 +400,7 @@ async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow
     for i in 0..args.async_retains {
         let request = request("async-bank", generator.memory(i), i);
         let job = queue
-            .enqueue(NewJob {
-                kind: astrocyte_workers::RETAIN.into(),
-                payload: serde_json::to_value(&request)?,
-                idempotency_key: None,
-                max_attempts: 3,
-                run_at: Utc::now(),
-            })
+            .enqueue(JobSpec::Retain(request).into_new_job(None)?)
             .await?;
         ids.push(job.id);
     }

@@ -23,6 +23,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         config_path: args.config,
         host: args.host,
         port: args.port,
+        grpc_port: args.grpc_port,
         data_dir: global.data_dir.clone(),
         database_url: global.database_url.clone(),
     })

@@ -9,16 +9,14 @@ pub mod tenant;
 
 use std::net::SocketAddr;
 
-use astrocyte_core::tenancy::{self, RequestInfo, Schema, TenantContext, Transport};
+use crate::error::ApiError;
+pub use crate::service::Caller;
+use crate::state::AppState;
+use astrocyte_core::tenancy::{self, RequestInfo, Transport};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
-
-use crate::config::is_loopback_host;
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Paths that never need tenant authentication (probes and scraping).
 pub const BYPASS_PATHS: &[&str] = &["/live", "/health/live", "/health", "/metrics"];
@@ -29,23 +27,6 @@ const ADMIN_KEYS_PREFIX: &str = "/v1/admin/keys";
 
 fn bypasses_tenant_auth(path: &str) -> bool {
     BYPASS_PATHS.contains(&path) || path == ADMIN_KEYS_PREFIX || path.starts_with("/v1/admin/keys/")
-}
-
-/// Who is calling and in which tenant: the result of the middleware, taken by every handler
-/// that touches tenant data (so a handler cannot run without a tenant).
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The tenant, from the credential.
-    pub tenant: TenantContext,
-    /// The authenticated principal; `None` is anonymous.
-    pub principal: Option<String>,
-}
-
-impl Caller {
-    /// The tenant's schema.
-    pub fn schema(&self) -> &Schema {
-        &self.tenant.schema
-    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -62,8 +43,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// Builds the transport-neutral view of an HTTP request that extensions see.
 pub fn request_info(request: &Request) -> RequestInfo {
-    let headers = request
-        .headers()
+    parts_info(
+        request.headers(),
+        request.extensions(),
+        request.uri().path(),
+    )
+}
+
+fn parts_info(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    path: &str,
+) -> RequestInfo {
+    let headers = headers
         .iter()
         .filter_map(|(name, value)| {
             value
@@ -75,11 +67,10 @@ pub fn request_info(request: &Request) -> RequestInfo {
     RequestInfo {
         transport: Transport::Http,
         headers,
-        peer: request
-            .extensions()
+        peer: extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| *addr),
-        path: Some(request.uri().path().to_string()),
+        path: Some(path.to_string()),
     }
 }
 
@@ -95,30 +86,13 @@ pub async fn tenant_middleware(
         return next.run(request).await;
     }
     let info = request_info(&request);
-    let tenant = match state.tenants().authenticate(&info).await {
-        Ok(tenant) => tenant,
-        Err(error) => {
-            // The extension's message may name schemas or token details: logs only.
-            tracing::warn!(path = %path, error = %error, "tenant authentication failed");
-            return ApiError::AuthenticationFailed.into_response();
-        }
-    };
-    let principal = match state
-        .principals()
-        .resolve(request.headers(), &tenant.schema)
-        .await
-    {
-        Ok(principal) => principal,
+    let caller = match state.service().authenticate(&info).await {
+        Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
-    if let Err(error) = state.policy().admit_tenant(&tenant.schema) {
-        return error.into_response();
-    }
-    tracing::Span::current().record("tenant", tracing::field::display(&tenant.schema));
-    let schema = tenant.schema.clone();
-    request
-        .extensions_mut()
-        .insert(Caller { tenant, principal });
+    tracing::Span::current().record("tenant", tracing::field::display(caller.schema()));
+    let schema = caller.schema().clone();
+    request.extensions_mut().insert(caller);
     // Bound for the whole handler; the scope ends with the future, on error and panic too.
     tenancy::use_schema(schema, next.run(request)).await
 }
@@ -135,40 +109,7 @@ impl FromRequestParts<AppState> for AdminAccess {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let config = state.config();
-        match &config.admin_token {
-            Some(expected) => {
-                let presented = parts
-                    .headers
-                    .get("x-admin-token")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::trim)
-                    .unwrap_or("");
-                if !presented.is_empty()
-                    && bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes()))
-                {
-                    Ok(AdminAccess)
-                } else {
-                    Err(ApiError::Unauthorized(
-                        "Invalid or missing X-Admin-Token".into(),
-                    ))
-                }
-            }
-            None => {
-                let peer_is_loopback = parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback());
-                if peer_is_loopback && is_loopback_host(&config.host) {
-                    Ok(AdminAccess)
-                } else {
-                    Err(ApiError::Forbidden(
-                        "Admin endpoints are disabled: ASTROCYTE_ADMIN_TOKEN is not set and the request \
-                         is not from loopback to a loopback-bound gateway. Set an admin token to enable these endpoints."
-                            .into(),
-                    ))
-                }
-            }
-        }
+        let info = parts_info(&parts.headers, &parts.extensions, parts.uri.path());
+        state.service().authorize_admin(&info).map(|()| AdminAccess)
     }
 }

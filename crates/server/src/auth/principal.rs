@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use astrocyte_core::tenancy::Schema;
-use axum::http::HeaderMap;
+use astrocyte_core::tenancy::{RequestInfo, Schema};
 use subtle::ConstantTimeEq;
 
 use super::jwt::{bearer, JwtVerifier};
-use super::tenant::API_KEY_HEADER;
+use super::tenant::presented_api_key;
 use crate::config::Secret;
 use crate::error::ApiError;
 use crate::keys::ApiKeys;
@@ -45,25 +44,25 @@ fn unauthorized(public: &str, cause: impl std::fmt::Display) -> ApiError {
     ApiError::Unauthorized(public.to_string())
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
+fn header<'a>(request: &'a RequestInfo, name: &str) -> Option<&'a str> {
+    request
+        .header(name)
         .map(str::trim)
         .filter(|v| !v.is_empty())
 }
 
 impl PrincipalAuth {
-    /// The authenticated principal of a request running in `tenant`; `None` is anonymous.
+    /// The authenticated principal of a request (from any transport) running in `tenant`;
+    /// `None` is anonymous.
     pub async fn resolve(
         &self,
-        headers: &HeaderMap,
+        headers: &RequestInfo,
         tenant: &Schema,
     ) -> Result<Option<String>, ApiError> {
         match self {
             PrincipalAuth::Dev => Ok(header(headers, PRINCIPAL_HEADER).map(str::to_string)),
             PrincipalAuth::ApiKey { static_key, issued } => {
-                let presented = header(headers, API_KEY_HEADER).unwrap_or("");
+                let presented = presented_api_key(headers).unwrap_or("");
                 if let Some(expected) = static_key {
                     if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
                         return match header(headers, PRINCIPAL_HEADER) {

@@ -18,6 +18,16 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// The header a trusted proxy sets to name the tenant.
 pub const TENANT_HEADER: &str = "x-tenant-schema";
 
+/// The API key a request presents: `X-Api-Key`, else an `Authorization: Bearer` token (many
+/// MCP clients can send only the latter).
+pub fn presented_api_key(request: &RequestInfo) -> Option<&str> {
+    request
+        .header(API_KEY_HEADER)
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .or_else(|| bearer(request.header("authorization")))
+}
+
 fn schema_from_credential(raw: &str) -> Result<Schema, AuthenticationError> {
     Schema::new(raw)
         .map_err(|e| AuthenticationError(format!("credential names an invalid schema: {e}")))
@@ -41,12 +51,11 @@ impl TenantExtension for ApiKeyTenantExtension {
         &self,
         request: &RequestInfo,
     ) -> Result<TenantContext, AuthenticationError> {
-        let presented = request
-            .header(API_KEY_HEADER)
+        let presented = presented_api_key(request)
             .ok_or_else(|| AuthenticationError("missing X-Api-Key".into()))?;
         let record = self
             .keys
-            .verify(presented.trim())
+            .verify(presented)
             .await
             .map_err(|e| AuthenticationError(format!("key directory unavailable: {e}")))?
             .ok_or_else(|| AuthenticationError("unknown or revoked api key".into()))?;

@@ -69,6 +69,7 @@ pub async fn serve_stdio(
     let span = tracing::info_span!("mcp_stdio", tenant = %schema);
     async move {
         let running = MemoryTools::for_tenant(engine, schema, config)
+            .await?
             .serve(rmcp::transport::stdio())
             .await
             .map_err(|e| McpError::Handshake(e.to_string()))?;

@@ -4,15 +4,10 @@
 //! PII barrier when it runs behind the gateway. Failures are tool results `{"error": kind}`;
 //! internal details are logged, never returned. No retrieval logic lives here.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use astrocyte_core::tenancy::{self, Schema};
-use astrocyte_core::{
-    BankId, Engine, ErrorKind, ForgetMode, ForgetSelector, Metadata, RecallFilter, RecallHit,
-    RecallRequest, ReflectRequest, RetainRequest,
-};
+use astrocyte_core::tenancy::Schema;
+use astrocyte_core::{BankId, Engine, Metadata};
 use axum::http::request::Parts;
 use rmcp::handler::server::common::schema_for_input;
 use rmcp::model::{
@@ -28,21 +23,17 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::config::McpConfig;
-use crate::access::Permission;
-use crate::auth::Caller;
-use crate::dto::{clamp_results, clamp_tokens, parse_datetime};
+use super::McpError;
+use crate::dto::{
+    parse_datetime, ContentTypeDto, ForgetResponse, JobResponse, RecallResponse, ReflectResponse,
+    RetainResponse,
+};
 use crate::error::ApiError;
-use crate::metrics;
-use crate::policy::pii::PiiScanner;
-use crate::policy::{Operation, QuotaTicket};
-use crate::routes::memory::authorize;
+use crate::service::{Caller, Forget, History, Recall, Reflect, Retain, Service};
 use crate::state::AppState;
 
 /// The server name clients see, as in the reference.
 pub const SERVER_NAME: &str = "astrocyte-memory";
-
-/// Bounds `memory_health` when the store does not answer, as `/health` does.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(8);
 
 const INSTRUCTIONS: &str = "Astrocyte memory server. Use memory_retain to store information, \
 memory_recall to search memories, memory_reflect to get an answer from memory, and \
@@ -73,6 +64,11 @@ struct RetainArgs {
     /// ISO 8601 timestamp of when the event happened.
     #[serde(default)]
     occurred_at: Option<String>,
+    /// How to chunk the content: `text` (sentences, the default), `conversation` (one chunk
+    /// per turn) or `document` (paragraphs).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    content_type: Option<ContentTypeDto>,
 }
 
 /// Arguments of `memory_recall`.
@@ -92,6 +88,43 @@ struct RecallArgs {
     /// Only memories sharing at least one of these tags.
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// Token budget for the returned texts.
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    /// Only memories that happened within `[start, end]` (two ISO 8601 datetimes).
+    #[serde(default)]
+    time_range: Option<Vec<String>>,
+    /// Time travel: what was known at this ISO 8601 instant.
+    #[serde(default)]
+    as_of: Option<String>,
+}
+
+/// Arguments of `memory_history`.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct HistoryArgs {
+    /// Natural language query.
+    query: String,
+    /// The ISO 8601 instant whose knowledge to reconstruct.
+    as_of: String,
+    /// Memory bank; the configured default when omitted.
+    #[serde(default)]
+    bank_id: Option<String>,
+    /// Maximum number of results.
+    #[serde(default = "default_max_results")]
+    max_results: i64,
+    /// Token budget for the returned texts.
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    /// Only memories sharing at least one of these tags.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// Arguments of `memory_job`.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct JobArgs {
+    /// The job id an asynchronous retain returned.
+    job_id: String,
 }
 
 /// Arguments of `memory_reflect`.
@@ -122,6 +155,12 @@ struct ForgetArgs {
     /// Delete memories carrying any of these tags.
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// Delete memories from before this ISO 8601 instant.
+    #[serde(default)]
+    before_date: Option<String>,
+    /// `all` forgets the whole bank (needs the admin permission).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Tools without arguments.
@@ -150,9 +189,15 @@ pub fn tool_table(config: &McpConfig) -> Vec<Tool> {
         Tool::new(
             "memory_recall",
             "Retrieve the memories most relevant to a query (raw retrieval, no synthesis). \
-             Returns {hits: [{text, score, fact_type, bank_id, memory_id}], total_available, truncated}; \
-             score is in [0, 1], higher is better.",
+             Returns {hits: [{text, score, tags, metadata, occurred_at, bank_id, memory_id, ...}], \
+             total_available, truncated}; score is in [0, 1], higher is better.",
             input_schema::<RecallArgs>(),
+        )
+        .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
+        Tool::new(
+            "memory_history",
+            "Recall what a bank held at a past instant (as_of). Same result shape as memory_recall.",
+            input_schema::<HistoryArgs>(),
         )
         .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
     ];
@@ -193,6 +238,14 @@ pub fn tool_table(config: &McpConfig) -> Vec<Tool> {
     );
     tools.push(
         Tool::new(
+            "memory_job",
+            "The state of a background job (an asynchronous retain). Returns {job_id, kind, state, attempts, result}.",
+            input_schema::<JobArgs>(),
+        )
+        .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
+    );
+    tools.push(
+        Tool::new(
             "memory_health",
             "Check memory system health. Returns {healthy, message, latency_ms}.",
             input_schema::<NoArgs>(),
@@ -202,58 +255,61 @@ pub fn tool_table(config: &McpConfig) -> Vec<Tool> {
     tools
 }
 
-/// Where a call's tenant comes from.
+/// Where a call's caller comes from.
 #[derive(Clone)]
 enum Tenancy {
-    /// One tenant for the whole connection, fixed by the composition root (stdio: the local
+    /// One caller for the whole connection, fixed by the composition root (stdio: the local
     /// user owns the process and its data).
-    Fixed(Schema),
-    /// The authenticated caller of each HTTP request, with the gateway's policy.
-    Gateway(AppState),
+    Fixed(Caller),
+    /// The authenticated caller of each HTTP request.
+    PerRequest,
 }
 
-/// One tool call's tenant and, behind the gateway, its caller.
-struct Call {
-    schema: Schema,
-    caller: Option<Caller>,
-}
-
-/// The MCP server handler: the tool table over an engine. Cheap to clone; over HTTP one is
+/// The MCP server handler: the tool table over the service. Cheap to clone; over HTTP one is
 /// made per request.
 #[derive(Clone)]
 pub struct MemoryTools {
-    engine: Arc<Engine>,
+    service: Service,
     tenancy: Tenancy,
     config: Arc<McpConfig>,
     tools: Arc<[Tool]>,
-    /// The barrier of stdio; behind the gateway its policy's barrier is used instead.
-    pii: Arc<PiiScanner>,
 }
 
 impl MemoryTools {
-    /// Tools that always run in `schema` (stdio).
-    pub fn for_tenant(engine: Arc<Engine>, schema: Schema, config: McpConfig) -> Self {
-        MemoryTools::new(engine, Tenancy::Fixed(schema), config)
+    /// Tools that always run in `schema` (stdio), under a service with no grants or rate limits
+    /// and the PII barrier of `config`.
+    pub async fn for_tenant(
+        engine: Arc<Engine>,
+        schema: Schema,
+        config: McpConfig,
+    ) -> Result<Self, McpError> {
+        let server = crate::ServerConfig {
+            database_schema: schema.clone(),
+            pii: config.pii.clone(),
+            ..crate::ServerConfig::default()
+        };
+        let state = AppState::builder(server, engine)
+            .build()
+            .await
+            .map_err(|e| McpError::Handshake(e.to_string()))?;
+        Ok(MemoryTools::new(
+            state.service(),
+            Tenancy::Fixed(Caller::local(schema)),
+            config,
+        ))
     }
 
     /// Tools that run in each request's authenticated tenant, under the gateway's policy.
     pub fn for_gateway(state: AppState, config: McpConfig) -> Self {
-        MemoryTools::new(state.engine().clone(), Tenancy::Gateway(state), config)
+        MemoryTools::new(state.service(), Tenancy::PerRequest, config)
     }
 
-    fn new(engine: Arc<Engine>, tenancy: Tenancy, config: McpConfig) -> Self {
-        let tools: Arc<[Tool]> = tool_table(&config).into();
-        let pii = Arc::new(PiiScanner::new(
-            config.pii.mode,
-            config.pii.action,
-            config.pii.type_overrides.clone(),
-        ));
+    fn new(service: Service, tenancy: Tenancy, config: McpConfig) -> Self {
         MemoryTools {
-            engine,
+            service,
             tenancy,
+            tools: tool_table(&config).into(),
             config: Arc::new(config),
-            tools,
-            pii,
         }
     }
 
@@ -262,292 +318,166 @@ impl MemoryTools {
         &self.tools
     }
 
-    /// The tenant of this call: fixed, or the `Caller` the tenant middleware attached to the
-    /// HTTP request that carries it. Never cached: each request authenticates on its own.
-    fn call(&self, context: &RequestContext<RoleServer>) -> Result<Call, ApiError> {
+    /// The caller of this call: fixed, or the one the tenant middleware attached to the HTTP
+    /// request that carries it. Never cached: each request authenticates on its own.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<Caller, ApiError> {
         match &self.tenancy {
-            Tenancy::Fixed(schema) => Ok(Call {
-                schema: schema.clone(),
-                caller: None,
-            }),
-            Tenancy::Gateway(_) => {
-                let caller = context
-                    .extensions
-                    .get::<Parts>()
-                    .and_then(|parts| parts.extensions.get::<Caller>())
-                    .cloned()
-                    .ok_or_else(|| {
-                        ApiError::Core(astrocyte_core::Error::Internal(
-                            "an mcp request reached the tools without the tenant middleware".into(),
-                        ))
-                    })?;
-                Ok(Call {
-                    schema: caller.schema().clone(),
-                    caller: Some(caller),
+            Tenancy::Fixed(caller) => Ok(caller.clone()),
+            Tenancy::PerRequest => context
+                .extensions
+                .get::<Parts>()
+                .and_then(|parts| parts.extensions.get::<Caller>())
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::Core(astrocyte_core::Error::Internal(
+                        "an mcp request reached the tools without the tenant middleware".into(),
+                    ))
+                }),
+        }
+    }
+
+    /// The requested bank, else the configured default.
+    fn bank(&self, requested: Option<String>) -> Result<String, ApiError> {
+        match requested.filter(|b| !b.trim().is_empty()) {
+            Some(bank) => Ok(bank),
+            None => self
+                .config
+                .default_bank
+                .as_ref()
+                .map(BankId::to_string)
+                .ok_or_else(|| {
+                    ApiError::BadRequest("bank_id is required (no default bank configured)".into())
+                }),
+        }
+    }
+
+    /// MCP's own ceiling on results (the service applies the server's on top).
+    fn max_results(&self, requested: i64) -> Option<i64> {
+        let ceiling = i64::try_from(self.config.max_results_limit).unwrap_or(i64::MAX);
+        Some(requested.min(ceiling))
+    }
+
+    async fn dispatch(
+        &self,
+        name: &str,
+        caller: &Caller,
+        arguments: Value,
+    ) -> Result<Value, ApiError> {
+        let service = &self.service;
+        match name {
+            "memory_retain" => {
+                let args: RetainArgs = parse(arguments)?;
+                let command = Retain {
+                    bank_id: self.bank(args.bank_id)?,
+                    content: args.content,
+                    tags: args.tags.unwrap_or_default(),
+                    metadata: args.metadata.unwrap_or_default(),
+                    occurred_at: optional_datetime("occurred_at", args.occurred_at)?,
+                    content_type: args.content_type.unwrap_or_default().into(),
+                    run_async: false,
+                    idempotency_key: None,
+                };
+                encode(RetainResponse::from(service.retain(caller, command).await?))
+            }
+            "memory_recall" => {
+                let args: RecallArgs = parse(arguments)?;
+                let banks = match args.banks {
+                    Some(banks) if !banks.is_empty() => banks,
+                    _ => vec![self.bank(args.bank_id)?],
+                };
+                let time_range = match args.time_range {
+                    None => None,
+                    Some(pair) => match pair.as_slice() {
+                        [start, end] => {
+                            Some((datetime("time_range", start)?, datetime("time_range", end)?))
+                        }
+                        other => {
+                            return Err(ApiError::BadRequest(format!(
+                                "time_range needs exactly two datetimes, got {}",
+                                other.len()
+                            )))
+                        }
+                    },
+                };
+                let command = Recall {
+                    query: args.query,
+                    banks,
+                    max_results: self.max_results(args.max_results),
+                    max_tokens: args.max_tokens,
+                    tags: args.tags,
+                    time_range,
+                    as_of: optional_datetime("as_of", args.as_of)?,
+                };
+                encode(RecallResponse::from(service.recall(caller, command).await?))
+            }
+            "memory_history" => {
+                let args: HistoryArgs = parse(arguments)?;
+                let command = History {
+                    query: args.query,
+                    bank_id: self.bank(args.bank_id)?,
+                    as_of: datetime("as_of", &args.as_of)?,
+                    max_results: self.max_results(args.max_results),
+                    max_tokens: args.max_tokens,
+                    tags: args.tags,
+                };
+                let (_, result) = service.history(caller, command).await?;
+                encode(RecallResponse::from(result))
+            }
+            "memory_reflect" => {
+                let args: ReflectArgs = parse(arguments)?;
+                let command = Reflect {
+                    query: args.query,
+                    bank_id: self.bank(args.bank_id)?,
+                    max_tokens: args.max_tokens,
+                };
+                let result = service.reflect(caller, command).await?;
+                encode(ReflectResponse::new(result, args.include_sources))
+            }
+            "memory_forget" => {
+                let args: ForgetArgs = parse(arguments)?;
+                let all = match args.scope.as_deref() {
+                    None => false,
+                    Some("all") => true,
+                    Some(other) => {
+                        return Err(ApiError::BadRequest(format!(
+                            "scope must be \"all\" when given, not {other:?}"
+                        )))
+                    }
+                };
+                let command = Forget {
+                    bank_id: self.bank(args.bank_id)?,
+                    memory_ids: args.memory_ids,
+                    tags: args.tags,
+                    before: optional_datetime("before_date", args.before_date)?,
+                    all,
+                };
+                let deleted = service.forget(caller, command).await?;
+                encode(ForgetResponse {
+                    deleted_count: deleted,
+                    archived_count: 0,
                 })
             }
-        }
-    }
-
-    fn gateway(&self) -> Option<&AppState> {
-        match &self.tenancy {
-            Tenancy::Gateway(state) => Some(state),
-            Tenancy::Fixed(_) => None,
-        }
-    }
-
-    /// The requested bank, else the default; checked against the caller's grants.
-    fn bank(
-        &self,
-        call: &Call,
-        requested: Option<&str>,
-        permission: Permission,
-    ) -> Result<BankId, ApiError> {
-        let raw = match requested.map(str::trim).filter(|b| !b.is_empty()) {
-            Some(bank) => bank.to_string(),
-            None => match &self.config.default_bank {
-                Some(bank) => bank.to_string(),
-                None => {
-                    return Err(ApiError::BadRequest(
-                        "bank_id is required (no default bank configured)".into(),
-                    ))
-                }
-            },
-        };
-        match (self.gateway(), &call.caller) {
-            (Some(state), Some(caller)) => authorize(state, caller, &raw, permission),
-            _ => Ok(BankId::new(raw)?),
-        }
-    }
-
-    fn admit(
-        &self,
-        call: &Call,
-        bank: &BankId,
-        operation: Operation,
-    ) -> Result<Option<QuotaTicket>, ApiError> {
-        match self.gateway() {
-            Some(state) => Ok(Some(state.policy().admit_bank(
-                &call.schema,
-                bank.as_str(),
-                operation,
-            )?)),
-            None => Ok(None),
-        }
-    }
-
-    fn refund(&self, ticket: Option<QuotaTicket>) {
-        if let (Some(state), Some(ticket)) = (self.gateway(), ticket) {
-            state.policy().refund(ticket);
-        }
-    }
-
-    fn max_results(&self, requested: i64) -> usize {
-        let ceiling = self
-            .config
-            .max_results_limit
-            .min(self.engine.config().max_result_limit);
-        clamp_results(Some(requested), 10, ceiling)
-    }
-
-    async fn retain(&self, call: &Call, args: RetainArgs) -> Result<Value, ApiError> {
-        let bank = self.bank(call, args.bank_id.as_deref(), Permission::Write)?;
-        let occurred_at = args
-            .occurred_at
-            .as_deref()
-            .filter(|raw| !raw.trim().is_empty())
-            .map(parse_datetime)
-            .transpose()
-            .map_err(|e| ApiError::BadRequest(format!("occurred_at: {e}")))?;
-        let ticket = self.admit(call, &bank, Operation::Retain)?;
-        let scanner = match self.gateway() {
-            Some(state) => state.policy().pii(),
-            None => &self.pii,
-        };
-        let content = match scanner.apply(&args.content) {
-            Ok(verdict) => {
-                if !verdict.found.is_empty() {
-                    tracing::warn!(pii_types = ?verdict.found, bank = %bank, "pii detected in retained content");
-                }
-                verdict.text
+            "memory_banks" => {
+                let banks = service
+                    .banks(caller, self.config.default_bank.as_ref())
+                    .await?;
+                Ok(json!({
+                    "banks": banks,
+                    "default": self.config.default_bank.as_ref().map(BankId::as_str),
+                }))
             }
-            Err(rejected) => {
-                self.refund(ticket);
-                return Err(ApiError::PiiRejected(rejected.pii_types));
+            "memory_job" => {
+                let args: JobArgs = parse(arguments)?;
+                encode(JobResponse::from(service.job(caller, &args.job_id).await?))
             }
-        };
-        let request = RetainRequest {
-            bank_id: bank.to_string(),
-            content,
-            tags: args.tags.unwrap_or_default(),
-            metadata: args.metadata.unwrap_or_default(),
-            occurred_at,
-            ..Default::default()
-        };
-        let outcome = match timed(
-            "retain",
-            &call.schema,
-            self.engine.retain(&call.schema, request),
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                self.refund(ticket);
-                return Err(error);
+            "memory_health" => {
+                let health = service.health().await;
+                Ok(json!({
+                    "healthy": health.healthy,
+                    "message": health.message,
+                    "latency_ms": health.latency_ms,
+                }))
             }
-        };
-        if !outcome.stored {
-            self.refund(ticket);
-        }
-        if let Some(reason) = outcome.error {
-            return Err(ApiError::BadRequest(reason));
-        }
-        Ok(json!({
-            "stored": outcome.stored,
-            "memory_id": outcome.memory_id,
-            "deduplicated": outcome.deduplicated,
-        }))
-    }
-
-    async fn recall(&self, call: &Call, args: RecallArgs) -> Result<Value, ApiError> {
-        let requested: Vec<Option<String>> = match args.banks {
-            Some(banks) if !banks.is_empty() => banks.into_iter().map(Some).collect(),
-            _ => vec![args.bank_id],
-        };
-        let mut banks = Vec::with_capacity(requested.len());
-        for bank_id in &requested {
-            let bank = self.bank(call, bank_id.as_deref(), Permission::Read)?;
-            // Recall has rate limits but no quota: nothing to refund.
-            let _no_quota = self.admit(call, &bank, Operation::Recall)?;
-            banks.push(bank.to_string());
-        }
-        let request = RecallRequest {
-            query: args.query,
-            banks,
-            max_results: Some(self.max_results(args.max_results)),
-            max_tokens: None,
-            filter: RecallFilter {
-                tags: args.tags,
-                ..Default::default()
-            },
-        };
-        let result = timed(
-            "recall",
-            &call.schema,
-            self.engine.recall(&call.schema, request),
-        )
-        .await?;
-        Ok(json!({
-            "hits": result.hits.iter().map(hit_json).collect::<Vec<_>>(),
-            "total_available": result.total_available,
-            "truncated": result.truncated,
-        }))
-    }
-
-    async fn reflect(&self, call: &Call, args: ReflectArgs) -> Result<Value, ApiError> {
-        let bank = self.bank(call, args.bank_id.as_deref(), Permission::Read)?;
-        let ticket = self.admit(call, &bank, Operation::Reflect)?;
-        let request = ReflectRequest {
-            query: args.query,
-            bank_id: bank.to_string(),
-            max_tokens: clamp_tokens(args.max_tokens),
-        };
-        let result = match timed(
-            "reflect",
-            &call.schema,
-            self.engine.reflect(&call.schema, request),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(error) => {
-                self.refund(ticket);
-                return Err(error);
-            }
-        };
-        let mut body = json!({ "answer": result.answer });
-        if args.include_sources {
-            body["sources"] = result.sources.iter().map(hit_json).collect();
-        }
-        Ok(body)
-    }
-
-    async fn forget(&self, call: &Call, args: ForgetArgs) -> Result<Value, ApiError> {
-        let bank = self.bank(call, args.bank_id.as_deref(), Permission::Forget)?;
-        let selector = ForgetSelector {
-            memory_ids: args.memory_ids,
-            tags: args.tags,
-            before: None,
-            all: false,
-        };
-        let deleted = timed(
-            "forget",
-            &call.schema,
-            self.engine
-                .forget(&call.schema, bank.as_str(), &selector, ForgetMode::Soft),
-        )
-        .await?;
-        Ok(json!({ "deleted_count": deleted }))
-    }
-
-    async fn banks(&self, call: &Call) -> Result<Value, ApiError> {
-        let stored = timed("banks", &call.schema, self.engine.list_banks(&call.schema)).await?;
-        let mut banks: Vec<String> = Vec::with_capacity(stored.len() + 1);
-        if let Some(default) = &self.config.default_bank {
-            banks.push(default.to_string());
-        }
-        for bank in stored {
-            if !banks.iter().any(|b| b == bank.as_str()) {
-                banks.push(bank.to_string());
-            }
-        }
-        // Only banks the caller may read: the list itself would otherwise leak names.
-        if let (Some(state), Some(caller)) = (self.gateway(), &call.caller) {
-            banks.retain(|bank| {
-                state
-                    .access()
-                    .check(
-                        caller.schema(),
-                        caller.principal.as_deref(),
-                        bank,
-                        Permission::Read,
-                    )
-                    .is_ok()
-            });
-        }
-        Ok(json!({
-            "banks": banks,
-            "default": self.config.default_bank.as_ref().map(BankId::as_str),
-        }))
-    }
-
-    async fn health(&self) -> Value {
-        let started = Instant::now();
-        let store = self.engine.store();
-        let checked = tokio::time::timeout(HEALTH_TIMEOUT, store.health()).await;
-        let latency_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-        let backend = store.backend();
-        let (healthy, message) = match checked {
-            Ok(Ok(())) => (true, format!("{backend} store reachable")),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "mcp health check failed");
-                metrics::global().store_error("health");
-                (false, format!("{backend} store unavailable"))
-            }
-            Err(_) => (false, format!("{backend} store did not answer in time")),
-        };
-        json!({ "healthy": healthy, "message": message, "latency_ms": latency_ms })
-    }
-
-    async fn dispatch(&self, name: &str, call: &Call, arguments: Value) -> Result<Value, ApiError> {
-        match name {
-            "memory_retain" => self.retain(call, parse(arguments)?).await,
-            "memory_recall" => self.recall(call, parse(arguments)?).await,
-            "memory_reflect" => self.reflect(call, parse(arguments)?).await,
-            "memory_forget" => self.forget(call, parse(arguments)?).await,
-            "memory_banks" => self.banks(call).await,
-            "memory_health" => Ok(self.health().await),
             other => Err(ApiError::NotFound(format!("unknown tool {other:?}"))),
         }
     }
@@ -558,96 +488,40 @@ fn parse<T: DeserializeOwned>(arguments: Value) -> Result<T, ApiError> {
     serde_json::from_value(arguments).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// The reference's MCP hit: fewer fields than REST's `MemoryHit`, score rounded to 4 places.
-fn hit_json(hit: &RecallHit) -> Value {
-    json!({
-        "text": hit.memory.text,
-        "score": (f64::from(hit.score) * 10_000.0).round() / 10_000.0,
-        "fact_type": hit.memory.fact_type,
-        "bank_id": hit.memory.bank_id.as_str(),
-        "memory_id": hit.memory.id,
-    })
+/// Encodes a result with REST's wire types, so both transports return the same fields.
+fn encode<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::Core(astrocyte_core::Error::Internal(e.to_string())))
 }
 
-/// Runs an engine call, recording its latency and outcome for the tenant as REST does.
-async fn timed<T>(
-    operation: &str,
-    schema: &Schema,
-    call: impl Future<Output = astrocyte_core::Result<T>>,
-) -> Result<T, ApiError> {
-    let started = Instant::now();
-    let result = call.await;
-    metrics::global().operation(
-        operation,
-        schema.as_str(),
-        result.is_ok(),
-        started.elapsed(),
-    );
-    Ok(result?)
+fn datetime(field: &str, raw: &str) -> Result<astrocyte_core::Timestamp, ApiError> {
+    parse_datetime(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
 }
 
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidInput => "invalid_input",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::Conflict => "conflict",
-        ErrorKind::Forbidden => "forbidden",
-        ErrorKind::Unsupported => "unsupported",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::Internal => "internal",
+fn optional_datetime(
+    field: &str,
+    raw: Option<String>,
+) -> Result<Option<astrocyte_core::Timestamp>, ApiError> {
+    raw.filter(|r| !r.trim().is_empty())
+        .map(|r| datetime(field, &r))
+        .transpose()
+}
+
+/// The tool result of a failure: `{"error": code}` with a `detail`, plus `pii_types` or
+/// `retry_after_seconds` where they apply. Dependency and internal failures carry a fixed
+/// detail; their cause is logged by [`ApiError::public_detail`].
+fn error_body(error: ApiError) -> Value {
+    let mut body = json!({
+        "error": error.code().as_str(),
+        "detail": error.public_detail(),
+    });
+    if let ApiError::PiiRejected(pii_types) = &error {
+        body["pii_types"] = json!(pii_types);
     }
-}
-
-/// The tool result of a failure: `{"error": kind}`, with a `detail` only when the caller can
-/// act on it. Dependency and internal failures are logged here, once.
-fn error_body(tool: &str, error: ApiError) -> Value {
-    match error {
-        ApiError::Core(error) => {
-            let kind = error.kind();
-            match kind {
-                ErrorKind::InvalidInput
-                | ErrorKind::NotFound
-                | ErrorKind::Conflict
-                | ErrorKind::Forbidden
-                | ErrorKind::Unsupported => {
-                    json!({ "error": kind_name(kind), "detail": error.to_string() })
-                }
-                ErrorKind::Unavailable => {
-                    tracing::warn!(tool, %error, "mcp tool: provider unavailable");
-                    metrics::global().store_error("unavailable");
-                    json!({ "error": kind_name(kind) })
-                }
-                ErrorKind::Internal => {
-                    tracing::error!(tool, %error, "mcp tool: internal error");
-                    metrics::global().store_error("internal");
-                    json!({ "error": kind_name(kind) })
-                }
-            }
-        }
-        ApiError::BadRequest(detail) => json!({ "error": "invalid_input", "detail": detail }),
-        ApiError::PayloadTooLarge => {
-            json!({ "error": "invalid_input", "detail": "content too large" })
-        }
-        ApiError::AuthenticationFailed | ApiError::Unauthorized(_) => {
-            json!({ "error": "unauthenticated" })
-        }
-        ApiError::Forbidden(detail) => json!({ "error": "forbidden", "detail": detail }),
-        ApiError::NotFound(detail) => json!({ "error": "not_found", "detail": detail }),
-        ApiError::PiiRejected(pii_types) => {
-            json!({ "error": "pii_rejected", "pii_types": pii_types })
-        }
-        ApiError::RateLimited {
-            retry_after_seconds,
-            ..
-        } => json!({
-            "error": "rate_limited",
-            "retry_after_seconds": (retry_after_seconds * 1000.0).ceil() / 1000.0,
-        }),
-        ApiError::Unavailable(detail) => {
-            tracing::warn!(tool, %detail, "mcp tool: unavailable");
-            json!({ "error": "unavailable" })
-        }
+    if let Some(retry) = error.retry_after_seconds() {
+        body["retry_after_seconds"] = json!(retry);
     }
+    body
 }
 
 impl ServerHandler for MemoryTools {
@@ -682,23 +556,19 @@ impl ServerHandler for MemoryTools {
                 None,
             ));
         }
-        let call = match self.call(&context) {
-            Ok(call) => call,
-            Err(error) => {
-                return Ok(CallToolResult::structured_error(error_body(name, error)).into())
-            }
+        let caller = match self.caller(&context) {
+            Ok(caller) => caller,
+            Err(error) => return Ok(CallToolResult::structured_error(error_body(error)).into()),
         };
-        let span = tracing::info_span!("mcp_tool", tool = name, tenant = %call.schema);
+        let span = tracing::info_span!("mcp_tool", tool = name, tenant = %caller.schema());
         let arguments = Value::Object(request.arguments.unwrap_or_default());
-        // The HTTP transport runs handlers on their own task, so the middleware's binding does
-        // not reach here: bind the call's tenant for its whole duration.
-        let outcome =
-            tenancy::use_schema(call.schema.clone(), self.dispatch(name, &call, arguments))
-                .instrument(span)
-                .await;
+        let outcome = self
+            .dispatch(name, &caller, arguments)
+            .instrument(span)
+            .await;
         let result = match outcome {
             Ok(body) => CallToolResult::structured(body),
-            Err(error) => CallToolResult::structured_error(error_body(name, error)),
+            Err(error) => CallToolResult::structured_error(error_body(error)),
         };
         Ok(result.into())
     }
@@ -729,8 +599,10 @@ mod tests {
             [
                 "memory_retain",
                 "memory_recall",
+                "memory_history",
                 "memory_reflect",
                 "memory_banks",
+                "memory_job",
                 "memory_health"
             ]
         );
@@ -744,8 +616,10 @@ mod tests {
             [
                 "memory_retain",
                 "memory_recall",
+                "memory_history",
                 "memory_forget",
                 "memory_banks",
+                "memory_job",
                 "memory_health"
             ]
         );
@@ -767,6 +641,8 @@ mod tests {
             let expected: &[&str] = match tool.name.as_ref() {
                 "memory_retain" => &["content"],
                 "memory_recall" | "memory_reflect" => &["query"],
+                "memory_history" => &["query", "as_of"],
+                "memory_job" => &["job_id"],
                 _ => &[],
             };
             assert_eq!(required, expected, "{}", tool.name);
@@ -784,51 +660,34 @@ mod tests {
 
     #[test]
     fn failures_carry_a_kind_and_never_internal_details() {
-        let internal = error_body(
-            "memory_recall",
-            ApiError::Core(astrocyte_core::Error::Storage(
-                "password=s3cret at db:5432".into(),
-            )),
+        let internal = error_body(ApiError::Core(astrocyte_core::Error::Storage(
+            "password=s3cret at db:5432".into(),
+        )));
+        assert_eq!(
+            internal,
+            json!({"error": "internal", "detail": "Internal server error"})
         );
-        assert_eq!(internal, json!({"error": "internal"}));
-        let unavailable = error_body(
-            "memory_reflect",
-            ApiError::Core(astrocyte_core::Error::Provider(
-                "upstream 10.0.0.7 refused".into(),
-            )),
+        let unavailable = error_body(ApiError::Core(astrocyte_core::Error::Provider(
+            "upstream 10.0.0.7 refused".into(),
+        )));
+        assert_eq!(
+            unavailable,
+            json!({"error": "unavailable", "detail": "Provider unavailable"})
         );
-        assert_eq!(unavailable, json!({"error": "unavailable"}));
-        let invalid = error_body(
-            "memory_retain",
-            ApiError::Core(astrocyte_core::Error::invalid("content is empty")),
-        );
+        let invalid = error_body(ApiError::Core(astrocyte_core::Error::invalid(
+            "content is empty",
+        )));
         assert_eq!(
             invalid,
             json!({"error": "invalid_input", "detail": "content is empty"})
         );
-        let limited = error_body(
-            "memory_retain",
-            ApiError::RateLimited {
-                detail: "x".into(),
-                retry_after_seconds: 0.2501,
-            },
-        );
+        let limited = error_body(ApiError::RateLimited {
+            detail: "x".into(),
+            retry_after_seconds: 0.2501,
+        });
         assert_eq!(
             limited,
-            json!({"error": "rate_limited", "retry_after_seconds": 0.251})
+            json!({"error": "rate_limited", "detail": "x", "retry_after_seconds": 0.251})
         );
-        for kind in [
-            ErrorKind::InvalidInput,
-            ErrorKind::NotFound,
-            ErrorKind::Conflict,
-            ErrorKind::Forbidden,
-            ErrorKind::Unsupported,
-            ErrorKind::Unavailable,
-            ErrorKind::Internal,
-        ] {
-            assert!(kind_name(kind)
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_'));
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Admin routes: export and import of a bank to files under the portability roots, the
-//! caller's bank list, and issuing, listing and revoking API keys. All sit behind
-//! [`AdminAccess`]; the data routes also run in the caller's tenant.
+//! caller's bank list, maintenance jobs, legal holds, and issuing, listing and revoking API
+//! keys. All sit behind [`AdminAccess`]; the data routes call the service in the caller's
+//! tenant.
 
 use astrocyte_core::portability::OnConflict;
 use astrocyte_core::tenancy::Schema;
@@ -8,11 +9,8 @@ use astrocyte_core::Error;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 
-use super::memory::authorize;
 use super::JsonBody;
-use crate::access::Permission;
 use crate::auth::{AdminAccess, Caller};
 use crate::dto::{
     iso, BanksResponse, ErrorDetail, ExportBody, ExportResponse, ImportBody, ImportResponse,
@@ -34,50 +32,15 @@ pub async fn export(
     caller: Caller,
     JsonBody(body): JsonBody<ExportBody>,
 ) -> Result<Json<ExportResponse>, ApiError> {
-    let bank = authorize(&state, &caller, &body.bank_id, Permission::Admin)?;
-    let target = state.paths().resolve(&body.path)?;
-    // Written beside the target and renamed, so a reader never sees half a file.
-    let partial = target.with_file_name(format!(
-        ".{}.partial-{}",
-        target
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        uuid::Uuid::new_v4()
-    ));
-    let file = tokio::fs::File::create(&partial).await.map_err(Error::Io)?;
-    let mut writer = BufWriter::new(file);
-    let exported = state
-        .engine()
-        .export(
-            caller.schema(),
-            bank.as_str(),
-            body.include_embeddings,
-            &mut writer,
-        )
-        .await;
-    let finished = match exported {
-        Ok(count) => async {
-            writer.flush().await?;
-            writer.get_ref().sync_all().await?;
-            tokio::fs::rename(&partial, &target).await?;
-            Ok::<u64, std::io::Error>(count)
-        }
-        .await
-        .map_err(Error::Io),
-        Err(error) => Err(error),
-    };
-    match finished {
-        Ok(count) => Ok(Json(ExportResponse {
-            bank_id: bank.to_string(),
-            path: body.path,
-            exported_count: count,
-        })),
-        Err(error) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            Err(error.into())
-        }
-    }
+    let count = state
+        .service()
+        .export_to_path(&caller, &body.bank_id, &body.path, body.include_embeddings)
+        .await?;
+    Ok(Json(ExportResponse {
+        bank_id: body.bank_id,
+        path: body.path,
+        exported_count: count,
+    }))
 }
 
 /// Imports AMA v1 JSON Lines from a file under the portability roots into a bank.
@@ -92,27 +55,13 @@ pub async fn import(
     caller: Caller,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Json<ImportResponse>, ApiError> {
-    let bank = authorize(&state, &caller, &body.bank_id, Permission::Admin)?;
-    let source = state.paths().resolve(&body.path)?;
-    let file = tokio::fs::File::open(&source).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ApiError::BadRequest(format!("import file {:?} does not exist", body.path))
-        } else {
-            ApiError::Core(Error::Io(e))
-        }
-    })?;
     let on_conflict = match body.on_conflict {
         OnConflictDto::Skip => OnConflict::Skip,
         OnConflictDto::Overwrite => OnConflict::Overwrite,
     };
     let report = state
-        .engine()
-        .import(
-            caller.schema(),
-            bank.as_str(),
-            on_conflict,
-            BufReader::new(file),
-        )
+        .service()
+        .import_from_path(&caller, &body.bank_id, &body.path, on_conflict)
         .await?;
     Ok(Json(ImportResponse {
         imported: report.imported,
@@ -129,9 +78,8 @@ pub async fn banks(
     _admin: AdminAccess,
     caller: Caller,
 ) -> Result<Json<BanksResponse>, ApiError> {
-    let banks = state.engine().list_banks(caller.schema()).await?;
     Ok(Json(BanksResponse {
-        banks: banks.into_iter().map(|b| b.to_string()).collect(),
+        banks: state.service().banks(&caller, None).await?,
     }))
 }
 
@@ -157,30 +105,9 @@ pub async fn enqueue_job(
     caller: Caller,
     JsonBody(body): JsonBody<EnqueueJobBody>,
 ) -> Result<(axum::http::StatusCode, Json<crate::dto::JobResponse>), ApiError> {
-    if !astrocyte_core::jobs::kinds::MAINTENANCE.contains(&body.kind.as_str()) {
-        return Err(ApiError::BadRequest(format!(
-            "unknown job kind {:?} (expected reembed, lifecycle or consolidate)",
-            body.kind
-        )));
-    }
-    let bank = body
-        .payload
-        .get("bank_id")
-        .and_then(|b| b.as_str())
-        .ok_or_else(|| ApiError::BadRequest("payload.bank_id is required".into()))?;
-    authorize(&state, &caller, bank, Permission::Admin)?;
-    let tenant = state.engine().store().tenant(caller.schema()).await?;
-    let queue = tenant
-        .jobs()
-        .ok_or_else(|| Error::Unsupported("this store has no job queue".into()))?;
-    let job = queue
-        .enqueue(astrocyte_core::jobs::NewJob {
-            kind: body.kind,
-            payload: body.payload,
-            idempotency_key: body.idempotency_key,
-            max_attempts: 5,
-            run_at: chrono::Utc::now(),
-        })
+    let job = state
+        .service()
+        .enqueue_maintenance(&caller, &body.kind, body.payload, body.idempotency_key)
         .await?;
     Ok((axum::http::StatusCode::ACCEPTED, Json(job.into())))
 }
@@ -218,11 +145,9 @@ async fn set_legal_hold(
     bank_id: &str,
     held: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let bank = authorize(state, caller, bank_id, Permission::Admin)?;
-    let tenant = state.engine().store().tenant(caller.schema()).await?;
-    let value = held.then(|| serde_json::json!({"held_since": chrono::Utc::now()}));
-    tenant
-        .put_setting(&format!("legal_hold:{bank}"), value)
+    let bank = state
+        .service()
+        .set_legal_hold(caller, bank_id, held)
         .await?;
     Ok(Json(
         serde_json::json!({"bank_id": bank.to_string(), "legal_hold": held}),

@@ -31,11 +31,13 @@ type Client = RunningService<RoleClient, ()>;
 /// Changing it changes what agents see; update it only on purpose.
 fn tool_list_snapshot() -> Value {
     json!({
-        "memory_retain": {"properties": ["bank_id", "content", "metadata", "occurred_at", "tags"], "required": ["content"]},
-        "memory_recall": {"properties": ["bank_id", "banks", "max_results", "query", "tags"], "required": ["query"]},
+        "memory_retain": {"properties": ["bank_id", "content", "content_type", "metadata", "occurred_at", "tags"], "required": ["content"]},
+        "memory_recall": {"properties": ["as_of", "bank_id", "banks", "max_results", "max_tokens", "query", "tags", "time_range"], "required": ["query"]},
+        "memory_history": {"properties": ["as_of", "bank_id", "max_results", "max_tokens", "query", "tags"], "required": ["query", "as_of"]},
         "memory_reflect": {"properties": ["bank_id", "include_sources", "max_tokens", "query"], "required": ["query"]},
-        "memory_forget": {"properties": ["bank_id", "memory_ids", "tags"], "required": []},
+        "memory_forget": {"properties": ["bank_id", "before_date", "memory_ids", "scope", "tags"], "required": []},
         "memory_banks": {"properties": [], "required": []},
+        "memory_job": {"properties": ["job_id"], "required": ["job_id"]},
         "memory_health": {"properties": [], "required": []},
     })
 }
@@ -240,7 +242,7 @@ async fn memory_round_trip(client: &Client, bank: Option<&str>) {
         with_bank(json!({"query": "staging database region", "include_sources": false})),
     )
     .await;
-    assert!(bare.get("sources").is_none(), "{bare}");
+    assert!(bare["sources"].is_null(), "{bare}");
 
     let forgotten = ok(
         client,
@@ -248,7 +250,7 @@ async fn memory_round_trip(client: &Client, bank: Option<&str>) {
         with_bank(json!({"memory_ids": [dropped_id]})),
     )
     .await;
-    assert_eq!(forgotten, json!({"deleted_count": 1}));
+    assert_eq!(forgotten, json!({"deleted_count": 1, "archived_count": 0}));
     let after = ok(
         client,
         "memory_recall",
@@ -530,7 +532,10 @@ async fn gateway_policy_and_the_result_cap_apply_to_mcp() {
     )
     .await;
     assert!(is_error);
-    assert_eq!(body, json!({"error": "pii_rejected", "pii_types": ["ssn"]}));
+    assert_eq!(
+        body,
+        json!({"error": "pii_rejected", "detail": "Content rejected: PII detected (ssn)", "pii_types": ["ssn"]})
+    );
     for n in 0..3 {
         ok(
             &client,
@@ -595,8 +600,10 @@ async fn host_and_origin_are_checked_and_configurable() {
         [
             "memory_retain",
             "memory_recall",
+            "memory_history",
             "memory_reflect",
             "memory_banks",
+            "memory_job",
             "memory_health"
         ]
     );
@@ -821,19 +828,23 @@ async fn sdk_client_uses_every_tool_over_stdio_in_the_fixed_tenant() {
     let recall = |tenant: &'static str| {
         let engine = engine.clone();
         async move {
-            engine
-                .recall(
-                    &Schema::new(tenant).expect("valid"),
+            let schema = Schema::new(tenant).expect("valid");
+            // Strict tenancy may be on in this process: bind the tenant read.
+            astrocyte_core::tenancy::use_schema(
+                schema.clone(),
+                engine.recall(
+                    &schema,
                     RecallRequest {
                         query: "staging database Frankfurt".into(),
                         banks: vec!["journal".into()],
                         ..Default::default()
                     },
-                )
-                .await
-                .expect("recall")
-                .hits
-                .len()
+                ),
+            )
+            .await
+            .expect("recall")
+            .hits
+            .len()
         }
     };
     assert_eq!(recall("tenant_stdio").await, 1);

@@ -366,16 +366,19 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_keeps_what_it_acknowl
 
     // A new engine over the same files sees the acknowledged memory.
     let reopened = crate::support::engine_at(h.dir.path());
-    let found = reopened
-        .recall(
+    // Strict tenancy is on in this process (a served MCP enables it): bind the tenant.
+    let found = astrocyte_core::tenancy::use_schema(
+        schema("public"),
+        reopened.recall(
             &schema("public"),
             astrocyte_core::RecallRequest {
                 query: "acknowledged shutdown".into(),
                 banks: vec!["durable".into()],
                 ..Default::default()
             },
-        )
-        .await
-        .expect("recall");
+        ),
+    )
+    .await
+    .expect("recall");
     assert_eq!(found.hits.len(), 1);
 }

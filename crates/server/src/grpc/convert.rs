@@ -1,0 +1,258 @@
+//! Conversions between the generated protobuf messages and the service's commands and results.
+//! Times are ISO 8601 strings parsed exactly as REST parses them; metadata is a
+//! `google.protobuf.Struct` whose whole numbers come back as JSON integers, as REST stores them.
+
+use std::collections::BTreeMap;
+
+use astrocyte_core::jobs::Job;
+use astrocyte_core::{ContentType, Metadata, RecallHit, RecallResult, RetainOutcome, Timestamp};
+use prost_types::value::Kind;
+use serde_json::Value as Json;
+
+use super::proto;
+use crate::dto::{iso, parse_datetime};
+use crate::error::ApiError;
+use crate::service::{Forget, History, Recall, Retain, Retained};
+
+fn datetime(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
+    parse_datetime(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
+}
+
+fn optional_datetime(field: &str, raw: Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    raw.filter(|r| !r.trim().is_empty())
+        .map(|r| datetime(field, &r))
+        .transpose()
+}
+
+/// An empty repeated field means "not given", as an absent JSON list does.
+fn optional_list(list: Vec<String>) -> Option<Vec<String>> {
+    (!list.is_empty()).then_some(list)
+}
+
+fn to_json(value: prost_types::Value) -> Json {
+    match value.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::BoolValue(b)) => Json::Bool(b),
+        Some(Kind::StringValue(s)) => Json::String(s),
+        Some(Kind::NumberValue(n)) => {
+            // Protobuf has only doubles; a whole number within i64 is the integer a JSON
+            // client would have sent.
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Json::from(n as i64)
+            } else {
+                serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
+            }
+        }
+        Some(Kind::ListValue(list)) => Json::Array(list.values.into_iter().map(to_json).collect()),
+        Some(Kind::StructValue(object)) => Json::Object(
+            object
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn from_json(value: Json) -> prost_types::Value {
+    let kind = match value {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Json::String(s) => Kind::StringValue(s),
+        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(from_json).collect(),
+        }),
+        Json::Object(object) => Kind::StructValue(prost_types::Struct {
+            fields: object.into_iter().map(|(k, v)| (k, from_json(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn metadata(object: Option<prost_types::Struct>) -> Metadata {
+    object
+        .map(|o| o.fields.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        .unwrap_or_default()
+}
+
+fn struct_of(metadata: Metadata) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: metadata
+            .into_iter()
+            .map(|(k, v)| (k, from_json(v)))
+            .collect(),
+    }
+}
+
+/// A retain request.
+pub fn retain(request: proto::RetainRequest) -> Result<Retain, ApiError> {
+    let content_type = match proto::ContentType::try_from(request.content_type) {
+        Ok(proto::ContentType::Unspecified | proto::ContentType::Text) => ContentType::Text,
+        Ok(proto::ContentType::Conversation) => ContentType::Conversation,
+        Ok(proto::ContentType::Document) => ContentType::Document,
+        Err(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "content_type {} is not a known content type",
+                request.content_type
+            )))
+        }
+    };
+    Ok(Retain {
+        bank_id: request.bank_id,
+        content: request.content,
+        tags: request.tags,
+        metadata: metadata(request.metadata),
+        occurred_at: optional_datetime("occurred_at", request.occurred_at)?,
+        content_type,
+        run_async: request.run_async,
+        idempotency_key: request.idempotency_key,
+    })
+}
+
+/// A retain outcome.
+pub fn retain_outcome(outcome: RetainOutcome) -> proto::RetainResponse {
+    proto::RetainResponse {
+        stored: outcome.stored,
+        memory_id: outcome.memory_id,
+        deduplicated: outcome.deduplicated,
+        error: outcome.error,
+        job_id: None,
+        job_state: None,
+    }
+}
+
+/// What a retain did.
+pub fn retained(retained: Retained) -> proto::RetainResponse {
+    match retained {
+        Retained::Done(outcome) => retain_outcome(outcome),
+        Retained::Queued(job) => proto::RetainResponse {
+            stored: false,
+            memory_id: None,
+            deduplicated: false,
+            error: None,
+            job_state: Some(job.state.as_str().to_string()),
+            job_id: Some(job.id),
+        },
+    }
+}
+
+/// A recall request.
+pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
+    let banks = if request.banks.is_empty() {
+        optional_list(vec![request.bank_id]).unwrap_or_default()
+    } else {
+        request.banks
+    };
+    let time_range = match request.time_range {
+        None => None,
+        Some(range) => Some((
+            datetime("time_range", &range.start)?,
+            datetime("time_range", &range.end)?,
+        )),
+    };
+    Ok(Recall {
+        query: request.query,
+        banks: banks.into_iter().filter(|b| !b.is_empty()).collect(),
+        max_results: request.max_results,
+        max_tokens: request.max_tokens,
+        tags: optional_list(request.tags),
+        time_range,
+        as_of: optional_datetime("as_of", request.as_of)?,
+    })
+}
+
+/// A history request.
+pub fn history(request: proto::HistoryRequest) -> Result<History, ApiError> {
+    Ok(History {
+        as_of: datetime("as_of", &request.as_of)?,
+        query: request.query,
+        bank_id: request.bank_id,
+        max_results: request.max_results,
+        max_tokens: request.max_tokens,
+        tags: optional_list(request.tags),
+    })
+}
+
+/// A forget request.
+pub fn forget(request: proto::ForgetRequest) -> Result<Forget, ApiError> {
+    Ok(Forget {
+        bank_id: request.bank_id,
+        memory_ids: optional_list(request.memory_ids),
+        tags: optional_list(request.tags),
+        before: optional_datetime("before_date", request.before_date)?,
+        all: request.all,
+    })
+}
+
+/// One recalled memory.
+pub fn hit(hit: RecallHit) -> proto::MemoryHit {
+    let m = hit.memory;
+    proto::MemoryHit {
+        text: m.text,
+        score: hit.score,
+        fact_type: m.fact_type,
+        metadata: Some(struct_of(m.metadata)),
+        tags: m.tags,
+        occurred_at: m.occurred_at.as_ref().map(iso),
+        source: m.source,
+        memory_id: m.id,
+        bank_id: m.bank_id.to_string(),
+        retained_at: iso(&m.retained_at),
+        chunk_id: m.chunk.map(|c| format!("{}:{}", c.group_id, c.index)),
+    }
+}
+
+/// A recall (or history) result.
+pub fn recall_result(result: RecallResult) -> proto::RecallResponse {
+    let trace = result.trace;
+    proto::RecallResponse {
+        hits: result.hits.into_iter().map(hit).collect(),
+        total_available: result.total_available as u64,
+        truncated: result.truncated,
+        trace: Some(proto::RecallTrace {
+            strategies_used: trace.strategies_used,
+            total_candidates: trace.total_candidates as u64,
+            fusion_method: trace.fusion_method,
+            latency_ms: trace.latency_ms,
+            strategy_timings_ms: trace.strategy_timings_ms.into_iter().collect(),
+            strategy_candidate_counts: trace
+                .strategy_candidate_counts
+                .into_iter()
+                .map(|(k, v)| (k, v as u64))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect(),
+        }),
+        top_semantic_score: result.top_semantic_score,
+    }
+}
+
+/// A background job.
+pub fn job(job: Job) -> proto::Job {
+    proto::Job {
+        job_id: job.id,
+        kind: job.kind,
+        state: job.state.as_str().to_string(),
+        attempts: job.attempts,
+        last_error: job.last_error,
+        result: job.result.map(from_json),
+        created_at: iso(&job.created_at),
+        updated_at: iso(&job.updated_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips_with_whole_numbers_as_integers() {
+        let original: Metadata = serde_json::from_value(serde_json::json!({
+            "n": 3, "x": 2.5, "s": "text", "b": true, "z": null
+        }))
+        .expect("metadata");
+        let back = metadata(Some(struct_of(original.clone())));
+        assert_eq!(back, original);
+    }
+}
