@@ -388,13 +388,16 @@ impl GrpcListener {
                 tokio::time::sleep(HEALTH_INTERVAL).await;
             }
         });
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServerError::Grpc(e.to_string()))?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_alpha = reflection()
             .build_v1alpha()
+            .map_err(|e| ServerError::Grpc(e.to_string()))?;
+        let reflection = reflection()
+            .build_v1()
             .map_err(|e| ServerError::Grpc(e.to_string()))?;
         let mut builder = Server::builder();
         if let Some(identity) = self.tls {

@@ -13,6 +13,7 @@ mod health;
 mod isolation_pg;
 mod mcp;
 mod observability;
+mod parity;
 mod policy;
 mod support;
 mod tenancy;

@@ -115,6 +115,8 @@ pub async fn post(app: &Router, path: &str, body: Value) -> Reply {
 /// A gateway serving on a real loopback socket.
 pub struct Running {
     pub base: String,
+    /// `host:port` of gRPC, when it is served.
+    pub grpc_addr: Option<String>,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<std::result::Result<(), astrocyte_server::ServerError>>,
@@ -149,13 +151,24 @@ pub async fn spawn(gateway: Gateway) -> Running {
         .await
         .expect("bind");
     let bound = gateway.bind_listener(listener).expect("bound");
+    run_bound(bound)
+}
+
+/// Binds the gateway's configured addresses (gRPC too, when configured) and serves them.
+pub async fn spawn_bound(gateway: Gateway) -> Running {
+    run_bound(gateway.bind().await.expect("bound"))
+}
+
+fn run_bound(bound: astrocyte_server::BoundServer) -> Running {
     let base = format!("http://{}", bound.local_addr());
+    let grpc_addr = bound.grpc_addr().map(|a| a.to_string());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(bound.run(async move {
         let _ = rx.await;
     }));
     Running {
         base,
+        grpc_addr,
         client: reqwest::Client::new(),
         shutdown: Some(tx),
         handle,
