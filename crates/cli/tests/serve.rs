@@ -320,6 +320,49 @@ async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
     )
     .await;
     assert_eq!(status, 400);
+    // Payloads are decoded and validated when queued, not later in a worker.
+    for (payload, says) in [
+        (json!({"kind": "lifecycle", "payload": {}}), "bank"),
+        (
+            json!({"kind": "lifecycle", "payload": {"bank_id": "queue"}}),
+            "archive_after_days",
+        ),
+        (
+            json!({"kind": "lifecycle", "payload": {"bank_id": "queue", "archive_after_days": -3}}),
+            "0 or more",
+        ),
+        (
+            json!({"kind": "lifecycle", "payload": {"bank_id": "queue", "archive_after_days": "soon"}}),
+            "malformed lifecycle job payload",
+        ),
+        (
+            json!({"kind": "consolidate", "payload": {"bank_id": "queue", "threshold": 7}}),
+            "threshold",
+        ),
+        (
+            json!({"kind": "reembed", "payload": {"bank_id": "queue", "extra": 1}}),
+            "unknown field",
+        ),
+        (
+            json!({"kind": "reembed", "payload": {"bank_id": "bad bank!"}}),
+            "bank",
+        ),
+        (
+            json!({"kind": "retain", "payload": {"bank_id": "queue", "content": "x"}}),
+            "unknown job kind",
+        ),
+    ] {
+        let (status, body) = post(
+            &client,
+            format!("{}/v1/admin/jobs", server.base),
+            payload.clone(),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{payload}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{payload}: {detail}");
+    }
 }
 
 #[tokio::test]
@@ -378,6 +421,12 @@ async fn serve_exports_spans_over_otlp_and_flushes_them_on_sigterm() {
         .iter()
         .find(|s| s.name == "recall")
         .unwrap_or_else(|| panic!("no engine recall span among {names:?}"));
-    assert_eq!(recall.parent_span_id, request.span_id);
+    // request → service layer → engine, one trace.
+    let service = spans
+        .iter()
+        .find(|s| s.name == "service" && s.span_id == recall.parent_span_id)
+        .unwrap_or_else(|| panic!("the engine span's parent is no service span: {names:?}"));
+    assert_eq!(service.parent_span_id, request.span_id);
+    assert_eq!(recall.trace_id, request.trace_id);
     assert!(names.contains(&"POST /v1/retain"), "{names:?}");
 }

@@ -1,5 +1,5 @@
 //! Gateway overhead: recall latency in process (`Engine::recall`) against the same recall over
-//! HTTP on loopback, on the same data, plus sustained HTTP recall throughput.
+//! HTTP and over gRPC on loopback, on the same data, plus sustained HTTP recall throughput.
 //!
 //! `cargo run --release -p astrocyte-server --example gateway_bench -- [memories] [seconds]`
 //! (defaults 10000 memories, 10 s). SQLite in a temp directory, hashing embedder.
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use astrocyte_core::tenancy::Schema;
 use astrocyte_core::{Engine, EngineConfig, RecallRequest, RetainRequest};
 use astrocyte_providers::HashingEmbedder;
+use astrocyte_server::grpc::proto::{self, memory_client::MemoryClient};
 use astrocyte_server::{Gateway, ServerConfig};
 use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
 use rand::rngs::StdRng;
@@ -114,11 +115,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The gateway on loopback, default (dev) configuration.
     let config = ServerConfig {
         port: 0,
+        grpc_port: Some(0),
         ..ServerConfig::default()
     };
     let gateway = Gateway::new(config, engine.clone()).await?;
     let bound = gateway.bind().await?;
     let base = format!("http://{}/v1/recall", bound.local_addr());
+    let grpc_addr = bound
+        .grpc_addr()
+        .ok_or("the gateway serves gRPC when grpc_port is set")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(bound.run(async move {
         let _ = stop_rx.await;
@@ -143,10 +148,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(response.status(), 200);
         response.bytes().await?;
     }
+    let mut grpc_client = MemoryClient::connect(format!("http://{grpc_addr}")).await?;
+    let grpc_recall = |q: &str| proto::RecallRequest {
+        query: q.to_string(),
+        bank_id: BANK.into(),
+        max_results: Some(10),
+        ..Default::default()
+    };
+    for q in queries.iter().cycle().take(WARMUP) {
+        grpc_client.recall(grpc_recall(q)).await?;
+    }
     // Interleaved, so both sides see the same machine load: in process, then over HTTP.
     let mut inproc = Vec::with_capacity(LATENCY_SAMPLES);
     let mut http = Vec::with_capacity(LATENCY_SAMPLES);
     let mut live = Vec::with_capacity(LATENCY_SAMPLES);
+    let mut grpc = Vec::with_capacity(LATENCY_SAMPLES);
     let live_url = base.replace("/v1/recall", "/live");
     for (q, body) in queries
         .iter()
@@ -170,8 +186,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let response = client.get(&live_url).send().await?;
         response.bytes().await?;
         live.push(t.elapsed());
+
+        let t = Instant::now();
+        let reply = grpc_client.recall(grpc_recall(q)).await?;
+        grpc.push(t.elapsed());
+        assert!(!reply.into_inner().hits.is_empty());
     }
     inproc.sort();
+    grpc.sort();
     http.sort();
     live.sort();
 
@@ -272,6 +294,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  HTTP        p50 {:.3} ms  p99 {:.3} ms",
         ms(p50_http),
         ms(p99_http)
+    );
+    let (p50_grpc, p99_grpc) = (percentile(&grpc, 50.0), percentile(&grpc, 99.0));
+    println!(
+        "  gRPC        p50 {:.3} ms  p99 {:.3} ms  (overhead p50 {:.3} ms  p99 {:.3} ms)",
+        ms(p50_grpc),
+        ms(p99_grpc),
+        ms(p50_grpc) - ms(p50_in),
+        ms(p99_grpc) - ms(p99_in)
     );
     println!(
         "  GET /live   p50 {:.3} ms  p99 {:.3} ms  (transport floor)",

@@ -4,8 +4,6 @@
 //! tenant.
 
 use astrocyte_core::portability::OnConflict;
-use astrocyte_core::tenancy::Schema;
-use astrocyte_core::Error;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -17,7 +15,6 @@ use crate::dto::{
     IssueKeyBody, IssuedKeyResponse, KeyInfo, KeysResponse, OnConflictDto, RevokedResponse,
 };
 use crate::error::ApiError;
-use crate::keys::ApiKeys;
 use crate::state::AppState;
 
 /// Exports a bank as AMA v1 JSON Lines to a file under the portability roots.
@@ -154,19 +151,6 @@ async fn set_legal_hold(
     ))
 }
 
-fn api_keys(state: &AppState) -> Result<&ApiKeys, ApiError> {
-    state.api_keys().ok_or_else(|| {
-        ApiError::Core(Error::Unsupported(
-            "API key issuing needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
-                .into(),
-        ))
-    })
-}
-
-fn tenant_schema(raw: &str) -> Result<Schema, ApiError> {
-    Schema::new(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
 /// Issues an API key for a principal in a tenant; the key is returned once.
 #[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", request_body = IssueKeyBody,
     responses(
@@ -178,9 +162,10 @@ pub async fn issue_key(
     _admin: AdminAccess,
     JsonBody(body): JsonBody<IssueKeyBody>,
 ) -> Result<Json<IssuedKeyResponse>, ApiError> {
-    let keys = api_keys(&state)?;
-    let schema = tenant_schema(&body.tenant)?;
-    let issued = keys.issue(&schema, body.principal.trim()).await?;
+    let issued = state
+        .service()
+        .issue_key(&body.tenant, &body.principal)
+        .await?;
     Ok(Json(IssuedKeyResponse {
         key_id: issued.record.key_id,
         api_key: issued.api_key,
@@ -206,9 +191,7 @@ pub async fn list_keys(
     _admin: AdminAccess,
     Query(query): Query<KeysQuery>,
 ) -> Result<Json<KeysResponse>, ApiError> {
-    let keys = api_keys(&state)?;
-    let schema = query.tenant.as_deref().map(tenant_schema).transpose()?;
-    let records = keys.list(schema.as_ref()).await?;
+    let records = state.service().list_keys(query.tenant.as_deref()).await?;
     Ok(Json(KeysResponse {
         keys: records.into_iter().map(KeyInfo::from).collect(),
     }))
@@ -224,13 +207,9 @@ pub async fn revoke_key(
     _admin: AdminAccess,
     Path(key_id): Path<String>,
 ) -> Result<Json<RevokedResponse>, ApiError> {
-    let keys = api_keys(&state)?;
-    if keys.revoke(&key_id).await? {
-        Ok(Json(RevokedResponse {
-            key_id,
-            revoked: true,
-        }))
-    } else {
-        Err(ApiError::NotFound(format!("no API key {key_id:?}")))
-    }
+    state.service().revoke_key(&key_id).await?;
+    Ok(Json(RevokedResponse {
+        key_id,
+        revoked: true,
+    }))
 }

@@ -18,8 +18,8 @@ use astrocyte_core::jobs::{Job, JobQueue, JobSpec, LegalHoldKey};
 use astrocyte_core::portability::{ImportReport, OnConflict};
 use astrocyte_core::tenancy::{self, RequestInfo, Schema, TenantContext};
 use astrocyte_core::{
-    BankId, Error, ForgetMode, ForgetSelector, RecallFilter, RecallRequest, RecallResult,
-    ReflectRequest, ReflectResult, RetainOutcome, RetainRequest,
+    ApiKeyRecord, BankId, Error, ForgetMode, ForgetSelector, RecallFilter, RecallRequest,
+    RecallResult, ReflectRequest, ReflectResult, RetainOutcome, RetainRequest,
 };
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -31,6 +31,7 @@ use crate::access::Permission;
 use crate::config::is_loopback_host;
 use crate::dto::{clamp_results, clamp_tokens};
 use crate::error::ApiError;
+use crate::keys::{ApiKeys, IssuedKey};
 use crate::metrics;
 use crate::policy::{Operation, QuotaTicket};
 use crate::state::AppState;
@@ -664,6 +665,41 @@ impl Service {
             tokio::io::BufReader::new(file),
         )
         .await
+    }
+
+    // --- API keys (cross-tenant: callers pass the admin guard first) -------------------------
+
+    fn api_keys(&self) -> Result<&ApiKeys, ApiError> {
+        self.state.api_keys().ok_or_else(|| {
+            ApiError::Core(Error::Unsupported(
+                "API key issuing needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
+                    .into(),
+            ))
+        })
+    }
+
+    /// Issues a key for `principal` in `tenant`; the plaintext key is in the result, once.
+    pub async fn issue_key(&self, tenant: &str, principal: &str) -> Result<IssuedKey, ApiError> {
+        let schema = Schema::new(tenant).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(self.api_keys()?.issue(&schema, principal.trim()).await?)
+    }
+
+    /// Issued keys (never the keys themselves), optionally of one tenant.
+    pub async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, ApiError> {
+        let schema = tenant
+            .map(Schema::new)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(self.api_keys()?.list(schema.as_ref()).await?)
+    }
+
+    /// Revokes a key; it stops authenticating at once.
+    pub async fn revoke_key(&self, key_id: &str) -> Result<(), ApiError> {
+        if self.api_keys()?.revoke(key_id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("no API key {key_id:?}")))
+        }
     }
 
     // --- Health -------------------------------------------------------------------------------

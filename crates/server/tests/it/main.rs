@@ -9,6 +9,7 @@
 mod auth;
 mod client;
 mod contract;
+mod grpc;
 mod health;
 mod isolation_pg;
 mod mcp;
