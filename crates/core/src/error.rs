@@ -64,6 +64,10 @@ pub enum Error {
     /// The storage backend failed; details are for logs.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The storage backend cannot be reached right now (connection refused or lost, server
+    /// shutting down, pool exhausted): retrying later may succeed. Details are for logs.
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
     /// Local file I/O failed (export/import, data directory).
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
@@ -81,7 +85,7 @@ impl Error {
             Error::Conflict(_) | Error::DimensionMismatch { .. } => ErrorKind::Conflict,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::Provider(_) => ErrorKind::Unavailable,
+            Error::Provider(_) | Error::StorageUnavailable(_) => ErrorKind::Unavailable,
             Error::Tenancy(_) | Error::Storage(_) | Error::Io(_) | Error::Internal(_) => {
                 ErrorKind::Internal
             }

@@ -133,6 +133,7 @@ impl JobSpec {
 
     /// The job to enqueue, due now.
     pub fn into_new_job(self, idempotency_key: Option<String>) -> Result<NewJob> {
+        crate::pipeline::validate::check_idempotency_key(idempotency_key.as_deref())?;
         let kind = self.kind().to_string();
         let payload = match serde_json::to_value(&self)
             .map_err(|e| Error::Internal(format!("encoding a {kind} job: {e}")))?

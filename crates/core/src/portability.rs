@@ -14,7 +14,8 @@ use crate::model::{
     BankId, ForgetMode, ForgetSelector, Memory, Metadata, NewMemory, Timestamp, DEFAULT_FACT_TYPE,
 };
 use crate::pipeline::validate::{
-    check_content, check_metadata_scalars, normalize_tags, sanitize_metadata,
+    check_content, check_id, check_metadata_scalars, check_metadata_shape, check_text,
+    check_timestamp, normalize_tags, sanitize_metadata, RetainLimits, MAX_ID_BYTES,
 };
 use crate::tenancy::Schema;
 
@@ -70,6 +71,33 @@ pub struct AmaRecord {
     pub embedding: Option<Vec<f32>>,
 }
 
+/// The structural rules of an imported record, the same a retain obeys (no NUL character,
+/// dates both stores hold, bounded id and metadata), so both stores take the same files.
+pub fn check_record(record: &AmaRecord, limits: &RetainLimits) -> Result<()> {
+    check_id("id", &record.id, MAX_ID_BYTES)?;
+    check_text("text", &record.text)?;
+    for tag in record.tags.iter().flatten() {
+        check_text("tags", tag)?;
+    }
+    if let Some(metadata) = &record.metadata {
+        check_metadata_shape("metadata", metadata, limits)?;
+    }
+    for (field, value) in [("fact_type", &record.fact_type), ("source", &record.source)] {
+        if let Some(value) = value {
+            check_text(field, value)?;
+        }
+    }
+    for (field, at) in [
+        ("occurred_at", &record.occurred_at),
+        ("retained_at", &record.retained_at),
+    ] {
+        if let Some(at) = at {
+            check_timestamp(field, at)?;
+        }
+    }
+    Ok(())
+}
+
 impl From<Memory> for AmaRecord {
     fn from(m: Memory) -> Self {
         AmaRecord {
@@ -109,6 +137,11 @@ pub struct ImportReport {
     pub errors: u64,
 }
 
+/// Longest path accepted for export or import, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest file name accepted, in bytes (`NAME_MAX` of common file systems).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
 /// Confines export/import files to configured root directories.
 #[derive(Debug, Clone, Default)]
 pub struct PathPolicy {
@@ -138,6 +171,14 @@ impl PathPolicy {
                 "file export/import is disabled: no export roots are configured".into(),
             ));
         }
+        if requested.contains('\0') {
+            return Err(Error::invalid("path must not contain a NUL character"));
+        }
+        if requested.len() > MAX_PATH_BYTES {
+            return Err(Error::invalid(format!(
+                "path is longer than {MAX_PATH_BYTES} bytes"
+            )));
+        }
         let path = Path::new(requested);
         if requested.is_empty() || path.components().any(|c| matches!(c, Component::ParentDir)) {
             return Err(Error::invalid(format!("path {requested:?} is not allowed")));
@@ -157,12 +198,27 @@ impl PathPolicy {
             .map_err(|e| {
                 Error::invalid(format!("directory of {requested:?} is not usable: {e}"))
             })?;
+        if file_name.len() > MAX_FILE_NAME_BYTES {
+            return Err(Error::invalid(format!(
+                "file name of {requested:?} is longer than {MAX_FILE_NAME_BYTES} bytes"
+            )));
+        }
         let resolved = parent.join(file_name);
         let resolved = match resolved.canonicalize() {
             Ok(existing) => existing,
             Err(_) => resolved,
         };
-        if self.roots.iter().any(|root| resolved.starts_with(root)) {
+        if resolved.is_dir() {
+            return Err(Error::invalid(format!(
+                "path {requested:?} is a directory, not a file"
+            )));
+        }
+        // Both the file and its directory (where an export writes its temporary file) must be
+        // inside a root: `"."` or the root itself would otherwise name the root, whose parent
+        // is outside.
+        let inside = |p: &Path| self.roots.iter().any(|root| p.starts_with(root));
+        let resolved_parent = resolved.parent().unwrap_or(&parent);
+        if inside(&resolved) && inside(resolved_parent) && inside(&parent) {
             Ok(resolved)
         } else {
             Err(Error::Forbidden(format!(
@@ -278,6 +334,7 @@ impl Engine {
             let tags = record.tags.clone().unwrap_or_default();
             let metadata = record.metadata.clone().unwrap_or_default();
             if record.id.trim().is_empty()
+                || check_record(&record, limits).is_err()
                 || check_content(&record.text, &tags, limits).is_some()
                 || check_metadata_scalars(&metadata).is_some()
             {
@@ -376,6 +433,38 @@ mod tests {
         assert!(policy.resolve("/etc/passwd").is_err());
         assert!(policy.resolve("").is_err());
         assert!(PathPolicy::default().resolve("a.jsonl").is_err());
+    }
+
+    #[test]
+    fn directories_nul_bytes_and_long_names_are_invalid_input() {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let root = outer.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).expect("dirs");
+        let policy = PathPolicy::new(vec![root.clone()]).expect("policy");
+        let root_text = root.to_string_lossy().to_string();
+        let long_path = format!("{}x", "d/".repeat(2100));
+        for path in [
+            ".",
+            "./",
+            "sub",
+            "sub/.",
+            root_text.as_str(),
+            "a\0b",
+            &"n".repeat(256),
+            &long_path,
+        ] {
+            let error = policy.resolve(path).expect_err(path);
+            assert_eq!(
+                error.kind(),
+                crate::ErrorKind::InvalidInput,
+                "{path}: {error}"
+            );
+        }
+        let inside = policy
+            .resolve("sub/ok.jsonl")
+            .expect("a file in a subdirectory");
+        assert!(inside.starts_with(root.canonicalize().expect("canonical")));
+        assert!(policy.resolve(&"n".repeat(255)).is_ok());
     }
 
     #[test]

@@ -44,12 +44,22 @@ impl fmt::Display for IdentifierLabel {
 
 /// A name that does not satisfy the identifier rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{label} {value:?} is not a valid PostgreSQL identifier (must match {IDENTIFIER_PATTERN} and be at most {MAX_IDENTIFIER_BYTES} bytes)")]
+#[error("{label} {value:?} {}", if *.reserved { "is reserved (names starting with pg_, and information_schema, belong to PostgreSQL)".to_string() } else { format!("is not a valid PostgreSQL identifier (must match {IDENTIFIER_PATTERN} and be at most {MAX_IDENTIFIER_BYTES} bytes)") })]
 pub struct IdentifierError {
     /// Which kind of identifier was rejected.
     pub label: IdentifierLabel,
     /// The rejected value, verbatim.
     pub value: String,
+    /// Whether it failed for being a reserved name rather than for its form.
+    pub reserved: bool,
+}
+
+/// Whether `name` is a schema name PostgreSQL keeps for itself: the `pg_` prefix (`pg_catalog`,
+/// `pg_toast`, `pg_temp_*`…) and `information_schema`. Compared case-insensitively so a tenant
+/// never differs from a reserved name only by case (SQLite file stems may be case-insensitive).
+pub fn is_reserved_schema(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("pg_") || lower == "information_schema"
 }
 
 /// Errors of the tenancy layer itself.
@@ -89,6 +99,7 @@ pub fn validate_identifier(value: &str, label: IdentifierLabel) -> Result<&str, 
         Err(IdentifierError {
             label,
             value: value.to_string(),
+            reserved: false,
         })
     }
 }
@@ -101,10 +112,18 @@ pub fn validate_identifier(value: &str, label: IdentifierLabel) -> Result<&str, 
 pub struct Schema(String);
 
 impl Schema {
-    /// Builds a schema name, enforcing the identifier rule.
+    /// Builds a schema name, enforcing the identifier rule and refusing the names PostgreSQL
+    /// reserves ([`is_reserved_schema`]), on every store alike.
     pub fn new(name: impl Into<String>) -> Result<Self, IdentifierError> {
         let name = name.into();
         validate_identifier(&name, IdentifierLabel::Schema)?;
+        if is_reserved_schema(&name) {
+            return Err(IdentifierError {
+                label: IdentifierLabel::Schema,
+                value: name,
+                reserved: true,
+            });
+        }
         Ok(Schema(name))
     }
 
@@ -232,6 +251,24 @@ pub struct Tenant {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("authentication failed: {0}")]
 pub struct AuthenticationError(pub String);
+
+impl AuthenticationError {
+    /// What every [`AuthenticationError::unavailable`] message starts with.
+    pub const UNAVAILABLE_PREFIX: &'static str = "credential store unavailable: ";
+
+    /// The credential could not be checked because what holds the credentials (the key
+    /// directory) cannot be reached: gateways answer 503, never 401, since the credential may
+    /// well be valid.
+    pub fn unavailable(cause: impl fmt::Display) -> Self {
+        AuthenticationError(format!("{}{cause}", Self::UNAVAILABLE_PREFIX))
+    }
+
+    /// Whether this is an outage of the credential store rather than a refused credential.
+    /// Extensions build every other message from fixed text first, so none starts this way.
+    pub fn is_unavailable(&self) -> bool {
+        self.0.starts_with(Self::UNAVAILABLE_PREFIX)
+    }
+}
 
 /// The transport a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

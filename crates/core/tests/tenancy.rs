@@ -256,7 +256,32 @@ proptest! {
         let expected = !name.is_empty()
             && name.len() <= 63
             && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(is_rule_char);
+            && name.chars().all(is_rule_char)
+            && !astrocyte_core::tenancy::is_reserved_schema(&name);
         prop_assert_eq!(Schema::new(name.clone()).is_ok(), expected);
     }
+
+    #[test]
+    fn names_postgresql_reserves_are_refused_on_every_store(suffix in "[a-zA-Z0-9_]{0,40}", p in "[pP]", g in "[gG]") {
+        let name = format!("{}{}_{}", p, g, suffix);
+        let error = Schema::new(name.clone()).expect_err("reserved");
+        prop_assert!(error.reserved);
+        prop_assert!(error.to_string().contains("is reserved"), "{}", error);
+        // Not a reserved prefix: still a tenant.
+        let near = format!("{}{}x_{}", p, g, suffix);
+        prop_assert!(Schema::new(near).is_ok());
+    }
+}
+
+#[test]
+fn information_schema_is_reserved_in_any_case() {
+    for name in [
+        "information_schema",
+        "INFORMATION_SCHEMA",
+        "Information_Schema",
+    ] {
+        assert!(Schema::new(name).expect_err(name).reserved);
+    }
+    assert!(Schema::new("information_schema2").is_ok());
+    assert!(Schema::new("public").is_ok());
 }

@@ -1668,3 +1668,186 @@ pub async fn keyword_index_covers_context_never_returned(test_store: TestStore) 
     );
     fx.finish().await;
 }
+
+/// Input a store cannot hold is refused in core, before any store, with one message: a NUL
+/// character anywhere, a date outside 0001..=9999, an over-long id. The extreme dates and ids
+/// that are allowed are stored and matched on every store alike.
+pub async fn hostile_inputs_are_refused_alike(test_store: TestStore) {
+    use chrono::TimeZone;
+    let fx = Fixture::new(test_store).await;
+    let retain = |change: &dyn Fn(&mut RetainRequest)| {
+        let mut request = RetainRequest {
+            bank_id: "notes".into(),
+            content: "The boiler was serviced".into(),
+            ..Default::default()
+        };
+        change(&mut request);
+        request
+    };
+    let too_early = chrono::Utc
+        .with_ymd_and_hms(0, 12, 31, 23, 59, 59)
+        .single()
+        .expect("a valid chrono date");
+    let too_late = chrono::Utc
+        .with_ymd_and_hms(10000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid chrono date");
+    let refused: Vec<(RetainRequest, &str)> = vec![
+        (
+            retain(&|r| r.content = "nul \0 here".into()),
+            "content must not contain a NUL character",
+        ),
+        (
+            retain(&|r| r.tags = vec!["a\0b".into()]),
+            "tags must not contain a NUL character",
+        ),
+        (
+            retain(&|r| {
+                r.metadata = metadata(&[("k\0", json!("v"))]);
+            }),
+            "metadata key must not contain a NUL character",
+        ),
+        (
+            retain(&|r| r.metadata = metadata(&[("k", json!("v\0"))])),
+            "metadata value for \"k\" must not contain a NUL character",
+        ),
+        (
+            retain(&|r| r.occurred_at = Some(too_early)),
+            "occurred_at must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+        (
+            retain(&|r| r.occurred_at = Some(too_late)),
+            "occurred_at must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+        (
+            retain(&|r| r.source = Some("\0".into())),
+            "source must not contain a NUL character",
+        ),
+    ];
+    for (request, message) in refused {
+        let error = fx
+            .engine
+            .retain(&fx.schema, request)
+            .await
+            .expect_err(message);
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{message}");
+        assert_eq!(error.to_string(), message);
+    }
+    let recall = |change: &dyn Fn(&mut RecallRequest)| {
+        let mut request = RecallRequest {
+            query: "boiler".into(),
+            banks: vec!["notes".into()],
+            ..Default::default()
+        };
+        change(&mut request);
+        request
+    };
+    let refused: Vec<(RecallRequest, &str)> = vec![
+        (
+            recall(&|r| r.query = "boi\0ler".into()),
+            "query must not contain a NUL character",
+        ),
+        (
+            recall(&|r| r.filter.tags = Some(vec!["\0".into()])),
+            "tags must not contain a NUL character",
+        ),
+        (
+            recall(&|r| r.filter.as_of = Some(too_late)),
+            "as_of must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+        (
+            recall(&|r| r.filter.time_range = Some((too_early, too_late))),
+            "time_range must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+    ];
+    for (request, message) in refused {
+        let error = fx
+            .engine
+            .recall(&fx.schema, request)
+            .await
+            .expect_err(message);
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{message}");
+        assert_eq!(error.to_string(), message);
+    }
+    let fx_ref = &fx;
+    let forget = |selector: ForgetSelector| async move {
+        fx_ref
+            .engine
+            .forget(&fx_ref.schema, "notes", &selector, ForgetMode::Soft)
+            .await
+    };
+    for (selector, message) in [
+        (
+            ForgetSelector {
+                memory_ids: Some(vec!["id\0".into()]),
+                ..Default::default()
+            },
+            "memory_ids must not contain a NUL character",
+        ),
+        (
+            ForgetSelector {
+                memory_ids: Some(vec!["x".repeat(129)]),
+                ..Default::default()
+            },
+            "memory_ids is longer than 128 bytes",
+        ),
+        (
+            ForgetSelector {
+                before: Some(too_late),
+                ..Default::default()
+            },
+            "before_date must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+    ] {
+        let error = forget(selector).await.expect_err(message);
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{message}");
+        assert_eq!(error.to_string(), message);
+    }
+
+    // The edges of the range are stored and found, by every store.
+    let earliest = chrono::Utc
+        .with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    let latest = chrono::Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .expect("date");
+    let old = fx
+        .retain_request(retain(&|r| {
+            r.content = "The oldest record of the boiler".into();
+            r.occurred_at = Some(earliest);
+        }))
+        .await
+        .memory_id
+        .expect("id");
+    let future = fx
+        .retain_request(retain(&|r| {
+            r.content = "A far future boiler note".into();
+            r.occurred_at = Some(latest);
+        }))
+        .await
+        .memory_id
+        .expect("id");
+    let found = fx
+        .recall_ids(
+            &["notes"],
+            "boiler",
+            RecallFilter {
+                time_range: Some((earliest, latest)),
+                as_of: Some(latest),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(found.contains(&old) && found.contains(&future), "{found:?}");
+    let forgotten = forget(ForgetSelector {
+        memory_ids: Some(vec!["x".repeat(128)]),
+        before: Some(earliest),
+        ..Default::default()
+    })
+    .await
+    .expect("a 128-byte id and the earliest date are valid");
+    assert_eq!(forgotten, 0);
+    fx.finish().await;
+}

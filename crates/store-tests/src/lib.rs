@@ -85,6 +85,7 @@ macro_rules! store_conformance_tests {
             keyword_search_accepts_any_text,
             nearest_each_finds_the_closest_visible_memory,
             keyword_index_covers_context_never_returned,
+            hostile_inputs_are_refused_alike,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
