@@ -168,9 +168,14 @@ impl ApiError {
         match self {
             ApiError::Core(error) => match error.kind() {
                 ErrorKind::Unavailable => {
-                    tracing::warn!(error = %error, "provider unavailable");
+                    tracing::warn!(error = %error, "dependency unavailable");
                     metrics::global().store_error("unavailable");
-                    "Provider unavailable".into()
+                    match error {
+                        astrocyte_core::Error::StorageUnavailable(_) => {
+                            "Storage unavailable".into()
+                        }
+                        _ => "Provider unavailable".into(),
+                    }
                 }
                 ErrorKind::Internal => {
                     tracing::error!(error = %error, "internal error");
@@ -201,10 +206,39 @@ impl ApiError {
     }
 }
 
+/// The challenge every 401 carries: issued API keys and JWTs are both accepted as bearer
+/// tokens. It names the scheme only, never why the credential was refused.
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"astrocyte\"";
+
+/// Seconds a client should wait before retrying after a 503.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code().http_status();
-        match &self {
+        let mut response = self.body_response(status);
+        match self.code() {
+            ErrorCode::Unauthenticated => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(WWW_AUTHENTICATE),
+                );
+            }
+            ErrorCode::Unavailable => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECONDS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl ApiError {
+    fn body_response(&self, status: StatusCode) -> Response {
+        match self {
             ApiError::AuthenticationFailed => {
                 (status, Json(json!({ "error": "authentication_failed" }))).into_response()
             }

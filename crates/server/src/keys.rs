@@ -102,6 +102,11 @@ impl ApiKeys {
 
     /// Revokes a key; false when there is no such key.
     pub async fn revoke(&self, key_id: &str) -> Result<bool> {
+        astrocyte_core::pipeline::validate::check_id(
+            "key_id",
+            key_id,
+            astrocyte_core::pipeline::validate::MAX_ID_BYTES,
+        )?;
         let revoked = self
             .directory
             .revoke_key(key_id, chrono::Utc::now())

@@ -1,6 +1,6 @@
 //! JWT verification: HS256 with a shared secret, or RS256/ES256 against a JWKS read from a file
 //! or fetched from a URL (re-fetched, at most every 30 s, when a token names an unknown key).
-//! Tokens must carry `exp`; issuer and audience are checked when configured. This module only
+//! Tokens must carry `exp`, are refused before their `nbf`; issuer and audience are checked when configured. This module only
 //! verifies; deciding what a claim means is up to the caller.
 
 use std::collections::HashMap;
@@ -29,11 +29,16 @@ enum Keys {
     },
 }
 
+/// Clock skew tolerated on `exp` and `nbf`, in seconds, unless [`JwtVerifier::with_leeway`]
+/// sets another.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 60;
+
 /// Verifies bearer tokens.
 pub struct JwtVerifier {
     keys: Keys,
     issuer: Option<String>,
     audience: Option<String>,
+    leeway_seconds: u64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -41,6 +46,7 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("leeway_seconds", &self.leeway_seconds)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +79,7 @@ impl JwtVerifier {
             keys: Keys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes())),
             issuer,
             audience,
+            leeway_seconds: DEFAULT_JWT_LEEWAY_SECONDS,
         }
     }
 
@@ -108,12 +115,27 @@ impl JwtVerifier {
             },
             issuer,
             audience,
+            leeway_seconds: DEFAULT_JWT_LEEWAY_SECONDS,
         })
+    }
+
+    /// The clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub fn with_leeway(mut self, seconds: u64) -> Self {
+        self.leeway_seconds = seconds;
+        self
+    }
+
+    /// The clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub fn leeway_seconds(&self) -> u64 {
+        self.leeway_seconds
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp"]);
+        // A token is refused before its `nbf` (when it has one), as after its `exp`.
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway_seconds;
         match &self.audience {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
@@ -193,4 +215,41 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn token(claims: Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"test-secret"),
+        )
+        .expect("encodes")
+    }
+
+    #[tokio::test]
+    async fn a_token_is_refused_before_its_nbf_within_the_leeway_only() {
+        let now = chrono::Utc::now().timestamp();
+        let verifier = JwtVerifier::hs256(&Secret::new("test-secret"), None, None);
+        assert_eq!(verifier.leeway_seconds(), DEFAULT_JWT_LEEWAY_SECONDS);
+        let tomorrow = token(json!({"sub": "a", "exp": now + 172_800, "nbf": now + 86_400}));
+        let error = verifier.verify(&tomorrow).await.expect_err("not yet valid");
+        assert!(error.contains("ImmatureSignature"), "{error}");
+        let started = token(json!({"sub": "a", "exp": now + 600, "nbf": now - 10}));
+        assert!(verifier.verify(&started).await.is_ok());
+        let soon = token(json!({"sub": "a", "exp": now + 600, "nbf": now + 30}));
+        assert!(
+            verifier.verify(&soon).await.is_ok(),
+            "30 s of skew is tolerated"
+        );
+        let strict = JwtVerifier::hs256(&Secret::new("test-secret"), None, None).with_leeway(0);
+        assert!(strict.verify(&soon).await.is_err());
+        let no_nbf = token(json!({"sub": "a", "exp": now + 600}));
+        assert!(strict.verify(&no_nbf).await.is_ok(), "nbf is optional");
+    }
 }

@@ -57,7 +57,14 @@ impl TenantExtension for ApiKeyTenantExtension {
             .keys
             .verify(presented)
             .await
-            .map_err(|e| AuthenticationError(format!("key directory unavailable: {e}")))?
+            .map_err(|e| {
+                // An unreachable directory says nothing about the key: 503, not 401.
+                if e.kind() == astrocyte_core::ErrorKind::Unavailable {
+                    AuthenticationError::unavailable(e)
+                } else {
+                    AuthenticationError(format!("key directory failed: {e}"))
+                }
+            })?
             .ok_or_else(|| AuthenticationError("unknown or revoked api key".into()))?;
         Ok(TenantContext::new(record.schema))
     }

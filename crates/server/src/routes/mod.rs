@@ -36,7 +36,22 @@ fn describe_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> 
     }
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+/// Bodies longer than this (in bytes) are parsed on the blocking pool, not a worker thread.
+const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// Parses one JSON value and refuses anything after it but whitespace (`{…} GARBAGE` and two
+/// concatenated objects are 400s, never "the first one").
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| ApiError::BadRequest(describe_json_error(e)))?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::BadRequest("unexpected data after the JSON body".into()))?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -49,10 +64,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     ApiError::BadRequest(rejection.body_text())
                 }
             })?;
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(deserializer)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(describe_json_error(e)))
+        if bytes.len() > BLOCKING_PARSE_BYTES {
+            tokio::task::spawn_blocking(move || parse_json(&bytes))
+                .await
+                .map_err(|e| {
+                    ApiError::Core(astrocyte_core::Error::Internal(format!(
+                        "parsing the body failed: {e}"
+                    )))
+                })?
+                .map(JsonBody)
+        } else {
+            parse_json(&bytes).map(JsonBody)
+        }
     }
 }
 
@@ -96,6 +119,46 @@ async fn method_not_allowed() -> (StatusCode, axum::Json<serde_json::Value>) {
     )
 }
 
+/// Longest non-JSON error body kept as the `detail` of its JSON replacement.
+const MAX_PLAIN_ERROR_BYTES: usize = 4096;
+
+/// Gives every error response the documented JSON shape: a 4xx or 5xx whose body is not JSON
+/// (axum's plain-text `Path`/`Query` rejections, an undecodable path segment, the MCP
+/// transport's 413/415, an empty HTTP-layer 400) becomes `{"detail": <its text or reason>}`
+/// with the same status and headers.
+async fn json_errors(request: Request, next: middleware::Next) -> axum::response::Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_PLAIN_ERROR_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_string()
+    } else {
+        text
+    };
+    let body = serde_json::json!({ "detail": detail }).to_string();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// The full application: `routes()` plus `extra` (e.g. MCP) behind one middleware stack —
 /// request id, span, metrics and access log outermost, then the body cap, then the tenant
 /// middleware around every handler.
@@ -121,6 +184,7 @@ pub fn app_with(state: AppState, extra: Vec<Router<AppState>>) -> Router {
                 observability::body_cap(limit, request, next)
             },
         ))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(observability::observe))
         .with_state(state)
 }

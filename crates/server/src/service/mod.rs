@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use astrocyte_core::jobs::{Job, JobQueue, JobSpec, LegalHoldKey};
+use astrocyte_core::pipeline::validate;
 use astrocyte_core::portability::{ImportReport, OnConflict};
 use astrocyte_core::tenancy::{self, RequestInfo, Schema, TenantContext};
 use astrocyte_core::{
@@ -35,6 +36,9 @@ use crate::keys::{ApiKeys, IssuedKey};
 use crate::metrics;
 use crate::policy::{Operation, QuotaTicket};
 use crate::state::AppState;
+
+/// Content longer than this (in bytes) is scanned for PII on the blocking pool.
+const BLOCKING_SCAN_BYTES: usize = 16 * 1024;
 
 /// Bounds a health check when the store does not answer.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(8);
@@ -103,6 +107,9 @@ impl Service {
     pub async fn authenticate(&self, request: &RequestInfo) -> Result<Caller, ApiError> {
         let tenant = match self.state.tenants().authenticate(request).await {
             Ok(tenant) => tenant,
+            Err(error) if error.is_unavailable() => {
+                return Err(Error::StorageUnavailable(error.0).into());
+            }
             Err(error) => {
                 tracing::warn!(transport = ?request.transport, path = ?request.path, %error, "tenant authentication failed");
                 return Err(ApiError::AuthenticationFailed);
@@ -201,7 +208,7 @@ impl Service {
 
     /// Grants, the rate limit and quota, and the PII barrier of one retain: the request to
     /// run and the quota use to give back if it stores nothing.
-    fn admit_retain(
+    async fn admit_retain(
         &self,
         caller: &Caller,
         command: Retain,
@@ -211,16 +218,28 @@ impl Service {
             self.state
                 .policy()
                 .admit_bank(caller.schema(), bank.as_str(), Operation::Retain)?;
-        let content = match self.state.policy().pii().apply(&command.content) {
-            Ok(verdict) => {
+        let scanned = if command.content.len() > BLOCKING_SCAN_BYTES {
+            // Scanning long content is CPU work: keep it off the runtime's worker threads.
+            let state = self.state.clone();
+            let content = command.content;
+            tokio::task::spawn_blocking(move || state.policy().pii().apply(&content)).await
+        } else {
+            Ok(self.state.policy().pii().apply(&command.content))
+        };
+        let content = match scanned {
+            Ok(Ok(verdict)) => {
                 if !verdict.found.is_empty() {
                     tracing::warn!(pii_types = ?verdict.found, bank = %bank, "pii detected in retained content");
                 }
                 verdict.text
             }
-            Err(rejected) => {
+            Ok(Err(rejected)) => {
                 self.state.policy().refund(ticket);
                 return Err(ApiError::PiiRejected(rejected.pii_types));
+            }
+            Err(join) => {
+                self.state.policy().refund(ticket);
+                return Err(Error::Internal(format!("pii scan failed: {join}")).into());
             }
         };
         let request = RetainRequest {
@@ -238,7 +257,7 @@ impl Service {
     /// Stores content, or queues it when `run_async` is set.
     pub async fn retain(&self, caller: &Caller, command: Retain) -> Result<Retained, ApiError> {
         let (run_async, idempotency_key) = (command.run_async, command.idempotency_key.clone());
-        let (request, ticket) = self.admit_retain(caller, command)?;
+        let (request, ticket) = self.admit_retain(caller, command).await?;
         let result = if run_async {
             self.enqueue_retain(caller, request, idempotency_key).await
         } else {
@@ -274,7 +293,7 @@ impl Service {
         let mut requests = Vec::with_capacity(commands.len());
         let mut tickets = Vec::with_capacity(commands.len());
         for command in commands {
-            match self.admit_retain(caller, command) {
+            match self.admit_retain(caller, command).await {
                 Ok((request, ticket)) => {
                     requests.push(request);
                     tickets.push(ticket);
@@ -317,7 +336,8 @@ impl Service {
         idempotency_key: Option<String>,
     ) -> Result<Retained, ApiError> {
         // Reject now what a synchronous retain would reject, not later inside a worker.
-        if let Some(error) = astrocyte_core::pipeline::validate::check_content(
+        validate::check_retain_request(&request, &self.state.engine().config().limits)?;
+        if let Some(error) = validate::check_content(
             &request.content,
             &request.tags,
             &self.state.engine().config().limits,
@@ -354,6 +374,7 @@ impl Service {
 
     /// A background job of the caller's tenant, visible to whoever may read its bank.
     pub async fn job(&self, caller: &Caller, job_id: &str) -> Result<Job, ApiError> {
+        validate::check_id("job_id", job_id, validate::MAX_ID_BYTES)?;
         let queue = self.queue(caller).await?;
         let job = self
             .run("job", caller, queue.job(job_id))

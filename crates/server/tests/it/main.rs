@@ -3,13 +3,15 @@
 //! keys, admin guard), `policy` (limits, quotas, PII, grants), `observability` (request ids,
 //! metrics), `client` (a reference-contract client over HTTP), `isolation_pg` (two tenants on
 //! PostgreSQL), `mcp` (the MCP tools over streamable HTTP and stdio with the SDK's client),
-//! `health` (503 when the store really fails). JSON logs and OTLP export have binaries of their
+//! `health` (503 when the store really fails), `hardening` (hostile input, error shapes, `/live`
+//! under the largest allowed requests). JSON logs and OTLP export have binaries of their
 //! own (`tests/logs.rs`, `tests/otlp.rs`): tracing subscribers are process-wide.
 
 mod auth;
 mod client;
 mod contract;
 mod grpc;
+mod hardening;
 mod health;
 mod isolation_pg;
 mod mcp;

@@ -140,7 +140,11 @@ impl Clients {
                 Ok(client) => {
                     self.mcp.insert(key.to_string(), client);
                 }
-                Err(error) if error.to_string().contains("401") => {
+                // The 401 carries `WWW-Authenticate`, which the SDK reports as "Auth required".
+                Err(error)
+                    if error.to_string().contains("401")
+                        || error.to_string().contains("Auth required") =>
+                {
                     return Err("unauthenticated".into())
                 }
                 Err(error) => panic!("mcp initialize: {error}"),

@@ -1,0 +1,515 @@
+//! Hostile input over real HTTP on loopback (issue 13): every bad input a clear 4xx with the
+//! documented JSON body, 401s with a challenge and no cause, exports confined to their root,
+//! and a server that keeps answering `/live` while it works through the largest requests it
+//! accepts.
+
+use std::time::{Duration, Instant};
+
+use astrocyte_server::config::{AuthMode, Secret, TenantExtensionKind};
+use astrocyte_server::mcp::McpConfig;
+use astrocyte_server::{AppState, Gateway, ServerConfig};
+use serde_json::{json, Value};
+
+use crate::support::{self, config, serve, spawn, Harness, Running};
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    json: Value,
+    text: String,
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+        text,
+    }
+}
+
+async fn post_raw(server: &Running, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+    send(
+        server
+            .client
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
+async fn post(server: &Running, path: &str, body: Value) -> Reply {
+    post_raw(server, path, body.to_string()).await
+}
+
+fn assert_detail(reply: &Reply, status: u16, contains: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    let detail = reply.json["detail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not the JSON error shape: {:?}", reply.text));
+    assert!(detail.contains(contains), "{detail:?} lacks {contains:?}");
+    assert_eq!(
+        reply
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_400_with_the_same_message_everywhere() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    let cases = [
+        (
+            json!({"bank_id": "b", "content": "nul \u{0} here"}),
+            "content must not contain a NUL character",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "tags": ["a\u{0}"]}),
+            "tags must not contain a NUL character",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "metadata": {"k": "v\u{0}"}}),
+            "metadata value for \"k\" must not contain a NUL character",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "occurred_at": "0000-06-01T00:00:00Z"}),
+            "occurred_at must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "async": true, "idempotency_key": "k".repeat(1_000_000)}),
+            "idempotency_key is longer than 256 bytes",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "metadata": (0..257).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<String, Value>>()}),
+            "metadata has 257 keys, more than 256",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "metadata": {"k".repeat(257): 1}}),
+            "metadata key is longer than 256 characters",
+        ),
+    ];
+    for (body, message) in cases {
+        let reply = post(&server, "/v1/retain", body).await;
+        assert_detail(&reply, 400, message);
+    }
+    for (body, message) in [
+        (
+            json!({"bank_id": "b", "query": "q\u{0}"}),
+            "query must not contain a NUL character",
+        ),
+        (
+            json!({"bank_id": "b", "query": "q", "tags": ["\u{0}"]}),
+            "tags must not contain a NUL character",
+        ),
+        (
+            json!({"bank_id": "b", "query": "q", "as_of": "0000-01-01"}),
+            "as_of must be between",
+        ),
+        (
+            json!({"bank_id": "b", "query": "q", "time_range": ["0000-01-01", "2020-01-01"]}),
+            "time_range must be between",
+        ),
+    ] {
+        assert_detail(&post(&server, "/v1/recall", body).await, 400, message);
+    }
+    assert_detail(
+        &post(
+            &server,
+            "/v1/forget",
+            json!({"bank_id": "b", "memory_ids": ["a\u{0}"]}),
+        )
+        .await,
+        400,
+        "memory_ids must not contain a NUL character",
+    );
+    assert_detail(
+        &post(
+            &server,
+            "/v1/forget",
+            json!({"bank_id": "b", "before_date": "0000-01-01"}),
+        )
+        .await,
+        400,
+        "before_date must be between",
+    );
+    let job = send(server.client.get(server.url("/v1/jobs/%00"))).await;
+    assert_detail(&job, 400, "job_id must not contain a NUL character");
+
+    // Nothing above was stored.
+    let recall = post(&server, "/v1/recall", json!({"bank_id": "b", "query": "x"})).await;
+    assert_eq!(recall.status, 200);
+    assert_eq!(recall.json["hits"], json!([]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailing_data_after_the_body_is_refused() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    for body in [
+        r#"{"bank_id": "b", "content": "first"} GARBAGE"#,
+        r#"{"bank_id": "b", "content": "first"}{"bank_id": "b", "content": "second"}"#,
+    ] {
+        let reply = post_raw(&server, "/v1/retain", body).await;
+        assert_detail(&reply, 400, "unexpected data after the JSON body");
+    }
+    let fine = post_raw(
+        &server,
+        "/v1/retain",
+        "{\"bank_id\": \"b\", \"content\": \"first\"}\n\t ",
+    )
+    .await;
+    assert_eq!(
+        fine.status, 200,
+        "trailing whitespace is fine: {}",
+        fine.text
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_body_is_json() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    // An undecodable path segment (axum's plain-text `Path` rejection).
+    let hold = send(
+        server
+            .client
+            .put(server.url("/v1/admin/legal-holds/%ff%fe")),
+    )
+    .await;
+    assert_eq!(hold.status, 400, "{}", hold.text);
+    assert!(hold.json["detail"].is_string(), "{}", hold.text);
+    // A query string the handler cannot decode (axum's plain-text `Query` rejection).
+    let keys = send(
+        server
+            .client
+            .get(server.url("/v1/admin/banks?max_results=many")),
+    )
+    .await;
+    assert!(
+        keys.json.is_object(),
+        "status {} body {:?}",
+        keys.status,
+        keys.text
+    );
+    // Wrong method and unknown route.
+    let wrong = send(server.client.delete(server.url("/v1/retain"))).await;
+    assert_detail(&wrong, 405, "Method Not Allowed");
+    let missing = send(server.client.get(server.url("/nope"))).await;
+    assert_detail(&missing, 404, "Not Found");
+    // A Content-Length that is not a number.
+    let bad_length = send(
+        server
+            .client
+            .post(server.url("/v1/retain"))
+            .header("content-length", "12")
+            .body("{\"x\": 1}    "),
+    )
+    .await;
+    assert!(bad_length.json.is_object() || bad_length.status < 400);
+    server.stop().await;
+}
+
+async fn mcp_server(h: &Harness, cfg: ServerConfig) -> Running {
+    let state = AppState::builder(cfg, h.engine.clone())
+        .build()
+        .await
+        .expect("state");
+    spawn(
+        Gateway::from_state(state)
+            .with_mcp(McpConfig::default())
+            .expect("mcp mounts"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_transport_errors_are_json() {
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.max_request_body_bytes = Some(64 * 1024);
+    let server = mcp_server(&h, cfg).await;
+    let wrong_type = send(
+        server
+            .client
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "text/plain")
+            .body("hello"),
+    )
+    .await;
+    assert_eq!(wrong_type.status, 415, "{}", wrong_type.text);
+    assert!(wrong_type.json["detail"].is_string(), "{}", wrong_type.text);
+    let too_large = send(
+        server
+            .client
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(format!("\"{}\"", "x".repeat(200 * 1024))),
+    )
+    .await;
+    assert_eq!(too_large.status, 413, "{}", too_large.text);
+    assert!(too_large.json["detail"].is_string(), "{}", too_large.text);
+    server.stop().await;
+}
+
+fn key_config() -> ServerConfig {
+    let mut cfg = config();
+    cfg.auth_mode = AuthMode::ApiKey;
+    cfg.tenant_extension = TenantExtensionKind::ApiKey;
+    cfg.api_key_secret = Some(Secret::new("a-server-secret-of-32-characters"));
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issued_key_works_as_a_bearer_token_and_401s_carry_a_challenge() {
+    let h = Harness::new();
+    let state = AppState::builder(key_config(), h.engine.clone())
+        .build()
+        .await
+        .expect("state");
+    let key = state
+        .api_keys()
+        .expect("issued keys are configured")
+        .issue(&support::schema("tenant_a"), "agent:a")
+        .await
+        .expect("issued")
+        .api_key;
+    let server = spawn(
+        Gateway::from_state(state)
+            .with_mcp(McpConfig::default())
+            .expect("mcp mounts"),
+    )
+    .await;
+    let bearer = format!("Bearer {key}");
+
+    let stored = send(
+        server
+            .client
+            .post(server.url("/v1/retain"))
+            .header("authorization", &bearer)
+            .json(&json!({"bank_id": "notes", "content": "Bearer keys work"})),
+    )
+    .await;
+    assert_eq!(stored.status, 200, "{}", stored.text);
+    assert_eq!(stored.json["stored"], true);
+
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "0"}},
+    });
+    let mcp = |auth: Option<&str>| {
+        let mut request = server
+            .client
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        send(request)
+    };
+    let accepted = mcp(Some(&bearer)).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+
+    for refused in [
+        mcp(None).await,
+        mcp(Some("Bearer ak_not_a_key")).await,
+        send(
+            server
+                .client
+                .post(server.url("/v1/recall"))
+                .header("authorization", "Bearer ak_not_a_key")
+                .json(&json!({"bank_id": "notes", "query": "x"})),
+        )
+        .await,
+    ] {
+        assert_eq!(refused.status, 401, "{}", refused.text);
+        assert_eq!(
+            refused
+                .headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer realm=\"astrocyte\"")
+        );
+        assert_eq!(refused.json, json!({"error": "authentication_failed"}));
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_schema_names_are_a_401() {
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.tenant_extension = TenantExtensionKind::TrustedHeader;
+    let server = serve(&h, cfg).await;
+    for reserved in [
+        "pg_catalog",
+        "pg_toast",
+        "pg_temp",
+        "pg_x",
+        "PG_X",
+        "information_schema",
+    ] {
+        let reply = send(
+            server
+                .client
+                .post(server.url("/v1/recall"))
+                .header("x-tenant-schema", reserved)
+                .json(&json!({"bank_id": "b", "query": "x"})),
+        )
+        .await;
+        assert_eq!(reply.status, 401, "{reserved}: {}", reply.text);
+        assert_eq!(reply.json, json!({"error": "authentication_failed"}));
+    }
+    let fine = send(
+        server
+            .client
+            .post(server.url("/v1/recall"))
+            .header("x-tenant-schema", "pgx_tenant")
+            .json(&json!({"bank_id": "b", "query": "x"})),
+    )
+    .await;
+    assert_eq!(fine.status, 200, "{}", fine.text);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_never_writes_outside_its_root() {
+    let h = Harness::new();
+    let outer = tempfile::tempdir().expect("tempdir");
+    let root = outer.path().join("exports");
+    std::fs::create_dir(&root).expect("root");
+    std::fs::create_dir(root.join("sub")).expect("sub");
+    let mut cfg = config();
+    cfg.portability_roots = vec![root.clone()];
+    let server = serve(&h, cfg).await;
+    let stored = post(
+        &server,
+        "/v1/retain",
+        json!({"bank_id": "b", "content": "Exported memory"}),
+    )
+    .await;
+    assert_eq!(stored.status, 200);
+    let root_text = root.to_string_lossy().to_string();
+    let long_name = "n".repeat(300);
+    let long_path = format!("{}/x.jsonl", "d/".repeat(2100));
+    for (path, message) in [
+        (".", "is a directory"),
+        ("./", "is a directory"),
+        (root_text.as_str(), "is a directory"),
+        ("sub", "is a directory"),
+        ("a\u{0}b.jsonl", "must not contain a NUL character"),
+        (long_name.as_str(), "longer than 255 bytes"),
+        (long_path.as_str(), "longer than 4096 bytes"),
+    ] {
+        let reply = post(&server, "/v1/export", json!({"bank_id": "b", "path": path})).await;
+        assert_detail(&reply, 400, message);
+    }
+    let ok = post(
+        &server,
+        "/v1/export",
+        json!({"bank_id": "b", "path": "sub/b.jsonl"}),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let outside: Vec<String> = std::fs::read_dir(outer.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        outside,
+        vec!["exports".to_string()],
+        "nothing beside the root"
+    );
+    server.stop().await;
+}
+
+/// The largest retain the limits allow: content at the cap in many sentences, the most tags
+/// of the longest length, the most metadata keys of the longest length with the longest values.
+fn worst_allowed_retain(i: usize) -> Value {
+    let sentence = "The quick brown fox jumps over the lazy dog near the river bank. ";
+    let content: String = sentence.repeat(50_000 / sentence.len());
+    let tags: Vec<String> = (0..100)
+        .map(|t| format!("{t:03}{}", "t".repeat(253)))
+        .collect();
+    let metadata: serde_json::Map<String, Value> = (0..256)
+        .map(|k| {
+            (
+                format!("{k:03}{}", "k".repeat(253)),
+                json!("v".repeat(4096)),
+            )
+        })
+        .collect();
+    json!({"bank_id": format!("worst{i}"), "content": content, "tags": tags, "metadata": metadata})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stays_fast_while_the_worst_allowed_retains_run() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    let bodies: Vec<String> = (0..6)
+        .map(|i| worst_allowed_retain(i).to_string())
+        .collect();
+    assert!(bodies[0].len() > 1_000_000, "about 1.2 MB each");
+    let started = Instant::now();
+    let retains: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let client = server.client.clone();
+            let url = server.url("/v1/retain");
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("request");
+                let status = response.status().as_u16();
+                let json: Value = response.json().await.expect("json");
+                (status, json)
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    let mut probes = 0;
+    while retains.iter().any(|r| !r.is_finished()) {
+        let probe = Instant::now();
+        let live = server
+            .client
+            .get(server.url("/live"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("live answers");
+        assert_eq!(live.status(), 200);
+        slowest = slowest.max(probe.elapsed());
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = started.elapsed();
+    for retain in retains {
+        let (status, json) = retain.await.expect("task");
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["stored"], true, "{json}");
+    }
+    eprintln!("{probes} probes of /live, slowest {slowest:?}, retains busy for {busy:?}");
+    assert!(probes >= 1);
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/live took {slowest:?} at worst over {probes} probes while the retains ran for {busy:?}"
+    );
+    server.stop().await;
+}
