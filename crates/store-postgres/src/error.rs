@@ -34,7 +34,8 @@ impl From<PgError> for Error {
     fn from(error: PgError) -> Self {
         match error {
             PgError::Db(db) => map_db_error(db),
-            PgError::Pool(pool) => Error::Storage(format!("connection pool: {pool}")),
+            // No connection could be had (refused, timed out, pool closed): an outage, not a bug.
+            PgError::Pool(pool) => Error::StorageUnavailable(format!("connection pool: {pool}")),
             PgError::PoolSetup(setup) => Error::Storage(format!("connection pool setup: {setup}")),
             PgError::Config(message) => Error::InvalidInput(message),
             PgError::Decode(message) => Error::Internal(format!("corrupt row: {message}")),
@@ -47,7 +48,12 @@ impl From<PgError> for Error {
 /// forbidden, missing tenant) instead of driver text.
 pub(crate) fn map_db_error(error: tokio_postgres::Error) -> Error {
     let Some(db) = error.as_db_error() else {
-        return Error::Storage(format!("postgres: {error}"));
+        // No answer from the server: the connection was refused, reset or closed.
+        return if error.is_closed() || is_connection_failure(&error) {
+            Error::StorageUnavailable(format!("postgres: {error}"))
+        } else {
+            Error::Storage(format!("postgres: {error}"))
+        };
     };
     let detail = match db.detail() {
         Some(detail) => format!("{}: {detail}", db.message()),
@@ -71,11 +77,33 @@ pub(crate) fn map_db_error(error: tokio_postgres::Error) -> Error {
     {
         // pgvector reports dimension mismatches and bad vectors as data exceptions.
         Error::InvalidInput(detail)
+    } else if code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+    {
+        // Connection exceptions and a server going down or starting up: retry later.
+        Error::StorageUnavailable(format!("postgres {}: {detail}", code.code()))
     } else if *code == SqlState::QUERY_CANCELED {
         Error::Storage(format!("statement timed out: {detail}"))
     } else {
         Error::Storage(format!("postgres {}: {detail}", code.code()))
     }
+}
+
+/// Whether a driver error without a server answer comes from the connection (I/O) rather than
+/// from encoding or decoding values.
+fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Whether a driver error carries this SQLSTATE.
