@@ -15,4 +15,4 @@ cargo test --workspace --locked
 # Third-party clients (grpcio from the repository's proto) against a real `astrocyte serve`.
 bash scripts/python-env.sh
 cargo build --locked --bin astrocyte
-ASTROCYTE_BIN="$PWD/target/debug/astrocyte" target/python-env/bin/python -m pytest -q tests
+ASTROCYTE_TEST_BIN="$PWD/target/debug/astrocyte" target/python-env/bin/python -m pytest -q tests

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
-BINARY = Path(os.environ.get("ASTROCYTE_BIN", ROOT / "target" / "debug" / "astrocyte"))
+BINARY = Path(os.environ.get("ASTROCYTE_TEST_BIN", ROOT / "target" / "debug" / "astrocyte"))
 
 
 def free_port():

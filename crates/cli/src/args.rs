@@ -2,11 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Astrocyte: a memory server for AI agents.
+///
+/// Agents retain memories into banks, recall them with hybrid retrieval, reflect on them and
+/// forget them, each tenant's data apart. Run `astrocyte serve` for REST, MCP and gRPC, or use
+/// the commands below on the embedded store (or PostgreSQL with --database-url).
+/// Settings: docs/configuration.md, `astrocyte config show`.
 #[derive(Debug, Parser)]
-#[command(name = "astrocyte", version, about)]
+#[command(name = "astrocyte", version, about, long_about)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -16,57 +21,64 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options shared by every command.
+/// Options shared by every command. Each is a setting (`docs/configuration.md`): a flag beats
+/// its environment variable, which beats the YAML file, which beats the default.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Data directory of the embedded store (must exist when given; the default is created).
-    #[arg(long, global = true, env = "ASTROCYTE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL; selects the PostgreSQL store instead of the embedded one.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    /// YAML configuration file [env: ASTROCYTE_CONFIG_PATH].
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [env: ASTROCYTE_DATA_DIR] [default:
+    /// $XDG_DATA_HOME/astrocyte, else ~/.local/share/astrocyte].
+    #[arg(long, global = true)]
+    pub data_dir: Option<String>,
+    /// PostgreSQL URL; selects the PostgreSQL store instead of the embedded one [env:
+    /// DATABASE_URL].
+    #[arg(long, global = true)]
     pub database_url: Option<String>,
-    /// Tenant schema to act in.
-    #[arg(
-        long,
-        global = true,
-        env = "ASTROCYTE_TENANT",
-        default_value = "public"
-    )]
-    pub tenant: String,
+    /// Tenant schema to act in [env: ASTROCYTE_TENANT] [default: public].
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Embedding provider.
-    #[arg(long, global = true, env = "ASTROCYTE_EMBEDDER", value_enum, default_value_t = EmbedderKind::Local)]
-    pub embedder: EmbedderKind,
-    /// Directory of the local model (fetch it with `bash scripts/fetch-model.sh DIR`).
-    #[arg(
-        long,
-        global = true,
-        env = "ASTROCYTE_MODEL_DIR",
-        default_value = "models/all-MiniLM-L6-v2"
-    )]
-    pub model_dir: PathBuf,
-    /// Base URL of an OpenAI-compatible embeddings API (with --embedder openai).
-    #[arg(long, global = true, env = "ASTROCYTE_EMBEDDINGS_URL")]
+    /// Embedding provider: local, hashing or openai [env: ASTROCYTE_EMBEDDER] [default: local].
+    #[arg(long, global = true)]
+    pub embedder: Option<String>,
+    /// Directory of the local model [env: ASTROCYTE_MODEL_DIR] [default:
+    /// models/all-MiniLM-L6-v2].
+    #[arg(long, global = true)]
+    pub model_dir: Option<String>,
+    /// Base URL of an OpenAI-compatible embeddings API, with --embedder openai [env:
+    /// ASTROCYTE_EMBEDDINGS_URL].
+    #[arg(long, global = true)]
     pub embeddings_url: Option<String>,
-    /// Model name for --embedder openai.
-    #[arg(long, global = true, env = "ASTROCYTE_EMBEDDINGS_MODEL")]
+    /// Model name for --embedder openai [env: ASTROCYTE_EMBEDDINGS_MODEL].
+    #[arg(long, global = true)]
     pub embeddings_model: Option<String>,
-    /// Vector dimension for --embedder openai.
-    #[arg(long, global = true, env = "ASTROCYTE_EMBEDDINGS_DIMENSION")]
-    pub embeddings_dimension: Option<usize>,
+    /// Vector dimension for --embedder openai [env: ASTROCYTE_EMBEDDINGS_DIMENSION].
+    #[arg(long, global = true)]
+    pub embeddings_dimension: Option<String>,
 }
 
-/// Embedding providers selectable by configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EmbedderKind {
-    /// all-MiniLM-L6-v2 run in-process (384 dimensions); no network at run time.
-    Local,
-    /// Deterministic hashing (bag of words, 128 dimensions); no model, no network.
-    Hashing,
-    /// An OpenAI-compatible HTTP embeddings API.
-    Openai,
+impl GlobalArgs {
+    /// The settings flags the user passed, as `(flag, value)`.
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        [
+            ("--data-dir", &self.data_dir),
+            ("--database-url", &self.database_url),
+            ("--tenant", &self.tenant),
+            ("--embedder", &self.embedder),
+            ("--model-dir", &self.model_dir),
+            ("--embeddings-url", &self.embeddings_url),
+            ("--embeddings-model", &self.embeddings_model),
+            ("--embeddings-dimension", &self.embeddings_dimension),
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| value.clone().map(|v| (flag, v)))
+        .collect()
+    }
 }
 
 /// Subcommands.
@@ -99,40 +111,62 @@ pub enum Command {
         all_tenants: bool,
     },
     /// Serve MCP over standard input/output for the tenant given by --tenant.
-    Mcp(McpArgs),
+    Mcp,
     /// Serve the REST API (and background workers) until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
     /// Measure speed and memory on synthetic memories.
     Bench(crate::commands::bench::BenchArgs),
+    /// Show, check or document the settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-/// `serve` options; each mirrors an environment variable of the reference.
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every effective setting with where it came from (secrets as ***).
+    Show,
+    /// Validate the settings (with FILE as the YAML file) without starting anything.
+    Check {
+        /// A YAML file to check instead of --config / ASTROCYTE_CONFIG_PATH.
+        file: Option<PathBuf>,
+    },
+    /// Print the configuration reference (docs/configuration.md) generated from the table.
+    Docs,
+    /// Print the example YAML (docs/astrocyte.example.yaml) generated from the table.
+    Example,
+}
+
+/// `serve` options; each is a setting (flag > environment > YAML > default).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Bind address (ASTROCYTE_HOST; default 127.0.0.1).
+    /// Bind address [env: ASTROCYTE_HOST] [default: 127.0.0.1].
     #[arg(long)]
     pub host: Option<String>,
-    /// Port (ASTROCYTE_PORT; default 8080).
+    /// REST and MCP port [env: ASTROCYTE_PORT] [default: 8080].
     #[arg(long)]
-    pub port: Option<u16>,
-    /// Also serve gRPC (astrocyte.v1) on this port of the same host (ASTROCYTE_GRPC_PORT; off
-    /// unless set; 0 picks a free port).
+    pub port: Option<String>,
+    /// Also serve gRPC (astrocyte.v1) on this port of the same host; off unless set, 0 picks a
+    /// free port [env: ASTROCYTE_GRPC_PORT].
     #[arg(long)]
-    pub grpc_port: Option<u16>,
-    /// YAML configuration file (instead of ASTROCYTE_CONFIG_PATH).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    pub grpc_port: Option<String>,
     /// Do not run background workers in this process.
     #[arg(long)]
     pub no_workers: bool,
 }
 
-/// `mcp` options.
-#[derive(Debug, Args)]
-pub struct McpArgs {
-    /// YAML configuration file (its `mcp:` section; instead of ASTROCYTE_CONFIG_PATH).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+impl ServeArgs {
+    /// The settings flags the user passed.
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        [
+            ("--host", &self.host),
+            ("--port", &self.port),
+            ("--grpc-port", &self.grpc_port),
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| value.clone().map(|v| (flag, v)))
+        .collect()
+    }
 }
 
 /// Quality evaluations.

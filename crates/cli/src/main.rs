@@ -1,32 +1,46 @@
-//! The `astrocyte` binary: parses the command line, builds the configured store and embedder,
-//! and runs one command. Library crates hold the logic; this file only wires and reports.
+//! The `astrocyte` binary: parses the command line, loads the settings once, builds the
+//! configured store and embedder, and runs one command. Library crates hold the logic; this
+//! file only wires and reports.
 
 mod args;
 mod backend;
 mod commands;
 mod output;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use astrocyte_core::Schema;
+use astrocyte_settings::{Loaded, Sources};
 use clap::Parser;
 
-use args::{Cli, Command, EvalCommand};
+use args::{Cli, Command, ConfigCommand, EvalCommand};
 use commands::memory;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A server should say it is listening; one-shot commands keep standard error quiet; MCP
-    // over stdio must never log to standard output, which carries the protocol.
-    match cli.command {
-        Command::Mcp(_) => astrocyte_server::mcp::init_stdio_tracing("warn"),
-        // `serve` installs its subscriber once its configuration (OTLP export included) is read.
-        Command::Serve(_) => {}
-        _ => init_tracing("warn", None),
+    let mut flags = cli.global.flags();
+    if let Command::Serve(serve) = &cli.command {
+        flags.extend(serve.flags());
     }
-    match run(cli).await {
+    let loaded = match astrocyte_settings::load(&Sources::process(cli.global.config.clone(), flags))
+    {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // A server says it is listening; one-shot commands keep standard error quiet unless a
+    // level is set; MCP over stdio never logs to standard output, which carries the protocol.
+    match &cli.command {
+        // `serve` installs its subscriber once its trace export is ready.
+        Command::Serve(_) => {}
+        _ => init_tracing(&loaded, "warn", None),
+    }
+    match run(cli, loaded).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -35,35 +49,100 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Logs on standard error filtered by `ASTROCYTE_LOG`, plus, when given, the OTLP trace
-/// export layer (which filters for itself, so a quiet log still exports request spans).
-fn init_tracing(default_level: &str, traces: Option<&astrocyte_server::otlp::TraceExport>) {
+/// The log filter: `log_level` when the user set it, else `default_level`; the MCP library's
+/// per-request lines only at debug and below.
+fn log_filter(loaded: &Loaded, default_level: &str) -> tracing_subscriber::EnvFilter {
+    let level = if loaded.is_set("log_level") {
+        loaded.settings.log_level.clone()
+    } else {
+        default_level.to_string()
+    };
+    let quiet_mcp = !(level.contains("rmcp") || level.contains("debug") || level.contains("trace"));
+    let directive = if quiet_mcp {
+        format!("{level},rmcp=warn")
+    } else {
+        level
+    };
+    tracing_subscriber::EnvFilter::try_new(&directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+}
+
+/// Logs on standard error (text without colour unless it is a terminal, or JSON lines), plus,
+/// when given, the OTLP trace export layer, which filters for itself.
+fn init_tracing(
+    loaded: &Loaded,
+    default_level: &str,
+    traces: Option<&astrocyte_server::otlp::TraceExport>,
+) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ASTROCYTE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if std::env::var("ASTROCYTE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        fmt.json().with_filter(filter).boxed()
-    } else {
-        fmt.with_filter(filter).boxed()
+    let filter = log_filter(loaded, default_level);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let fmt = match loaded.settings.log_format {
+        astrocyte_server::config::LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+        astrocyte_server::config::LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
-    tracing_subscriber::registry()
+    let _ = tracing_subscriber::registry()
         .with(traces.map(|t| t.layer()))
         .with(fmt)
-        .init();
+        .try_init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = cli.global;
-    let schema = Schema::new(global.tenant.clone())
-        .with_context(|| format!("invalid --tenant {:?}", global.tenant))?;
-    let json = global.json;
-    let engine = || backend::build_engine(&global);
+fn config(command: ConfigCommand, loaded: &Loaded) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Show => {
+            print!("{}", astrocyte_settings::docs::show(loaded));
+            Ok(())
+        }
+        ConfigCommand::Check { file } => {
+            let loaded = match file {
+                None => loaded.clone(),
+                Some(file) => astrocyte_settings::load(&Sources::process(Some(file), Vec::new()))
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+            };
+            for check in [
+                loaded.server_config().map(drop),
+                loaded.mcp_config().map(drop),
+                loaded.llm_config().map(drop),
+            ] {
+                check.map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            }
+            match &loaded.file {
+                Some(file) => println!("configuration ok ({})", file.display()),
+                None => println!("configuration ok (no file; environment and defaults)"),
+            }
+            Ok(())
+        }
+        ConfigCommand::Docs => {
+            print!("{}", astrocyte_settings::docs::reference_markdown());
+            Ok(())
+        }
+        ConfigCommand::Example => {
+            print!("{}", astrocyte_settings::docs::example_yaml());
+            Ok(())
+        }
+    }
+}
+
+async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
+    let json = cli.global.json;
+    let tenant = &loaded.settings.tenant;
+    let schema = Schema::new(tenant.clone())
+        .with_context(|| format!("invalid {} {tenant:?}", loaded.name_of("tenant")))?;
+    let engine = || backend::build_engine(&loaded);
     match cli.command {
+        Command::Config(command) => config(command, &loaded),
         Command::Tenant(command) => {
-            let store = backend::open_store(&global).await?;
+            let store = backend::open_store(&loaded).await?;
             commands::tenant::run(store.as_ref(), command, json).await
         }
         Command::Retain(args) => memory::retain(&engine().await?, &schema, args, json).await,
@@ -74,15 +153,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
         Command::Migrate { all_tenants } => {
-            commands::tenant::migrate(&global, all_tenants, json).await
+            commands::tenant::migrate(&loaded, &schema, all_tenants, json).await
         }
-        Command::Serve(args) => commands::serve::run(&global, args).await,
-        Command::Mcp(args) => commands::serve::mcp(&global, args).await,
+        Command::Serve(args) => commands::serve::run(&loaded, args.no_workers).await,
+        Command::Mcp => commands::serve::mcp(&loaded, schema).await,
         Command::Bench(args) => {
-            commands::bench::run(args, backend::build_embedder(&global)?, json).await
+            commands::bench::run(args, backend::build_embedder(&loaded)?, json).await
         }
         Command::Eval(EvalCommand::Locomo(args)) => {
-            commands::eval::locomo(args, backend::build_embedder(&global)?, json).await
+            commands::eval::locomo(args, backend::build_embedder(&loaded)?, json).await
         }
     }
 }

@@ -409,7 +409,7 @@ fn the_local_model_recalls_by_meaning() {
 /// (the full run is `astrocyte eval locomo`, a command). The data set is never copied here.
 #[test]
 fn locomo_eval_smoke_test_on_one_conversation() {
-    let data = std::env::var_os("ASTROCYTE_LOCOMO_PATH")
+    let data = std::env::var_os("ASTROCYTE_TEST_LOCOMO_PATH")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/locomo10.json")
@@ -418,7 +418,7 @@ fn locomo_eval_smoke_test_on_one_conversation() {
         // The data set's licence keeps it out of the repository; its README asks tests to skip
         // with a clear message when it is absent. CI always has it beside the clone.
         eprintln!(
-            "SKIPPED: LoCoMo data not found at {} (set ASTROCYTE_LOCOMO_PATH)",
+            "SKIPPED: LoCoMo data not found at {} (set ASTROCYTE_TEST_LOCOMO_PATH)",
             data.display()
         );
         return;

@@ -23,7 +23,7 @@ async fn run() -> Result<(), String> {
         .ok_or("usage: mcp_stdio DATA_DIR [TENANT]")?;
     let schema = Schema::new(args.next().unwrap_or_else(|| "public".into()))
         .map_err(|e| format!("tenant: {e}"))?;
-    let config = McpConfig::from_env_and_file(None).map_err(|e| e.to_string())?;
+    let config = McpConfig::default();
     let store = SqliteStore::open(&data_dir, SqliteOptions::default())
         .map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
     let engine = Arc::new(Engine::new(

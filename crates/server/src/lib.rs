@@ -9,8 +9,9 @@
 //!
 //! ```no_run
 //! # async fn run(engine: std::sync::Arc<astrocyte_core::Engine>) -> Result<(), astrocyte_server::ServerError> {
-//! use astrocyte_server::{serve, shutdown_signal, ConfigOverrides, ServerConfig};
-//! let config = ServerConfig::from_env_and_file(ConfigOverrides::default())?;
+//! use astrocyte_server::{serve, shutdown_signal, ServerConfig};
+//! // Loaded by `astrocyte-settings` in the binary; defaults here.
+//! let config = ServerConfig::default();
 //! // Logs, plus OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the YAML) sets it.
 //! let traces = astrocyte_server::init_tracing(&config)?;
 //! let served = serve(config, engine, shutdown_signal()).await;
@@ -49,7 +50,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use auth::AdminAccess;
-pub use config::{ConfigError, ConfigOverrides, ServerConfig};
+pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
 pub use keys::{ApiKeys, IssuedKey, KeyHasher};
 pub use observability::init_tracing;

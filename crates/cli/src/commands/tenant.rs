@@ -43,18 +43,19 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
 
 /// Migrates one tenant or all of them; prints a line per tenant and fails if any failed.
 pub async fn migrate(
-    global: &crate::args::GlobalArgs,
+    loaded: &astrocyte_settings::Loaded,
+    schema: &Schema,
     all_tenants: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let Some(url) = &global.database_url else {
+    let Some(url) = &loaded.settings.database_url else {
         anyhow::bail!("migrate needs --database-url (the embedded store migrates each tenant file when it is opened)");
     };
-    let store = crate::backend::connect_postgres(url).await?;
+    let store = crate::backend::connect_postgres(loaded, url.expose()).await?;
     let report = if all_tenants {
         store.migrate_all_tenants().await?
     } else {
-        let schema = Schema::new(global.tenant.clone())?;
+        let schema = schema.clone();
         astrocyte_store_postgres::MigrationReport {
             tenants: vec![astrocyte_store_postgres::TenantMigration {
                 status: store.migrate_tenant(&schema).await?,

@@ -8,7 +8,7 @@
 //! # async fn run(engine: std::sync::Arc<astrocyte_core::Engine>) -> Result<(), Box<dyn std::error::Error>> {
 //! use astrocyte_core::tenancy::Schema;
 //! use astrocyte_server::mcp::{serve_stdio, McpConfig};
-//! let config = McpConfig::from_env_and_file(None)?;
+//! let config = McpConfig::default();
 //! serve_stdio(engine, Schema::new("tenant_acme")?, config).await?;
 //! # Ok(())
 //! # }
@@ -25,7 +25,7 @@ use astrocyte_core::Engine;
 use rmcp::ServiceExt;
 use tracing::Instrument;
 
-pub use config::{AllowList, McpConfig};
+pub use config::{AllowList, McpConfig, DEFAULT_MAX_RESULTS_LIMIT};
 pub use http::{router, MCP_PATH};
 pub use tools::{tool_table, MemoryTools, SERVER_NAME};
 

@@ -2,7 +2,6 @@
 //! 401 body, health bypass, schema reset between requests, the environment default, and an
 //! invalid default refusing to start; plus graceful shutdown with a request in flight.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use std::time::Duration;
 use astrocyte_core::tenancy::{
     bound_schema, AuthenticationError, RequestInfo, Tenant, TenantContext, TenantExtension,
 };
-use astrocyte_server::{AppState, Caller, ConfigOverrides, Gateway, ServerConfig};
+use astrocyte_server::{AppState, Caller, Gateway, ServerConfig};
 use async_trait::async_trait;
 use axum::http::Method;
 use axum::routing::get;
@@ -233,33 +232,15 @@ async fn schema_is_reset_between_requests_on_one_keep_alive_connection() {
 }
 
 #[tokio::test]
-async fn environment_drives_the_default_schema_and_an_invalid_one_refuses_to_start() {
+async fn the_configured_default_schema_is_the_unauthenticated_tenant() {
     let h = Harness::new();
-    let env: HashMap<String, String> = [(
-        "ASTROCYTE_DATABASE_SCHEMA".to_string(),
-        "tenant_from_env".to_string(),
-    )]
-    .into();
-    let cfg = ServerConfig::from_sources(&env, ConfigOverrides::default()).expect("valid");
+    let cfg = ServerConfig {
+        database_schema: schema("tenant_from_env"),
+        ..config()
+    };
     let app = probe_app(&h, cfg, None).await;
     let r = call(&app, Method::GET, "/probe", None, &[]).await;
     assert_eq!(r.json["schema"], "tenant_from_env");
-
-    let cfg =
-        ServerConfig::from_sources(&HashMap::new(), ConfigOverrides::default()).expect("valid");
-    assert_eq!(cfg.database_schema.as_str(), "public");
-
-    let env: HashMap<String, String> = [(
-        "ASTROCYTE_DATABASE_SCHEMA".to_string(),
-        "tenant-bad".to_string(),
-    )]
-    .into();
-    let err =
-        ServerConfig::from_sources(&env, ConfigOverrides::default()).expect_err("refuses to start");
-    assert!(
-        err.to_string().contains("ASTROCYTE_DATABASE_SCHEMA"),
-        "{err}"
-    );
 }
 
 #[tokio::test]
