@@ -286,6 +286,41 @@ impl PiiScanner {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// On any text, matches are in bounds, on character boundaries, in order and
+        /// disjoint; redaction removes every matched span and keeps the rest verbatim.
+        #[test]
+        fn matches_are_disjoint_spans_and_redaction_keeps_the_rest(
+            text in "(\\PC|[0-9@.\\- ]|[a-z]{1,8}@[a-z]{1,8}\\.com|[0-9]{3}-[0-9]{2}-[0-9]{4}){0,60}",
+        ) {
+            let scanner = PiiScanner::new(PiiMode::Regex, PiiAction::Redact, BTreeMap::new());
+            let matches = scanner.scan(&text);
+            let mut last_end = 0;
+            for m in &matches {
+                prop_assert!(m.start < m.end && m.end <= text.len());
+                prop_assert!(text.is_char_boundary(m.start) && text.is_char_boundary(m.end));
+                prop_assert!(m.start >= last_end, "overlapping or unordered matches");
+                last_end = m.end;
+            }
+            let verdict = scanner.apply(&text).expect("redact never rejects");
+            let mut expected = String::new();
+            let mut cursor = 0;
+            for m in &matches {
+                expected.push_str(&text[cursor..m.start]);
+                expected.push_str(m.replacement);
+                cursor = m.end;
+            }
+            expected.push_str(&text[cursor..]);
+            prop_assert_eq!(verdict.text, expected);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
