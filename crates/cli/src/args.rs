@@ -200,6 +200,9 @@ pub struct RetainArgs {
     /// Origin identifier.
     #[arg(long)]
     pub source: Option<String>,
+    /// The conversation or thread it belongs to (its turns lend each other keyword context).
+    #[arg(long)]
+    pub thread: Option<String>,
     /// The content; `-` reads standard input.
     pub content: String,
 }

@@ -133,6 +133,22 @@ fn config(command: ConfigCommand, loaded: &Loaded) -> anyhow::Result<()> {
     }
 }
 
+/// A flag the command would not use is refused, never silently ignored.
+fn refuse_flags(loaded: &Loaded, command: &str, unused: &[&str]) -> anyhow::Result<()> {
+    for spec in astrocyte_settings::TABLE {
+        if let (Some(flag), astrocyte_settings::Origin::Flag(_)) =
+            (spec.flag, loaded.origin(spec.field))
+        {
+            if unused.contains(&flag) {
+                anyhow::bail!(
+                    "{command} does not use {flag}: it runs in a throw-away tenant of its own"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     let json = cli.global.json;
     let tenant = &loaded.settings.tenant;
@@ -158,10 +174,16 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         Command::Serve(args) => commands::serve::run(&loaded, args.no_workers).await,
         Command::Mcp => commands::serve::mcp(&loaded, schema).await,
         Command::Bench(args) => {
+            refuse_flags(
+                &loaded,
+                "bench",
+                &["--data-dir", "--tenant", "--database-url"],
+            )?;
             commands::bench::run(args, backend::build_embedder(&loaded)?, json).await
         }
         Command::Eval(EvalCommand::Locomo(args)) => {
-            commands::eval::locomo(args, backend::build_embedder(&loaded)?, json).await
+            refuse_flags(&loaded, "eval", &["--data-dir", "--tenant"])?;
+            commands::eval::locomo(args, &loaded, backend::build_embedder(&loaded)?, json).await
         }
     }
 }

@@ -405,48 +405,100 @@ fn the_local_model_recalls_by_meaning() {
     );
 }
 
-/// The LoCoMo evaluation on one conversation, as a smoke test of the harness and the metric
-/// (the full run is `astrocyte eval locomo`, a command). The data set is never copied here.
-#[test]
-fn locomo_eval_smoke_test_on_one_conversation() {
+fn locomo_data() -> Option<std::path::PathBuf> {
     let data = std::env::var_os("ASTROCYTE_TEST_LOCOMO_PATH")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/locomo10.json")
         });
-    if !data.exists() {
-        // The data set's licence keeps it out of the repository; its README asks tests to skip
-        // with a clear message when it is absent. CI always has it beside the clone.
-        eprintln!(
-            "SKIPPED: LoCoMo data not found at {} (set ASTROCYTE_TEST_LOCOMO_PATH)",
-            data.display()
-        );
-        return;
+    if data.exists() {
+        return Some(data);
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = ok_json(
-        dir.path(),
-        &[
+    // The data set's licence keeps it out of the repository; its README asks tests to skip
+    // with a clear message when it is absent. CI always has it beside the clone.
+    eprintln!(
+        "SKIPPED: LoCoMo data not found at {} (set ASTROCYTE_TEST_LOCOMO_PATH)",
+        data.display()
+    );
+    None
+}
+
+/// One conversation through both ingestion paths on the given store (extra global flags).
+fn locomo_report(data: &Path, store: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_astrocyte"))
+        .args(store)
+        .args(["eval", "locomo", "--data"])
+        .arg(data)
+        .args(["--conversations", "1", "--json"])
+        .env_remove("DATABASE_URL")
+        .env("ASTROCYTE_EMBEDDER", "hashing")
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "eval failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+fn check_locomo(report: &Value, store: &str) {
+    let mut frac10 = Vec::new();
+    for path in ["whole", "turns"] {
+        let report = &report[path];
+        assert_eq!(report["store"], store, "{report}");
+        assert_eq!(report["conversations"], 1);
+        assert!(report["memories"].as_u64().unwrap_or(0) > 300);
+        let pooled = &report["categories"]["1-4"];
+        assert!(pooled["questions"].as_u64().unwrap_or(0) > 100);
+        let at = |k: &str| pooled[k].as_f64().expect("a fraction");
+        // Monotone in k, and far above chance for a bank of ~400 turns.
+        assert!(
+            at("frac@1") <= at("frac@5")
+                && at("frac@5") <= at("frac@10")
+                && at("frac@10") <= at("frac@20")
+        );
+        assert!(at("frac@10") > 0.3, "evidence recall collapsed: {pooled}");
+        assert!(report["recall_latency_ms"]["p50"].as_f64().unwrap_or(0.0) > 0.0);
+        frac10.push(at("frac@10"));
+    }
+    // Turn-by-turn retains get the context a whole-session retain gives.
+    assert!(
+        (frac10[0] - frac10[1]).abs() <= 0.02,
+        "whole {} vs turns {}",
+        frac10[0],
+        frac10[1]
+    );
+}
+
+/// The LoCoMo evaluation on one conversation, as a smoke test of the harness and the metric
+/// (the full run is `astrocyte eval locomo`, a command), on the embedded store. The data set is
+/// never copied here.
+#[test]
+fn locomo_eval_smoke_test_on_one_conversation() {
+    let Some(data) = locomo_data() else { return };
+    check_locomo(&locomo_report(&data, &[]), "sqlite");
+    // A flag the command does not use is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_astrocyte"))
+        .args([
+            "--data-dir",
+            "/tmp",
             "eval",
             "locomo",
-            "--data",
-            data.to_str().expect("utf-8"),
             "--conversations",
             "1",
-            "--json",
-        ],
-    );
-    assert_eq!(report["conversations"], 1);
-    assert!(report["memories"].as_u64().unwrap_or(0) > 300);
-    let pooled = &report["categories"]["1-4"];
-    assert!(pooled["questions"].as_u64().unwrap_or(0) > 100);
-    let at = |k: &str| pooled[k].as_f64().expect("a fraction");
-    // Monotone in k, and far above chance for a bank of ~400 turns.
+        ])
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
     assert!(
-        at("frac@1") <= at("frac@5")
-            && at("frac@5") <= at("frac@10")
-            && at("frac@10") <= at("frac@20")
+        stderr(&out).contains("eval does not use --data-dir"),
+        "{}",
+        stderr(&out)
     );
-    assert!(at("frac@10") > 0.3, "evidence recall collapsed: {pooled}");
-    assert!(report["recall_latency_ms"]["p50"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+/// The same on PostgreSQL: a throw-away tenant created, used and dropped.
+#[test]
+fn locomo_eval_smoke_test_on_postgres() {
+    let Some(data) = locomo_data() else { return };
+    let url = std::env::var("ASTROCYTE_TEST_DATABASE_URL")
+        .expect("ASTROCYTE_TEST_DATABASE_URL names the test PostgreSQL");
+    check_locomo(&locomo_report(&data, &["--database-url", &url]), "postgres");
 }

@@ -299,8 +299,17 @@ impl Engine {
             }
         }
         let inserted = to_insert.len();
+        let threaded: Vec<Memory> = to_insert
+            .iter()
+            .filter(|n| n.memory.thread.is_some())
+            .map(|n| n.memory.clone())
+            .collect();
         if inserted > 0 {
             tenant.insert(to_insert).await?;
+        }
+        if !threaded.is_empty() {
+            self.relink_threads(tenant.as_ref(), &threaded, true)
+                .await?;
         }
         debug!(inserted, "retained");
         Ok(outcomes)
@@ -473,7 +482,16 @@ impl Engine {
             ));
         }
         let tenant = self.store.tenant(schema).await?;
-        tenant.forget(&bank, selector, mode, Utc::now()).await
+        let victims = self
+            .threaded_victims(tenant.as_ref(), &bank, selector)
+            .await?;
+        let forgotten = tenant.forget(&bank, selector, mode, Utc::now()).await?;
+        // A forgotten turn stops lending its words to its neighbours.
+        if !victims.is_empty() {
+            self.relink_threads(tenant.as_ref(), &victims, false)
+                .await?;
+        }
+        Ok(forgotten)
     }
 
     /// Banks of a tenant holding visible memories.
@@ -505,6 +523,8 @@ fn prepare_retains(
             .clone()
             .filter(|f| !f.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_FACT_TYPE.to_string());
+        // Before the metadata is sanitised (and moved): a thread key may live there.
+        let thread = crate::thread::thread_key(&request);
         let (metadata, warnings) = sanitize_metadata(request.metadata, &config.limits);
         let tags = normalize_tags(&request.tags);
         let chunks = chunk(&request.content, request.content_type, config.chunking);
@@ -512,7 +532,12 @@ fn prepare_retains(
         let count = chunks.len() as u32;
         let dated = request.occurred_at.map(date_words);
         for (index, text) in chunks.iter().enumerate() {
-            let neighbours = neighbour_text(&chunks, index, config.neighbour_context);
+            // A threaded chunk's neighbours (this retain's other chunks among them) come from
+            // the stored thread once it is written.
+            let neighbours = match thread {
+                Some(_) => None,
+                None => neighbour_text(&chunks, index, config.neighbour_context),
+            };
             let context = join_nonempty(&[request.context.as_deref(), neighbours.as_deref()]);
             // The date and context go to the keyword index, not (by default) to the
             // embedding: on LoCoMo the plain text embedded gave better fused recall than
@@ -544,6 +569,7 @@ fn prepare_retains(
                         index: index as u32,
                         count,
                     }),
+                    thread: thread.clone(),
                     embedding: None,
                 },
             });
@@ -561,7 +587,7 @@ fn prepare_retains(
 }
 
 /// A date in words (`8 May 2023, Monday`) so keyword search matches how people ask about time.
-fn date_words(at: crate::model::Timestamp) -> String {
+pub(crate) fn date_words(at: crate::model::Timestamp) -> String {
     at.format("%-d %B %Y, %A").to_string()
 }
 

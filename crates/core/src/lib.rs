@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod portability;
 pub mod store;
 pub mod tenancy;
+pub mod thread;
 
 pub use embed::{EmbedPurpose, Embedder, Llm};
 pub use engine::{Engine, EngineConfig, ReflectRequest};

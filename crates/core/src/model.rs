@@ -100,6 +100,11 @@ pub struct Memory {
     pub source: Option<String>,
     /// Position within the retained content.
     pub chunk: Option<ChunkRef>,
+    /// The conversation or thread the memory belongs to: its neighbours there (by event time,
+    /// then arrival) lend it their words as keyword context, as a whole-conversation retain's
+    /// turns lend each other theirs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thread: Option<String>,
     /// The vector, only when a caller asked for it (export with embeddings).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub embedding: Option<Vec<f32>>,
@@ -122,6 +127,7 @@ impl Memory {
             forgotten_at: None,
             source: None,
             chunk: None,
+            thread: None,
             embedding: None,
         }
     }
@@ -195,7 +201,11 @@ pub struct RetainRequest {
     pub source: Option<String>,
     /// Retrieval context: words that describe the memory's surroundings (a date, the turns
     /// around it) and should make it findable, without being part of what recall returns.
+    /// For a threaded retain the thread supplies this instead.
     pub context: Option<String>,
+    /// The conversation or thread this content belongs to; when absent, the first of the
+    /// metadata keys `thread_id`, `conversation_id`, `session_id`, `session` names it.
+    pub thread_id: Option<String>,
 }
 
 /// The outcome of one retain, shaped like the reference's `RetainResult`.

@@ -66,6 +66,9 @@ pub struct AmaRecord {
     /// When it was stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_at: Option<Timestamp>,
+    /// The conversation or thread it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     /// Vector, when exported with embeddings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
@@ -110,6 +113,7 @@ impl From<Memory> for AmaRecord {
             source: m.source,
             bank_id: Some(m.bank_id.to_string()),
             retained_at: Some(m.retained_at),
+            thread: m.thread,
             embedding: m.embedding,
         }
     }
@@ -368,6 +372,16 @@ impl Engine {
                 forgotten_at: None,
                 source: record.source,
                 chunk: None,
+                thread: record
+                    .thread
+                    .map(|t| {
+                        t.trim()
+                            .chars()
+                            .filter(|c| *c != '\0')
+                            .take(crate::thread::MAX_THREAD_KEY_CHARS)
+                            .collect::<String>()
+                    })
+                    .filter(|t| !t.is_empty()),
                 embedding: None,
             });
         }
@@ -404,7 +418,14 @@ impl Engine {
                 .await?;
         }
         report.imported += rows.len() as u64;
-        tenant.insert(rows).await
+        let threaded: Vec<Memory> = rows
+            .iter()
+            .filter(|r| r.memory.thread.is_some())
+            .map(|r| r.memory.clone())
+            .collect();
+        tenant.insert(rows).await?;
+        // Imported turns lend each other (and the bank's) context as retained ones do.
+        self.relink_threads(tenant.as_ref(), &threaded, true).await
     }
 }
 

@@ -129,6 +129,17 @@ pub trait KeyDirectory: Send + Sync {
     async fn list_keys(&self, schema: Option<&Schema>) -> Result<Vec<ApiKeyRecord>>;
 }
 
+/// A new keyword index for one memory: its own text (with its date in words) and its context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextUpdate {
+    /// The memory.
+    pub id: MemoryId,
+    /// Its own text as indexed (see `NewMemory::index_text`).
+    pub index_text: String,
+    /// Its retrieval context, if any.
+    pub index_context: Option<String>,
+}
+
 /// One tenant's memories. Every method is scoped to the tenant the handle was opened for.
 #[async_trait]
 pub trait TenantStore: Send + Sync {
@@ -196,6 +207,21 @@ pub trait TenantStore: Send + Sync {
             "this store cannot replace embeddings".into(),
         ))
     }
+
+    /// Visible memories of `thread` in `bank` on each side of the position (effective time
+    /// `at`, then id), nearest first: up to `radius` before it and up to `radius` after it.
+    async fn thread_neighbours(
+        &self,
+        bank: &BankId,
+        thread: &str,
+        at: Timestamp,
+        id: &MemoryId,
+        radius: usize,
+    ) -> Result<(Vec<Memory>, Vec<Memory>)>;
+
+    /// Rewrites what the keyword index covers for these memories (their own text and their
+    /// context), in one transaction; ids that are gone are skipped.
+    async fn set_index_context(&self, bank: &BankId, updates: Vec<ContextUpdate>) -> Result<()>;
 
     /// A tenant-level setting (lifecycle policies, legal holds), as JSON.
     async fn setting(&self, _key: &str) -> Result<Option<serde_json::Value>> {

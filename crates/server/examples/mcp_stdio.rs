@@ -1,9 +1,10 @@
 //! Serves the MCP tools on stdio over a SQLite store in a directory, with the hashing embedder:
 //! the child process of the stdio integration test, and a way to try an MCP client without
-//! the CLI. MCP settings come from the environment (`ASTROCYTE_MCP_*`); logs go to stderr.
+//! the CLI (which loads every setting; this example takes a default bank and offers every tool).
+//! Logs go to stderr.
 //!
-//! `cargo run -p astrocyte-server --example mcp_stdio -- DATA_DIR [TENANT]` (tenant defaults
-//! to `public`).
+//! `cargo run -p astrocyte-server --example mcp_stdio -- DATA_DIR [TENANT [DEFAULT_BANK]]`
+//! (tenant defaults to `public`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,10 +21,19 @@ async fn run() -> Result<(), String> {
     let data_dir = args
         .next()
         .map(PathBuf::from)
-        .ok_or("usage: mcp_stdio DATA_DIR [TENANT]")?;
+        .ok_or("usage: mcp_stdio DATA_DIR [TENANT [DEFAULT_BANK]]")?;
     let schema = Schema::new(args.next().unwrap_or_else(|| "public".into()))
         .map_err(|e| format!("tenant: {e}"))?;
-    let config = McpConfig::default();
+    let default_bank = args
+        .next()
+        .map(astrocyte_core::BankId::new)
+        .transpose()
+        .map_err(|e| format!("default bank: {e}"))?;
+    let config = McpConfig {
+        default_bank,
+        expose_forget: true,
+        ..McpConfig::default()
+    };
     let store = SqliteStore::open(&data_dir, SqliteOptions::default())
         .map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
     let engine = Arc::new(Engine::new(

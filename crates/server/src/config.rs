@@ -136,7 +136,7 @@ pub enum JwksSource {
 }
 
 /// JWT verification settings shared by the JWT auth modes and the JWT tenant extension.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JwtSettings {
     /// HS256 shared secret (`ASTROCYTE_JWT_SECRET`).
     pub hs256_secret: Option<Secret>,
@@ -154,6 +154,8 @@ pub struct JwtSettings {
     pub oidc_actor_type: String,
     /// Claim naming the tenant schema (`ASTROCYTE_JWT_TENANT_CLAIM`, default `tenant`).
     pub tenant_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (`ASTROCYTE_JWT_LEEWAY_SECONDS`).
+    pub leeway_seconds: u64,
 }
 
 /// Rate limits; `None` disables a limit.
@@ -316,9 +318,15 @@ impl Default for ServerConfig {
             allow_dev_auth: false,
             api_key: None,
             jwt: JwtSettings {
+                hs256_secret: None,
+                hs256_audience: None,
+                hs256_issuer: None,
+                jwks: None,
+                oidc_issuer: None,
+                oidc_audience: None,
                 oidc_actor_type: "user".into(),
                 tenant_claim: "tenant".into(),
-                ..Default::default()
+                leeway_seconds: crate::auth::jwt::DEFAULT_JWT_LEEWAY_SECONDS,
             },
             tenant_extension: TenantExtensionKind::Default,
             api_key_secret: None,

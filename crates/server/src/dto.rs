@@ -246,6 +246,11 @@ pub struct RetainBody {
     /// With `async`: a second request with the same key returns the first job.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The conversation or thread this content belongs to; its neighbours there lend each
+    /// other keyword context. When absent, the metadata key `thread_id`, `conversation_id`,
+    /// `session_id` or `session` (in that order) names it.
+    #[serde(default)]
+    pub thread_id: Option<String>,
 }
 
 /// The retain result, shaped like the reference's `RetainResult`.

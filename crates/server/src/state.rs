@@ -138,11 +138,14 @@ impl AppStateBuilder {
         };
 
         let hs256 = config.jwt.hs256_secret.as_ref().map(|secret| {
-            Arc::new(JwtVerifier::hs256(
-                secret,
-                config.jwt.hs256_issuer.clone(),
-                config.jwt.hs256_audience.clone(),
-            ))
+            Arc::new(
+                JwtVerifier::hs256(
+                    secret,
+                    config.jwt.hs256_issuer.clone(),
+                    config.jwt.hs256_audience.clone(),
+                )
+                .with_leeway(config.jwt.leeway_seconds),
+            )
         });
         let jwks = match &config.jwt.jwks {
             Some(source) => Some(Arc::new(
@@ -151,7 +154,8 @@ impl AppStateBuilder {
                     config.jwt.oidc_issuer.clone(),
                     config.jwt.oidc_audience.clone(),
                 )
-                .await?,
+                .await?
+                .with_leeway(config.jwt.leeway_seconds),
             )),
             None => None,
         };

@@ -88,6 +88,7 @@ impl Loaded {
         c.jwt.hs256_audience = s.jwt_audience.clone();
         c.jwt.hs256_issuer = s.jwt_issuer.clone();
         c.jwt.tenant_claim = s.jwt_tenant_claim.clone();
+        c.jwt.leeway_seconds = s.jwt_leeway_seconds;
         c.jwt.jwks = match (&s.oidc_jwks_url, &s.oidc_jwks_path) {
             (Some(_), Some(_)) => {
                 return Err(self.invalid(

@@ -228,6 +228,8 @@ settings! {
     jwt_audience: Option<String> = None, yaml "jwt.audience", env ["ASTROCYTE_JWT_AUDIENCE"], example "astrocyte";
     /// Expected `iss` of HS256 tokens.
     jwt_issuer: Option<String> = None, yaml "jwt.issuer", env ["ASTROCYTE_JWT_ISSUER"], example "https://issuer.example";
+    /// Clock skew tolerated on a token's `exp` and `nbf`, in seconds.
+    jwt_leeway_seconds: u64 = astrocyte_server::auth::jwt::DEFAULT_JWT_LEEWAY_SECONDS, yaml "jwt.leeway_seconds", env ["ASTROCYTE_JWT_LEEWAY_SECONDS"], example "5";
     /// The token claim naming the tenant (`tenant_extension: jwt`).
     jwt_tenant_claim: String = "tenant".into(), yaml "jwt.tenant_claim", env ["ASTROCYTE_JWT_TENANT_CLAIM"], example "org";
     /// JWKS URL for RS256/ES256 tokens (or `oidc.jwks_path`).

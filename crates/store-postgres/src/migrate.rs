@@ -137,10 +137,26 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             ]
         },
     },
+    Migration {
+        version: 5,
+        name: "thread_column",
+        statements: |t| {
+            // A memory's conversation or thread: its neighbours there (by effective time, then
+            // id) lend it keyword context.
+            let m = &t.tables.memories;
+            vec![
+                format!("ALTER TABLE {m} ADD COLUMN thread text"),
+                format!(
+                    "CREATE INDEX astrocyte_memories_thread ON {m} (bank_id, thread, effective_at, id) \
+                     WHERE thread IS NOT NULL"
+                ),
+            ]
+        },
+    },
 ];
 
 /// The version a fully migrated tenant is at.
-pub const LATEST_MIGRATION: u32 = 4;
+pub const LATEST_MIGRATION: u32 = 5;
 
 /// What migrating one tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]

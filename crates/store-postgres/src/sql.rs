@@ -32,7 +32,7 @@ impl Params {
 
 /// The memory columns every read returns, on alias `m`.
 pub(crate) const MEMORY_COLUMNS: &str = "m.id, m.bank_id, m.text, m.tags, m.metadata, m.fact_type, \
-     m.occurred_at, m.retained_at, m.forgotten_at, m.source, m.chunk_group, m.chunk_index, m.chunk_count";
+     m.occurred_at, m.retained_at, m.forgotten_at, m.source, m.chunk_group, m.chunk_index, m.chunk_count, m.thread";
 
 /// The extra column holding the vector as `real[]` when a caller asks for embeddings.
 pub(crate) const EMBEDDING_COLUMN: &str = "m.embedding::real[] AS embedding";
@@ -87,6 +87,7 @@ pub(crate) fn memory_from_row(row: &Row, with_embedding: bool) -> PgResult<Memor
         forgotten_at: column(row, "forgotten_at")?,
         source: column(row, "source")?,
         chunk,
+        thread: column(row, "thread")?,
         embedding,
     })
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use astrocyte_core::jobs::JobQueue;
 use astrocyte_core::store::{
-    EmbeddingSpace, ScoredMemory, SearchRequest, SearchResponse, StrategyHits,
+    ContextUpdate, EmbeddingSpace, ScoredMemory, SearchRequest, SearchResponse, StrategyHits,
 };
 use astrocyte_core::tenancy::fq_table;
 use astrocyte_core::{
@@ -428,6 +428,7 @@ impl TenantStore for PostgresTenant {
         let mut indexes = Vec::with_capacity(count);
         let mut counts = Vec::with_capacity(count);
         let mut index_texts = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
         let mut vectors: Vec<String> = Vec::with_capacity(count);
         for new in memories {
             let memory = new.memory;
@@ -452,6 +453,7 @@ impl TenantStore for PostgresTenant {
             retained.push(memory.retained_at);
             forgotten.push(memory.forgotten_at);
             sources.push(memory.source);
+            threads.push(memory.thread);
             let chunk_field = |value: u32| {
                 i32::try_from(value).map_err(|_| Error::invalid("chunk position out of range"))
             };
@@ -493,20 +495,21 @@ impl TenantStore for PostgresTenant {
             params.push(indexes, Type::INT4_ARRAY),
             params.push(counts, Type::INT4_ARRAY),
             params.push(index_texts, Type::TEXT_ARRAY),
+            params.push(threads, Type::TEXT_ARRAY),
         ];
         let vectors = params.push(vectors, Type::TEXT_ARRAY);
         let sql = format!(
             "INSERT INTO {table} (id, bank_id, text, tags, metadata, fact_type, occurred_at, \
-               retained_at, forgotten_at, source, chunk_group, chunk_index, chunk_count, index_text, embedding) \
+               retained_at, forgotten_at, source, chunk_group, chunk_index, chunk_count, index_text, thread, embedding) \
              SELECT u.id, u.bank_id, u.text, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.metadata, \
                u.fact_type, u.occurred_at, u.retained_at, u.forgotten_at, u.source, u.chunk_group, \
-               u.chunk_index, u.chunk_count, u.index_text, u.embedding::{vector} \
+               u.chunk_index, u.chunk_count, u.index_text, u.thread, u.embedding::{vector} \
              FROM unnest({}::text[], {}::text[], {}::text[], {}::jsonb[], {}::jsonb[], {}::text[], \
                {}::timestamptz[], {}::timestamptz[], {}::timestamptz[], {}::text[], {}::text[], \
-               {}::int4[], {}::int4[], {}::text[], {vectors}::text[]) AS u(id, bank_id, text, tags, metadata, \
+               {}::int4[], {}::int4[], {}::text[], {}::text[], {vectors}::text[]) AS u(id, bank_id, text, tags, metadata, \
                fact_type, occurred_at, retained_at, forgotten_at, source, chunk_group, chunk_index, \
-               chunk_count, index_text, embedding)",
-            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+               chunk_count, index_text, thread, embedding)",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14],
             table = self.binding.tables.memories,
             vector = self.binding.vector.vector,
         );
@@ -745,6 +748,94 @@ impl TenantStore for PostgresTenant {
                 BankId::new(bank)
             })
             .collect()
+    }
+
+    async fn thread_neighbours(
+        &self,
+        bank: &BankId,
+        thread: &str,
+        at: Timestamp,
+        id: &MemoryId,
+        radius: usize,
+    ) -> Result<(Vec<Memory>, Vec<Memory>)> {
+        if radius == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut params = Params::default();
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let thread = params.push(thread.to_string(), Type::TEXT);
+        let at = params.push(at, Type::TIMESTAMPTZ);
+        let id = params.push(id.clone(), Type::TEXT);
+        let limit = params.push(to_i64(radius), Type::INT8);
+        let side = |order: &str, sql: String| {
+            self.memory_scan_sql(
+                false,
+                &format!(
+                    "WHERE m.bank_id = {bank} AND m.thread = {thread} AND m.forgotten_at IS NULL \
+                     AND {sql} ORDER BY m.effective_at {order}, m.id {order} LIMIT {limit}"
+                ),
+            )
+        };
+        let sql = format!(
+            "(SELECT *, 0 AS side FROM ({}) b) UNION ALL (SELECT *, 1 AS side FROM ({}) a)",
+            side("DESC", format!("(m.effective_at, m.id) < ({at}, {id})")),
+            side("ASC", format!("(m.effective_at, m.id) > ({at}, {id})")),
+        );
+        let rows = self
+            .begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for row in &rows {
+            let side: i32 = row
+                .try_get("side")
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            let memory = memory_from_row(row, false)?;
+            if side == 0 {
+                before.push(memory);
+            } else {
+                after.push(memory);
+            }
+        }
+        Ok((before, after))
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, count = updates.len()))]
+    async fn set_index_context(&self, bank: &BankId, updates: Vec<ContextUpdate>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        // One tsvector covers text and context here, as at insert.
+        let (ids, texts): (Vec<String>, Vec<String>) = updates
+            .into_iter()
+            .map(|u| {
+                let index_text = match u.index_context {
+                    Some(context) if !context.trim().is_empty() => {
+                        format!("{}\n{}", u.index_text, context)
+                    }
+                    _ => u.index_text,
+                };
+                (u.id, index_text)
+            })
+            .unzip();
+        let mut params = Params::default();
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let ids = params.push(ids, Type::TEXT_ARRAY);
+        let texts = params.push(texts, Type::TEXT_ARRAY);
+        let sql = format!(
+            "UPDATE {table} m SET index_text = NULLIF(u.index_text, m.text) \
+             FROM unnest({ids}::text[], {texts}::text[]) AS u(id, index_text) \
+             WHERE m.bank_id = {bank} AND m.id = u.id \
+               AND m.index_text IS DISTINCT FROM NULLIF(u.index_text, m.text)",
+            table = self.binding.tables.memories
+        );
+        self.begin("")
+            .await?
+            .typed_then_commit(&sql, &params)
+            .await?;
+        Ok(())
     }
 
     async fn scan(

@@ -168,6 +168,16 @@ END;
 INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
 "#,
     },
+    Migration {
+        version: 4,
+        name: "thread_column",
+        sql: r#"
+-- The conversation or thread a memory belongs to: its neighbours there lend it keyword context,
+-- looked up by position (effective time, then id) within the bank's thread.
+ALTER TABLE memories ADD COLUMN thread TEXT;
+CREATE INDEX memories_thread ON memories (bank_id, thread, effective_at, id) WHERE thread IS NOT NULL;
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.

@@ -9,7 +9,7 @@ use crate::error::{StoreError, StoreResult};
 
 /// Columns read for a memory, in the order [`RawMemory::from_row`] expects; the table alias
 /// is `m`. Append [`EMBEDDING_COLUMN`] to read the vector as well.
-pub(crate) const MEMORY_COLUMNS: &str = "m.rowid, m.id, m.bank_id, m.text, m.tags, m.metadata, m.fact_type, m.occurred_at, m.retained_at, m.forgotten_at, m.source, m.chunk";
+pub(crate) const MEMORY_COLUMNS: &str = "m.rowid, m.id, m.bank_id, m.text, m.tags, m.metadata, m.fact_type, m.occurred_at, m.retained_at, m.forgotten_at, m.source, m.chunk, m.thread";
 
 /// The vector column, read after [`MEMORY_COLUMNS`] when a caller wants embeddings.
 pub(crate) const EMBEDDING_COLUMN: &str = "m.embedding";
@@ -29,6 +29,7 @@ pub(crate) struct RawMemory {
     forgotten_at: Option<i64>,
     source: Option<String>,
     chunk: Option<String>,
+    thread: Option<String>,
     embedding: Option<Vec<u8>>,
 }
 
@@ -48,8 +49,9 @@ impl RawMemory {
             forgotten_at: row.get(9)?,
             source: row.get(10)?,
             chunk: row.get(11)?,
+            thread: row.get(12)?,
             embedding: if with_embedding {
-                Some(row.get(12)?)
+                Some(row.get(13)?)
             } else {
                 None
             },
@@ -82,6 +84,7 @@ impl RawMemory {
             forgotten_at: self.forgotten_at.map(from_micros).transpose()?,
             source: self.source,
             chunk,
+            thread: self.thread,
             embedding,
         })
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use astrocyte_ann::InsertHint;
-use astrocyte_core::store::{EmbeddingSpace, SearchRequest, SearchResponse};
+use astrocyte_core::store::{ContextUpdate, EmbeddingSpace, SearchRequest, SearchResponse};
 use astrocyte_core::{
     BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Schema, TenantStore,
     Timestamp,
@@ -459,6 +459,61 @@ impl TenantInner {
         let count: i64 = statement.query_row([bank.as_str()], |row| row.get(0))?;
         Ok(count as u64)
     }
+
+    /// Visible members of a thread on each side of a position, nearest first.
+    fn thread_neighbours(
+        &self,
+        bank: &BankId,
+        thread: &str,
+        at: Timestamp,
+        id: &MemoryId,
+        radius: usize,
+    ) -> StoreResult<(Vec<Memory>, Vec<Memory>)> {
+        if radius == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let reader = self.readers.get()?;
+        let limit = i64::try_from(radius).unwrap_or(i64::MAX);
+        let at = to_micros(at);
+        let side = |sql: &str| -> StoreResult<Vec<Memory>> {
+            let mut statement = reader.prepare_cached(&format!(
+                "SELECT {MEMORY_COLUMNS} FROM memories m
+                 WHERE m.bank_id = ?1 AND m.thread = ?2 AND m.forgotten_at IS NULL AND {sql} LIMIT ?5"
+            ))?;
+            let rows: Vec<RawMemory> = statement
+                .query_map(params![bank.as_str(), thread, at, id, limit], |row| {
+                    RawMemory::from_row(row, false)
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter().map(RawMemory::into_memory).collect()
+        };
+        let before = side(
+            "(m.effective_at < ?3 OR (m.effective_at = ?3 AND m.id < ?4)) ORDER BY m.effective_at DESC, m.id DESC",
+        )?;
+        let after = side(
+            "(m.effective_at > ?3 OR (m.effective_at = ?3 AND m.id > ?4)) ORDER BY m.effective_at, m.id",
+        )?;
+        Ok((before, after))
+    }
+
+    /// Rewrites the keyword index of memories in one transaction (the FTS triggers follow).
+    fn set_index_context(&self, bank: &BankId, updates: &[ContextUpdate]) -> StoreResult<()> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE memories SET index_text = CASE WHEN ?1 = text THEN NULL ELSE ?1 END, index_context = ?2
+                     WHERE bank_id = ?3 AND id = ?4
+                       AND (index_text IS NOT (CASE WHEN ?1 = text THEN NULL ELSE ?1 END) OR index_context IS NOT ?2)",
+                )?;
+                for u in updates {
+                    update.execute(params![u.index_text, u.index_context, bank.as_str(), u.id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
 }
 
 /// Maps `items` in order, on several threads when there are enough of them: a retain batch
@@ -518,8 +573,8 @@ fn write_rows(
     rowids: &[i64],
 ) -> StoreResult<()> {
     let mut insert_memory = tx.prepare_cached(
-        "INSERT INTO memories (rowid, id, bank_id, text, tags, metadata, fact_type, occurred_at, retained_at, forgotten_at, effective_at, source, chunk, embedding, index_text, index_context, embedding_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        "INSERT INTO memories (rowid, id, bank_id, text, tags, metadata, fact_type, occurred_at, retained_at, forgotten_at, effective_at, source, chunk, embedding, index_text, index_context, embedding_hash, thread)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     let mut insert_tag =
         tx.prepare_cached("INSERT OR IGNORE INTO memory_tags (tag, memory_rowid) VALUES (?1, ?2)")?;
@@ -542,6 +597,7 @@ fn write_rows(
             (new.index_text != memory.text).then_some(new.index_text.as_str()),
             new.index_context.as_deref(),
             row.embedding_hash,
+            memory.thread,
         ])?;
         for tag in &memory.tags {
             insert_tag.execute(params![tag, rowid])?;
@@ -736,6 +792,31 @@ impl TenantStore for SqliteTenant {
     async fn count(&self, bank: &BankId) -> astrocyte_core::Result<u64> {
         let bank = bank.clone();
         self.blocking(move |inner| inner.count(&bank)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn thread_neighbours(
+        &self,
+        bank: &BankId,
+        thread: &str,
+        at: Timestamp,
+        id: &MemoryId,
+        radius: usize,
+    ) -> astrocyte_core::Result<(Vec<Memory>, Vec<Memory>)> {
+        let (bank, thread, id) = (bank.clone(), thread.to_string(), id.clone());
+        self.blocking(move |inner| inner.thread_neighbours(&bank, &thread, at, &id, radius))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank, count = updates.len()))]
+    async fn set_index_context(
+        &self,
+        bank: &BankId,
+        updates: Vec<ContextUpdate>,
+    ) -> astrocyte_core::Result<()> {
+        let bank = bank.clone();
+        self.blocking(move |inner| inner.set_index_context(&bank, &updates))
+            .await
     }
 
     /// See `TenantInner::replace_embeddings` in `maintenance.rs`: a dimension change is only

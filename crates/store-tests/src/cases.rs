@@ -1851,3 +1851,136 @@ pub async fn hostile_inputs_are_refused_alike(test_store: TestStore) {
     assert_eq!(forgotten, 0);
     fx.finish().await;
 }
+
+/// Turns retained one at a time into one thread lend each other their words as keyword context,
+/// as a whole-conversation retain's turns do: a turn is found by its neighbours' words, also by
+/// those of a neighbour that arrived after it; a forgotten turn stops lending; an export and
+/// import keeps the thread and rebuilds the context; other threads never lend.
+pub async fn threaded_turns_lend_their_neighbours_context(test_store: TestStore) {
+    let mut fx = Fixture::new(test_store).await;
+    let copy = fx.new_tenant("thread_copy").await;
+    let turn = |content: &str, session: &str| RetainRequest {
+        bank_id: "chat".into(),
+        content: content.into(),
+        metadata: [("session".to_string(), json!(session))]
+            .into_iter()
+            .collect(),
+        occurred_at: Some(day(2023, 5, 8)),
+        ..Default::default()
+    };
+    let keyword_ids = |words: &'static str| {
+        let fx = &fx;
+        async move {
+            let tenant = fx.tenant().await;
+            let response = tenant
+                .search(&SearchRequest {
+                    banks: vec![bank_id("chat")],
+                    vector: None,
+                    text: Some(words.into()),
+                    recency: false,
+                    limit: 10,
+                    filter: RecallFilter::default(),
+                })
+                .await
+                .expect("search");
+            let mut ids: Vec<String> = response
+                .keyword
+                .expect("keyword")
+                .hits
+                .into_iter()
+                .map(|h| h.memory.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let first = fx
+        .retain_request(turn("Have you ever been to Friedrichshafen?", "1"))
+        .await
+        .memory_id
+        .expect("first");
+    let second = fx
+        .retain_request(turn("Yes, the zeppelin museum there is wonderful.", "1"))
+        .await
+        .memory_id
+        .expect("second");
+    let other = fx
+        .retain_request(turn("My violin lessons start on Tuesday.", "2"))
+        .await
+        .memory_id
+        .expect("other thread");
+    // The first turn is found by the words of the turn that arrived after it, and the second
+    // by the first's; the other thread lends nothing.
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    assert_eq!(keyword_ids("zeppelin museum").await, both);
+    assert_eq!(keyword_ids("Friedrichshafen").await, both);
+    assert_eq!(keyword_ids("violin lessons").await, vec![other.clone()]);
+    let tenant = fx.tenant().await;
+    let stored = tenant
+        .get(&bank_id("chat"), std::slice::from_ref(&first))
+        .await
+        .expect("get");
+    assert_eq!(
+        stored[0].thread.as_deref(),
+        Some("1"),
+        "the thread is stored"
+    );
+    assert_eq!(
+        stored[0].text, "Have you ever been to Friedrichshafen?",
+        "context is never returned"
+    );
+
+    // Export and import into another tenant keep the thread and rebuild the context.
+    let (header, lines) = fx.export_lines(&fx.schema, "chat").await;
+    assert!(lines.iter().all(|l| l["thread"].is_string()), "{lines:?}");
+    let mut text = serde_json::to_string(&header).expect("header");
+    for line in &lines {
+        text.push('\n');
+        text.push_str(&serde_json::to_string(line).expect("line"));
+    }
+    fx.engine
+        .import(&copy, "chat", OnConflict::Skip, text.as_bytes())
+        .await
+        .expect("import");
+    let copied_tenant = fx.engine.tenant(&copy).await.expect("copy tenant");
+    let copied = astrocyte_core::tenancy::use_schema(copy.clone(), async {
+        copied_tenant
+            .search(&SearchRequest {
+                banks: vec![bank_id("chat")],
+                vector: None,
+                text: Some("zeppelin museum".into()),
+                recency: false,
+                limit: 10,
+                filter: RecallFilter::default(),
+            })
+            .await
+    })
+    .await
+    .expect("search")
+    .keyword
+    .expect("keyword")
+    .hits;
+    assert_eq!(
+        copied.len(),
+        2,
+        "the imported turns lend each other context"
+    );
+
+    // Forgetting the second turn: the first no longer carries its words.
+    fx.engine
+        .forget(
+            &fx.schema,
+            "chat",
+            &ForgetSelector {
+                memory_ids: Some(vec![second.clone()]),
+                ..Default::default()
+            },
+            ForgetMode::Soft,
+        )
+        .await
+        .expect("forget");
+    assert_eq!(keyword_ids("zeppelin museum").await, Vec::<String>::new());
+    assert_eq!(keyword_ids("Friedrichshafen").await, vec![first.clone()]);
+    fx.finish().await;
+}

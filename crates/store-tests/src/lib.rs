@@ -86,6 +86,7 @@ macro_rules! store_conformance_tests {
             nearest_each_finds_the_closest_visible_memory,
             keyword_index_covers_context_never_returned,
             hostile_inputs_are_refused_alike,
+            threaded_turns_lend_their_neighbours_context,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

@@ -1,10 +1,13 @@
 //! `astrocyte eval locomo`: LLM-free retrieval quality on the LoCoMo benchmark. Every turn of a
-//! conversation becomes one memory in a throw-away embedded store (one bank per conversation);
-//! every question is recalled and scored by evidence recall at k (see shared/data/README.md).
+//! conversation becomes one memory in a throw-away tenant of the selected store (the embedded
+//! one in a temporary directory, or a tenant created and dropped on `--database-url`), one bank
+//! per conversation and path; every question is recalled and scored by evidence recall at k
+//! (see shared/data/README.md).
 //!
-//! The harness acts like any conversation-ingesting client: it gives each turn its session
-//! date as `occurred_at` and the neighbouring turns as retrieval context. Nothing in the
-//! engine knows this data set.
+//! Two ingestion paths: `whole` retains each session as one batch, the harness giving each turn
+//! its neighbouring turns as context; `turns` retains one turn at a time as an agent does, with
+//! `{dia_id, session, speaker}` metadata, and the engine links the session's thread itself.
+//! Nothing in the engine knows this data set.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -14,9 +17,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use astrocyte_core::{
-    ContentType, Embedder, Engine, EngineConfig, Metadata, RecallRequest, RetainRequest, Schema,
+    ContentType, Embedder, Engine, Metadata, RecallRequest, RetainRequest, Schema,
 };
-use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
 use serde::Deserialize;
@@ -49,6 +51,9 @@ pub struct LocomoArgs {
     /// Override the per-strategy over-fetch factor.
     #[arg(long)]
     pub overfetch: Option<usize>,
+    /// How conversations are retained: whole sessions, turn by turn, or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub path: IngestPath,
 }
 
 const KS: [usize; 4] = [1, 5, 10, 20];
@@ -167,6 +172,7 @@ struct Progress {
     done: usize,
     tty: bool,
     started: Instant,
+    unit: &'static str,
 }
 
 impl Progress {
@@ -179,12 +185,13 @@ impl Progress {
             let mut err = std::io::stderr();
             let _ = write!(
                 err,
-                "{}[{}{}] {}/{} questions {:.0}s {}{}",
+                "{}[{}{}] {}/{} {} {:.0}s {}{}",
                 if self.tty { "\r" } else { "" },
                 "#".repeat(filled),
                 " ".repeat(width - filled),
                 self.done,
                 self.total,
+                self.unit,
                 self.started.elapsed().as_secs_f64(),
                 label,
                 if self.tty { "   " } else { "\n" }
@@ -194,9 +201,30 @@ impl Progress {
     }
 }
 
-/// Runs the evaluation and prints a table or one JSON object.
+/// How the conversations reach the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IngestPath {
+    /// One batch per session, each turn given its neighbours as context by the harness.
+    Whole,
+    /// One retain per turn, in order, as an agent over REST or MCP sends them: metadata
+    /// `{dia_id, session, speaker}` and the session date; the server links the thread.
+    Turns,
+    /// Both, one table each.
+    Both,
+}
+
+/// One path's results.
+struct PathReport {
+    by_category: BTreeMap<u32, Tally>,
+    latencies_ms: Vec<f64>,
+    memories: usize,
+    retain_seconds: f64,
+}
+
+/// Runs the evaluation and prints a table (or one JSON object) per ingestion path.
 pub async fn locomo(
     args: LocomoArgs,
+    loaded: &astrocyte_settings::Loaded,
     embedder: Arc<dyn Embedder>,
     json_output: bool,
 ) -> anyhow::Result<()> {
@@ -214,9 +242,7 @@ pub async fn locomo(
     if samples.is_empty() {
         bail!("no conversations to evaluate");
     }
-    let scratch = tempfile::tempdir().context("creating a scratch data directory")?;
-    let store = Arc::new(SqliteStore::open(scratch.path(), SqliteOptions::default())?);
-    let mut config = EngineConfig::default();
+    let mut config = loaded.engine_config();
     if let Some(w) = args.semantic_weight {
         config.fusion.semantic_weight = w;
     }
@@ -232,27 +258,105 @@ pub async fn locomo(
     if let Some(o) = args.overfetch {
         config.overfetch = o;
     }
-    let engine = Engine::new(store, embedder.clone(), config);
-    let schema = Schema::new("locomo_eval")?;
+    // Server-side thread context uses the same radius the harness gives the whole path.
+    config.neighbour_context = args.neighbours;
+    let scratch = crate::commands::scratch::ScratchStore::open(loaded, "eval").await?;
+    let engine = Engine::new(scratch.store(), embedder.clone(), config);
+    let schema = scratch.schema().clone();
+    let paths: Vec<IngestPath> = match args.path {
+        IngestPath::Both => vec![IngestPath::Whole, IngestPath::Turns],
+        one => vec![one],
+    };
+    let mut reports = Vec::new();
+    let mut outcome = Ok(());
+    for path in paths {
+        match run_path(&engine, &schema, &samples, path, args.neighbours).await {
+            Ok(report) => reports.push((path, report)),
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    let backend = scratch.backend();
+    // The throw-away tenant goes whatever happened.
+    scratch.drop().await?;
+    outcome?;
 
+    let mut json_paths = serde_json::Map::new();
+    for (path, report) in &reports {
+        let name = match path {
+            IngestPath::Whole => "whole",
+            IngestPath::Turns => "turns",
+            IngestPath::Both => "both",
+        };
+        let value = print_report(
+            name,
+            backend,
+            embedder.model(),
+            samples.len(),
+            report,
+            json_output,
+        );
+        json_paths.insert(name.into(), value);
+    }
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Object(json_paths))?
+        );
+    }
+    Ok(())
+}
+
+async fn run_path(
+    engine: &Engine,
+    schema: &Schema,
+    samples: &[Sample],
+    path: IngestPath,
+    neighbours: usize,
+) -> anyhow::Result<PathReport> {
     let total_questions: usize = samples
         .iter()
         .flat_map(|s| &s.qa)
         .filter(|q| !evidence_ids(&q.evidence).is_empty())
         .count();
+    let total_turns: usize = samples
+        .iter()
+        .flat_map(|s| {
+            (1..)
+                .map_while(|n| s.conversation.get(&format!("session_{n}")))
+                .filter_map(|t| t.as_array().map(Vec::len))
+        })
+        .sum();
+    let tty = std::io::stderr().is_terminal();
+    let mut ingest = Progress {
+        total: total_turns,
+        done: 0,
+        tty,
+        started: Instant::now(),
+        unit: "turns retained",
+    };
     let mut progress = Progress {
         total: total_questions,
         done: 0,
-        tty: std::io::stderr().is_terminal(),
+        tty,
         started: Instant::now(),
+        unit: "questions",
     };
-    let mut by_category: BTreeMap<u32, Tally> = BTreeMap::new();
-    let mut latencies_ms: Vec<f64> = Vec::new();
-    let mut memories = 0usize;
-    let mut retain_seconds = 0.0;
-    for sample in &samples {
+    let mut report = PathReport {
+        by_category: BTreeMap::new(),
+        latencies_ms: Vec::new(),
+        memories: 0,
+        retain_seconds: 0.0,
+    };
+    let suffix = match path {
+        IngestPath::Turns => "-turns",
+        _ => "-whole",
+    };
+    for sample in samples {
         let bank = format!(
-            "locomo-{}",
+            "locomo-{}{suffix}",
             sample
                 .sample_id
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
@@ -269,35 +373,66 @@ pub async fn locomo(
                 .and_then(Value::as_str)
                 .and_then(parse_session_date);
             let texts: Vec<String> = turns.iter().map(turn_text).collect();
-            let requests: Vec<RetainRequest> = turns
-                .iter()
-                .enumerate()
-                .map(|(i, turn)| {
-                    let lo = i.saturating_sub(args.neighbours);
-                    let hi = (i + args.neighbours + 1).min(texts.len());
-                    let context: Vec<&str> = (lo..hi)
-                        .filter(|j| *j != i)
-                        .map(|j| texts[j].as_str())
-                        .collect();
-                    let mut metadata = Metadata::new();
-                    metadata.insert("dia_id".into(), json!(turn.dia_id));
-                    metadata.insert("speaker".into(), json!(turn.speaker));
-                    RetainRequest {
-                        bank_id: bank.clone(),
-                        content: texts[i].clone(),
-                        metadata,
-                        occurred_at: date,
-                        content_type: ContentType::Text,
-                        context: (!context.is_empty()).then(|| context.join("\n")),
-                        ..Default::default()
+            let metadata = |turn: &Turn| {
+                let mut metadata = Metadata::new();
+                metadata.insert("dia_id".into(), json!(turn.dia_id));
+                metadata.insert("speaker".into(), json!(turn.speaker));
+                metadata
+            };
+            report.memories += turns.len();
+            match path {
+                IngestPath::Turns => {
+                    // What an agent sends: one retain per turn, in order, the session in
+                    // metadata; the engine call the REST and MCP handlers make.
+                    for (i, turn) in turns.iter().enumerate() {
+                        let mut metadata = metadata(turn);
+                        metadata.insert("session".into(), json!(session));
+                        engine
+                            .retain(
+                                schema,
+                                RetainRequest {
+                                    bank_id: bank.clone(),
+                                    content: texts[i].clone(),
+                                    metadata,
+                                    occurred_at: date,
+                                    ..Default::default()
+                                },
+                            )
+                            .await?;
+                        ingest.tick(&sample.sample_id);
                     }
-                })
-                .collect();
-            memories += requests.len();
-            engine.retain_many(&schema, requests).await?;
+                }
+                _ => {
+                    let requests: Vec<RetainRequest> = turns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, turn)| {
+                            let lo = i.saturating_sub(neighbours);
+                            let hi = (i + neighbours + 1).min(texts.len());
+                            let context: Vec<&str> = (lo..hi)
+                                .filter(|j| *j != i)
+                                .map(|j| texts[j].as_str())
+                                .collect();
+                            RetainRequest {
+                                bank_id: bank.clone(),
+                                content: texts[i].clone(),
+                                metadata: metadata(turn),
+                                occurred_at: date,
+                                content_type: ContentType::Text,
+                                context: (!context.is_empty()).then(|| context.join("\n")),
+                                ..Default::default()
+                            }
+                        })
+                        .collect();
+                    engine.retain_many(schema, requests).await?;
+                    for _ in &turns {
+                        ingest.tick(&sample.sample_id);
+                    }
+                }
+            }
             session += 1;
         }
-        retain_seconds += t0.elapsed().as_secs_f64();
+        report.retain_seconds += t0.elapsed().as_secs_f64();
         for qa in &sample.qa {
             let evidence = evidence_ids(&qa.evidence);
             if evidence.is_empty() {
@@ -306,7 +441,7 @@ pub async fn locomo(
             let t = Instant::now();
             let result = engine
                 .recall(
-                    &schema,
+                    schema,
                     RecallRequest {
                         query: qa.question.clone(),
                         banks: vec![bank.clone()],
@@ -315,7 +450,7 @@ pub async fn locomo(
                     },
                 )
                 .await?;
-            latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            report.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let ranked: Vec<&str> = result
                 .hits
                 .iter()
@@ -325,18 +460,34 @@ pub async fn locomo(
                 .iter()
                 .map(|e| ranked.iter().position(|r| r == e))
                 .collect();
-            by_category.entry(qa.category).or_default().add(&found_at);
+            report
+                .by_category
+                .entry(qa.category)
+                .or_default()
+                .add(&found_at);
             progress.tick(&sample.sample_id);
         }
     }
-    if progress.tty {
+    if tty {
         eprintln!();
     }
-    latencies_ms.sort_by(f64::total_cmp);
+    report.latencies_ms.sort_by(f64::total_cmp);
+    Ok(report)
+}
+
+/// Prints one path's table (unless JSON is wanted) and returns its JSON.
+fn print_report(
+    path: &str,
+    backend: &str,
+    model: &str,
+    conversations: usize,
+    report: &PathReport,
+    json_output: bool,
+) -> Value {
     let mut pooled = Tally::default();
     let mut overall = Tally::default();
     let mut categories = serde_json::Map::new();
-    for (category, tally) in &by_category {
+    for (category, tally) in &report.by_category {
         categories.insert(category.to_string(), tally.to_json());
         if (1..=4).contains(category) {
             pooled.merge(tally);
@@ -345,28 +496,28 @@ pub async fn locomo(
     }
     categories.insert("1-4".into(), pooled.to_json());
     categories.insert("all".into(), overall.to_json());
-    let report = json!({
-        "embedder": embedder.model(),
-        "conversations": samples.len(),
-        "memories": memories,
+    let latencies = &report.latencies_ms;
+    let retain_rate = report.memories as f64 / report.retain_seconds.max(1e-9);
+    let value = json!({
+        "path": path,
+        "store": backend,
+        "embedder": model,
+        "conversations": conversations,
+        "memories": report.memories,
         "questions": overall.questions,
-        "retain_per_second": round4(memories as f64 / retain_seconds.max(1e-9)),
+        "retain_per_second": round4(retain_rate),
         "recall_latency_ms": {
-            "p50": round4(percentile(&latencies_ms, 50.0)),
-            "p95": round4(percentile(&latencies_ms, 95.0)),
+            "p50": round4(percentile(latencies, 50.0)),
+            "p95": round4(percentile(latencies, 95.0)),
         },
         "categories": categories,
     });
     if json_output {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return value;
     }
     println!(
-        "LoCoMo evidence recall — embedder {}, {} conversations, {} memories, {} questions",
-        embedder.model(),
-        samples.len(),
-        memories,
-        overall.questions
+        "LoCoMo evidence recall, {path} path — store {backend}, embedder {model}, {conversations} conversations, {} memories, {} questions",
+        report.memories, overall.questions
     );
     println!(
         "{:<10}{:>6}  {:>8}{:>8}{:>8}{:>8}  {:>7}{:>7}{:>7}{:>7}",
@@ -381,7 +532,8 @@ pub async fn locomo(
         "any@10",
         "any@20"
     );
-    let mut rows: Vec<(String, &Tally)> = by_category
+    let mut rows: Vec<(String, &Tally)> = report
+        .by_category
         .iter()
         .map(|(c, t)| (c.to_string(), t))
         .collect();
@@ -404,12 +556,12 @@ pub async fn locomo(
         );
     }
     println!(
-        "recall latency p50 {:.2} ms, p95 {:.2} ms; retain {:.0} memories/s",
-        percentile(&latencies_ms, 50.0),
-        percentile(&latencies_ms, 95.0),
-        memories as f64 / retain_seconds.max(1e-9)
+        "recall latency p50 {:.2} ms, p95 {:.2} ms; retain {:.0} memories/s\n",
+        percentile(latencies, 50.0),
+        percentile(latencies, 95.0),
+        retain_rate
     );
-    Ok(())
+    value
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ pub async fn retain(
                 fact_type: args.fact_type,
                 source: args.source,
                 context: None,
+                thread_id: args.thread,
             },
         )
         .await?;

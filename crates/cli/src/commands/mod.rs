@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod eval;
 pub mod memory;
+pub mod scratch;
 pub mod serve;
 pub mod tenant;

@@ -49,12 +49,23 @@ async fn serve(
     let store = match &config.database_url {
         Some(url) => {
             let store = backend::open_postgres(loaded, url.expose()).await?;
-            // The configured default tenant must exist for unauthenticated single-tenant use.
+            // The configured default tenant must be ready for unauthenticated single-tenant use:
+            // created now, or already there and usable; anything else stops start-up.
             let default_schema = config.database_schema.clone();
             match store.create_tenant(&default_schema).await {
                 Ok(()) | Err(astrocyte_core::Error::Conflict(_)) => {}
-                Err(error) => return Err(error).context("creating the default tenant"),
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!("the default tenant {default_schema} cannot be created")
+                    })
+                }
             }
+            astrocyte_core::tenancy::use_schema(
+                default_schema.clone(),
+                store.tenant(&default_schema),
+            )
+            .await
+            .with_context(|| format!("the default tenant {default_schema} is not usable"))?;
             store
         }
         None => {

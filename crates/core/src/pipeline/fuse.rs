@@ -140,6 +140,7 @@ mod tests {
             forgotten_at: None,
             source: None,
             chunk: None,
+            thread: None,
             embedding: None,
         }
     }

@@ -107,6 +107,7 @@ pub fn retain(request: proto::RetainRequest) -> Result<Retain, ApiError> {
         content_type,
         run_async: request.run_async,
         idempotency_key: request.idempotency_key,
+        thread_id: request.thread_id,
     })
 }
 

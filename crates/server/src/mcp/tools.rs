@@ -69,6 +69,10 @@ struct RetainArgs {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     content_type: Option<ContentTypeDto>,
+    /// The conversation or thread this belongs to: turns of one thread lend each other
+    /// context, so retain each message with the same thread_id (or a `session` metadata key).
+    #[serde(default)]
+    thread_id: Option<String>,
 }
 
 /// Arguments of `memory_recall`.
@@ -376,6 +380,7 @@ impl MemoryTools {
                     content_type: args.content_type.unwrap_or_default().into(),
                     run_async: false,
                     idempotency_key: None,
+                    thread_id: args.thread_id,
                 };
                 encode(RetainResponse::from(service.retain(caller, command).await?))
             }

@@ -38,6 +38,7 @@ pub async fn retain(
         content_type: body.content_type.unwrap_or_default().into(),
         run_async: body.run_async,
         idempotency_key: body.idempotency_key,
+        thread_id: body.thread_id,
     };
     Ok(match state.service().retain(&caller, command).await? {
         retained @ Retained::Queued(_) => (StatusCode::ACCEPTED, Json(retained.into())),

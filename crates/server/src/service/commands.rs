@@ -22,6 +22,8 @@ pub struct Retain {
     pub run_async: bool,
     /// With `run_async`: a second request with the same key returns the first job.
     pub idempotency_key: Option<String>,
+    /// The conversation or thread it belongs to (else a thread metadata key names it).
+    pub thread_id: Option<String>,
 }
 
 /// What a retain did.

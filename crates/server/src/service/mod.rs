@@ -249,6 +249,7 @@ impl Service {
             metadata: command.metadata,
             occurred_at: command.occurred_at,
             content_type: command.content_type,
+            thread_id: command.thread_id,
             ..Default::default()
         };
         Ok((request, ticket))

@@ -31,7 +31,7 @@ type Client = RunningService<RoleClient, ()>;
 /// Changing it changes what agents see; update it only on purpose.
 fn tool_list_snapshot() -> Value {
     json!({
-        "memory_retain": {"properties": ["bank_id", "content", "content_type", "metadata", "occurred_at", "tags"], "required": ["content"]},
+        "memory_retain": {"properties": ["bank_id", "content", "content_type", "metadata", "occurred_at", "tags", "thread_id"], "required": ["content"]},
         "memory_recall": {"properties": ["as_of", "bank_id", "banks", "max_results", "max_tokens", "query", "tags", "time_range"], "required": ["query"]},
         "memory_history": {"properties": ["as_of", "bank_id", "max_results", "max_tokens", "query", "tags"], "required": ["query", "as_of"]},
         "memory_reflect": {"properties": ["bank_id", "include_sources", "max_tokens", "query"], "required": ["query"]},
@@ -777,10 +777,8 @@ async fn sdk_client_uses_every_tool_over_stdio_in_the_fixed_tenant() {
     let command = tokio::process::Command::new(stdio_server_binary()).configure(|cmd| {
         cmd.arg(dir.path())
             .arg("tenant_stdio")
-            .env("ASTROCYTE_MCP_EXPOSE_FORGET", "1")
-            .env("ASTROCYTE_MCP_DEFAULT_BANK", "journal")
-            .env("ASTROCYTE_LOG_LEVEL", "info")
-            .env_remove("ASTROCYTE_CONFIG_PATH");
+            .arg("journal")
+            .env("ASTROCYTE_LOG_LEVEL", "info");
     });
     let (transport, stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::piped())

@@ -249,6 +249,7 @@ impl Clients {
                             content_type: content_type as i32,
                             run_async: false,
                             idempotency_key: None,
+                            thread_id: None,
                         },
                     ))
                     .await

@@ -15,7 +15,7 @@ const TENANT_TABLES: [&str; 5] = [
 ];
 
 /// The full ledger of a current tenant.
-const ALL: [i32; 4] = [1, 2, 3, 4];
+const ALL: [i32; 5] = [1, 2, 3, 4, 5];
 
 async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
     let mut schemas = Vec::new();
@@ -44,6 +44,12 @@ async fn ledger(admin: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
 /// created by an older release): rolls it back to `version`.
 async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32) {
     let mut sql = String::new();
+    if (2..5).contains(&version) {
+        sql.push_str(&format!(
+            "DROP INDEX \"{schema}\".astrocyte_memories_thread; \
+             ALTER TABLE \"{schema}\".astrocyte_memories DROP COLUMN thread; "
+        ));
+    }
     if version < 4 {
         sql.push_str(&format!(
             "DROP TABLE \"{schema}\".astrocyte_jobs; DROP TABLE \"{schema}\".astrocyte_settings; \
@@ -176,19 +182,19 @@ async fn fan_out_reports_each_tenant_and_resumes_after_a_crash() {
         vec![
             (
                 "mig_a".into(),
-                MigrationStatus::AlreadyCurrent { version: 4 }
+                MigrationStatus::AlreadyCurrent { version: 5 }
             ),
-            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 4 }),
-            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 4 }),
+            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 5 }),
+            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 5 }),
         ]
     );
     let lines: Vec<String> = resumed.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
         [
-            "mig_a: already current (4)",
-            "mig_b: ok (2 -> 4)",
-            "mig_c: ok (1 -> 4)"
+            "mig_a: already current (5)",
+            "mig_b: ok (2 -> 5)",
+            "mig_c: ok (1 -> 5)"
         ]
     );
     for name in ["mig_a", "mig_b", "mig_c"] {
@@ -244,7 +250,10 @@ async fn a_failing_tenant_is_reported_and_the_others_still_migrate() {
     assert!(rerun.all_ok());
     assert_eq!(
         rerun.tenants[0].status,
-        MigrationStatus::Applied { from: 2, to: 4 }
+        MigrationStatus::Applied {
+            from: 2,
+            to: LATEST_MIGRATION
+        }
     );
 }
 

@@ -1,0 +1,76 @@
+//! A throw-away tenant on the selected store, for `eval` and `bench`: a tenant created (and
+//! dropped after) on `--database-url`'s PostgreSQL, else the embedded store in a temporary
+//! directory.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use astrocyte_core::{Schema, Store};
+use astrocyte_settings::Loaded;
+
+use crate::backend;
+
+/// A tenant that exists for one run.
+pub struct ScratchStore {
+    store: Arc<dyn Store>,
+    schema: Schema,
+    temporary: Option<tempfile::TempDir>,
+}
+
+impl ScratchStore {
+    /// Creates the tenant `<label>_<random>` on PostgreSQL, or `<label>` in a temporary
+    /// embedded store.
+    pub async fn open(loaded: &Loaded, label: &str) -> anyhow::Result<Self> {
+        match &loaded.settings.database_url {
+            Some(url) => {
+                let store = backend::open_postgres(loaded, url.expose()).await?;
+                let suffix = uuid::Uuid::new_v4().simple().to_string();
+                let schema = Schema::new(format!("{label}_{}", &suffix[..12]))?;
+                store
+                    .create_tenant(&schema)
+                    .await
+                    .with_context(|| format!("creating the throw-away tenant {schema}"))?;
+                Ok(ScratchStore {
+                    store,
+                    schema,
+                    temporary: None,
+                })
+            }
+            None => {
+                let dir = tempfile::tempdir().context("creating a scratch data directory")?;
+                let store = backend::open_sqlite(loaded, dir.path())?;
+                Ok(ScratchStore {
+                    store,
+                    schema: Schema::new(label)?,
+                    temporary: Some(dir),
+                })
+            }
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The throw-away tenant.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// Drops the tenant (its schema and role on PostgreSQL, the directory otherwise).
+    pub async fn drop(self) -> anyhow::Result<()> {
+        if self.temporary.is_none() {
+            self.store
+                .drop_tenant(&self.schema)
+                .await
+                .with_context(|| format!("dropping the throw-away tenant {}", self.schema))?;
+        }
+        Ok(())
+    }
+}
