@@ -186,3 +186,13 @@ def test_conversation_content_type(client):
                            content_type="conversation")
     assert stored.stored
     assert any("hook" in h.text for h in client.recall("keys hook door", bank_id=b).hits)
+
+
+def test_thread_id_lends_keyword_context_across_turns(client):
+    threaded, alone = bank(), bank()
+    for b, thread in ((threaded, "trip-1"), (alone, None)):
+        client.retain("Where did you park the zeppelin?", b, thread_id=thread)
+        client.retain("Beside the lighthouse.", b, thread_id=thread)
+    # In a thread, the second turn carries the first one's words as keyword context.
+    assert client.recall("zeppelin", bank_id=threaded).trace.strategy_candidate_counts["keyword"] == 2
+    assert client.recall("zeppelin", bank_id=alone).trace.strategy_candidate_counts["keyword"] == 1

@@ -51,6 +51,8 @@ export interface RetainOptions {
   contentType?: ContentType;
   /** With `async`: a second request with the same key returns the first job. */
   idempotencyKey?: string;
+  /** The conversation this content belongs to; its turns lend each other keyword context. */
+  threadId?: string;
   /** Queue the retain (202): the result carries `job_id`; see `job()` and `waitForJob()`. */
   async?: boolean;
 }
@@ -149,6 +151,7 @@ export class Astrocyte {
       occurred_at: options.occurredAt === undefined ? undefined : iso(options.occurredAt),
       content_type: options.contentType,
       idempotency_key: options.idempotencyKey,
+      thread_id: options.threadId,
       async: options.async ? true : undefined,
     }));
   }

@@ -303,14 +303,35 @@ export interface components {
          * @enum {string}
          */
         ContentTypeDto: "text" | "conversation" | "document";
-        /** @description `POST /v1/admin/jobs`: queue a maintenance job in the caller's tenant. */
         EnqueueJobBody: {
-            /** @description A second request with the same key returns the first job. */
             idempotency_key?: string | null;
-            /** @description `reembed`, `lifecycle` or `consolidate` (asynchronous retain goes through `/v1/retain`). */
-            kind: string;
-            /** @description The job's input; always names a `bank_id`. */
-            payload: Record<string, unknown>;
+            /** @enum {string} */
+            kind: "reembed";
+            payload: {
+                bank_id: string;
+            };
+        } | {
+            idempotency_key?: string | null;
+            /** @enum {string} */
+            kind: "lifecycle";
+            payload: {
+                archive_after_days?: number | null;
+                bank_id: string;
+                delete_after_days?: number | null;
+                exempt_tags?: string[];
+            } & ({
+                archive_after_days: number;
+            } | {
+                delete_after_days: number;
+            });
+        } | {
+            idempotency_key?: string | null;
+            /** @enum {string} */
+            kind: "consolidate";
+            payload: {
+                bank_id: string;
+                threshold?: number | null;
+            };
         };
         /** @description The error body of 400/403/404/413/501/503 responses. */
         ErrorDetail: {
@@ -454,9 +475,7 @@ export interface components {
         };
         /** @description `POST /v1/admin/keys`. */
         IssueKeyBody: {
-            /** @description The principal the key acts for, e.g. `agent:bot`. */
             principal: string;
-            /** @description The tenant (schema) the key authenticates as. */
             tenant: string;
         };
         /** @description A newly issued key: the only time the plaintext key is shown. */
@@ -2225,6 +2244,15 @@ export interface operations {
         };
         responses: {
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetainResponse"];
+                };
+            };
+            /** @description Queued (`async`): `job_id` and `job_state` */
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -141,3 +141,13 @@ test("concurrent calls on one client", async () => {
   assert.equal(new Set(results.map((r) => r.memory_id)).size, facts.length);
   assert.equal((await brain.forget(b, { tags: ["kf"] })).deleted_count, facts.length);
 });
+
+test("threadId lends keyword context across a conversation's turns", async () => {
+  const threaded = bank(), alone = bank();
+  for (const [b, threadId] of [[threaded, "trip-1"], [alone, undefined]]) {
+    await brain.retain("Where did you park the zeppelin?", b, { threadId });
+    await brain.retain("Beside the lighthouse.", b, { threadId });
+  }
+  assert.equal((await brain.recall("zeppelin", threaded)).trace?.strategy_candidate_counts.keyword, 2);
+  assert.equal((await brain.recall("zeppelin", alone)).trace?.strategy_candidate_counts.keyword, 1);
+});

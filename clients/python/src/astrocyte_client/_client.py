@@ -128,11 +128,12 @@ class Astrocyte(_Base):
     def retain(self, content: str, bank_id: str, *, metadata: Optional[Dict[str, Any]] = None,
                tags: Optional[Sequence[str]] = None, occurred_at: Optional[When] = None,
                content_type: Optional[str] = None, idempotency_key: Optional[str] = None,
-               run_async: bool = False) -> m.RetainResult:
-        """Store ``content`` in ``bank_id``; ``run_async=True`` queues it and returns a job id."""
+               run_async: bool = False, thread_id: Optional[str] = None) -> m.RetainResult:
+        """Store ``content`` in ``bank_id``; ``run_async=True`` queues it and returns a job id;
+        ``thread_id`` joins it to a conversation whose turns lend each other keyword context."""
         return self._send(r.retain(content, bank_id, metadata=metadata, tags=tags, occurred_at=occurred_at,
                                    content_type=content_type, idempotency_key=idempotency_key,
-                                   run_async=run_async))
+                                   run_async=run_async, thread_id=thread_id))
 
     def recall(self, query: str, bank_id: Optional[str] = None, *, banks: Optional[Sequence[str]] = None,
                max_results: Optional[int] = None, max_tokens: Optional[int] = None,
@@ -219,11 +220,12 @@ class AsyncAstrocyte(_Base):
     async def retain(self, content: str, bank_id: str, *, metadata: Optional[Dict[str, Any]] = None,
                      tags: Optional[Sequence[str]] = None, occurred_at: Optional[When] = None,
                      content_type: Optional[str] = None, idempotency_key: Optional[str] = None,
-                     run_async: bool = False) -> m.RetainResult:
-        """Store ``content`` in ``bank_id``; ``run_async=True`` queues it and returns a job id."""
+                     run_async: bool = False, thread_id: Optional[str] = None) -> m.RetainResult:
+        """Store ``content`` in ``bank_id``; ``run_async=True`` queues it and returns a job id;
+        ``thread_id`` joins it to a conversation whose turns lend each other keyword context."""
         return await self._send(r.retain(content, bank_id, metadata=metadata, tags=tags, occurred_at=occurred_at,
                                          content_type=content_type, idempotency_key=idempotency_key,
-                                         run_async=run_async))
+                                         run_async=run_async, thread_id=thread_id))
 
     async def recall(self, query: str, bank_id: Optional[str] = None, *, banks: Optional[Sequence[str]] = None,
                      max_results: Optional[int] = None, max_tokens: Optional[int] = None,

@@ -36,13 +36,14 @@ def _put(body: Dict[str, Any], key: str, value: Any) -> None:
 
 def retain(content: str, bank_id: str, *, metadata: Optional[Dict[str, Any]], tags: Optional[Sequence[str]],
            occurred_at: Optional[When], content_type: Optional[str], idempotency_key: Optional[str],
-           run_async: bool) -> Call:
+           run_async: bool, thread_id: Optional[str] = None) -> Call:
     body: Dict[str, Any] = {"content": content, "bank_id": bank_id}
     _put(body, "metadata", metadata)
     _put(body, "tags", None if tags is None else list(tags))
     _put(body, "occurred_at", None if occurred_at is None else iso(occurred_at))
     _put(body, "content_type", content_type)
     _put(body, "idempotency_key", idempotency_key)
+    _put(body, "thread_id", thread_id)
     if run_async:
         body["async"] = True
     return Call("POST", "/v1/retain", body, m.RetainResult.from_json)
