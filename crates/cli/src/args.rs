@@ -307,6 +307,10 @@ pub enum TenantCommand {
         /// Schema name.
         name: String,
     },
+    /// List orphaned tenant roles: roles this PostgreSQL database created whose tenant is gone.
+    Roles,
+    /// Remove orphaned tenant roles that own nothing; prints what it removed.
+    PruneRoles,
 }
 
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {

@@ -15,7 +15,7 @@ use astrocyte_core::Schema;
 use astrocyte_settings::{Loaded, Sources};
 use clap::Parser;
 
-use args::{Cli, Command, ConfigCommand, EvalCommand};
+use args::{Cli, Command, ConfigCommand, EvalCommand, TenantCommand};
 use commands::memory;
 
 #[tokio::main]
@@ -157,6 +157,12 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     let engine = || backend::build_engine(&loaded);
     match cli.command {
         Command::Config(command) => config(command, &loaded),
+        Command::Tenant(TenantCommand::Roles) => {
+            commands::tenant::roles(&loaded, false, json).await
+        }
+        Command::Tenant(TenantCommand::PruneRoles) => {
+            commands::tenant::roles(&loaded, true, json).await
+        }
         Command::Tenant(command) => {
             let store = backend::open_store(&loaded).await?;
             commands::tenant::run(store.as_ref(), command, json).await

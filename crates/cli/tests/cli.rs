@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn astrocyte(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_astrocyte"))
@@ -332,6 +332,58 @@ fn postgres_tenants_memories_and_migrations_from_the_command_line() {
         !listed.contains("acme") && listed.contains("globex"),
         "{listed}"
     );
+}
+
+/// `tenant roles` and `tenant prune-roles`: a tenant whose directory row and schema were
+/// removed by hand leaves its role behind; the command lists it and removes it, and nothing
+/// else (the same tenant names live in `postgres_tenants_…`'s database under the same prefix).
+#[test]
+fn postgres_orphaned_tenant_roles_are_listed_and_pruned() {
+    let db = PgDatabase::create("roles");
+    let url = db.url();
+    let run = |args: &[&str]| {
+        let out = astrocyte_pg(&url, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let orphans = |run: &dyn Fn(&[&str]) -> String| -> Value {
+        serde_json::from_str(&run(&["tenant", "roles", "--json"])).expect("json")
+    };
+    run(&["tenant", "create", "acme"]);
+    run(&["tenant", "create", "globex"]);
+    assert_eq!(orphans(&run)["orphans"], json!([]));
+    let role = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-At",
+            "-c",
+            "SELECT role FROM public.astrocyte_tenants WHERE schema = 'acme'",
+        ])
+        .output()
+        .expect("psql runs");
+    let role = String::from_utf8_lossy(&role.stdout).trim().to_string();
+    assert!(!role.is_empty());
+    psql(
+        &url,
+        "DROP SCHEMA acme CASCADE; DELETE FROM public.astrocyte_tenants WHERE schema = 'acme'",
+    );
+    let listed = orphans(&run);
+    assert_eq!(
+        listed["orphans"],
+        json!([{"role": role, "owned_objects": 0}]),
+        "{listed}"
+    );
+    let pruned = run(&["tenant", "prune-roles"]);
+    assert_eq!(pruned.trim(), format!("removed {role}"));
+    assert_eq!(orphans(&run)["orphans"], json!([]));
+    // globex is untouched and the name acme is free again.
+    run(&["--tenant", "globex", "retain", "--bank", "b", "still here"]);
+    run(&["tenant", "create", "acme"]);
+    // The embedded store has no roles.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = astrocyte(dir.path(), &["tenant", "roles"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--database-url"), "{}", stderr(&out));
 }
 
 /// The default embedder is the local model: semantic recall without shared words.

@@ -13,7 +13,8 @@ use tracing::{info, instrument};
 use crate::error::{PgError, PgResult};
 use crate::migrate::{apply_in, MIGRATIONS};
 use crate::names::{
-    quoted_schema, RoleName, VectorSql, DIRECTORY_TABLE, KEYS_TABLE, LOCK_BOOTSTRAP, LOCK_TENANT,
+    is_tagged_role, quoted_schema, DatabaseTag, RoleName, VectorSql, DIRECTORY_TABLE, KEYS_TABLE,
+    LOCK_BOOTSTRAP, LOCK_TENANT,
 };
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
@@ -45,10 +46,11 @@ pub(crate) fn keys_table() -> String {
     fq_table(&Schema::public(), KEYS_TABLE).expect("the key table name is a valid identifier")
 }
 
-/// Ensures pgvector, the directory and the key table exist, and returns the schema pgvector lives in.
+/// Ensures pgvector, the directory and the key table exist, and returns the schema pgvector
+/// lives in and this database's tag (see [`DatabaseTag`]).
 /// Serialised by an advisory lock so concurrent first connections do not race on
 /// `CREATE EXTENSION`.
-pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<Schema> {
+pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     transaction
@@ -91,12 +93,24 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<Schema> {
             &[],
         )
         .await?;
+    let database = transaction
+        .query_typed(
+            "SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?;
     transaction.commit().await?;
+    let oid: u32 = database
+        .first()
+        .ok_or_else(|| PgError::Config("the current database is not in pg_database".into()))?
+        .try_get("oid")?;
     let name: String = rows
         .first()
         .ok_or_else(|| PgError::Config("the vector extension is not installed".into()))?
         .try_get("schema")?;
-    Schema::new(name).map_err(|error| PgError::Config(format!("pgvector schema: {error}")))
+    let schema =
+        Schema::new(name).map_err(|error| PgError::Config(format!("pgvector schema: {error}")))?;
+    Ok((schema, DatabaseTag::from_oid(oid)))
 }
 
 fn record_from_row(row: &tokio_postgres::Row) -> PgResult<TenantRecord> {
@@ -199,6 +213,14 @@ async fn create_in(
     if inserted.is_empty() {
         return Ok(AdminOutcome::Exists);
     }
+    if role_exists(transaction, role).await? {
+        // Left behind by a tenant of this database whose directory row is gone (or by a
+        // dropped database whose OID this one reuses): say how to clear it.
+        return Err(PgError::Config(format!(
+            "role {role} already exists but no tenant of this database uses it; \
+             `astrocyte tenant roles` lists such roles and `astrocyte tenant prune-roles` removes them"
+        )));
+    }
     let role_sql = role.quoted();
     // NOLOGIN: the role is only ever entered through SET ROLE by the pool's user, which is
     // granted membership so this also works for a non-superuser owner role.
@@ -277,16 +299,7 @@ async fn drop_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<A
             quoted_schema(schema)
         ));
     }
-    let mut params = Params::default();
-    let role_name = params.push(role.as_str().to_string(), Type::TEXT);
-    let role_exists = !transaction
-        .typed(
-            &format!("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {role_name}"),
-            &params,
-        )
-        .await?
-        .is_empty();
-    if role_exists {
+    if role_exists(transaction, &role).await? {
         // DROP OWNED removes whatever else the role owns here (its tables when the tenant is
         // `public`) and its grants, which DROP ROLE requires.
         let role_sql = role.quoted();
@@ -296,6 +309,126 @@ async fn drop_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<A
     }
     transaction.batch(&ddl).await?;
     Ok(AdminOutcome::Done)
+}
+
+async fn role_exists(transaction: &TenantTransaction, role: &RoleName) -> PgResult<bool> {
+    let mut params = Params::default();
+    let role_name = params.push(role.as_str().to_string(), Type::TEXT);
+    Ok(!transaction
+        .typed(
+            &format!("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {role_name}"),
+            &params,
+        )
+        .await?
+        .is_empty())
+}
+
+/// A role this database created for a tenant that its directory no longer lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanRole {
+    /// The role.
+    pub role: RoleName,
+    /// Objects the role still owns in this database (a schema left behind, say). Such a role
+    /// is listed but never pruned: its objects may hold data someone wants back.
+    pub owned_objects: i64,
+}
+
+/// What [`prune_orphan_roles`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolePrune {
+    /// The roles dropped (each owned nothing; its privileges here were revoked first).
+    pub removed: Vec<RoleName>,
+    /// Orphans kept because they still own objects in this database.
+    pub kept: Vec<OrphanRole>,
+}
+
+/// The orphan candidates: roles named `<prefix><this database's tag>_…` in exactly the shape
+/// this database gives tenant roles, not in its directory, and with no dependency (owned
+/// object, privilege) in any other database. A role of another database carries that
+/// database's tag, and a role in use elsewhere has dependencies there, so neither is listed.
+const ORPHANS_SQL: &str = "\
+    SELECT r.rolname::text AS role, \
+      (SELECT count(*) FROM pg_catalog.pg_shdepend d \
+        WHERE d.refclassid = 'pg_catalog.pg_authid'::regclass AND d.refobjid = r.oid \
+          AND d.dbid = here.oid AND d.deptype = 'o') AS owned_here \
+    FROM pg_catalog.pg_roles r, \
+      (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) here \
+    WHERE starts_with(r.rolname::text, $1) \
+      AND NOT EXISTS (SELECT 1 FROM {directory} t WHERE t.role = r.rolname::text) \
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d \
+        WHERE d.refclassid = 'pg_catalog.pg_authid'::regclass AND d.refobjid = r.oid \
+          AND d.dbid <> here.oid) \
+    ORDER BY 1";
+
+async fn orphans_in(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    prefix: &str,
+    database: &DatabaseTag,
+) -> PgResult<Vec<OrphanRole>> {
+    let start = format!("{prefix}{database}_");
+    let rows = transaction
+        .query_typed(
+            &ORPHANS_SQL.replace("{directory}", &directory_table()),
+            &[(&start, Type::TEXT)],
+        )
+        .await?;
+    let mut orphans = Vec::new();
+    for row in rows {
+        let role: String = row.try_get("role")?;
+        if !is_tagged_role(prefix, database, &role) {
+            continue;
+        }
+        orphans.push(OrphanRole {
+            role: RoleName::parse(&role)?,
+            owned_objects: row.try_get("owned_here")?,
+        });
+    }
+    Ok(orphans)
+}
+
+/// Lists the tenant roles this database created that no tenant of its directory uses.
+pub(crate) async fn orphan_roles(
+    pool: &Pool,
+    prefix: &str,
+    database: &DatabaseTag,
+) -> PgResult<Vec<OrphanRole>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let orphans = orphans_in(&transaction, prefix, database).await?;
+    transaction.commit().await?;
+    Ok(orphans)
+}
+
+/// Drops every orphan of [`orphan_roles`] that owns nothing, in one transaction holding the
+/// directory in SHARE mode (so no tenant is created meanwhile): the list is taken again
+/// inside it, each role's privileges here are revoked (`DROP OWNED`, which with nothing owned
+/// only revokes) and the role is dropped.
+#[instrument(skip_all)]
+pub(crate) async fn prune_orphan_roles(
+    pool: &Pool,
+    prefix: &str,
+    database: &DatabaseTag,
+) -> PgResult<RolePrune> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", directory_table()))
+        .await?;
+    let mut prune = RolePrune::default();
+    for orphan in orphans_in(&transaction, prefix, database).await? {
+        if orphan.owned_objects > 0 {
+            prune.kept.push(orphan);
+            continue;
+        }
+        let role_sql = orphan.role.quoted();
+        transaction
+            .batch_execute(&format!("DROP OWNED BY {role_sql}; DROP ROLE {role_sql}"))
+            .await?;
+        info!(role = %orphan.role, "orphaned tenant role dropped");
+        prune.removed.push(orphan.role);
+    }
+    transaction.commit().await?;
+    Ok(prune)
 }
 
 async fn lock_tenant(transaction: &TenantTransaction, schema: &Schema) -> PgResult<()> {

@@ -23,12 +23,12 @@ mod sql;
 mod store;
 mod tenant;
 
-pub use directory::TenantRecord;
+pub use directory::{OrphanRole, RolePrune, TenantRecord};
 pub use error::PgError;
 pub use jobs::PgJobQueue;
 pub use keys::PgKeyDirectory;
 pub use migrate::{MigrationReport, MigrationStatus, TenantMigration, LATEST_MIGRATION};
-pub use names::RoleName;
+pub use names::{DatabaseTag, RoleName};
 pub use session::TenantTransaction;
 pub use store::{PostgresOptions, PostgresStore};
 pub use tenant::PostgresTenant;

@@ -1,5 +1,5 @@
 //! Every SQL identifier this backend interpolates: tenant tables through `fq_table`, tenant
-//! role names derived from the schema, and pgvector's qualified type and operator. Values are
+//! role names derived from the database and the schema, and pgvector's qualified type and operator. Values are
 //! never formatted into SQL; only these validated names are.
 
 use astrocyte_core::tenancy::{
@@ -40,6 +40,9 @@ pub(crate) const LOCK_BOOTSTRAP: i32 = 0x4153_4231;
 /// reach for any realistic tenant count while leaving room for a readable schema prefix.
 const ROLE_HASH_HEX: usize = 12;
 
+/// Hex digits of the database tag: the database's OID (a `u32`), so fixed width.
+pub(crate) const DATABASE_TAG_HEX: usize = 8;
+
 /// The longest role prefix accepted, so a useful slice of the schema name still fits.
 pub(crate) const MAX_ROLE_PREFIX_BYTES: usize = 32;
 
@@ -62,18 +65,31 @@ impl RoleName {
         Ok(RoleName(name.to_string()))
     }
 
-    /// Derives the role for `schema`: the prefix, as much of the schema as fits, and a hash of
-    /// the whole schema so truncated names never collide.
-    pub(crate) fn derive(prefix: &str, schema: &Schema) -> PgResult<Self> {
+    /// Derives the role for `schema` in the database tagged `database`: the prefix, the
+    /// database tag, as much of the schema as fits, and a hash of the whole schema so
+    /// truncated names never collide. Roles are cluster-wide; the tag keeps two databases of
+    /// one cluster from wanting the same role for the same tenant, and lets
+    /// [`orphan_role_pattern`] find exactly the roles this database created.
+    pub(crate) fn derive(prefix: &str, database: &DatabaseTag, schema: &Schema) -> PgResult<Self> {
         validate_role_prefix(prefix)?;
-        let digest = Sha256::digest(schema.as_str().as_bytes());
-        let hash = &hex::encode(digest)[..ROLE_HASH_HEX];
-        let room = MAX_IDENTIFIER_BYTES - prefix.len() - 1 - ROLE_HASH_HEX;
+        let hash = schema_hash(schema);
+        let room = MAX_IDENTIFIER_BYTES - prefix.len() - DATABASE_TAG_HEX - 2 - ROLE_HASH_HEX;
         // Schema names are ASCII (identifier rule), so byte slicing is on a char boundary.
         let head = &schema.as_str()[..schema.as_str().len().min(room)];
-        let name = format!("{prefix}{head}_{hash}");
+        let name = format!("{prefix}{database}_{head}_{hash}");
         debug_assert!(name.len() <= MAX_IDENTIFIER_BYTES);
         Self::parse(&name)
+    }
+
+    /// The name releases before the database tag gave `schema`'s role
+    /// (`<prefix><schema head>_<hash>`). Tenants created then keep that role: the directory
+    /// records every tenant's role, and only new tenants get tagged names.
+    pub fn legacy(prefix: &str, schema: &Schema) -> PgResult<Self> {
+        validate_role_prefix(prefix)?;
+        let hash = schema_hash(schema);
+        let room = MAX_IDENTIFIER_BYTES - prefix.len() - 1 - ROLE_HASH_HEX;
+        let head = &schema.as_str()[..schema.as_str().len().min(room)];
+        Self::parse(&format!("{prefix}{head}_{hash}"))
     }
 
     /// The role name.
@@ -91,6 +107,54 @@ impl std::fmt::Display for RoleName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+fn schema_hash(schema: &Schema) -> String {
+    let digest = Sha256::digest(schema.as_str().as_bytes());
+    hex::encode(digest)[..ROLE_HASH_HEX].to_string()
+}
+
+/// A short identifier of one database of the cluster, part of every tenant role name it
+/// creates: its OID in eight lower-case hex digits. Unique among the cluster's live databases
+/// and stable for the database's life (a rename keeps it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DatabaseTag(String);
+
+impl DatabaseTag {
+    /// The tag of the database with this OID.
+    pub(crate) fn from_oid(oid: u32) -> Self {
+        DatabaseTag(format!("{oid:08x}"))
+    }
+
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DatabaseTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether `role` has the exact shape [`RoleName::derive`] gives roles of the database
+/// tagged `database` under `prefix`: `<prefix><tag>_<schema head>_<12 hex>`.
+pub(crate) fn is_tagged_role(prefix: &str, database: &DatabaseTag, role: &str) -> bool {
+    let Some(rest) = role
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix(database.as_str()))
+        .and_then(|rest| rest.strip_prefix('_'))
+    else {
+        return false;
+    };
+    let Some((head, hash)) = rest.rsplit_once('_') else {
+        return false;
+    };
+    !head.is_empty()
+        && hash.len() == ROLE_HASH_HEX
+        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && validate_identifier(head, IdentifierLabel::Schema).is_ok()
 }
 
 /// Checks a role prefix: identifier characters, starting like an identifier, short enough.
@@ -166,25 +230,65 @@ impl VectorSql {
 mod tests {
     use super::*;
 
+    fn tag() -> DatabaseTag {
+        DatabaseTag::from_oid(16_384)
+    }
+
     #[test]
     fn role_names_fit_and_differ_for_long_schemas() {
         let long_a = Schema::new("a".repeat(63)).expect("valid");
         let long_b = Schema::new(format!("{}b", "a".repeat(62))).expect("valid");
-        let role_a = RoleName::derive("astro_t_", &long_a).expect("role");
-        let role_b = RoleName::derive("astro_t_", &long_b).expect("role");
-        assert!(role_a.as_str().len() <= 63);
-        assert_ne!(role_a, role_b);
-        assert!(role_a.as_str().starts_with("astro_t_aaaa"));
+        let prefix = "x".repeat(MAX_ROLE_PREFIX_BYTES);
+        for prefix in ["astro_t_", prefix.as_str()] {
+            let role_a = RoleName::derive(prefix, &tag(), &long_a).expect("role");
+            let role_b = RoleName::derive(prefix, &tag(), &long_b).expect("role");
+            assert!(role_a.as_str().len() <= 63, "{role_a}");
+            assert_ne!(role_a, role_b);
+            assert!(role_a
+                .as_str()
+                .starts_with(&format!("{prefix}00004000_aaaa")));
+            assert!(is_tagged_role(prefix, &tag(), role_a.as_str()));
+        }
     }
 
     #[test]
-    fn role_names_are_stable() {
+    fn role_names_are_stable_and_differ_per_database() {
         let schema = Schema::new("acme").expect("valid");
-        let first = RoleName::derive("p_", &schema).expect("role");
-        let second = RoleName::derive("p_", &schema).expect("role");
+        let first = RoleName::derive("p_", &tag(), &schema).expect("role");
+        let second = RoleName::derive("p_", &tag(), &schema).expect("role");
         assert_eq!(first, second);
-        assert!(first.as_str().starts_with("p_acme_"));
-        assert_eq!(first.as_str().len(), "p_acme_".len() + 12);
+        assert!(first.as_str().starts_with("p_00004000_acme_"), "{first}");
+        assert_eq!(first.as_str().len(), "p_00004000_acme_".len() + 12);
+        let other = RoleName::derive("p_", &DatabaseTag::from_oid(16_385), &schema).expect("role");
+        assert_ne!(first, other);
+        assert!(!is_tagged_role("p_", &tag(), other.as_str()));
+        assert!(is_tagged_role(
+            "p_",
+            &DatabaseTag::from_oid(16_385),
+            other.as_str()
+        ));
+    }
+
+    #[test]
+    fn legacy_names_are_the_old_derivation_and_not_tagged() {
+        let schema = Schema::new("acme").expect("valid");
+        let legacy = RoleName::legacy("p_", &schema).expect("role");
+        // The pre-tag scheme: prefix, schema, 12 hex digits of sha256(schema).
+        let digest = hex::encode(Sha256::digest(b"acme"));
+        assert_eq!(legacy.as_str(), format!("p_acme_{}", &digest[..12]));
+        assert!(!is_tagged_role("p_", &tag(), legacy.as_str()));
+        assert!(!is_tagged_role(
+            "p_",
+            &tag(),
+            "p_00004000_acme_notahexhash1"
+        ));
+        assert!(!is_tagged_role("p_", &tag(), "p_00004000__0123456789ab"));
+        assert!(!is_tagged_role(
+            "q_",
+            &tag(),
+            "p_00004000_acme_0123456789ab"
+        ));
+        assert!(is_tagged_role("p_", &tag(), "p_00004000_acme_0123456789ab"));
     }
 
     #[test]

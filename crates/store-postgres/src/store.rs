@@ -16,14 +16,14 @@ use parking_lot::Mutex;
 use tokio_postgres::NoTls;
 use tracing::{info, instrument};
 
-use crate::directory::{self, AdminOutcome, TenantRecord};
+use crate::directory::{self, AdminOutcome, OrphanRole, RolePrune, TenantRecord};
 use crate::error::PgError;
 use crate::keys::PgKeyDirectory;
 use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
 };
-use crate::names::{validate_role_prefix, RoleName, VectorSql};
+use crate::names::{validate_role_prefix, DatabaseTag, RoleName, VectorSql};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::tenant::PostgresTenant;
 
@@ -39,8 +39,9 @@ pub struct PostgresOptions {
     /// When true, [`Store::tenant`] creates an unknown tenant on first use; otherwise it
     /// answers `NotFound` and tenants are created explicitly.
     pub auto_create_tenants: bool,
-    /// Prefix of the per-tenant role names. Roles are cluster-wide, so deployments (and test
-    /// runs) sharing a cluster use different prefixes.
+    /// Prefix of the per-tenant role names. Roles are cluster-wide; every role name also
+    /// carries a tag of its database (`<prefix><database tag>_<schema head>_<hash>`), so
+    /// databases of one cluster never collide even with the same prefix.
     pub role_prefix: String,
     /// Tenants migrated at once by [`PostgresStore::migrate_all_tenants`].
     pub migration_concurrency: usize,
@@ -71,6 +72,8 @@ struct Inner {
     pool: Pool,
     options: PostgresOptions,
     vector: Arc<VectorSql>,
+    /// This database's tag, part of every tenant role it creates.
+    database: DatabaseTag,
     /// Open tenant handles; a handle is checked (exists, migrated) once, then reused.
     handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
     keys: Arc<PgKeyDirectory>,
@@ -117,14 +120,15 @@ impl PostgresStore {
             .create_timeout(Some(options.pool_wait_timeout))
             .build()
             .map_err(PgError::from)?;
-        let vector_schema = directory::bootstrap(&pool).await?;
-        info!(pgvector_schema = %vector_schema, "connected");
+        let (vector_schema, database) = directory::bootstrap(&pool).await?;
+        info!(pgvector_schema = %vector_schema, database_tag = %database, "connected");
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 keys: Arc::new(PgKeyDirectory::new(pool.clone())),
                 pool,
                 options,
                 vector: Arc::new(VectorSql::new(vector_schema)),
+                database,
                 handles: Mutex::new(HashMap::new()),
             }),
         })
@@ -150,9 +154,42 @@ impl PostgresStore {
         self.inner.keys.clone()
     }
 
-    /// The role name a new tenant with this schema gets.
+    /// The role name a new tenant with this schema gets. An existing tenant keeps the role
+    /// its directory row names (tenants created before the database tag keep untagged roles).
     pub fn role_for(&self, schema: &Schema) -> Result<RoleName> {
-        Ok(RoleName::derive(&self.inner.options.role_prefix, schema)?)
+        Ok(RoleName::derive(
+            &self.inner.options.role_prefix,
+            &self.inner.database,
+            schema,
+        )?)
+    }
+
+    /// This database's tag (its OID in hex), part of every tenant role it creates.
+    pub fn database_tag(&self) -> &DatabaseTag {
+        &self.inner.database
+    }
+
+    /// Tenant roles this database created (prefix and database tag) that no tenant in its
+    /// directory uses, sorted by name. Roles of other databases on the cluster are never
+    /// listed: they carry another tag, and a role with anything in another database is skipped.
+    pub async fn orphan_roles(&self) -> Result<Vec<OrphanRole>> {
+        Ok(directory::orphan_roles(
+            &self.inner.pool,
+            &self.inner.options.role_prefix,
+            &self.inner.database,
+        )
+        .await?)
+    }
+
+    /// Drops the [`PostgresStore::orphan_roles`] that own nothing, in one transaction; orphans
+    /// still owning objects in this database are kept and reported.
+    pub async fn prune_orphan_roles(&self) -> Result<RolePrune> {
+        Ok(directory::prune_orphan_roles(
+            &self.inner.pool,
+            &self.inner.options.role_prefix,
+            &self.inner.database,
+        )
+        .await?)
     }
 
     async fn binding(&self, schema: &Schema) -> Result<TenantBinding> {

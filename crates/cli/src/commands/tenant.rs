@@ -37,6 +37,9 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
                 println!("dropped tenant {schema}");
             }
         }
+        TenantCommand::Roles | TenantCommand::PruneRoles => {
+            anyhow::bail!("tenant roles and prune-roles are dispatched to `roles`")
+        }
     }
     Ok(())
 }
@@ -73,6 +76,52 @@ pub async fn migrate(
     }
     if !report.all_ok() {
         anyhow::bail!("{} tenant(s) failed to migrate", report.failed().count());
+    }
+    Ok(())
+}
+
+/// Lists (or, with `prune`, removes) the orphaned tenant roles of the configured PostgreSQL
+/// database: roles it created (role prefix and database tag) whose tenant is not in its
+/// directory. Roles still owning objects are listed and kept.
+pub async fn roles(
+    loaded: &astrocyte_settings::Loaded,
+    prune: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(url) = &loaded.settings.database_url else {
+        anyhow::bail!(
+            "tenant roles and prune-roles need --database-url (the embedded store has no roles)"
+        );
+    };
+    let store = crate::backend::connect_postgres(loaded, url.expose()).await?;
+    let orphan = |o: &astrocyte_store_postgres::OrphanRole| json!({"role": o.role.as_str(), "owned_objects": o.owned_objects});
+    if prune {
+        let pruned = store.prune_orphan_roles().await?;
+        let removed: Vec<&str> = pruned.removed.iter().map(|r| r.as_str()).collect();
+        if json {
+            let kept: Vec<_> = pruned.kept.iter().map(orphan).collect();
+            print_json(&json!({"removed": removed, "kept": kept}))?;
+        } else {
+            for role in &removed {
+                println!("removed {role}");
+            }
+            for kept in &pruned.kept {
+                println!(
+                    "kept {} (owns {} objects in this database)",
+                    kept.role, kept.owned_objects
+                );
+            }
+        }
+    } else {
+        let orphans = store.orphan_roles().await?;
+        if json {
+            let list: Vec<_> = orphans.iter().map(orphan).collect();
+            print_json(&json!({"database_tag": store.database_tag().as_str(), "orphans": list}))?;
+        } else {
+            for o in &orphans {
+                println!("{}\t{} owned objects", o.role, o.owned_objects);
+            }
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod isolation;
 mod jobs;
 mod keys;
 mod migrations;
+mod roles;
 mod settings;
 mod support;
 mod tenants;

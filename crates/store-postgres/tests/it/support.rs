@@ -64,6 +64,13 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a uniquely named database.
     pub async fn create() -> TestDb {
+        Self::create_with_prefix(None).await
+    }
+
+    /// Creates a uniquely named database whose stores use `prefix` for tenant roles (another
+    /// test database's, to put two databases of one cluster under the same prefix), or a
+    /// prefix of its own.
+    pub async fn create_with_prefix(prefix: Option<&str>) -> TestDb {
         let server = server_url();
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -75,7 +82,9 @@ impl TestDb {
             .unwrap_or_else(|error| panic!("create database {name}: {error}"));
         TestDb {
             url: with_database(&server, &name),
-            role_prefix: format!("it{}_", &unique[8..18]),
+            role_prefix: prefix
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("it{}_", &unique[8..18])),
             name,
             server,
         }
@@ -103,6 +112,24 @@ impl TestDb {
             .expect("connect store")
     }
 
+    /// Drops the database now (its tenant roles stay, as they do in production); the guard
+    /// still drops the roles with its prefix at the end.
+    pub async fn drop_database(&self) {
+        connect(&self.server)
+            .await
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .unwrap_or_else(|error| panic!("drop database {}: {error}", self.name));
+    }
+
+    /// A superuser client on the server's maintenance database (for cluster-wide checks).
+    pub async fn server_admin(&self) -> tokio_postgres::Client {
+        connect(&self.server).await
+    }
+
     /// A superuser client on this database, for catalog checks and test set-up.
     pub async fn admin(&self) -> tokio_postgres::Client {
         connect(&self.url).await
@@ -128,9 +155,17 @@ async fn cleanup(
         .await?;
     for row in roles {
         let role: String = row.get(0);
-        client
+        match client
             .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
-            .await?;
+            .await
+        {
+            // Another live test database shares the prefix and this role owns something
+            // there: that database's guard drops it.
+            Err(error)
+                if error.code()
+                    == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => {}
+            other => other?,
+        }
     }
     drop(client);
     let _ = task.await;
