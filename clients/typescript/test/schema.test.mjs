@@ -1,5 +1,5 @@
 // The checked-in src/schema.d.ts must be what openapi-typescript makes of the live server's
-// /openapi.json today; when the server's contract changes, `npm run generate -- URL` updates it.
+// /openapi.json today; when the server's contract changes, `npm run generate` updates it.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
@@ -19,6 +19,14 @@ test("src/schema.d.ts matches the types generated from the live /openapi.json", 
   const generated = await generateSchema(document);
   const checkedIn = await readFile(SCHEMA_PATH, "utf8");
   assert.ok(generated.includes("RetainResponse") && generated.includes("MemoryHitDto"));
-  assert.equal(checkedIn, generated,
-    `src/schema.d.ts is stale: run \`npm run generate -- ${server.baseUrl}/openapi.json\` against a current server`);
+  if (checkedIn === generated) return;
+  // Show where they part, not the whole 1,500-line file.
+  const want = generated.split("\n"), have = checkedIn.split("\n");
+  let line = 0;
+  while (line < want.length && want[line] === have[line]) line++;
+  const around = (lines) => lines.slice(Math.max(0, line - 2), line + 4).map((l, i) => `  ${Math.max(0, line - 2) + i + 1}: ${l}`).join("\n");
+  assert.fail(
+    "src/schema.d.ts differs from the types of the live /openapi.json; after a change to the server's contract, run\n" +
+    "  (cd clients/typescript && npm run generate)   # starts target/debug/astrocyte (or ASTROCYTE_TEST_BIN)\n" +
+    `first difference at line ${line + 1}.\nchecked in:\n${around(have)}\ngenerated:\n${around(want)}`);
 });
