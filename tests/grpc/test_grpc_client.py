@@ -59,10 +59,12 @@ def server():
         ASTROCYTE_TENANT_EXTENSION="api_key",
         ASTROCYTE_API_KEY_SECRET="python-grpc-test-secret-of-32-chars",
     )
+    # A file, not a pipe: nobody reads the server's logs while it runs.
+    log = tempfile.NamedTemporaryFile(prefix="astrocyte-grpc-log-", delete=False)
     process = subprocess.Popen(
         [str(BINARY), "--data-dir", data, "--embedder", "hashing", "serve",
          "--port", str(http_port), "--grpc-port", str(grpc_port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{http_port}"
     deadline = time.time() + 60
@@ -73,7 +75,7 @@ def server():
         except OSError:
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
-                raise RuntimeError(process.stderr.read().decode())
+                raise RuntimeError(Path(log.name).read_text())
             time.sleep(0.2)
     keys = {}
     for tenant in ("py_a", "py_b"):

@@ -618,7 +618,6 @@ export interface components {
              * @description Time travel: what was known at this instant.
              */
             as_of?: string | null;
-            /** @description One bank (or use `banks`). */
             bank_id?: string | null;
             banks?: string[] | null;
             /**

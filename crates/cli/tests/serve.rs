@@ -345,7 +345,7 @@ async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
         ),
         (
             json!({"kind": "lifecycle", "payload": {"bank_id": "queue", "archive_after_days": -3}}),
-            "0 or more",
+            "from 0 to",
         ),
         (
             json!({"kind": "lifecycle", "payload": {"bank_id": "queue", "archive_after_days": "soon"}}),

@@ -40,8 +40,10 @@ pub struct LifecycleJob {
     /// The bank.
     pub bank_id: String,
     /// Soft-forget memories whose effective time is older than this many days.
+    #[serde(deserialize_with = "whole_number")]
     pub archive_after_days: Option<i64>,
     /// Purge memories older than this many days.
+    #[serde(deserialize_with = "whole_number")]
     pub delete_after_days: Option<i64>,
     /// Memories with any of these tags are never touched.
     pub exempt_tags: Vec<String>,
@@ -56,6 +58,25 @@ pub struct ConsolidateJob {
     /// Cosine similarity at or above which two memories are duplicates (default: the
     /// engine's dedup threshold).
     pub threshold: Option<f32>,
+}
+
+/// The longest lifecycle threshold, in days (beyond any date a store holds).
+pub const MAX_DAYS: i64 = 1_000_000;
+
+/// A whole number given as an integer or as a float without a fraction (`30.0`), as JSON allows.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i64>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Some(f as i64)),
+            _ => Err(serde::de::Error::custom(format!(
+                "{n} is not a whole number"
+            ))),
+        },
+    }
 }
 
 impl JobSpec {
@@ -108,7 +129,9 @@ impl JobSpec {
     pub fn validate(&self) -> Result<()> {
         BankId::new(self.bank_id())?;
         let days = |name: &str, value: Option<i64>| match value {
-            Some(d) if d < 0 => Err(Error::invalid(format!("{name} must be 0 or more, not {d}"))),
+            Some(d) if !(0..=MAX_DAYS).contains(&d) => Err(Error::invalid(format!(
+                "{name} must be from 0 to {MAX_DAYS}, not {d}"
+            ))),
             _ => Ok(()),
         };
         match self {

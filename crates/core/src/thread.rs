@@ -34,8 +34,10 @@ pub fn thread_key(request: &RetainRequest) -> Option<String> {
         .clone()
         .or_else(from_metadata)
         .map(|k| {
+            // A NUL cannot be stored (PostgreSQL text): dropped, like the key's outer spaces.
             k.trim()
                 .chars()
+                .filter(|c| *c != '\0')
                 .take(MAX_THREAD_KEY_CHARS)
                 .collect::<String>()
         })

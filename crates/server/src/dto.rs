@@ -26,7 +26,10 @@ mod lax {
     fn to_int<E: serde::de::Error>(raw: IntOrString) -> Result<i64, E> {
         match raw {
             IntOrString::Int(v) => Ok(v),
-            IntOrString::Float(v) if v.fract() == 0.0 && v.is_finite() => Ok(v as i64),
+            // Whole and within i64: a float beyond it would saturate silently.
+            IntOrString::Float(v) if v.fract() == 0.0 && v.is_finite() && v.abs() < 9.2e18 => {
+                Ok(v as i64)
+            }
             IntOrString::Float(v) => Err(E::custom(format!("{v} is not an integer"))),
             IntOrString::Text(s) => s
                 .trim()
@@ -67,9 +70,11 @@ mod lax {
     }
 
     /// An optional ISO 8601 datetime.
+    /// An optional ISO 8601 datetime; blank means absent, as MCP's tools read it.
     pub fn opt_datetime<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
+            Some(raw) if raw.trim().is_empty() => Ok(None),
             Some(raw) => parse_datetime(&raw)
                 .map(Some)
                 .map_err(serde::de::Error::custom),
@@ -144,11 +149,16 @@ pub struct ErrorDetail {
     pub detail: String,
 }
 
-/// The fixed body of a tenant authentication failure (401).
+/// The body of a 401: `{"error": "authentication_failed"}` when the tenant credential is
+/// refused, `{"detail": …}` when the principal's is (no cause is ever given).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuthenticationFailed {
-    /// Always `authentication_failed`.
-    pub error: String,
+    /// `authentication_failed`, for a refused tenant credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What is missing, for a refused principal credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The body of a PII rejection (422).
@@ -222,8 +232,10 @@ impl From<ContentTypeDto> for astrocyte_core::ContentType {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RetainBody {
     /// The content to remember.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub content: String,
     /// Target bank.
+    #[schema(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,254}$")]
     pub bank_id: String,
     /// Flat metadata: string keys to scalars.
     #[serde(default)]
@@ -360,6 +372,7 @@ impl From<crate::service::Retained> for RetainResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RecallBody {
     /// The query.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub query: String,
     /// One bank (or use `banks`).
     #[serde(default)]
@@ -529,8 +542,10 @@ fn default_true() -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReflectBody {
     /// The question.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub query: String,
     /// The bank to read.
+    #[schema(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,254}$")]
     pub bank_id: String,
     /// Token budget for the memories the answer rests on.
     #[serde(default, deserialize_with = "lax::opt_int")]
@@ -578,6 +593,7 @@ impl ReflectResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ForgetBody {
     /// The bank.
+    #[schema(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,254}$")]
     pub bank_id: String,
     /// These memories.
     #[serde(default)]
@@ -609,8 +625,10 @@ pub struct ForgetResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct HistoryBody {
     /// The query.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub query: String,
     /// The bank.
+    #[schema(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,254}$")]
     pub bank_id: String,
     /// The instant to reconstruct.
     #[serde(deserialize_with = "lax::datetime")]
@@ -654,6 +672,7 @@ pub struct HistoryResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ExportBody {
     /// The bank.
+    #[schema(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,254}$")]
     pub bank_id: String,
     /// File path, absolute or relative to the first portability root.
     pub path: String,
@@ -688,6 +707,7 @@ pub enum OnConflictDto {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ImportBody {
     /// The destination bank.
+    #[schema(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,254}$")]
     pub bank_id: String,
     /// File path, absolute or relative to the first portability root.
     pub path: String,

@@ -84,6 +84,7 @@ pub async fn banks(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct EnqueueJobBody {
     /// `reembed`, `lifecycle` or `consolidate` (asynchronous retain goes through `/v1/retain`).
+    #[schema(pattern = "^(reembed|lifecycle|consolidate)$")]
     pub kind: String,
     /// The job's input; always names a `bank_id`.
     #[schema(value_type = Object)]

@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/v1/retain", tag = "memory", request_body = RetainBody,
     responses(
         (status = 200, body = RetainResponse),
+        (status = 202, description = "Queued (`async`): `job_id` and `job_state`", body = RetainResponse),
         (status = 400, body = ErrorDetail), (status = 403, body = ErrorDetail),
         (status = 413, body = ErrorDetail), (status = 422, body = PiiRejectedBody),
         (status = 429, body = RateLimitedBody)))]
@@ -69,6 +70,10 @@ pub async fn recall(
     caller: Caller,
     JsonBody(body): JsonBody<RecallBody>,
 ) -> Result<Json<RecallResponse>, ApiError> {
+    // `banks` wins over `bank_id`, but a malformed `bank_id` is refused, never ignored.
+    if let Some(bank) = &body.bank_id {
+        astrocyte_core::BankId::new(bank)?;
+    }
     let banks = match (body.banks, body.bank_id) {
         (Some(banks), _) if !banks.is_empty() => banks,
         (_, Some(bank)) => vec![bank],

@@ -258,6 +258,9 @@ impl Service {
     /// Stores content, or queues it when `run_async` is set.
     pub async fn retain(&self, caller: &Caller, command: Retain) -> Result<Retained, ApiError> {
         let (run_async, idempotency_key) = (command.run_async, command.idempotency_key.clone());
+        // Checked even where it has no use (a synchronous retain), so one key is valid or
+        // invalid everywhere.
+        astrocyte_core::pipeline::validate::check_idempotency_key(idempotency_key.as_deref())?;
         let (request, ticket) = self.admit_retain(caller, command).await?;
         let result = if run_async {
             self.enqueue_retain(caller, request, idempotency_key).await
@@ -692,11 +695,12 @@ impl Service {
     // --- API keys (cross-tenant: callers pass the admin guard first) -------------------------
 
     fn api_keys(&self) -> Result<&ApiKeys, ApiError> {
+        // Not configured here: a refusal the operator can act on, not a server fault.
         self.state.api_keys().ok_or_else(|| {
-            ApiError::Core(Error::Unsupported(
-                "API key issuing needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
+            ApiError::Forbidden(
+                "API key issuing is not enabled: it needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
                     .into(),
-            ))
+            )
         })
     }
 
