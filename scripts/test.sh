@@ -16,6 +16,6 @@ cargo test --workspace --locked
 # schemathesis against /openapi.json on both stores; then our own client libraries.
 bash scripts/python-env.sh
 cargo build --locked --bin astrocyte
-export ASTROCYTE_TEST_BIN="$PWD/target/debug/astrocyte"
+export ASTROCYTE_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/astrocyte"
 target/python-env/bin/python -m pytest -q tests
 bash scripts/test-clients.sh
