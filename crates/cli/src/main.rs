@@ -180,12 +180,8 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         Command::Serve(args) => commands::serve::run(&loaded, args.no_workers).await,
         Command::Mcp => commands::serve::mcp(&loaded, schema).await,
         Command::Bench(args) => {
-            refuse_flags(
-                &loaded,
-                "bench",
-                &["--data-dir", "--tenant", "--database-url"],
-            )?;
-            commands::bench::run(args, backend::build_embedder(&loaded)?, json).await
+            refuse_flags(&loaded, "bench", &["--data-dir", "--tenant"])?;
+            commands::bench::run(args, &loaded, backend::build_embedder(&loaded)?, json).await
         }
         Command::Eval(EvalCommand::Locomo(args)) => {
             refuse_flags(&loaded, "eval", &["--data-dir", "--tenant"])?;

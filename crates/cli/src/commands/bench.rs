@@ -11,12 +11,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use astrocyte_core::{Embedder, Engine, EngineConfig, RecallRequest, RetainRequest, Schema};
-use astrocyte_store_sqlite::{SqliteOptions, SqliteStore};
+use astrocyte_settings::Loaded;
 use chrono::{TimeZone, Utc};
 use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+
+use crate::commands::scratch::ScratchStore;
 
 /// `bench` options.
 #[derive(Debug, Args)]
@@ -258,14 +260,29 @@ async fn recalls_per_second(
 
 /// Runs one bank-size scenario.
 async fn bank_scenario(
+    loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
     size: usize,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
-    let engine = Arc::new(Engine::new(store, embedder, EngineConfig::default()));
-    let schema = Schema::new("bench")?;
+    let scratch = ScratchStore::open(loaded, "bench").await?;
+    let result = bank_run(&scratch, embedder, size, args).await;
+    scratch.drop().await?;
+    result
+}
+
+async fn bank_run(
+    scratch: &ScratchStore,
+    embedder: Arc<dyn Embedder>,
+    size: usize,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
+    let engine = Arc::new(Engine::new(
+        scratch.store(),
+        embedder,
+        EngineConfig::default(),
+    ));
+    let schema = scratch.schema().clone();
     let bank = "bench-bank";
     let mut generator = MemoryGenerator::new(args.seed);
     let mut segments: Vec<Value> = Vec::new();
@@ -328,18 +345,45 @@ async fn bank_scenario(
 }
 
 /// Runs the many-tenants scenario: the same total spread over `tenants` schemas.
-async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow::Result<Value> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
-    let engine = Engine::new(store, embedder, EngineConfig::default());
+async fn tenants_scenario(
+    loaded: &Loaded,
+    embedder: Arc<dyn Embedder>,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
+    let scratch = ScratchStore::open(loaded, "bench_tenants").await?;
+    let store = scratch.store();
+    // The other tenants are named after the throw-away one, so they never meet real ones.
     let schemas: Vec<Schema> = (0..args.tenants)
-        .map(|i| Schema::new(format!("tenant_{i:04}")))
+        .map(|i| Schema::new(format!("{}_{i:04}", scratch.schema())))
         .collect::<Result<_, _>>()?;
+    let on_postgres = store.backend() == "postgres";
+    if on_postgres {
+        for schema in &schemas {
+            store.create_tenant(schema).await?;
+        }
+    }
+    let result = tenants_run(store.clone(), &schemas, embedder, args).await;
+    if on_postgres {
+        for schema in &schemas {
+            store.drop_tenant(schema).await?;
+        }
+    }
+    scratch.drop().await?;
+    result
+}
+
+async fn tenants_run(
+    store: Arc<dyn astrocyte_core::Store>,
+    schemas: &[Schema],
+    embedder: Arc<dyn Embedder>,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
+    let engine = Engine::new(store, embedder, EngineConfig::default());
     let per_tenant = (args.tenant_memories / args.tenants.max(1)).max(1);
     let mut generator = MemoryGenerator::new(args.seed ^ 0x5eed);
     let bank = "bench-bank";
     let started = Instant::now();
-    for schema in &schemas {
+    for schema in schemas {
         let mut n = 0;
         while n < per_tenant {
             let take = args.batch.min(per_tenant - n);
@@ -353,8 +397,8 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
     let retained = per_tenant * schemas.len();
     let retain_rate = retained as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
-    recall_latencies(&engine, &schemas, bank, &queries).await?;
-    let latencies = recall_latencies(&engine, &schemas, bank, &queries)
+    recall_latencies(&engine, schemas, bank, &queries).await?;
+    let latencies = recall_latencies(&engine, schemas, bank, &queries)
         .await?
         .total_ms;
     Ok(json!({
@@ -368,23 +412,47 @@ async fn tenants_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyh
 
 /// Queues retains through the tenant's job queue while the worker pool drains it; reports
 /// throughput and the lag from enqueue to recallable (job done) per job.
-async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow::Result<Value> {
+async fn async_scenario(
+    loaded: &Loaded,
+    embedder: Arc<dyn Embedder>,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
+    let scratch = ScratchStore::open(loaded, "bench_async").await?;
+    let result = async_run(&scratch, embedder, args).await;
+    scratch.drop().await?;
+    result
+}
+
+async fn async_run(
+    scratch: &ScratchStore,
+    embedder: Arc<dyn Embedder>,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
     use astrocyte_core::jobs::{JobSpec, JobState};
-    use astrocyte_workers::{StoreTenants, WorkerConfig, WorkerPool};
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn astrocyte_core::Store> =
-        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default())?);
+    use astrocyte_core::tenancy::Tenant;
+    use astrocyte_workers::{TenantSource, WorkerConfig, WorkerPool};
+    /// Only the throw-away tenant: on a shared database the others are not ours to drain.
+    struct One(Schema);
+    #[async_trait::async_trait]
+    impl TenantSource for One {
+        async fn tenants(&self) -> astrocyte_core::Result<Vec<Tenant>> {
+            Ok(vec![Tenant {
+                schema: self.0.clone(),
+            }])
+        }
+    }
+    let store = scratch.store();
     let engine = Arc::new(Engine::new(
         store.clone(),
         embedder,
         EngineConfig::default(),
     ));
-    let schema = Schema::new("bench_async")?;
+    let schema = scratch.schema().clone();
     let queue = engine
         .tenant(&schema)
         .await?
         .jobs()
-        .context("the embedded store has no job queue")?;
+        .context("this store has no job queue")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let config = WorkerConfig {
         poll_interval: std::time::Duration::from_millis(20),
@@ -392,7 +460,7 @@ async fn async_scenario(embedder: Arc<dyn Embedder>, args: &BenchArgs) -> anyhow
         ..WorkerConfig::default()
     };
     let workers = tokio::spawn(
-        WorkerPool::new(engine.clone(), Arc::new(StoreTenants(store)), config).run(stopped),
+        WorkerPool::new(engine.clone(), Arc::new(One(schema.clone())), config).run(stopped),
     );
     let mut generator = MemoryGenerator::new(args.seed ^ 0xa5);
     let started = Instant::now();
@@ -500,6 +568,7 @@ fn latency_chart(embedder: &str, banks: &[Value]) -> String {
 /// Runs the benchmark for one embedder and prints its figures.
 pub async fn run(
     args: BenchArgs,
+    loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
     json_output: bool,
 ) -> anyhow::Result<()> {
@@ -512,14 +581,14 @@ pub async fn run(
             size,
             embedder.model()
         );
-        banks.push(bank_scenario(embedder.clone(), *size, &args).await?);
+        banks.push(bank_scenario(loaded, embedder.clone(), *size, &args).await?);
     }
     let tenants = if args.tenants > 0 {
         eprintln!(
             "bench: {} memories across {} tenants",
             args.tenant_memories, args.tenants
         );
-        Some(tenants_scenario(embedder.clone(), &args).await?)
+        Some(tenants_scenario(loaded, embedder.clone(), &args).await?)
     } else {
         None
     };
@@ -528,11 +597,12 @@ pub async fn run(
             "bench: {} asynchronous retains through the job queue",
             args.async_retains
         );
-        Some(async_scenario(embedder.clone(), &args).await?)
+        Some(async_scenario(loaded, embedder.clone(), &args).await?)
     } else {
         None
     };
     let report = json!({
+        "store": if loaded.settings.database_url.is_some() { "postgres" } else { "sqlite" },
         "embedder": embedder.model(),
         "async_retain": async_retain,
         "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
