@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use astrocyte_core::tenancy::Schema;
+// The gateway turns strict tenancy on: in-process calls bind their tenant, as requests do.
+use astrocyte_core::tenancy::{use_schema, Schema};
 use astrocyte_core::{Engine, EngineConfig, RecallRequest, RetainRequest};
 use astrocyte_providers::HashingEmbedder;
 use astrocyte_server::grpc::proto::{self, memory_client::MemoryClient};
@@ -110,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     for q in queries.iter().cycle().take(WARMUP) {
-        engine.recall(&schema, recall(q)).await?;
+        use_schema(schema.clone(), engine.recall(&schema, recall(q))).await?;
     }
     // The gateway on loopback, default (dev) configuration.
     let config = ServerConfig {
@@ -171,7 +172,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .take(LATENCY_SAMPLES)
     {
         let t = Instant::now();
-        let result = engine.recall(&schema, recall(q)).await?;
+        let result = use_schema(schema.clone(), engine.recall(&schema, recall(q))).await?;
         inproc.push(t.elapsed());
         assert!(!result.hits.is_empty());
 
@@ -267,7 +268,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ..Default::default()
                 };
                 i += CONCURRENCY;
-                if engine.recall(&schema, request).await.is_ok() {
+                if use_schema(schema.clone(), engine.recall(&schema, request))
+                    .await
+                    .is_ok()
+                {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -412,7 +412,8 @@ impl GrpcListener {
             .add_service(reflection_alpha)
             .add_service(memory)
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(self.listener),
+                // Small replies must not wait on Nagle's algorithm (a 40 ms stall per call).
+                tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await;
