@@ -4,6 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The version with the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUILD_COMMIT"),
+    ")"
+);
+
 /// Astrocyte: a memory server for AI agents.
 ///
 /// Agents retain memories into banks, recall them with hybrid retrieval, reflect on them and
@@ -11,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 /// the commands below on the embedded store (or PostgreSQL with --database-url).
 /// Settings: docs/configuration.md, `astrocyte config show`.
 #[derive(Debug, Parser)]
-#[command(name = "astrocyte", version, about, long_about)]
+#[command(name = "astrocyte", version = VERSION, about, long_about)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]

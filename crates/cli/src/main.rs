@@ -133,6 +133,26 @@ fn config(command: ConfigCommand, loaded: &Loaded) -> anyhow::Result<()> {
     }
 }
 
+/// A read-only command on a tenant the user named that does not exist says so (a typo must
+/// not create an empty tenant); the default tenant of a fresh install just holds nothing yet.
+async fn existing_tenant(
+    loaded: &Loaded,
+    engine: &astrocyte_core::Engine,
+    schema: &Schema,
+) -> anyhow::Result<()> {
+    if !loaded.is_set("tenant") {
+        return Ok(());
+    }
+    let tenants = engine.store().list_tenants().await?;
+    if tenants.iter().any(|t| &t.schema == schema) {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "tenant {schema} does not exist (`astrocyte tenant list` shows the tenants; `astrocyte tenant create {schema}` or a retain creates it)"
+        )
+    }
+}
+
 /// A flag the command would not use is refused, never silently ignored.
 fn refuse_flags(loaded: &Loaded, command: &str, unused: &[&str]) -> anyhow::Result<()> {
     for spec in astrocyte_settings::TABLE {
@@ -168,11 +188,27 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
             commands::tenant::run(store.as_ref(), command, json).await
         }
         Command::Retain(args) => memory::retain(&engine().await?, &schema, args, json).await,
-        Command::Recall(args) => memory::recall(&engine().await?, &schema, args, json).await,
-        Command::Reflect(args) => memory::reflect(&engine().await?, &schema, args, json).await,
+        Command::Recall(args) => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            memory::recall(&engine, &schema, args, json).await
+        }
+        Command::Reflect(args) => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            memory::reflect(&engine, &schema, args, json).await
+        }
         Command::Forget(args) => memory::forget(&engine().await?, &schema, args, json).await,
-        Command::Banks => memory::banks(&engine().await?, &schema, json).await,
-        Command::Export(args) => memory::export(&engine().await?, &schema, args, json).await,
+        Command::Banks => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            memory::banks(&engine, &schema, json).await
+        }
+        Command::Export(args) => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            memory::export(&engine, &schema, args, json).await
+        }
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
         Command::Migrate { all_tenants } => {
             commands::tenant::migrate(&loaded, &schema, all_tenants, json).await

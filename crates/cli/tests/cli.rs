@@ -68,6 +68,19 @@ fn retain_then_recall_and_tenants_stay_isolated() {
     let score = hits[0]["score"].as_f64().expect("score");
     assert!(score > 0.0 && score <= 1.0);
 
+    // A read on a tenant that does not exist says so, and creates nothing.
+    let typo = astrocyte(d, &["--tenant", "tennat_a", "banks"]);
+    assert!(!typo.status.success());
+    assert!(
+        stderr(&typo).contains("tenant tennat_a does not exist"),
+        "{}",
+        stderr(&typo)
+    );
+    assert!(!d.join("tennat_a.db").exists(), "the typo created a tenant");
+    let created = astrocyte(d, &["tenant", "create", "tenant_b"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let empty = astrocyte(d, &["--tenant", "tenant_b", "banks"]);
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("no banks in tenant tenant_b"));
     let other = ok_json(
         d,
         &[
@@ -202,6 +215,11 @@ fn bad_input_gives_clear_errors_and_non_zero_exit() {
     let out = astrocyte(d, &["forget", "--bank", "b"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("forget needs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--tag"),
+        "names the CLI flags: {}",
+        stderr(&out)
+    );
 }
 
 /// A fresh PostgreSQL database for one test, dropped (with its tenant roles) afterwards.

@@ -213,3 +213,13 @@ fn log_level_and_format_come_from_the_settings() {
         assert!(parsed.get("level").is_some(), "{line}");
     }
 }
+
+#[test]
+fn version_names_the_commit() {
+    let home = tempfile::tempdir().expect("home");
+    let out = run(astrocyte(home.path()).arg("--version"));
+    assert!(out.status.success());
+    let version = text(&out.stdout);
+    assert!(version.starts_with("astrocyte 0."), "{version}");
+    assert!(version.contains("(commit "), "{version}");
+}

@@ -181,6 +181,9 @@ pub async fn forget(
     args: ForgetArgs,
     json: bool,
 ) -> anyhow::Result<()> {
+    if args.ids.is_empty() && args.tags.is_empty() && args.before.is_none() && !args.all {
+        anyhow::bail!("forget needs --id, --tag, --before or --all (it never reads an empty selector as everything)");
+    }
     let selector = ForgetSelector {
         memory_ids: (!args.ids.is_empty()).then_some(args.ids),
         tags: (!args.tags.is_empty()).then_some(args.tags),
@@ -209,6 +212,8 @@ pub async fn banks(engine: &Engine, schema: &Schema, json: bool) -> anyhow::Resu
     let banks = engine.list_banks(schema).await?;
     if json {
         print_json(&json!({ "banks": banks }))?;
+    } else if banks.is_empty() {
+        println!("no banks in tenant {schema} yet (`astrocyte retain --bank NAME TEXT` makes one)");
     } else {
         for bank in banks {
             println!("{bank}");
