@@ -124,6 +124,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Measure speed and memory on synthetic memories.
     Bench(crate::commands::bench::BenchArgs),
+    /// Connect an agent client (Claude Code, Claude Desktop, Cursor, Codex) to `astrocyte mcp`.
+    Setup(crate::commands::setup::SetupArgs),
     /// Show, check or document the settings.
     #[command(subcommand)]
     Config(ConfigCommand),

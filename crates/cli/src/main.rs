@@ -177,6 +177,7 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     let engine = || backend::build_engine(&loaded);
     match cli.command {
         Command::Config(command) => config(command, &loaded),
+        Command::Setup(args) => commands::setup::run(&loaded, args),
         Command::Tenant(TenantCommand::Roles) => {
             commands::tenant::roles(&loaded, false, json).await
         }

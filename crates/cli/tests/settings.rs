@@ -223,3 +223,93 @@ fn version_names_the_commit() {
     assert!(version.starts_with("astrocyte 0."), "{version}");
     assert!(version.contains("(commit "), "{version}");
 }
+
+#[test]
+fn setup_writes_each_clients_entry_and_the_entry_starts_from_anywhere() {
+    use std::io::{BufRead, Write};
+    let home = tempfile::tempdir().expect("home");
+    let project = home.path().join("My Project");
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::write(
+        project.join(".mcp.json"),
+        r#"{"mcpServers": {"other": {"command": "/bin/other"}}, "keep": 1}"#,
+    )
+    .expect("existing file");
+    let setup = |client: &str, extra: &[&str]| {
+        let out = run(astrocyte(home.path())
+            .current_dir(&project)
+            .args(["setup", client])
+            .args(extra));
+        assert!(out.status.success(), "{client}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    setup("claude-code", &[]);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join(".mcp.json")).expect("read"))
+            .expect("json");
+    assert_eq!(written["keep"], 1, "other keys kept");
+    assert_eq!(written["mcpServers"]["other"]["command"], "/bin/other");
+    let entry = &written["mcpServers"]["astrocyte"];
+    assert_eq!(entry["type"], "stdio");
+    assert_eq!(entry["args"], serde_json::json!(["mcp"]));
+    let command = entry["command"].as_str().expect("command");
+    assert!(
+        Path::new(command).is_absolute() && Path::new(command).exists(),
+        "{command}"
+    );
+    let env = entry["env"].as_object().expect("env");
+    assert_eq!(env["ASTROCYTE_MCP_DEFAULT_BANK"], "My-Project");
+    let data = env["ASTROCYTE_DATA_DIR"].as_str().expect("data dir");
+    assert_eq!(Path::new(data), home.path().join(".local/share/astrocyte"));
+
+    setup("cursor", &[]);
+    assert!(project.join(".cursor/mcp.json").exists());
+    setup("claude-desktop", &["--bank", "desk"]);
+    let desktop = std::fs::read_to_string(
+        home.path()
+            .join(".config/Claude/claude_desktop_config.json"),
+    )
+    .expect("desktop config");
+    assert!(
+        desktop.contains("\"ASTROCYTE_MCP_DEFAULT_BANK\": \"desk\""),
+        "{desktop}"
+    );
+    setup("codex", &[]);
+    let codex = std::fs::read_to_string(home.path().join(".codex/config.toml")).expect("codex");
+    assert!(codex.contains("[mcp_servers.astrocyte]"), "{codex}");
+    assert!(codex.contains("args = [\"mcp\"]"), "{codex}");
+    let printed = setup("claude-code", &["--print", "--name", "printed"]);
+    assert!(printed.contains("\"printed\""), "{printed}");
+    let again = std::fs::read_to_string(project.join(".mcp.json")).expect("read");
+    assert!(!again.contains("\"printed\""), "--print writes nothing");
+
+    // The entry works from another directory: an MCP handshake over stdio.
+    let mut child = Command::new(command)
+        .args(["mcp"])
+        .env_clear()
+        .env("HOME", home.path())
+        .envs(
+            env.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())),
+        )
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the configured command starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    )
+    .expect("write");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("astrocyte-memory"), "{line}");
+}

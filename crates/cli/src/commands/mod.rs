@@ -6,4 +6,5 @@ pub mod eval;
 pub mod memory;
 pub mod scratch;
 pub mod serve;
+pub mod setup;
 pub mod tenant;
