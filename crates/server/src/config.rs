@@ -302,6 +302,9 @@ pub struct ServerConfig {
     pub log_level: String,
     /// OTLP/HTTP trace export; `None` (the default) exports nothing.
     pub otlp: Option<OtlpSettings>,
+    /// Label operation metrics with each tenant (`ASTROCYTE_METRICS_PER_TENANT`); off by
+    /// default, since series grow with the number of tenants.
+    pub metrics_per_tenant: bool,
 }
 
 impl Default for ServerConfig {
@@ -341,6 +344,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             otlp: None,
+            metrics_per_tenant: false,
         }
     }
 }

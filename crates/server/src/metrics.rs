@@ -5,7 +5,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Latency buckets from 100 µs to 10 s: recall on loopback sits well under a millisecond.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -21,6 +23,20 @@ pub struct Metrics {
     operations: IntCounterVec,
     operation_latency: HistogramVec,
     store_errors: IntCounterVec,
+    resident_memory: IntGauge,
+    open_fds: IntGauge,
+}
+
+/// The tenant label when per-tenant series are off (`metrics.per_tenant`): one series per
+/// operation, however many tenants there are.
+pub const ALL_TENANTS: &str = "*";
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).expect("metric names are static and valid");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("each metric is registered once");
+    gauge
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -47,7 +63,7 @@ fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Hi
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        Metrics {
+        let metrics = Metrics {
             http_requests: counter(
                 &registry,
                 "astrocyte_http_requests_total",
@@ -78,8 +94,31 @@ impl Metrics {
                 "Store and provider failures answered as 5xx, by class",
                 &["kind"],
             ),
+            resident_memory: gauge(
+                &registry,
+                "process_resident_memory_bytes",
+                "Resident memory of the process",
+            ),
+            open_fds: gauge(
+                &registry,
+                "process_open_fds",
+                "Open file descriptors of the process",
+            ),
             registry,
+        };
+        // Pre-registered, so a dashboard sees 0 before the first failure.
+        for kind in ["unavailable", "internal", "health"] {
+            metrics.store_errors.with_label_values(&[kind]);
         }
+        let build = IntGaugeVec::new(
+            Opts::new("astrocyte_build_info", "The running build (always 1)"),
+            &["version"],
+        )
+        .expect("metric names and labels are static and valid");
+        if metrics.registry.register(Box::new(build.clone())).is_ok() {
+            build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        }
+        metrics
     }
 
     /// Records one HTTP request.
@@ -92,9 +131,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records one engine operation for a tenant.
-    pub fn operation(&self, operation: &str, tenant: &str, ok: bool, elapsed: Duration) {
-        let outcome = if ok { "ok" } else { "error" };
+    /// Records one engine operation for a tenant (or [`ALL_TENANTS`]); `outcome` is `ok`,
+    /// `rejected` (the caller's input or rights: a 4xx) or `error` (ours or a dependency's).
+    pub fn operation(&self, operation: &str, tenant: &str, outcome: &str, elapsed: Duration) {
         self.operations
             .with_label_values(&[operation, tenant, outcome])
             .inc();
@@ -110,12 +149,32 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.sample_process();
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|error| {
                 tracing::error!(%error, "metrics encoding failed");
                 String::new()
             })
+    }
+}
+
+impl Metrics {
+    /// Reads the process's memory and descriptors from /proc (Linux; elsewhere they stay 0).
+    fn sample_process(&self) {
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+            if let Some(pages) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+            {
+                self.resident_memory.set(pages * 4096);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds
+                .set(i64::try_from(entries.count()).unwrap_or(i64::MAX));
+        }
     }
 }
 

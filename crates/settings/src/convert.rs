@@ -69,6 +69,7 @@ impl Loaded {
             portability_roots: s.portability_roots.clone(),
             log_format: s.log_format,
             log_level: s.log_level.to_ascii_lowercase(),
+            metrics_per_tenant: s.metrics_per_tenant,
             ..ServerConfig::default()
         };
         if s.max_result_limit == 0 {

@@ -206,6 +206,8 @@ settings! {
     max_result_limit: usize = astrocyte_server::config::DEFAULT_MAX_RESULT_LIMIT, yaml "max_result_limit", env ["ASTROCYTE_MAX_RESULT_LIMIT"], example "200";
     /// Log filter: a level (`error` … `trace`) or an env-filter directive.
     log_level: String = "info".into(), yaml "log_level", env ["ASTROCYTE_LOG_LEVEL", "ASTROCYTE_LOG"], example "debug";
+    /// Label operation metrics with each tenant (series grow with the tenants; off: one `*` series).
+    metrics_per_tenant: bool = false, yaml "metrics.per_tenant", env ["ASTROCYTE_METRICS_PER_TENANT"], example "true";
     /// Log format on standard error.
     log_format: LogFormat = LogFormat::Text, yaml "log_format", env ["ASTROCYTE_LOG_FORMAT"], example "json";
 

@@ -191,12 +191,19 @@ impl Service {
         let result = tenancy::use_schema(caller.schema().clone(), call)
             .instrument(span)
             .await;
-        metrics::global().operation(
-            operation,
-            caller.schema().as_str(),
-            result.is_ok(),
-            started.elapsed(),
-        );
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => match crate::error::ErrorCode::from(error.kind()) {
+                crate::error::ErrorCode::Unavailable | crate::error::ErrorCode::Internal => "error",
+                _ => "rejected",
+            },
+        };
+        let tenant = if self.state.config().metrics_per_tenant {
+            caller.schema().as_str()
+        } else {
+            metrics::ALL_TENANTS
+        };
+        metrics::global().operation(operation, tenant, outcome, started.elapsed());
         Ok(result?)
     }
 

@@ -55,6 +55,7 @@ async fn metrics_count_requests_by_route_and_operations_by_tenant() {
     let h = Harness::new();
     let mut cfg = config();
     cfg.database_schema = astrocyte_core::tenancy::Schema::new("tenant_metrics").expect("schema");
+    cfg.metrics_per_tenant = true;
     let server = serve(&h, cfg).await;
     let r = server
         .client
@@ -72,6 +73,15 @@ async fn metrics_count_requests_by_route_and_operations_by_tenant() {
         .await
         .expect("request");
     assert_eq!(r.status(), 200);
+    // A refused request is the caller's doing: `rejected`, not `error`.
+    let r = server
+        .client
+        .post(server.url("/v1/recall"))
+        .json(&json!({"query": "   ", "bank_id": "m"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
     let r = server
         .client
         .get(server.url("/metrics"))
@@ -90,8 +100,17 @@ async fn metrics_count_requests_by_route_and_operations_by_tenant() {
         r#"astrocyte_http_request_duration_seconds_bucket{method="POST",route="/v1/retain""#,
         r#"astrocyte_operations_total{operation="retain",outcome="ok",tenant="tenant_metrics"}"#,
         r#"astrocyte_operation_duration_seconds_count{operation="recall",tenant="tenant_metrics"}"#,
+        r#"astrocyte_operations_total{operation="recall",outcome="rejected",tenant="tenant_metrics"}"#,
+        r#"astrocyte_store_errors_total{kind="internal"} 0"#,
+        "astrocyte_build_info{version=",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}\n{text}");
     }
+    assert!(
+        !text.contains(r#"outcome="error",tenant="tenant_metrics""#),
+        "a 400 is no error\n{text}"
+    );
     server.stop().await;
 }
