@@ -313,3 +313,59 @@ fn setup_writes_each_clients_entry_and_the_entry_starts_from_anywhere() {
     let _ = child.wait();
     assert!(line.contains("astrocyte-memory"), "{line}");
 }
+
+#[test]
+fn a_port_in_use_is_reported_before_the_model_loads() {
+    let home = tempfile::tempdir().expect("home");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    // The local model is missing: if it were loaded first, the error would be about it.
+    let out = run(astrocyte(home.path())
+        .env("ASTROCYTE_EMBEDDER", "local")
+        .env("ASTROCYTE_MODEL_DIR", "/nonexistent/model")
+        .args(["serve", "--port", &port]));
+    assert!(!out.status.success());
+    let error = text(&out.stderr);
+    assert!(
+        error.contains(&format!("cannot listen on 127.0.0.1:{port} (--port)")),
+        "{error}"
+    );
+    assert_eq!(
+        error.matches("cannot listen").count(),
+        1,
+        "said once: {error}"
+    );
+}
+
+#[test]
+fn bench_writes_its_figures_next_to_its_chart() {
+    let home = tempfile::tempdir().expect("home");
+    let out_dir = home.path().join("bench-results");
+    let out = run(astrocyte(home.path())
+        .args([
+            "bench",
+            "--sizes",
+            "300",
+            "--tenants",
+            "0",
+            "--async-retains",
+            "0",
+        ])
+        .args(["--queries", "10", "--out-dir"])
+        .arg(&out_dir));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let figures: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("bench-hashing-md5-128.json")).expect("figures"),
+    )
+    .expect("json");
+    assert_eq!(figures["banks"][0]["bank_size"], 300);
+    assert_eq!(figures["store"], "sqlite");
+    let chart = std::fs::read_to_string(out_dir.join("bench-hashing-md5-128.svg")).expect("chart");
+    assert!(
+        chart.contains("<circle"),
+        "one bank size still shows its points"
+    );
+    let refused = run(astrocyte(home.path()).args(["--tenant", "x", "bench", "--sizes", "10"]));
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("bench does not use --tenant"));
+}

@@ -618,11 +618,12 @@ pub async fn run(
     );
     let chart = args.out_dir.join(format!("{stem}.svg"));
     std::fs::write(&chart, latency_chart(embedder.model(), &banks))?;
+    // The figures always land next to the chart, as the README says.
+    let figures = args.out_dir.join(format!("{stem}.json"));
+    std::fs::write(&figures, serde_json::to_string_pretty(&report)?)?;
     if json_output {
-        let path = args.out_dir.join(format!("{stem}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
-        eprintln!("bench: wrote {} and {}", path.display(), chart.display());
+        eprintln!("bench: wrote {} and {}", figures.display(), chart.display());
         return Ok(());
     }
     println!("embedder {}", embedder.model());
@@ -689,9 +690,10 @@ pub async fn run(
         );
     }
     println!(
-        "peak RSS {:.1} MiB; chart {}",
+        "peak RSS {:.1} MiB; chart {}, figures {}",
         peak_rss_mib(),
-        chart.display()
+        chart.display(),
+        figures.display()
     );
     Ok(())
 }

@@ -21,6 +21,27 @@ pub async fn run(loaded: &Loaded, no_workers: bool) -> anyhow::Result<()> {
     let mcp_config = loaded
         .mcp_config()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    // A port in use is found now, before the model loads (seconds), not after.
+    for (setting, port) in [("port", Some(config.port)), ("grpc.port", config.grpc_port)] {
+        let Some(port) = port.filter(|p| *p != 0) else {
+            continue;
+        };
+        let address = astrocyte_server::ServerConfig {
+            port,
+            ..config.clone()
+        }
+        .bind_address();
+        if let Err(error) = std::net::TcpListener::bind(&address) {
+            anyhow::bail!(
+                "cannot listen on {address} ({}): {error}",
+                loaded.name_of(if setting == "port" {
+                    "port"
+                } else {
+                    "grpc_port"
+                })
+            );
+        }
+    }
     let traces = astrocyte_server::otlp::TraceExport::from_config(&config)?;
     crate::init_tracing(loaded, "info", traces.as_ref());
     if let Some(traces) = &traces {
