@@ -129,6 +129,13 @@ pub enum Command {
     /// Show, check or document the settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `astrocyte man > astrocyte.1`.
+    Man,
 }
 
 /// `config` subcommands.

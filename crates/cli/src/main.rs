@@ -178,6 +178,16 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(command) => config(command, &loaded),
         Command::Setup(args) => commands::setup::run(&loaded, args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "astrocyte", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Tenant(TenantCommand::Roles) => {
             commands::tenant::roles(&loaded, false, json).await
         }

@@ -369,3 +369,23 @@ fn bench_writes_its_figures_next_to_its_chart() {
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("bench does not use --tenant"));
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let home = tempfile::tempdir().expect("home");
+    let bash = run(astrocyte(home.path()).args(["completions", "bash"]));
+    assert!(bash.status.success(), "{}", text(&bash.stderr));
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("_astrocyte()") && script.contains("retain"),
+        "{script}"
+    );
+    let man = run(astrocyte(home.path()).arg("man"));
+    assert!(man.status.success(), "{}", text(&man.stderr));
+    let page = text(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH astrocyte"),
+        "{page}"
+    );
+    assert!(page.contains("memory server for AI agents"), "{page}");
+}
