@@ -374,14 +374,8 @@ impl Engine {
                 chunk: None,
                 thread: record
                     .thread
-                    .map(|t| {
-                        t.trim()
-                            .chars()
-                            .filter(|c| *c != '\0')
-                            .take(crate::thread::MAX_THREAD_KEY_CHARS)
-                            .collect::<String>()
-                    })
-                    .filter(|t| !t.is_empty()),
+                    .as_deref()
+                    .and_then(crate::thread::normalize_thread_key),
                 embedding: None,
             });
         }

@@ -33,15 +33,19 @@ pub fn thread_key(request: &RetainRequest) -> Option<String> {
         .thread_id
         .clone()
         .or_else(from_metadata)
-        .map(|k| {
-            // A NUL cannot be stored (PostgreSQL text): dropped, like the key's outer spaces.
-            k.trim()
-                .chars()
-                .filter(|c| *c != '\0')
-                .take(MAX_THREAD_KEY_CHARS)
-                .collect::<String>()
-        })
-        .filter(|k| !k.is_empty())
+        .and_then(|k| normalize_thread_key(&k))
+}
+
+/// A thread key as stored: trimmed, without NUL characters (PostgreSQL text cannot hold
+/// them), at most [`MAX_THREAD_KEY_CHARS`]; `None` when nothing is left.
+pub fn normalize_thread_key(raw: &str) -> Option<String> {
+    let key: String = raw
+        .trim()
+        .chars()
+        .filter(|c| *c != '\0')
+        .take(MAX_THREAD_KEY_CHARS)
+        .collect();
+    (!key.is_empty()).then_some(key)
 }
 
 /// What the keyword index covers as a memory's own text: its date in words, then its text.

@@ -61,13 +61,6 @@ impl ConfigError {
             message: message.into(),
         }
     }
-
-    /// The setting named by the error.
-    pub fn setting(&self) -> &str {
-        match self {
-            ConfigError::Invalid { setting, .. } => setting,
-        }
-    }
 }
 
 /// How callers (principals) are authenticated: the reference's `ASTROCYTE_AUTH_MODE`.

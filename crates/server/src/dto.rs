@@ -108,6 +108,22 @@ mod lax {
 
 pub use lax::parse_datetime;
 
+/// A datetime field of a transport's request (MCP arguments, gRPC messages), parsed as REST
+/// parses its bodies; the error names the field.
+pub fn field_datetime(field: &str, raw: &str) -> Result<Timestamp, crate::error::ApiError> {
+    parse_datetime(raw).map_err(|e| crate::error::ApiError::BadRequest(format!("{field}: {e}")))
+}
+
+/// [`field_datetime`] for an optional field; blank means absent, as in REST bodies.
+pub fn optional_field_datetime(
+    field: &str,
+    raw: Option<String>,
+) -> Result<Option<Timestamp>, crate::error::ApiError> {
+    raw.filter(|r| !r.trim().is_empty())
+        .map(|r| field_datetime(field, &r))
+        .transpose()
+}
+
 /// Renders a timestamp as ISO 8601 with a `+00:00` offset, as Python's `isoformat()` does
 /// (older Python clients cannot parse a `Z` suffix).
 pub fn iso(t: &Timestamp) -> String {

@@ -5,24 +5,14 @@
 use std::collections::BTreeMap;
 
 use astrocyte_core::jobs::Job;
-use astrocyte_core::{ContentType, Metadata, RecallHit, RecallResult, RetainOutcome, Timestamp};
+use astrocyte_core::{ContentType, Metadata, RecallHit, RecallResult, RetainOutcome};
 use prost_types::value::Kind;
 use serde_json::Value as Json;
 
 use super::proto;
-use crate::dto::{iso, parse_datetime};
+use crate::dto::{field_datetime, iso, optional_field_datetime};
 use crate::error::ApiError;
 use crate::service::{Forget, History, Recall, Retain, Retained};
-
-fn datetime(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
-    parse_datetime(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
-}
-
-fn optional_datetime(field: &str, raw: Option<String>) -> Result<Option<Timestamp>, ApiError> {
-    raw.filter(|r| !r.trim().is_empty())
-        .map(|r| datetime(field, &r))
-        .transpose()
-}
 
 /// An empty repeated field means "not given", as an absent JSON list does.
 fn optional_list(list: Vec<String>) -> Option<Vec<String>> {
@@ -103,7 +93,7 @@ pub fn retain(request: proto::RetainRequest) -> Result<Retain, ApiError> {
         content: request.content,
         tags: request.tags,
         metadata: metadata(request.metadata),
-        occurred_at: optional_datetime("occurred_at", request.occurred_at)?,
+        occurred_at: optional_field_datetime("occurred_at", request.occurred_at)?,
         content_type,
         run_async: request.run_async,
         idempotency_key: request.idempotency_key,
@@ -148,8 +138,8 @@ pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
     let time_range = match request.time_range {
         None => None,
         Some(range) => Some((
-            datetime("time_range", &range.start)?,
-            datetime("time_range", &range.end)?,
+            field_datetime("time_range", &range.start)?,
+            field_datetime("time_range", &range.end)?,
         )),
     };
     Ok(Recall {
@@ -159,14 +149,14 @@ pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
         max_tokens: request.max_tokens,
         tags: optional_list(request.tags),
         time_range,
-        as_of: optional_datetime("as_of", request.as_of)?,
+        as_of: optional_field_datetime("as_of", request.as_of)?,
     })
 }
 
 /// A history request.
 pub fn history(request: proto::HistoryRequest) -> Result<History, ApiError> {
     Ok(History {
-        as_of: datetime("as_of", &request.as_of)?,
+        as_of: field_datetime("as_of", &request.as_of)?,
         query: request.query,
         bank_id: request.bank_id,
         max_results: request.max_results,
@@ -181,7 +171,7 @@ pub fn forget(request: proto::ForgetRequest) -> Result<Forget, ApiError> {
         bank_id: request.bank_id,
         memory_ids: optional_list(request.memory_ids),
         tags: optional_list(request.tags),
-        before: optional_datetime("before_date", request.before_date)?,
+        before: optional_field_datetime("before_date", request.before_date)?,
         all: request.all,
     })
 }

@@ -25,8 +25,8 @@ use tracing::Instrument;
 use super::config::McpConfig;
 use super::McpError;
 use crate::dto::{
-    parse_datetime, ContentTypeDto, ForgetResponse, JobResponse, RecallResponse, ReflectResponse,
-    RetainResponse,
+    field_datetime, optional_field_datetime, ContentTypeDto, ForgetResponse, JobResponse,
+    RecallResponse, ReflectResponse, RetainResponse,
 };
 use crate::error::ApiError;
 use crate::service::{Caller, Forget, History, Recall, Reflect, Retain, Service};
@@ -376,7 +376,7 @@ impl MemoryTools {
                     content: args.content,
                     tags: args.tags.unwrap_or_default(),
                     metadata: args.metadata.unwrap_or_default(),
-                    occurred_at: optional_datetime("occurred_at", args.occurred_at)?,
+                    occurred_at: optional_field_datetime("occurred_at", args.occurred_at)?,
                     content_type: args.content_type.unwrap_or_default().into(),
                     run_async: false,
                     idempotency_key: None,
@@ -393,9 +393,10 @@ impl MemoryTools {
                 let time_range = match args.time_range {
                     None => None,
                     Some(pair) => match pair.as_slice() {
-                        [start, end] => {
-                            Some((datetime("time_range", start)?, datetime("time_range", end)?))
-                        }
+                        [start, end] => Some((
+                            field_datetime("time_range", start)?,
+                            field_datetime("time_range", end)?,
+                        )),
                         other => {
                             return Err(ApiError::BadRequest(format!(
                                 "time_range needs exactly two datetimes, got {}",
@@ -411,7 +412,7 @@ impl MemoryTools {
                     max_tokens: args.max_tokens,
                     tags: args.tags,
                     time_range,
-                    as_of: optional_datetime("as_of", args.as_of)?,
+                    as_of: optional_field_datetime("as_of", args.as_of)?,
                 };
                 encode(RecallResponse::from(service.recall(caller, command).await?))
             }
@@ -420,7 +421,7 @@ impl MemoryTools {
                 let command = History {
                     query: args.query,
                     bank_id: self.bank(args.bank_id)?,
-                    as_of: datetime("as_of", &args.as_of)?,
+                    as_of: field_datetime("as_of", &args.as_of)?,
                     max_results: self.max_results(args.max_results),
                     max_tokens: args.max_tokens,
                     tags: args.tags,
@@ -453,7 +454,7 @@ impl MemoryTools {
                     bank_id: self.bank(args.bank_id)?,
                     memory_ids: args.memory_ids,
                     tags: args.tags,
-                    before: optional_datetime("before_date", args.before_date)?,
+                    before: optional_field_datetime("before_date", args.before_date)?,
                     all,
                 };
                 let deleted = service.forget(caller, command).await?;
@@ -497,19 +498,6 @@ fn parse<T: DeserializeOwned>(arguments: Value) -> Result<T, ApiError> {
 fn encode<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value)
         .map_err(|e| ApiError::Core(astrocyte_core::Error::Internal(e.to_string())))
-}
-
-fn datetime(field: &str, raw: &str) -> Result<astrocyte_core::Timestamp, ApiError> {
-    parse_datetime(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
-}
-
-fn optional_datetime(
-    field: &str,
-    raw: Option<String>,
-) -> Result<Option<astrocyte_core::Timestamp>, ApiError> {
-    raw.filter(|r| !r.trim().is_empty())
-        .map(|r| datetime(field, &r))
-        .transpose()
 }
 
 /// The tool result of a failure: `{"error": code}` with a `detail`, plus `pii_types` or

@@ -94,11 +94,6 @@ impl Service {
         Service { state }
     }
 
-    /// The state it runs with.
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     // --- Authentication -----------------------------------------------------------------------
 
     /// Authenticates a request from any transport: the tenant extension, then the principal,
