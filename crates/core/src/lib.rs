@@ -6,6 +6,7 @@
 //! the reverse.
 #![deny(missing_docs)]
 
+pub mod browse;
 pub mod embed;
 pub mod engine;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod portability;
 pub mod store;
 pub mod tenancy;
 pub mod thread;
+pub mod timeexpr;
 
 pub use embed::{EmbedPurpose, Embedder, Llm};
 pub use engine::{Engine, EngineConfig, ReflectRequest};

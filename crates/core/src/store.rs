@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
 use crate::error::Result;
 use crate::model::{
     BankId, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, RecallFilter, Timestamp,
@@ -195,6 +196,25 @@ pub trait TenantStore: Send + Sync {
 
     /// How many visible memories the bank holds.
     async fn count(&self, bank: &BankId) -> Result<u64>;
+
+    /// A page of the bank's memories matching the query, in its order, strictly after its
+    /// cursor; at most `query.limit`.
+    async fn list(&self, bank: &BankId, query: &ListQuery) -> Result<Vec<Memory>>;
+
+    /// Replaces the tags and/or metadata of a visible memory and logs an `updated` change, in
+    /// one transaction; `None` when no visible memory has that id. Tags come normalised.
+    async fn update(
+        &self,
+        bank: &BankId,
+        id: &MemoryId,
+        patch: &MemoryPatch,
+    ) -> Result<Option<Memory>>;
+
+    /// Entries of the bank's change log after `query.since`, oldest first, at most
+    /// `query.limit`. Every insert logs `created`, every edit `updated`, and every forget or
+    /// erasure of a visible memory `forgotten`, in the transaction that made the change; an
+    /// entry is returned only once no earlier-ordered entry can still appear.
+    async fn changes(&self, bank: &BankId, query: &ChangeQuery) -> Result<Vec<Change>>;
 
     /// Replaces the vectors of existing memories (re-embedding after a model change) and
     /// records `space` as the tenant's embedding space, in one transaction.

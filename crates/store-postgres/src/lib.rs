@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod analyze;
+mod browse;
 mod directory;
 mod error;
 mod jobs;

@@ -153,10 +153,45 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             ]
         },
     },
+    Migration {
+        version: 6,
+        name: "change_log",
+        statements: |t| {
+            let m = &t.tables.memories;
+            let changes = &t.tables.changes;
+            // Each entry records its transaction: sequence numbers are handed out before
+            // commit, so a reader orders by (transaction, sequence) and stops below the oldest
+            // transaction still running, past which no entry can appear any more.
+            vec![
+                format!("CREATE INDEX astrocyte_memories_retained ON {m} (bank_id, retained_at DESC, id DESC)"),
+                format!(
+                    "CREATE TABLE {changes} (\
+                       xid xid8 NOT NULL DEFAULT pg_current_xact_id(), \
+                       seq bigserial NOT NULL, \
+                       bank_id text COLLATE \"C\" NOT NULL, \
+                       memory_id text COLLATE \"C\" NOT NULL, \
+                       kind text NOT NULL CHECK (kind IN ('created', 'updated', 'forgotten')), \
+                       at timestamptz NOT NULL DEFAULT clock_timestamp(), \
+                       PRIMARY KEY (bank_id, xid, seq))"
+                ),
+                format!("CREATE INDEX astrocyte_changes_memory ON {changes} (bank_id, memory_id, xid, seq)"),
+                // What the tenant already holds enters the log at its own times.
+                format!(
+                    "INSERT INTO {changes} (bank_id, memory_id, kind, at) \
+                     SELECT bank_id, id, 'created', retained_at FROM {m} ORDER BY retained_at, id"
+                ),
+                format!(
+                    "INSERT INTO {changes} (bank_id, memory_id, kind, at) \
+                     SELECT bank_id, id, 'forgotten', forgotten_at FROM {m} \
+                     WHERE forgotten_at IS NOT NULL ORDER BY forgotten_at, id"
+                ),
+            ]
+        },
+    },
 ];
 
 /// The version a fully migrated tenant is at.
-pub const LATEST_MIGRATION: u32 = 5;
+pub const LATEST_MIGRATION: u32 = 6;
 
 /// What migrating one tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]

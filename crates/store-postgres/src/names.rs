@@ -22,6 +22,8 @@ pub(crate) const LEDGER_TABLE: &str = "astrocyte_migrations";
 pub(crate) const JOBS_TABLE: &str = "astrocyte_jobs";
 /// A tenant's JSON settings (lifecycle policies, legal holds).
 pub(crate) const SETTINGS_TABLE: &str = "astrocyte_settings";
+/// A tenant's change log (created, updated, forgotten per memory).
+pub(crate) const CHANGES_TABLE: &str = "astrocyte_changes";
 /// The API-key directory's table in `public`, beside the tenant directory.
 pub(crate) const KEYS_TABLE: &str = "astrocyte_api_keys";
 /// Name of the HNSW index; indexes always live in their table's schema.
@@ -182,6 +184,7 @@ pub(crate) struct TenantTables {
     pub(crate) ledger: String,
     pub(crate) jobs: String,
     pub(crate) settings: String,
+    pub(crate) changes: String,
 }
 
 impl TenantTables {
@@ -196,6 +199,7 @@ impl TenantTables {
             ledger: table(LEDGER_TABLE),
             jobs: table(JOBS_TABLE),
             settings: table(SETTINGS_TABLE),
+            changes: table(CHANGES_TABLE),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use astrocyte_core::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
 use astrocyte_core::jobs::JobQueue;
 use astrocyte_core::store::{
     ContextUpdate, EmbeddingSpace, ScoredMemory, SearchRequest, SearchResponse, StrategyHits,
@@ -43,7 +44,7 @@ const META_DIMENSION: &str = "embedding_dimension";
 #[derive(Debug)]
 pub struct PostgresTenant {
     pool: Pool,
-    binding: TenantBinding,
+    pub(crate) binding: TenantBinding,
     /// The vector dimension once known (0 until then). Only `replace_embeddings` on an empty
     /// table changes it afterwards.
     dimension: AtomicUsize,
@@ -81,7 +82,7 @@ impl PostgresTenant {
         self.dimension.store(dimension, Ordering::Release);
     }
 
-    async fn begin(&self, settings: &str) -> PgResult<TenantTransaction> {
+    pub(crate) async fn begin(&self, settings: &str) -> PgResult<TenantTransaction> {
         TenantTransaction::begin(&self.pool, &self.binding, settings).await
     }
 
@@ -499,7 +500,7 @@ impl TenantStore for PostgresTenant {
         ];
         let vectors = params.push(vectors, Type::TEXT_ARRAY);
         let sql = format!(
-            "INSERT INTO {table} (id, bank_id, text, tags, metadata, fact_type, occurred_at, \
+            "WITH inserted AS (INSERT INTO {table} (id, bank_id, text, tags, metadata, fact_type, occurred_at, \
                retained_at, forgotten_at, source, chunk_group, chunk_index, chunk_count, index_text, thread, embedding) \
              SELECT u.id, u.bank_id, u.text, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.metadata, \
                u.fact_type, u.occurred_at, u.retained_at, u.forgotten_at, u.source, u.chunk_group, \
@@ -508,9 +509,11 @@ impl TenantStore for PostgresTenant {
                {}::timestamptz[], {}::timestamptz[], {}::timestamptz[], {}::text[], {}::text[], \
                {}::int4[], {}::int4[], {}::text[], {}::text[], {vectors}::text[]) AS u(id, bank_id, text, tags, metadata, \
                fact_type, occurred_at, retained_at, forgotten_at, source, chunk_group, chunk_index, \
-               chunk_count, index_text, thread, embedding)",
+               chunk_count, index_text, thread, embedding) RETURNING bank_id, id) \
+             INSERT INTO {changes} (bank_id, memory_id, kind) SELECT bank_id, id, 'created' FROM inserted",
             p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14],
             table = self.binding.tables.memories,
+            changes = self.binding.tables.changes,
             vector = self.binding.vector.vector,
         );
         transaction.typed_then_commit(&sql, &params).await?;
@@ -707,21 +710,47 @@ impl TenantStore for PostgresTenant {
             ));
         }
         let table = &self.binding.tables.memories;
+        let changes = &self.binding.tables.changes;
+        // The change log is written by the same statement: a forget of a visible memory is a
+        // `forgotten` entry, an erasure of a forgotten one adds none.
         let sql = match mode {
             ForgetMode::Soft => {
                 let now = params.push(now, Type::TIMESTAMPTZ);
                 format!(
                     "WITH changed AS (UPDATE {table} m SET forgotten_at = {now} \
-                       WHERE {} AND m.forgotten_at IS NULL RETURNING 1) SELECT count(*) AS n FROM changed",
+                       WHERE {} AND m.forgotten_at IS NULL RETURNING m.bank_id, m.id), \
+                     logged AS (INSERT INTO {changes} (bank_id, memory_id, kind, at) \
+                       SELECT bank_id, id, 'forgotten', {now} FROM changed) \
+                     SELECT count(*) AS n FROM changed",
                     clauses.join(" AND ")
                 )
             }
             ForgetMode::Purge => format!(
-                "WITH gone AS (DELETE FROM {table} m WHERE {} RETURNING 1) SELECT count(*) AS n FROM gone",
+                "WITH gone AS (DELETE FROM {table} m WHERE {} RETURNING m.bank_id, m.id, m.forgotten_at), \
+                 logged AS (INSERT INTO {changes} (bank_id, memory_id, kind) \
+                   SELECT bank_id, id, 'forgotten' FROM gone WHERE forgotten_at IS NULL) \
+                 SELECT count(*) AS n FROM gone",
                 clauses.join(" AND ")
             ),
         };
         self.count_rows(&sql, &params).await
+    }
+
+    async fn list(&self, bank: &BankId, query: &ListQuery) -> Result<Vec<Memory>> {
+        self.list_memories(bank, query).await
+    }
+
+    async fn update(
+        &self,
+        bank: &BankId,
+        id: &MemoryId,
+        patch: &MemoryPatch,
+    ) -> Result<Option<Memory>> {
+        self.update_memory(bank, id, patch).await
+    }
+
+    async fn changes(&self, bank: &BankId, query: &ChangeQuery) -> Result<Vec<Change>> {
+        self.read_changes(bank, query).await
     }
 
     async fn list_banks(&self) -> Result<Vec<BankId>> {

@@ -62,6 +62,7 @@
 //   connection, filter             connections and reader pool; SQL filters
 //   migrations, rows, options      schema migrations; row codecs; SqliteOptions
 //   error                          StoreError
+mod browse;
 mod connection;
 mod error;
 mod filter;

@@ -178,6 +178,51 @@ ALTER TABLE memories ADD COLUMN thread TEXT;
 CREATE INDEX memories_thread ON memories (bank_id, thread, effective_at, id) WHERE thread IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 5,
+        name: "change_log",
+        sql: r#"
+-- Listings newest first walk this index.
+CREATE INDEX memories_bank_retained ON memories (bank_id, retained_at, id);
+-- Each bank's change log, written by triggers in the transaction of the change, so no write
+-- path can forget it. One writer at a time means sequence order is commit order.
+CREATE TABLE memory_changes (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    bank_id   TEXT    NOT NULL,
+    memory_id TEXT    NOT NULL,
+    kind      TEXT    NOT NULL CHECK (kind IN ('created', 'updated', 'forgotten')),
+    at        INTEGER NOT NULL
+);
+CREATE INDEX memory_changes_bank ON memory_changes (bank_id, seq);
+CREATE INDEX memory_changes_memory ON memory_changes (bank_id, memory_id, seq);
+-- What a database already holds enters the log as created (and forgotten) at its own times.
+INSERT INTO memory_changes (bank_id, memory_id, kind, at)
+    SELECT bank_id, id, 'created', retained_at FROM memories ORDER BY rowid;
+INSERT INTO memory_changes (bank_id, memory_id, kind, at)
+    SELECT bank_id, id, 'forgotten', forgotten_at FROM memories
+    WHERE forgotten_at IS NOT NULL ORDER BY forgotten_at, rowid;
+CREATE TRIGGER memory_changes_created AFTER INSERT ON memories BEGIN
+    INSERT INTO memory_changes (bank_id, memory_id, kind, at)
+    VALUES (new.bank_id, new.id, 'created', CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER));
+END;
+CREATE TRIGGER memory_changes_updated AFTER UPDATE OF tags, metadata ON memories
+WHEN new.forgotten_at IS NULL BEGIN
+    INSERT INTO memory_changes (bank_id, memory_id, kind, at)
+    VALUES (new.bank_id, new.id, 'updated', CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER));
+END;
+CREATE TRIGGER memory_changes_forgotten AFTER UPDATE OF forgotten_at ON memories
+WHEN old.forgotten_at IS NULL AND new.forgotten_at IS NOT NULL BEGIN
+    INSERT INTO memory_changes (bank_id, memory_id, kind, at)
+    VALUES (new.bank_id, new.id, 'forgotten', new.forgotten_at);
+END;
+-- Erasing a visible memory is a forget too; erasing a forgotten one was already logged.
+CREATE TRIGGER memory_changes_erased AFTER DELETE ON memories
+WHEN old.forgotten_at IS NULL BEGIN
+    INSERT INTO memory_changes (bank_id, memory_id, kind, at)
+    VALUES (old.bank_id, old.id, 'forgotten', CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER));
+END;
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.

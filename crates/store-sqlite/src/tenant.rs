@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use astrocyte_ann::InsertHint;
+use astrocyte_core::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
 use astrocyte_core::store::{ContextUpdate, EmbeddingSpace, SearchRequest, SearchResponse};
 use astrocyte_core::{
     BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Schema, TenantStore,
@@ -785,6 +786,37 @@ impl TenantStore for SqliteTenant {
         let bank = bank.clone();
         let after = after.cloned();
         self.blocking(move |inner| inner.scan(&bank, after.as_ref(), limit, include_embeddings))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn list(&self, bank: &BankId, query: &ListQuery) -> astrocyte_core::Result<Vec<Memory>> {
+        let bank = bank.clone();
+        let query = query.clone();
+        self.blocking(move |inner| inner.list(&bank, &query)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn update(
+        &self,
+        bank: &BankId,
+        id: &MemoryId,
+        patch: &MemoryPatch,
+    ) -> astrocyte_core::Result<Option<Memory>> {
+        let (bank, id, patch) = (bank.clone(), id.clone(), patch.clone());
+        self.blocking(move |inner| inner.update(&bank, &id, &patch))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn changes(
+        &self,
+        bank: &BankId,
+        query: &ChangeQuery,
+    ) -> astrocyte_core::Result<Vec<Change>> {
+        let bank = bank.clone();
+        let query = query.clone();
+        self.blocking(move |inner| inner.changes(&bank, &query))
             .await
     }
 

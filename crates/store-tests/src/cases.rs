@@ -15,6 +15,10 @@ use astrocyte_core::{
 use astrocyte_providers::HashingEmbedder;
 use serde_json::json;
 
+pub use crate::browse_cases::{
+    change_feed_logs_every_change_in_order, change_feed_never_skips_under_concurrent_writes,
+    listing_pages_filters_and_orders, updates_replace_tags_and_metadata,
+};
 use crate::fixture::{bank_id, day, sorted, Fixture};
 use crate::TestStore;
 

@@ -30,6 +30,7 @@
 //! the end, so backends whose tenants share one database (PostgreSQL schemas) can run the
 //! checks in parallel; a check that fails may leave its tenants behind.
 
+mod browse_cases;
 pub mod cases;
 mod fixture;
 
@@ -87,6 +88,10 @@ macro_rules! store_conformance_tests {
             keyword_index_covers_context_never_returned,
             hostile_inputs_are_refused_alike,
             threaded_turns_lend_their_neighbours_context,
+            listing_pages_filters_and_orders,
+            updates_replace_tags_and_metadata,
+            change_feed_logs_every_change_in_order,
+            change_feed_never_skips_under_concurrent_writes,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

@@ -254,6 +254,18 @@ pub fn check_content(content: &str, tags: &[String], limits: &RetainLimits) -> O
             limits.max_content_chars
         ));
     }
+    errors.extend(tag_errors(tags, limits));
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+/// Returns why tags are refused (too many, an empty or over-long one), or `None`.
+pub fn check_tags(tags: &[String], limits: &RetainLimits) -> Option<String> {
+    let errors = tag_errors(tags, limits);
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+fn tag_errors(tags: &[String], limits: &RetainLimits) -> Vec<String> {
+    let mut errors = Vec::new();
     if tags.len() > limits.max_tags {
         errors.push(format!(
             "Too many tags ({} > {})",
@@ -270,7 +282,7 @@ pub fn check_content(content: &str, tags: &[String], limits: &RetainLimits) -> O
             limits.max_tag_chars
         ));
     }
-    (!errors.is_empty()).then(|| errors.join("; "))
+    errors
 }
 
 /// Returns the first metadata value that is not a scalar, as an error message.
