@@ -102,6 +102,12 @@ pub enum Command {
     Forget(ForgetArgs),
     /// List banks holding memories.
     Banks,
+    /// List a bank's memories, newest first (or by id), a page at a time.
+    List(ListArgs),
+    /// Show one memory with its chunks and history.
+    Get(GetArgs),
+    /// Show a bank's change feed (created, updated, forgotten), or follow it.
+    Changes(ChangesArgs),
     /// Export a bank as AMA JSON Lines.
     Export(ExportArgs),
     /// Import AMA JSON Lines into a bank.
@@ -305,8 +311,73 @@ pub struct ImportArgs {
     /// skip or overwrite existing ids.
     #[arg(long, default_value = "skip")]
     pub on_conflict: String,
+    /// Exit 0 even when some lines were refused (the good lines are imported either way).
+    #[arg(long)]
+    pub allow_partial: bool,
     /// AMA JSON Lines file.
     pub file: PathBuf,
+}
+
+/// `list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Bank.
+    #[arg(long)]
+    pub bank: String,
+    /// Memories per page (1 to 1000).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Continue after this cursor (printed at the end of the previous page).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Order: newest or id.
+    #[arg(long, default_value = "newest")]
+    pub order: String,
+    /// Only memories with one of these tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only memories of this fact type (repeatable).
+    #[arg(long = "fact-type")]
+    pub fact_types: Vec<String>,
+    /// Only memories whose text contains this (case-insensitive).
+    #[arg(long)]
+    pub contains: Option<String>,
+    /// Only memories whose text starts with this (case-insensitive).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only memories that happened at or after this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only memories that happened at or before this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// `get` options.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Bank.
+    #[arg(long)]
+    pub bank: String,
+    /// Memory id.
+    pub id: String,
+}
+
+/// `changes` options.
+#[derive(Debug, Args)]
+pub struct ChangesArgs {
+    /// Bank.
+    #[arg(long)]
+    pub bank: String,
+    /// Start after this cursor; from the beginning when absent.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Entries per read (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Keep following the feed (one JSON line per entry with --json) until interrupted.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// Tenant administration.

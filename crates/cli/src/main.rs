@@ -215,6 +215,21 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
             existing_tenant(&loaded, &engine, &schema).await?;
             memory::banks(&engine, &schema, json).await
         }
+        Command::List(args) => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            commands::browse::list(&engine, &schema, args, json).await
+        }
+        Command::Get(args) => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            commands::browse::get(&engine, &schema, args, json).await
+        }
+        Command::Changes(args) => {
+            let engine = engine().await?;
+            existing_tenant(&loaded, &engine, &schema).await?;
+            commands::browse::changes(&engine, &schema, args, json).await
+        }
         Command::Export(args) => {
             let engine = engine().await?;
             existing_tenant(&loaded, &engine, &schema).await?;

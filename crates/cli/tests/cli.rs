@@ -177,6 +177,108 @@ fn forget_export_import_round_trip() {
 }
 
 #[test]
+fn list_get_changes_and_a_partial_import_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut ids = Vec::new();
+    for text in [
+        "Planted tomatoes",
+        "Watered the basil",
+        "Picked the first pepper",
+    ] {
+        let stored = ok_json(d, &["retain", "--bank", "garden", "--json", text]);
+        ids.push(stored["memory_id"].as_str().expect("id").to_string());
+    }
+    let page = ok_json(d, &["list", "--bank", "garden", "--limit", "2", "--json"]);
+    let listed: Vec<&str> = page["memories"]
+        .as_array()
+        .expect("memories")
+        .iter()
+        .map(|m| m["memory_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![ids[2].as_str(), ids[1].as_str()],
+        "newest first"
+    );
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let rest = ok_json(
+        d,
+        &["list", "--bank", "garden", "--cursor", cursor, "--json"],
+    );
+    assert_eq!(rest["memories"][0]["memory_id"], json!(ids[0]));
+    assert!(rest["next_cursor"].is_null());
+    let found = ok_json(
+        d,
+        &["list", "--bank", "garden", "--contains", "BASIL", "--json"],
+    );
+    assert_eq!(found["memories"].as_array().map(Vec::len), Some(1));
+
+    let human = astrocyte(d, &["get", "--bank", "garden", &ids[1]]);
+    assert!(human.status.success(), "{}", stderr(&human));
+    let shown = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        shown.contains("Watered the basil") && shown.contains("created"),
+        "{shown}"
+    );
+    let missing = astrocyte(d, &["get", "--bank", "garden", "no-such-id"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no memory"),
+        "{}",
+        stderr(&missing)
+    );
+
+    ok_json(
+        d,
+        &["forget", "--bank", "garden", "--id", &ids[0], "--json"],
+    );
+    let feed = astrocyte(d, &["changes", "--bank", "garden", "--json"]);
+    assert!(feed.status.success(), "{}", stderr(&feed));
+    let kinds: Vec<String> = String::from_utf8_lossy(&feed.stdout)
+        .lines()
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line).expect("one JSON entry per line");
+            entry["kind"].as_str().expect("kind").to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["created", "created", "created", "forgotten"]);
+
+    let file = d.join("mixed.jsonl");
+    let header = json!({"_ama_version": 1, "bank_id": "x", "exported_at": "2024-01-01T00:00:00Z",
+        "provider": "test", "memory_count": 3});
+    std::fs::write(
+        &file,
+        format!(
+            "{header}\n{}\nnot json at all\n{}\n",
+            json!({"id": "m1", "text": "A good line"}),
+            json!({"id": "m2", "text": "   "}),
+        ),
+    )
+    .expect("write");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let partial = astrocyte(d, &["import", "--bank", "copy", file_arg]);
+    assert!(!partial.status.success(), "refused lines fail the import");
+    let reasons = stderr(&partial);
+    assert!(
+        reasons.contains("line 3:") && reasons.contains("line 4:"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("--allow-partial"), "{reasons}");
+    let allowed = astrocyte(
+        d,
+        &["import", "--bank", "copy2", "--allow-partial", file_arg],
+    );
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    let copied = ok_json(d, &["list", "--bank", "copy", "--json"]);
+    assert_eq!(
+        copied["memories"][0]["text"],
+        json!("A good line"),
+        "the good line is imported either way"
+    );
+}
+
+#[test]
 fn bad_input_gives_clear_errors_and_non_zero_exit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();

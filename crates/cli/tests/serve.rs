@@ -241,6 +241,35 @@ async fn queued_retains_survive_kill_9_and_run_exactly_once() {
         assert_eq!(job["result"]["stored"], true, "{job}");
     }
     assert_eq!(recall_count(&second, &client, None).await, 30);
+    // The workers' outcomes and the queue sizes reach /metrics.
+    let metrics = client
+        .get(format!("{}/metrics", second.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let value = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    };
+    assert_eq!(
+        value("astrocyte_jobs_finished_total{outcome=\"done\"}"),
+        Some(30.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("astrocyte_jobs_finished_total{outcome=\"dead\"}"),
+        Some(0.0)
+    );
+    for state in ["queued", "running", "dead"] {
+        assert!(
+            value(&format!("astrocyte_jobs{{state=\"{state}\"}}")).is_some(),
+            "{state}: {metrics}"
+        );
+    }
 }
 
 #[tokio::test]

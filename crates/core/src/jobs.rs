@@ -295,4 +295,30 @@ pub trait JobQueue: Send + Sync {
 
     /// Jobs in a state, oldest first, at most `limit`.
     async fn list_jobs(&self, state: Option<JobState>, limit: usize) -> Result<Vec<Job>>;
+
+    /// How many jobs wait, run, and are dead-lettered.
+    async fn counts(&self) -> Result<JobCounts>;
+}
+
+/// The size of a queue by state (finished jobs are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Waiting to run (including retries not yet due).
+    pub queued: u64,
+    /// Claimed by a worker.
+    pub running: u64,
+    /// Failed for good (dead letters).
+    pub dead: u64,
+}
+
+impl JobCounts {
+    /// Adds a count of `state`.
+    pub fn add(&mut self, state: &str, count: u64) {
+        match state {
+            "queued" => self.queued += count,
+            "running" => self.running += count,
+            "dead" => self.dead += count,
+            _ => {}
+        }
+    }
 }

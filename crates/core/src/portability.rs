@@ -139,6 +139,32 @@ pub struct ImportReport {
     pub skipped: u64,
     /// Lines that could not be imported.
     pub errors: u64,
+    /// Why, for the first [`MAX_REJECTIONS_REPORTED`] of them.
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// A line an import refused, with its number in the file (the header is line 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Reasons kept per import: enough to fix a file, bounded for a file of garbage.
+pub const MAX_REJECTIONS_REPORTED: usize = 10_000;
+
+impl ImportReport {
+    fn reject(&mut self, line: u64, reason: impl Into<String>) {
+        self.errors += 1;
+        if self.rejected.len() < MAX_REJECTIONS_REPORTED {
+            self.rejected.push(RejectedLine {
+                line,
+                reason: reason.into(),
+            });
+        }
+    }
 }
 
 /// Longest path accepted for export or import, in bytes (Linux's `PATH_MAX`).
@@ -297,14 +323,16 @@ impl Engine {
             )));
         }
         let mut report = ImportReport::default();
-        let mut batch: Vec<AmaRecord> = Vec::new();
+        let mut batch: Vec<(u64, AmaRecord)> = Vec::new();
+        let mut number = 1u64;
         while let Some(line) = lines.next_line().await? {
+            number += 1;
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str::<AmaRecord>(&line) {
-                Ok(record) => batch.push(record),
-                Err(_) => report.errors += 1,
+                Ok(record) => batch.push((number, record)),
+                Err(error) => report.reject(number, format!("not a memory record: {error}")),
             }
             if batch.len() >= 256 {
                 self.import_batch(
@@ -327,22 +355,27 @@ impl Engine {
         tenant: &std::sync::Arc<dyn crate::store::TenantStore>,
         bank: &BankId,
         on_conflict: OnConflict,
-        records: Vec<AmaRecord>,
+        records: Vec<(u64, AmaRecord)>,
         report: &mut ImportReport,
     ) -> Result<()> {
         let limits = &self.config().limits;
         let mut accepted: Vec<Memory> = Vec::new();
         let mut given_vectors: Vec<Option<Vec<f32>>> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
-        for record in records {
+        for (line, record) in records {
             let tags = record.tags.clone().unwrap_or_default();
             let metadata = record.metadata.clone().unwrap_or_default();
-            if record.id.trim().is_empty()
-                || check_record(&record, limits).is_err()
-                || check_content(&record.text, &tags, limits).is_some()
-                || check_metadata_scalars(&metadata).is_some()
-            {
-                report.errors += 1;
+            let refusal = if record.id.trim().is_empty() {
+                Some("id is empty".to_string())
+            } else {
+                check_record(&record, limits)
+                    .err()
+                    .map(|e| e.to_string())
+                    .or_else(|| check_content(&record.text, &tags, limits))
+                    .or_else(|| check_metadata_scalars(&metadata))
+            };
+            if let Some(reason) = refusal {
+                report.reject(line, reason);
                 continue;
             }
             if tenant.exists(bank, &record.id).await? {

@@ -11,6 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+pub mod browse;
+
 /// Lenient field parsers shared by the request types.
 mod lax {
     use super::*;
@@ -741,6 +743,36 @@ pub struct ImportResponse {
     pub skipped: u64,
     /// Lines that could not be imported.
     pub errors: u64,
+    /// Line number and reason of the first 10,000 refused lines (the header is line 1).
+    #[serde(default)]
+    pub rejected: Vec<RejectedLineDto>,
+}
+
+/// A refused import line.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RejectedLineDto {
+    /// 1-based line number.
+    pub line: u64,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl From<astrocyte_core::portability::ImportReport> for ImportResponse {
+    fn from(report: astrocyte_core::portability::ImportReport) -> Self {
+        ImportResponse {
+            imported: report.imported,
+            skipped: report.skipped,
+            errors: report.errors,
+            rejected: report
+                .rejected
+                .into_iter()
+                .map(|r| RejectedLineDto {
+                    line: r.line,
+                    reason: r.reason,
+                })
+                .collect(),
+        }
+    }
 }
 
 // --- Admin -------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 //! histograms, retain/recall counts and latencies per tenant, and store errors. One registry per
 //! process, because one process serves one gateway; nothing here is pushed anywhere.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use astrocyte_core::jobs::JobCounts;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -25,6 +27,10 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     resident_memory: IntGauge,
     open_fds: IntGauge,
+    jobs_finished: IntCounterVec,
+    jobs_by_state: IntGaugeVec,
+    /// Each tenant's last counted queue, summed into `jobs_by_state` (no tenant label: bounded).
+    queues: Mutex<HashMap<String, JobCounts>>,
 }
 
 /// The tenant label when per-tenant series are off (`metrics.per_tenant`): one series per
@@ -104,11 +110,38 @@ impl Metrics {
                 "process_open_fds",
                 "Open file descriptors of the process",
             ),
+            jobs_finished: counter(
+                &registry,
+                "astrocyte_jobs_finished_total",
+                "Background job attempts by outcome (done, retry, dead)",
+                &["outcome"],
+            ),
+            jobs_by_state: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new(
+                        "astrocyte_jobs",
+                        "Background jobs by state over every tenant (dead = dead letters), as the workers last counted them",
+                    ),
+                    &["state"],
+                )
+                .expect("metric names and labels are static and valid");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("each metric is registered once");
+                gauge
+            },
+            queues: Mutex::new(HashMap::new()),
             registry,
         };
         // Pre-registered, so a dashboard sees 0 before the first failure.
         for kind in ["unavailable", "internal", "health"] {
             metrics.store_errors.with_label_values(&[kind]);
+        }
+        for outcome in ["done", "retry", "dead"] {
+            metrics.jobs_finished.with_label_values(&[outcome]);
+        }
+        for state in ["queued", "running", "dead"] {
+            metrics.jobs_by_state.with_label_values(&[state]);
         }
         let build = IntGaugeVec::new(
             Opts::new("astrocyte_build_info", "The running build (always 1)"),
@@ -140,6 +173,39 @@ impl Metrics {
         self.operation_latency
             .with_label_values(&[operation, tenant])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the end of a job attempt.
+    pub fn job_finished(&self, outcome: &str) {
+        self.jobs_finished.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records a tenant's queue sizes (`None`: the tenant is gone) and updates the totals.
+    pub fn job_counts(&self, tenant: &str, counts: Option<JobCounts>) {
+        let mut queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match counts {
+            Some(counts) => queues.insert(tenant.to_string(), counts),
+            None => queues.remove(tenant),
+        };
+        let total = queues.values().fold(JobCounts::default(), |mut sum, c| {
+            sum.queued += c.queued;
+            sum.running += c.running;
+            sum.dead += c.dead;
+            sum
+        });
+        drop(queues);
+        for (state, count) in [
+            ("queued", total.queued),
+            ("running", total.running),
+            ("dead", total.dead),
+        ] {
+            self.jobs_by_state
+                .with_label_values(&[state])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Records a store or provider failure.

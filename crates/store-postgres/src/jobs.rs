@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use astrocyte_core::jobs::{Job, JobQueue, JobState, NewJob};
+use astrocyte_core::jobs::{Job, JobCounts, JobQueue, JobState, NewJob};
 use astrocyte_core::{Error, Result, Timestamp};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -285,5 +285,20 @@ impl JobQueue for PgJobQueue {
             .iter()
             .map(|row| Ok(job_from_row(row)?))
             .collect()
+    }
+
+    async fn counts(&self) -> Result<JobCounts> {
+        let sql = format!(
+            "SELECT j.state, count(*) AS n FROM {} j \
+             WHERE j.state IN ('queued', 'running', 'dead') GROUP BY j.state",
+            self.binding.tables.jobs
+        );
+        let mut counts = JobCounts::default();
+        for row in self.run(&sql, &Params::default()).await? {
+            let state: String = row.try_get("state").map_err(PgError::from)?;
+            let count: i64 = row.try_get("n").map_err(PgError::from)?;
+            counts.add(&state, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(counts)
     }
 }

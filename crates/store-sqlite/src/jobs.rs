@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use astrocyte_core::jobs::{Job, JobQueue, JobState, NewJob};
+use astrocyte_core::jobs::{Job, JobCounts, JobQueue, JobState, NewJob};
 use astrocyte_core::{Error, Timestamp};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -282,6 +282,21 @@ impl TenantInner {
         };
         raw.into_iter().map(RawJob::into_job).collect()
     }
+
+    fn job_counts(&self) -> StoreResult<JobCounts> {
+        let reader = self.readers.get()?;
+        let mut statement = reader.prepare_cached(
+            "SELECT state, COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'dead') GROUP BY state",
+        )?;
+        let rows: Vec<(String, i64)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut counts = JobCounts::default();
+        for (state, count) in rows {
+            counts.add(&state, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(counts)
+    }
 }
 
 #[async_trait]
@@ -345,5 +360,9 @@ impl JobQueue for SqliteJobQueue {
         limit: usize,
     ) -> astrocyte_core::Result<Vec<Job>> {
         run_blocking(&self.inner, move |inner| inner.list_jobs(state, limit)).await
+    }
+
+    async fn counts(&self) -> astrocyte_core::Result<JobCounts> {
+        run_blocking(&self.inner, |inner| inner.job_counts()).await
     }
 }

@@ -9,4 +9,4 @@
 pub mod handlers;
 pub mod pool;
 
-pub use pool::{StoreTenants, TenantSource, WorkerConfig, WorkerPool};
+pub use pool::{JobObserver, StoreTenants, TenantSource, WorkerConfig, WorkerPool, COUNT_EVERY};

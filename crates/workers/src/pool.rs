@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use astrocyte_core::jobs::{Job, JobQueue};
+use astrocyte_core::jobs::{Job, JobCounts, JobQueue};
 use astrocyte_core::tenancy::{use_schema, Tenant};
 use astrocyte_core::{Engine, Result, Schema, Store};
 use async_trait::async_trait;
@@ -68,11 +68,25 @@ fn uuid_like() -> String {
     format!("{:016x}", rand::thread_rng().gen::<u64>())
 }
 
+/// Told what the workers do, for metrics: the composition root wires it to the exporter.
+pub trait JobObserver: Send + Sync {
+    /// A job attempt ended: `done`, `retry` or `dead`.
+    fn finished(&self, outcome: &'static str);
+    /// A tenant's queue as last counted (at most every [`COUNT_EVERY`] per tenant).
+    fn counted(&self, tenant: &Schema, counts: JobCounts);
+    /// A tenant's worker stopped (the tenant was dropped): forget its counts.
+    fn forgotten(&self, tenant: &Schema);
+}
+
+/// How often a tenant loop recounts its queue for the observer.
+pub const COUNT_EVERY: Duration = Duration::from_secs(15);
+
 /// Runs per-tenant job loops until shut down.
 pub struct WorkerPool {
     engine: Arc<Engine>,
     tenants: Arc<dyn TenantSource>,
     config: WorkerConfig,
+    observer: Option<Arc<dyn JobObserver>>,
 }
 
 impl WorkerPool {
@@ -82,7 +96,14 @@ impl WorkerPool {
             engine,
             tenants,
             config,
+            observer: None,
         }
+    }
+
+    /// Reports job outcomes and queue sizes to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Runs until `shutdown` turns true; in-flight jobs finish before it returns.
@@ -98,6 +119,9 @@ impl WorkerPool {
                             // The tenant was dropped: stop polling it (its jobs went with it).
                             debug!(tenant = %schema, "stopping tenant worker");
                             handle.abort();
+                            if let Some(observer) = &self.observer {
+                                observer.forgotten(schema);
+                            }
                         }
                         keep
                     });
@@ -110,6 +134,7 @@ impl WorkerPool {
                                 self.engine.clone(),
                                 schema,
                                 self.config.clone(),
+                                self.observer.clone(),
                                 shutdown.clone(),
                             )));
                         }
@@ -135,6 +160,7 @@ async fn tenant_loop(
     engine: Arc<Engine>,
     schema: Schema,
     config: WorkerConfig,
+    observer: Option<Arc<dyn JobObserver>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let span = info_span!("tenant_worker", tenant = %schema);
@@ -150,15 +176,30 @@ async fn tenant_loop(
                 return;
             }
         };
+        let mut counted_at: Option<std::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            if let Some(observer) = &observer {
+                if counted_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
+                    counted_at = Some(std::time::Instant::now());
+                    match queue.counts().await {
+                        Ok(counts) => observer.counted(&schema, counts),
+                        Err(error) => debug!(%error, "counting the queue failed"),
+                    }
+                }
             }
             let claimed = queue
                 .claim(&config.worker_id, config.lease, Utc::now())
                 .await;
             match claimed {
-                Ok(Some(job)) => execute(&engine, &schema, queue.as_ref(), &config, job).await,
+                Ok(Some(job)) => {
+                    let outcome = execute(&engine, &schema, queue.as_ref(), &config, job).await;
+                    if let Some(observer) = &observer {
+                        observer.finished(outcome);
+                    }
+                }
                 Ok(None) => {
                     tokio::select! {
                         _ = tokio::time::sleep(config.poll_interval) => {}
@@ -182,7 +223,7 @@ async fn execute(
     queue: &dyn JobQueue,
     config: &WorkerConfig,
     job: Job,
-) {
+) -> &'static str {
     let span = info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
     async {
         match handlers::run(engine, schema, &job).await {
@@ -190,6 +231,7 @@ async fn execute(
                 if let Err(error) = queue.complete(&job.id, &config.worker_id, result).await {
                     warn!(%error, "recording job completion failed");
                 }
+                "done"
             }
             Err(error) => {
                 let retry_at = (job.attempts < job.max_attempts).then(|| {
@@ -206,6 +248,11 @@ async fn execute(
                     .await
                 {
                     warn!(%error, "recording job failure failed");
+                }
+                if retry_at.is_some() {
+                    "retry"
+                } else {
+                    "dead"
                 }
             }
         }

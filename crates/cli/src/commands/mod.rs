@@ -2,6 +2,7 @@
 //! prints the result as text or JSON.
 
 pub mod bench;
+pub mod browse;
 pub mod eval;
 pub mod memory;
 pub mod scratch;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use astrocyte_server::mcp::McpConfig;
 use astrocyte_server::{Gateway, ServerConfig};
 use astrocyte_settings::Loaded;
-use astrocyte_workers::{StoreTenants, WorkerPool};
+use astrocyte_workers::{JobObserver, StoreTenants, WorkerPool};
 
 use crate::backend;
 
@@ -109,7 +109,8 @@ async fn serve(
             engine.clone(),
             Arc::new(StoreTenants(store.clone())),
             loaded.worker_config(),
-        );
+        )
+        .with_observer(Arc::new(JobMetrics));
         tokio::spawn(pool.run(workers_stopped))
     });
     let served: anyhow::Result<()> = async {
@@ -142,4 +143,21 @@ pub async fn mcp(loaded: &Loaded, schema: astrocyte_core::Schema) -> anyhow::Res
     astrocyte_server::mcp::serve_stdio(engine, schema, config)
         .await
         .map_err(|e| anyhow::anyhow!("MCP over stdio failed: {e}"))
+}
+
+/// Feeds the workers' job outcomes and queue sizes to the server's `/metrics`.
+struct JobMetrics;
+
+impl JobObserver for JobMetrics {
+    fn finished(&self, outcome: &'static str) {
+        astrocyte_server::metrics::global().job_finished(outcome);
+    }
+
+    fn counted(&self, tenant: &astrocyte_core::Schema, counts: astrocyte_core::jobs::JobCounts) {
+        astrocyte_server::metrics::global().job_counts(tenant.as_str(), Some(counts));
+    }
+
+    fn forgotten(&self, tenant: &astrocyte_core::Schema) {
+        astrocyte_server::metrics::global().job_counts(tenant.as_str(), None);
+    }
 }

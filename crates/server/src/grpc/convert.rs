@@ -4,15 +4,18 @@
 
 use std::collections::BTreeMap;
 
+use astrocyte_core::browse::{Change, ChangePage, MemoryDetail, MemoryPatch};
 use astrocyte_core::jobs::Job;
-use astrocyte_core::{ContentType, Metadata, RecallHit, RecallResult, RetainOutcome};
+use astrocyte_core::{
+    ContentType, Memory, Metadata, RecallHit, RecallResult, RetainOutcome, Timestamp,
+};
 use prost_types::value::Kind;
 use serde_json::Value as Json;
 
 use super::proto;
 use crate::dto::{field_datetime, iso, optional_field_datetime};
 use crate::error::ApiError;
-use crate::service::{Forget, History, Recall, Retain, Retained};
+use crate::service::{Forget, History, ListMemories, Recall, Retain, Retained};
 
 /// An empty repeated field means "not given", as an absent JSON list does.
 fn optional_list(list: Vec<String>) -> Option<Vec<String>> {
@@ -135,13 +138,7 @@ pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
     } else {
         request.banks
     };
-    let time_range = match request.time_range {
-        None => None,
-        Some(range) => Some((
-            field_datetime("time_range", &range.start)?,
-            field_datetime("time_range", &range.end)?,
-        )),
-    };
+    let time_range = time_range(request.time_range)?;
     Ok(Recall {
         query: request.query,
         banks: banks.into_iter().filter(|b| !b.is_empty()).collect(),
@@ -151,6 +148,97 @@ pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
         time_range,
         as_of: optional_field_datetime("as_of", request.as_of)?,
     })
+}
+
+fn time_range(range: Option<proto::TimeRange>) -> Result<Option<(Timestamp, Timestamp)>, ApiError> {
+    range
+        .map(|range| {
+            Ok((
+                field_datetime("time_range", &range.start)?,
+                field_datetime("time_range", &range.end)?,
+            ))
+        })
+        .transpose()
+}
+
+/// A listing request.
+pub fn list(request: proto::ListMemoriesRequest) -> Result<ListMemories, ApiError> {
+    Ok(ListMemories {
+        bank_id: request.bank_id,
+        limit: request.limit,
+        cursor: request.cursor,
+        order: request.order,
+        tags: optional_list(request.tags),
+        fact_types: optional_list(request.fact_types),
+        time_range: time_range(request.time_range)?,
+        text_prefix: request.text_prefix,
+        text_contains: request.contains,
+    })
+}
+
+/// An edit.
+pub fn patch(request: &mut proto::UpdateMemoryRequest) -> MemoryPatch {
+    MemoryPatch {
+        tags: request.tags.take().map(|list| list.tags),
+        metadata: request.metadata.take().map(|object| metadata(Some(object))),
+    }
+}
+
+/// A stored memory.
+pub fn stored(m: Memory) -> proto::StoredMemory {
+    proto::StoredMemory {
+        chunk_id: m
+            .chunk
+            .as_ref()
+            .map(|c| format!("{}:{}", c.group_id, c.index)),
+        chunk_count: m.chunk.as_ref().map_or(1, |c| c.count),
+        memory_id: m.id,
+        bank_id: m.bank_id.to_string(),
+        text: m.text,
+        tags: m.tags,
+        metadata: Some(struct_of(m.metadata)),
+        fact_type: m.fact_type,
+        occurred_at: m.occurred_at.as_ref().map(iso),
+        retained_at: iso(&m.retained_at),
+        source: m.source,
+        thread: m.thread,
+    }
+}
+
+fn change(change: Change, memory: Option<Memory>) -> proto::Change {
+    proto::Change {
+        cursor: change.cursor,
+        kind: change.kind.as_str().to_string(),
+        memory_id: change.memory_id,
+        at: iso(&change.at),
+        memory: memory.map(stored),
+    }
+}
+
+/// A memory with its chunks and history.
+pub fn detail(detail: MemoryDetail) -> proto::MemoryDetail {
+    proto::MemoryDetail {
+        memory: Some(stored(detail.memory)),
+        chunks: detail.chunks.into_iter().map(stored).collect(),
+        history: detail
+            .history
+            .into_iter()
+            .map(|c| change(c, None))
+            .collect(),
+    }
+}
+
+/// A page of the change feed.
+pub fn changes(page: ChangePage) -> proto::ListChangesResponse {
+    proto::ListChangesResponse {
+        changes: page
+            .changes
+            .into_iter()
+            .map(|entry| change(entry.change, entry.memory))
+            .collect(),
+        next_cursor: page.next_cursor,
+        has_more: page.has_more,
+    }
 }
 
 /// A history request.

@@ -271,6 +271,82 @@ impl proto::memory_server::Memory for GrpcMemory {
         Ok(Response::new(convert::job(job)))
     }
 
+    async fn list_memories(
+        &self,
+        request: Request<proto::ListMemoriesRequest>,
+    ) -> Result<Response<proto::ListMemoriesResponse>, Status> {
+        let caller = self.caller(&request, "ListMemories").await?;
+        let command = convert::list(request.into_inner()).map_err(to_status)?;
+        let page = self
+            .service
+            .list_memories(&caller, command)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ListMemoriesResponse {
+            memories: page.memories.into_iter().map(convert::stored).collect(),
+            next_cursor: page.next_cursor,
+        }))
+    }
+
+    async fn get_memory(
+        &self,
+        request: Request<proto::GetMemoryRequest>,
+    ) -> Result<Response<proto::MemoryDetail>, Status> {
+        let caller = self.caller(&request, "GetMemory").await?;
+        let message = request.into_inner();
+        let detail = self
+            .service
+            .memory(&caller, &message.bank_id, &message.memory_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::detail(detail)))
+    }
+
+    async fn update_memory(
+        &self,
+        request: Request<proto::UpdateMemoryRequest>,
+    ) -> Result<Response<proto::StoredMemory>, Status> {
+        let caller = self.caller(&request, "UpdateMemory").await?;
+        let mut message = request.into_inner();
+        let patch = convert::patch(&mut message);
+        let memory = self
+            .service
+            .update_memory(&caller, &message.bank_id, &message.memory_id, patch)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::stored(memory)))
+    }
+
+    async fn delete_memory(
+        &self,
+        request: Request<proto::DeleteMemoryRequest>,
+    ) -> Result<Response<proto::DeleteMemoryResponse>, Status> {
+        let caller = self.caller(&request, "DeleteMemory").await?;
+        let message = request.into_inner();
+        self.service
+            .forget_memory(&caller, &message.bank_id, &message.memory_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::DeleteMemoryResponse {
+            memory_id: message.memory_id,
+            forgotten: true,
+        }))
+    }
+
+    async fn list_changes(
+        &self,
+        request: Request<proto::ListChangesRequest>,
+    ) -> Result<Response<proto::ListChangesResponse>, Status> {
+        let caller = self.caller(&request, "ListChanges").await?;
+        let message = request.into_inner();
+        let page = self
+            .service
+            .changes(&caller, &message.bank_id, message.since, message.limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::changes(page)))
+    }
+
     type ExportStream = ExportStream;
 
     async fn export(

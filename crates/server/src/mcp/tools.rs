@@ -24,12 +24,13 @@ use tracing::Instrument;
 
 use super::config::McpConfig;
 use super::McpError;
+use crate::dto::browse::MemoryPageResponse;
 use crate::dto::{
     field_datetime, optional_field_datetime, ContentTypeDto, ForgetResponse, JobResponse,
     RecallResponse, ReflectResponse, RetainResponse,
 };
 use crate::error::ApiError;
-use crate::service::{Caller, Forget, History, Recall, Reflect, Retain, Service};
+use crate::service::{Caller, Forget, History, ListMemories, Recall, Reflect, Retain, Service};
 use crate::state::AppState;
 
 /// The server name clients see, as in the reference.
@@ -167,6 +168,26 @@ struct ForgetArgs {
     scope: Option<String>,
 }
 
+/// Arguments of `memory_list`.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct ListArgs {
+    /// Memory bank; the configured default when omitted.
+    #[serde(default)]
+    bank_id: Option<String>,
+    /// How many memories, newest first (1 to 1000; default 20).
+    #[serde(default)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous call, for the next page.
+    #[serde(default)]
+    cursor: Option<String>,
+    /// Only memories carrying any of these tags.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    /// Only memories whose text contains this (case-insensitive).
+    #[serde(default)]
+    contains: Option<String>,
+}
+
 /// Tools without arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 struct NoArgs {}
@@ -205,6 +226,15 @@ pub fn tool_table(config: &McpConfig) -> Vec<Tool> {
         )
         .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
     ];
+    tools.push(
+        Tool::new(
+            "memory_list",
+            "List a bank's most recent memories, newest first (browsing, not search). Returns \
+             {memories: [{memory_id, text, tags, metadata, occurred_at, retained_at, ...}], next_cursor}.",
+            input_schema::<ListArgs>(),
+        )
+        .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
+    );
     if config.expose_reflect {
         tools.push(
             Tool::new(
@@ -463,6 +493,20 @@ impl MemoryTools {
                     archived_count: 0,
                 })
             }
+            "memory_list" => {
+                let args: ListArgs = parse(arguments)?;
+                let command = ListMemories {
+                    bank_id: self.bank(args.bank_id)?,
+                    limit: Some(args.limit.unwrap_or(20)),
+                    cursor: args.cursor,
+                    tags: args.tags,
+                    text_contains: args.contains,
+                    ..Default::default()
+                };
+                encode(MemoryPageResponse::from(
+                    service.list_memories(caller, command).await?,
+                ))
+            }
             "memory_banks" => {
                 let banks = service
                     .banks(caller, self.config.default_bank.as_ref())
@@ -593,6 +637,7 @@ mod tests {
                 "memory_retain",
                 "memory_recall",
                 "memory_history",
+                "memory_list",
                 "memory_reflect",
                 "memory_banks",
                 "memory_job",
@@ -610,6 +655,7 @@ mod tests {
                 "memory_retain",
                 "memory_recall",
                 "memory_history",
+                "memory_list",
                 "memory_forget",
                 "memory_banks",
                 "memory_job",

@@ -60,11 +60,7 @@ pub async fn import(
         .service()
         .import_from_path(&caller, &body.bank_id, &body.path, on_conflict)
         .await?;
-    Ok(Json(ImportResponse {
-        imported: report.imported,
-        skipped: report.skipped,
-        errors: report.errors,
-    }))
+    Ok(Json(ImportResponse::from(report)))
 }
 
 /// Lists the banks of the caller's tenant that hold memories.

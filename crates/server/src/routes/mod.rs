@@ -2,6 +2,7 @@
 //! bodies the contract's `{"detail": ...}` 400 shape, and the middleware stack.
 
 pub mod admin;
+pub mod browse;
 pub mod health;
 pub mod memory;
 
@@ -95,6 +96,17 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/jobs/{job_id}", get(memory::job_status))
         .route("/v1/export", post(admin::export))
         .route("/v1/import", post(admin::import))
+        .route("/v1/banks", get(browse::banks))
+        .route("/v1/banks/{bank_id}/memories", get(browse::list))
+        .route(
+            "/v1/banks/{bank_id}/memories/{memory_id}",
+            get(browse::get)
+                .patch(browse::update)
+                .delete(browse::forget),
+        )
+        .route("/v1/banks/{bank_id}/changes", get(browse::changes))
+        .route("/v1/banks/{bank_id}/export", get(browse::export))
+        .route("/v1/banks/{bank_id}/import", post(browse::import))
         .route("/v1/admin/banks", get(admin::banks))
         .route("/v1/admin/jobs", post(admin::enqueue_job))
         .route(

@@ -7,6 +7,7 @@
 //! the PII barrier, asynchronous retain and job queueing, legal holds, metrics and spans, the
 //! tenant binding around each call, and health. The transports hold none of it.
 
+mod browse;
 mod commands;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::Instrument;
 
+pub use browse::{BankSummary, ListMemories, DEFAULT_PAGE};
 pub use commands::{Forget, History, Recall, Reflect, Retain, Retained};
 
 use crate::access::Permission;

@@ -400,14 +400,20 @@ async fn export_and_import_round_trip_inside_the_roots_only() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json, json!({"imported": 2, "skipped": 0, "errors": 0}));
+    assert_eq!(
+        r.json,
+        json!({"imported": 2, "skipped": 0, "errors": 0, "rejected": []})
+    );
     let r = post(
         &app,
         "/v1/import",
         json!({"bank_id": "dst", "path": "src.jsonl", "on_conflict": "skip"}),
     )
     .await;
-    assert_eq!(r.json, json!({"imported": 0, "skipped": 2, "errors": 0}));
+    assert_eq!(
+        r.json,
+        json!({"imported": 0, "skipped": 2, "errors": 0, "rejected": []})
+    );
     let r = post(
         &app,
         "/v1/recall",

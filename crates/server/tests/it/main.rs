@@ -9,6 +9,7 @@
 //! own (`tests/logs.rs`, `tests/otlp.rs`): tracing subscribers are process-wide.
 
 mod auth;
+mod browse;
 mod client;
 mod contract;
 mod grpc;

@@ -37,6 +37,7 @@ fn tool_list_snapshot() -> Value {
         "memory_reflect": {"properties": ["bank_id", "include_sources", "max_tokens", "query"], "required": ["query"]},
         "memory_forget": {"properties": ["bank_id", "before_date", "memory_ids", "scope", "tags"], "required": []},
         "memory_banks": {"properties": [], "required": []},
+        "memory_list": {"properties": ["bank_id", "contains", "cursor", "limit", "tags"], "required": []},
         "memory_job": {"properties": ["job_id"], "required": ["job_id"]},
         "memory_health": {"properties": [], "required": []},
     })
@@ -243,6 +244,27 @@ async fn memory_round_trip(client: &Client, bank: Option<&str>) {
     )
     .await;
     assert!(bare["sources"].is_null(), "{bare}");
+
+    // The newest memory is listed first; a second page follows its cursor.
+    let listed = ok(client, "memory_list", with_bank(json!({"limit": 1}))).await;
+    assert_eq!(
+        listed["memories"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let cursor = listed["next_cursor"]
+        .as_str()
+        .expect("more than one memory");
+    let next = ok(
+        client,
+        "memory_list",
+        with_bank(json!({"limit": 1, "cursor": cursor})),
+    )
+    .await;
+    assert_ne!(
+        next["memories"][0]["memory_id"],
+        listed["memories"][0]["memory_id"]
+    );
 
     let forgotten = ok(
         client,
@@ -601,6 +623,7 @@ async fn host_and_origin_are_checked_and_configurable() {
             "memory_retain",
             "memory_recall",
             "memory_history",
+            "memory_list",
             "memory_reflect",
             "memory_banks",
             "memory_job",
