@@ -93,11 +93,13 @@ def test_admin_routes_want_the_admin_token(guarded_server):
     b = bank()
     with Astrocyte(guarded_server.base_url, principal="agent:writer") as writer:
         writer.retain("Admin token probe.", b)
+        assert b in writer.banks()  # GET /v1/banks is not an admin route
         with pytest.raises((UnauthenticatedError, ForbiddenError)) as raised:
-            writer.banks()
+            list(writer.export_bank(b))
         assert "X-Admin-Token" in raised.value.detail
     with Astrocyte(guarded_server.base_url, principal="agent:writer", admin_token=ADMIN_TOKEN) as admin:
         assert b in admin.banks()
+        assert len(list(admin.export_bank(b))) == 2
 
 
 def test_pii_rejection_names_the_types(guarded_server):

@@ -61,7 +61,7 @@ export interface paths {
             cookie?: never;
         };
         /** Lists the banks of the caller's tenant that hold memories. */
-        get: operations["banks"];
+        get: operations["get_v1_admin_banks"];
         put?: never;
         post?: never;
         delete?: never;
@@ -143,6 +143,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/banks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lists the caller's readable banks with their memory counts and newest retain. */
+        get: operations["get_v1_banks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/banks/{bank_id}/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A bank's change feed: created, updated and forgotten entries after a cursor, oldest first. */
+        get: operations["changes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/banks/{bank_id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Downloads a bank as AMA v1 JSON Lines, streamed. */
+        get: operations["get_v1_banks_bank_id_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/banks/{bank_id}/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Imports AMA v1 JSON Lines sent as the request body into a bank. */
+        post: operations["post_v1_banks_bank_id_import"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/banks/{bank_id}/memories": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lists a bank's memories, newest first (or by id), a page at a time. */
+        get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/banks/{bank_id}/memories/{memory_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One memory with its retain's chunks and its change history. */
+        get: operations["get"];
+        put?: never;
+        post?: never;
+        /** Forgets one memory. */
+        delete: operations["delete_v1_banks_bank_id_memories_memory_id"];
+        options?: never;
+        head?: never;
+        /** Replaces a memory's tags and/or metadata. */
+        patch: operations["update"];
+        trace?: never;
+    };
     "/v1/export": {
         parameters: {
             query?: never;
@@ -153,7 +257,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Exports a bank as AMA v1 JSON Lines to a file under the portability roots. */
-        post: operations["export"];
+        post: operations["post_v1_export"];
         delete?: never;
         options?: never;
         head?: never;
@@ -170,7 +274,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Forgets memories by id, tag or date, or a whole bank with `scope: "all"`. */
-        post: operations["forget"];
+        post: operations["post_v1_forget"];
         delete?: never;
         options?: never;
         head?: never;
@@ -204,7 +308,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Imports AMA v1 JSON Lines from a file under the portability roots into a bank. */
-        post: operations["import"];
+        post: operations["post_v1_import"];
         delete?: never;
         options?: never;
         head?: never;
@@ -293,10 +397,68 @@ export interface components {
             /** @description `authentication_failed`, for a refused tenant credential. */
             error?: string | null;
         };
+        /** @description `GET /v1/banks`. */
+        BankSummariesResponse: {
+            /** @description The caller's readable banks holding memories. */
+            banks: components["schemas"]["BankSummaryDto"][];
+        };
+        /** @description A bank with its counts. */
+        BankSummaryDto: {
+            /** @description The bank. */
+            bank_id: string;
+            /**
+             * Format: date-time
+             * @description When the newest visible memory was retained.
+             */
+            last_retained_at?: string | null;
+            /**
+             * Format: int64
+             * @description Visible memories.
+             */
+            memory_count: number;
+        };
         /** @description `GET /v1/admin/banks`. */
         BanksResponse: {
             /** @description Banks of the caller's tenant holding memories. */
             banks: string[];
+        };
+        /** @description One entry of a change log. */
+        ChangeDto: {
+            /**
+             * Format: date-time
+             * @description When it happened.
+             */
+            at: string;
+            /** @description Pass as `since` to resume after this entry. */
+            cursor: string;
+            /** @description `created`, `updated` or `forgotten`. */
+            kind: string;
+            /** @description The memory. */
+            memory_id: string;
+        };
+        /** @description A change with the memory as it is now. */
+        ChangeEntryDto: {
+            /**
+             * Format: date-time
+             * @description When it happened.
+             */
+            at: string;
+            /** @description Pass as `since` to resume after this entry. */
+            cursor: string;
+            /** @description `created`, `updated` or `forgotten`. */
+            kind: string;
+            memory?: null | components["schemas"]["MemoryDto"];
+            /** @description The memory. */
+            memory_id: string;
+        };
+        /** @description A page of the change feed. */
+        ChangesResponse: {
+            /** @description Entries, oldest first. */
+            changes: components["schemas"]["ChangeEntryDto"][];
+            /** @description Whether more entries are ready now. */
+            has_more: boolean;
+            /** @description Pass as `since` for the next read (unchanged when nothing was new). */
+            next_cursor?: string | null;
         };
         /**
          * @description How content is chunked.
@@ -394,6 +556,13 @@ export interface components {
              */
             deleted_count: number;
         };
+        /** @description The result of forgetting one memory. */
+        ForgottenResponse: {
+            /** @description Always true (a missing memory is a 404). */
+            forgotten: boolean;
+            /** @description The memory. */
+            memory_id: string;
+        };
         /** @description `GET /health`. */
         HealthResponse: {
             /** @description Whether the store answered. */
@@ -472,6 +641,8 @@ export interface components {
              * @description Memories written.
              */
             imported: number;
+            /** @description Line number and reason of the first 10,000 refused lines (the header is line 1). */
+            rejected?: components["schemas"]["RejectedLineDto"][];
             /**
              * Format: int64
              * @description Memories skipped because their id existed.
@@ -547,6 +718,51 @@ export interface components {
             /** @description Always `ok`. */
             status: string;
         };
+        /** @description One memory with its retain's chunks and its change history. */
+        MemoryDetailResponse: {
+            /** @description Every visible chunk of the same retain, in order (the memory included). */
+            chunks: components["schemas"]["MemoryDto"][];
+            /** @description Its change log, oldest first. */
+            history: components["schemas"]["ChangeDto"][];
+            /** @description The memory. */
+            memory: components["schemas"]["MemoryDto"];
+        };
+        /** @description A stored memory as browsing shows it. */
+        MemoryDto: {
+            /** @description Bank. */
+            bank_id: string;
+            /**
+             * Format: int32
+             * @description Chunks the retain produced (1 when it was not split).
+             */
+            chunk_count: number;
+            /** @description `<group>:<index>` when the memory is one chunk of a longer retain. */
+            chunk_id?: string | null;
+            /** @description Kind of fact. */
+            fact_type: string;
+            /** @description Memory id. */
+            memory_id: string;
+            /** @description Flat metadata. */
+            metadata: Record<string, unknown>;
+            /**
+             * Format: date-time
+             * @description When it happened, if known.
+             */
+            occurred_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When it was stored.
+             */
+            retained_at: string;
+            /** @description Origin. */
+            source?: string | null;
+            /** @description Tags, sorted. */
+            tags: string[];
+            /** @description The text. */
+            text: string;
+            /** @description The conversation or thread it belongs to. */
+            thread?: string | null;
+        };
         /** @description One recalled memory, shaped like the reference's `MemoryHit`. */
         MemoryHitDto: {
             /** @description Bank. */
@@ -588,6 +804,13 @@ export interface components {
              * @description Always null.
              */
             utility_score?: number | null;
+        };
+        /** @description A page of memories. */
+        MemoryPageResponse: {
+            /** @description The memories, in the listing's order. */
+            memories: components["schemas"]["MemoryDto"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            next_cursor?: string | null;
         };
         /**
          * @description What to do with ids that already exist.
@@ -719,6 +942,16 @@ export interface components {
             /** @description Supporting memories; null when `include_sources` is false. */
             sources?: components["schemas"]["MemoryHitDto"][] | null;
         };
+        /** @description A refused import line. */
+        RejectedLineDto: {
+            /**
+             * Format: int64
+             * @description 1-based line number.
+             */
+            line: number;
+            /** @description Why it was refused. */
+            reason: string;
+        };
         /** @description `POST /v1/retain`. */
         RetainBody: {
             /**
@@ -772,6 +1005,13 @@ export interface components {
             key_id: string;
             /** @description Always true (an unknown key is a 404). */
             revoked: boolean;
+        };
+        /** @description `PATCH /v1/banks/{bank_id}/memories/{memory_id}`: each field given replaces the stored one. */
+        UpdateMemoryBody: {
+            /** @description The new metadata (flat: string, number, boolean or null values). */
+            metadata?: Record<string, unknown> | null;
+            /** @description The new tags. */
+            tags?: string[] | null;
         };
     };
     responses: never;
@@ -874,7 +1114,7 @@ export interface operations {
             };
         };
     };
-    banks: {
+    get_v1_admin_banks: {
         parameters: {
             query?: never;
             header?: never;
@@ -1541,7 +1781,699 @@ export interface operations {
             };
         };
     };
-    export: {
+    get_v1_banks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BankSummariesResponse"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    changes: {
+        parameters: {
+            query?: {
+                /** @description `next_cursor` of the previous read; from the start when absent. */
+                since?: string;
+                /** @description Entries per page, 1 to 1000 (default 100). */
+                limit?: number;
+                /**
+                 * @description The newest `limit` entries instead of the oldest (still oldest first); `next_cursor`
+                 *     then follows the feed from the newest.
+                 */
+                tail?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangesResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description No valid credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthenticationFailed"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    get_v1_banks_bank_id_export: {
+        parameters: {
+            query?: {
+                /** @description Include vectors (default false). */
+                include_embeddings?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description AMA v1 JSON Lines */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    post_v1_banks_bank_id_import: {
+        parameters: {
+            query?: {
+                /** @description `skip` (default) or `overwrite`. */
+                on_conflict?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description AMA v1 JSON Lines */
+        requestBody: {
+            content: {
+                "application/x-ndjson": string;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 1000 (default 50). */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description `newest` (default) or `id`. */
+                order?: string;
+                /** @description Comma-separated tags: memories with any of them. */
+                tags?: string;
+                /** @description Comma-separated fact types. */
+                fact_type?: string;
+                /** @description Only memories that happened at or after this instant (ISO 8601). */
+                start?: string;
+                /** @description Only memories that happened at or before this instant (ISO 8601). */
+                end?: string;
+                /** @description Text starts with this (case-insensitive). */
+                text_prefix?: string;
+                /** @description Text contains this (case-insensitive). */
+                contains?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoryPageResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description No valid credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthenticationFailed"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+                /** @description The memory */
+                memory_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoryDetailResponse"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description No valid credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthenticationFailed"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    delete_v1_banks_bank_id_memories_memory_id: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+                /** @description The memory */
+                memory_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForgottenResponse"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description No valid credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthenticationFailed"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+                /** @description The memory */
+                memory_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateMemoryBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoryDto"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    post_v1_export: {
         parameters: {
             query?: never;
             header?: never;
@@ -1642,7 +2574,7 @@ export interface operations {
             };
         };
     };
-    forget: {
+    post_v1_forget: {
         parameters: {
             query?: never;
             header?: never;
@@ -1845,7 +2777,7 @@ export interface operations {
             };
         };
     };
-    import: {
+    post_v1_import: {
         parameters: {
             query?: never;
             header?: never;

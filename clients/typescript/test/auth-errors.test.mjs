@@ -88,10 +88,13 @@ describe("dev mode with grants, an admin token, PII rejection and a body cap", (
     const b = bank();
     const writer = new Astrocyte({ baseUrl: server.baseUrl, principal: "agent:writer" });
     await writer.retain("Admin token probe.", b);
-    await assert.rejects(writer.banks(), (error) =>
+    assert.ok((await writer.banks()).includes(b)); // GET /v1/banks is not an admin route
+    const exportAll = async (client) => { const lines = []; for await (const line of client.exportBank(b)) lines.push(line); return lines; };
+    await assert.rejects(exportAll(writer), (error) =>
       (error instanceof UnauthenticatedError || error instanceof ForbiddenError) && /X-Admin-Token/.test(error.detail));
     const admin = new Astrocyte({ baseUrl: server.baseUrl, principal: "agent:writer", adminToken: ADMIN_TOKEN });
     assert.ok((await admin.banks()).includes(b));
+    assert.equal((await exportAll(admin)).length, 2);
   });
 
   test("PII rejection names the types", async () => {

@@ -1,5 +1,8 @@
 // Compiled (not run) by `npm test`: the public types are usable as a TypeScript user writes them.
-import { Astrocyte, RateLimitedError, type MemoryHit, type RecallResult, type RetainResult } from "../dist/index.js";
+import {
+  Astrocyte, RateLimitedError, type BankSummary, type ChangesPage, type ImportResult, type Memory, type MemoryDetail,
+  type MemoryHit, type MemoryPage, type RecallResult, type RetainResult,
+} from "../dist/index.js";
 
 export async function typed(brain: Astrocyte): Promise<string[]> {
   const stored: RetainResult = await brain.retain("text", "bank", { tags: ["t"], metadata: { n: 1 }, occurredAt: new Date() });
@@ -21,6 +24,21 @@ export async function typed(brain: Astrocyte): Promise<string[]> {
       void wait;
     }
   }
-  void [owner, when, answer, deleted, asOf, healthy, state, multi];
+  const page: MemoryPage = await brain.listMemories("bank", { limit: 10, tags: ["t"], order: "id", start: new Date(), contains: "x" });
+  for await (const memory of brain.iterMemories("bank", { factTypes: "world", cursor: page.next_cursor ?? undefined })) {
+    const text: string = memory.text;
+    void text;
+  }
+  const detail: MemoryDetail = await brain.getMemory("bank", "id");
+  const updated: Memory = await brain.updateMemory("bank", detail.memory.memory_id, { tags: [], metadata: { k: "v" } });
+  const forgotten: boolean = (await brain.deleteMemory("bank", updated.memory_id)).forgotten;
+  const feed: ChangesPage = await brain.changes("bank", { since: "0", limit: 5 });
+  const tombstone: boolean = feed.changes.some((c) => c.kind === "forgotten" && c.memory === null);
+  const lines: string[] = [];
+  for await (const line of brain.exportBank("bank", { includeEmbeddings: true })) lines.push(line);
+  const imported: ImportResult = await brain.importBank("copy", brain.exportBank("bank"), { onConflict: "overwrite" });
+  const firstRejected: number | undefined = imported.rejected?.[0]?.line;
+  const summaries: BankSummary[] = await brain.bankSummaries();
+  void [owner, when, answer, deleted, asOf, healthy, state, multi, forgotten, tombstone, firstRejected, summaries];
   return brain.banks();
 }

@@ -2,7 +2,8 @@
 
 ``Astrocyte`` (sync) and ``AsyncAstrocyte`` (async) have the method names and argument names of
 the Python reference's ``Astrocyte`` object: retain, recall, reflect, forget, history, plus
-banks, health and job.
+banks, health and job; and the browse/manage routes: bank_summaries, list_memories,
+iter_memories, get_memory, update_memory, delete_memory, changes, export_bank, import_bank.
 """
 
 from ._client import DEFAULT_BASE_URL, AsyncAstrocyte, Astrocyte
@@ -23,14 +24,23 @@ from ._errors import (
     UnsupportedError,
 )
 from ._models import (
+    BankSummary,
+    ChangesPage,
+    DeleteMemoryResult,
     ForgetResult,
     HealthStatus,
     HistoryResult,
+    ImportResult,
     Job,
+    Memory,
+    MemoryChange,
+    MemoryDetail,
     MemoryHit,
+    MemoryPage,
     RecallResult,
     RecallTrace,
     ReflectResult,
+    RejectedLine,
     RetainResult,
 )
 from ._retry import RetryPolicy
@@ -51,6 +61,15 @@ __all__ = [
     "HealthStatus",
     "Job",
     "MemoryHit",
+    "Memory",
+    "MemoryPage",
+    "MemoryDetail",
+    "MemoryChange",
+    "ChangesPage",
+    "DeleteMemoryResult",
+    "BankSummary",
+    "ImportResult",
+    "RejectedLine",
     "AstrocyteError",
     "AstrocyteConnectionError",
     "APIError",

@@ -6,14 +6,14 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import httpx
 
 from . import _models as m
 from . import _requests as r
 from ._errors import APIError, AstrocyteConnectionError, error_for
-from ._requests import When
+from ._requests import ImportData, When
 from ._retry import RetryPolicy
 
 __all__ = ["Astrocyte", "AsyncAstrocyte", "DEFAULT_BASE_URL"]
@@ -77,6 +77,11 @@ class _Base:
         body = _decode(response)
         if response.is_success:
             return True, call.parse(body if body is not None else {})
+        return False, self._failed(call, response, body, attempt)
+
+    def _failed(self, call: r.Call, response: httpx.Response, body: Any, attempt: int) -> float:
+        """Seconds to wait before retrying an error answer; raises its typed error when it is not
+        retried."""
         headers = {k.lower(): v for k, v in response.headers.items()}
         error = error_for(response.status_code, body, headers)
         delay = self.retry.delay(attempt, response.status_code, body, headers)
@@ -86,7 +91,7 @@ class _Base:
                  response.status_code, attempt + 1, delay)
         if self._on_retry is not None:
             self._on_retry(attempt + 1, delay, error)
-        return False, delay
+        return delay
 
 
 class Astrocyte(_Base):
@@ -94,7 +99,8 @@ class Astrocyte(_Base):
 
     ``Astrocyte("http://127.0.0.1:8080", api_key="ak_…")``; ``bearer_token=`` sends the key (or a
     JWT) as ``Authorization: Bearer``; ``principal=`` sets ``X-Astrocyte-Principal`` (dev mode);
-    ``admin_token=`` sets ``X-Admin-Token`` for admin routes (``banks()``) on a server that has one.
+    ``admin_token=`` sets ``X-Admin-Token`` for admin routes (``export_bank()``, ``import_bank()``) on
+    a server that has one.
     429 and 503 answers are retried up to ``max_retries`` times, waiting what the server asks
     (``retry_after_seconds`` / ``Retry-After``) or an exponential backoff.
     """
@@ -116,7 +122,8 @@ class Astrocyte(_Base):
         attempt = 0
         while True:
             try:
-                response = self._http.request(call.method, call.path, json=call.body)
+                response = self._http.request(call.method, call.path, json=call.body, params=call.params,
+                                              content=call.content, headers=call.headers)
             except httpx.TransportError as error:
                 raise AstrocyteConnectionError(f"{call.method} {call.path}: {error}") from error
             done, value = self._result(call, response, attempt)
@@ -162,8 +169,88 @@ class Astrocyte(_Base):
                                     tags=tags))
 
     def banks(self) -> List[str]:
-        """The banks of the caller's tenant."""
+        """The names of the banks the caller may read (``GET /v1/banks``; no admin token needed)."""
         return self._send(r.banks())
+
+    def bank_summaries(self) -> List[m.BankSummary]:
+        """The banks the caller may read, with their memory counts and newest retain."""
+        return self._send(r.bank_summaries())
+
+    def list_memories(self, bank_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None,
+                      order: Optional[str] = None, tags: Optional[Sequence[str]] = None,
+                      fact_types: Optional[Sequence[str]] = None, start: Optional[When] = None,
+                      end: Optional[When] = None, text_prefix: Optional[str] = None,
+                      contains: Optional[str] = None) -> m.MemoryPage:
+        """One page of a bank's memories, newest first (``order="id"``: by id); pass the page's
+        ``next_cursor`` as ``cursor`` for the next. ``tags`` match any of them; ``start``/``end``
+        bound when they happened; ``text_prefix``/``contains`` match the text, ignoring case."""
+        return self._send(r.list_memories(bank_id, limit=limit, cursor=cursor, order=order, tags=tags,
+                                          fact_types=fact_types, start=start, end=end,
+                                          text_prefix=text_prefix, contains=contains))
+
+    def iter_memories(self, bank_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None,
+                      order: Optional[str] = None, tags: Optional[Sequence[str]] = None,
+                      fact_types: Optional[Sequence[str]] = None, start: Optional[When] = None,
+                      end: Optional[When] = None, text_prefix: Optional[str] = None,
+                      contains: Optional[str] = None) -> Iterator[m.Memory]:
+        """Every memory :meth:`list_memories` selects, following the cursors (``limit`` is the
+        page size); pages are fetched as the iteration reaches them."""
+        while True:
+            page = self.list_memories(bank_id, limit=limit, cursor=cursor, order=order, tags=tags,
+                                      fact_types=fact_types, start=start, end=end, text_prefix=text_prefix,
+                                      contains=contains)
+            yield from page.memories
+            if not page.next_cursor or not page.memories:
+                return
+            cursor = page.next_cursor
+
+    def get_memory(self, bank_id: str, memory_id: str) -> m.MemoryDetail:
+        """One memory with its retain's chunks and its change history; ``NotFoundError`` when absent."""
+        return self._send(r.get_memory(bank_id, memory_id))
+
+    def update_memory(self, bank_id: str, memory_id: str, *, tags: Optional[Sequence[str]] = None,
+                      metadata: Optional[Dict[str, Any]] = None) -> m.Memory:
+        """Replace a memory's tags and/or metadata (each one given replaces the stored one)."""
+        return self._send(r.update_memory(bank_id, memory_id, tags=tags, metadata=metadata))
+
+    def delete_memory(self, bank_id: str, memory_id: str) -> m.DeleteMemoryResult:
+        """Forget one memory; ``NotFoundError`` when it is not there."""
+        return self._send(r.delete_memory(bank_id, memory_id))
+
+    def changes(self, bank_id: str, since: Optional[str] = None, limit: Optional[int] = None) -> m.ChangesPage:
+        """The bank's change feed after the cursor ``since`` (from the start when None), oldest
+        first: created, updated and forgotten entries (a forgotten memory's entries carry
+        ``memory=None``)."""
+        return self._send(r.changes(bank_id, since=since, limit=limit))
+
+    def export_bank(self, bank_id: str, include_embeddings: bool = False) -> Iterator[str]:
+        """The bank as AMA v1 JSON Lines (a header line, then one memory a line), streamed: the
+        request is made when the iteration starts and lines are yielded as they arrive (without
+        their newline). An admin route: on a server with an admin token it needs ``admin_token=``."""
+        call = r.export_bank(bank_id, include_embeddings=include_embeddings)
+        attempt = 0
+        while True:
+            try:
+                with self._http.stream(call.method, call.path, params=call.params,
+                                       headers=call.headers) as response:
+                    if response.is_success:
+                        for line in response.iter_lines():
+                            if line:
+                                yield line
+                        return
+                    response.read()
+                    delay = self._failed(call, response, _decode(response), attempt)
+            except httpx.TransportError as error:
+                raise AstrocyteConnectionError(f"{call.method} {call.path}: {error}") from error
+            time.sleep(delay)
+            attempt += 1
+
+    def import_bank(self, bank_id: str, data: ImportData, on_conflict: str = "skip") -> m.ImportResult:
+        """Import AMA v1 JSON Lines (bytes, text, or an iterable of lines such as
+        :meth:`export_bank`'s) into ``bank_id``; ids that exist are skipped or, with
+        ``on_conflict="overwrite"``, replaced. Refused lines are counted in ``errors`` and listed in
+        ``rejected`` by line number. An admin route, like :meth:`export_bank`."""
+        return self._send(r.import_bank(bank_id, r.jsonl_bytes(data), on_conflict=on_conflict))
 
     def health(self) -> m.HealthStatus:
         """The server's health (its store reachable or not)."""
@@ -208,7 +295,8 @@ class AsyncAstrocyte(_Base):
         attempt = 0
         while True:
             try:
-                response = await self._http.request(call.method, call.path, json=call.body)
+                response = await self._http.request(call.method, call.path, json=call.body, params=call.params,
+                                                    content=call.content, headers=call.headers)
             except httpx.TransportError as error:
                 raise AstrocyteConnectionError(f"{call.method} {call.path}: {error}") from error
             done, value = self._result(call, response, attempt)
@@ -254,8 +342,85 @@ class AsyncAstrocyte(_Base):
                                           max_tokens=max_tokens, tags=tags))
 
     async def banks(self) -> List[str]:
-        """The banks of the caller's tenant."""
+        """The names of the banks the caller may read (``GET /v1/banks``; no admin token needed)."""
         return await self._send(r.banks())
+
+    async def bank_summaries(self) -> List[m.BankSummary]:
+        """The banks the caller may read, with their memory counts and newest retain."""
+        return await self._send(r.bank_summaries())
+
+    async def list_memories(self, bank_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None,
+                            order: Optional[str] = None, tags: Optional[Sequence[str]] = None,
+                            fact_types: Optional[Sequence[str]] = None, start: Optional[When] = None,
+                            end: Optional[When] = None, text_prefix: Optional[str] = None,
+                            contains: Optional[str] = None) -> m.MemoryPage:
+        """One page of a bank's memories, newest first (``order="id"``: by id); pass the page's
+        ``next_cursor`` as ``cursor`` for the next."""
+        return await self._send(r.list_memories(bank_id, limit=limit, cursor=cursor, order=order, tags=tags,
+                                                fact_types=fact_types, start=start, end=end,
+                                                text_prefix=text_prefix, contains=contains))
+
+    async def iter_memories(self, bank_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None,
+                            order: Optional[str] = None, tags: Optional[Sequence[str]] = None,
+                            fact_types: Optional[Sequence[str]] = None, start: Optional[When] = None,
+                            end: Optional[When] = None, text_prefix: Optional[str] = None,
+                            contains: Optional[str] = None) -> AsyncIterator[m.Memory]:
+        """Every memory :meth:`list_memories` selects, following the cursors: ``async for``."""
+        while True:
+            page = await self.list_memories(bank_id, limit=limit, cursor=cursor, order=order, tags=tags,
+                                            fact_types=fact_types, start=start, end=end,
+                                            text_prefix=text_prefix, contains=contains)
+            for memory in page.memories:
+                yield memory
+            if not page.next_cursor or not page.memories:
+                return
+            cursor = page.next_cursor
+
+    async def get_memory(self, bank_id: str, memory_id: str) -> m.MemoryDetail:
+        """One memory with its retain's chunks and its change history; ``NotFoundError`` when absent."""
+        return await self._send(r.get_memory(bank_id, memory_id))
+
+    async def update_memory(self, bank_id: str, memory_id: str, *, tags: Optional[Sequence[str]] = None,
+                            metadata: Optional[Dict[str, Any]] = None) -> m.Memory:
+        """Replace a memory's tags and/or metadata (each one given replaces the stored one)."""
+        return await self._send(r.update_memory(bank_id, memory_id, tags=tags, metadata=metadata))
+
+    async def delete_memory(self, bank_id: str, memory_id: str) -> m.DeleteMemoryResult:
+        """Forget one memory; ``NotFoundError`` when it is not there."""
+        return await self._send(r.delete_memory(bank_id, memory_id))
+
+    async def changes(self, bank_id: str, since: Optional[str] = None,
+                      limit: Optional[int] = None) -> m.ChangesPage:
+        """The bank's change feed after the cursor ``since`` (from the start when None), oldest first."""
+        return await self._send(r.changes(bank_id, since=since, limit=limit))
+
+    async def export_bank(self, bank_id: str, include_embeddings: bool = False) -> AsyncIterator[str]:
+        """The bank as AMA v1 JSON Lines, streamed: ``async for line in brain.export_bank(b)``."""
+        call = r.export_bank(bank_id, include_embeddings=include_embeddings)
+        attempt = 0
+        while True:
+            try:
+                async with self._http.stream(call.method, call.path, params=call.params,
+                                             headers=call.headers) as response:
+                    if response.is_success:
+                        async for line in response.aiter_lines():
+                            if line:
+                                yield line
+                        return
+                    await response.aread()
+                    delay = self._failed(call, response, _decode(response), attempt)
+            except httpx.TransportError as error:
+                raise AstrocyteConnectionError(f"{call.method} {call.path}: {error}") from error
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def import_bank(self, bank_id: str, data: Union[ImportData, AsyncIterator[Union[str, bytes]]],
+                          on_conflict: str = "skip") -> m.ImportResult:
+        """Import AMA v1 JSON Lines (bytes, text, or an iterable or async iterable of lines such as
+        :meth:`export_bank`'s) into ``bank_id``; see :meth:`Astrocyte.import_bank`."""
+        if hasattr(data, "__aiter__"):
+            data = [line async for line in data]  # type: ignore[union-attr]
+        return await self._send(r.import_bank(bank_id, r.jsonl_bytes(data), on_conflict=on_conflict))
 
     async def health(self) -> m.HealthStatus:
         """The server's health (its store reachable or not)."""

@@ -263,3 +263,173 @@ class Job:
             created_at=parse_datetime(data.get("created_at")),
             updated_at=parse_datetime(data.get("updated_at")),
         )
+
+
+@dataclass
+class Memory:
+    """A stored memory as the browse routes show it (``GET /v1/banks/{bank}/memories``)."""
+
+    memory_id: str
+    bank_id: str
+    text: str
+    tags: List[str] = field(default_factory=list)
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    fact_type: str = ""
+    retained_at: Optional[datetime] = None
+    occurred_at: Optional[datetime] = None
+    source: Optional[str] = None
+    chunk_id: Optional[str] = None
+    chunk_count: int = 1
+    thread: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "Memory":
+        return cls(
+            memory_id=data["memory_id"],
+            bank_id=data.get("bank_id") or "",
+            text=data.get("text") or "",
+            tags=list(data.get("tags") or []),
+            metadata=dict(data.get("metadata") or {}),
+            fact_type=data.get("fact_type") or "",
+            retained_at=parse_datetime(data.get("retained_at")),
+            occurred_at=parse_datetime(data.get("occurred_at")),
+            source=data.get("source"),
+            chunk_id=data.get("chunk_id"),
+            chunk_count=int(data.get("chunk_count") or 1),
+            thread=data.get("thread"),
+        )
+
+
+@dataclass
+class MemoryPage:
+    """A page of a bank's memories; ``next_cursor`` (None on the last page) fetches the next."""
+
+    memories: List[Memory]
+    next_cursor: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "MemoryPage":
+        return cls(
+            memories=[Memory.from_json(x) for x in data.get("memories") or []],
+            next_cursor=data.get("next_cursor"),
+        )
+
+
+@dataclass
+class MemoryChange:
+    """One entry of a change log: ``kind`` is ``created``, ``updated`` or ``forgotten``.
+
+    In :meth:`changes` answers ``memory`` is the memory as it is now, None once it is forgotten
+    (a tombstone); in a memory's ``history`` it is always None."""
+
+    cursor: str
+    kind: str
+    memory_id: str
+    at: Optional[datetime] = None
+    memory: Optional[Memory] = None
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "MemoryChange":
+        memory = data.get("memory")
+        return cls(
+            cursor=str(data["cursor"]),
+            kind=data.get("kind") or "",
+            memory_id=data.get("memory_id") or "",
+            at=parse_datetime(data.get("at")),
+            memory=None if memory is None else Memory.from_json(memory),
+        )
+
+
+@dataclass
+class MemoryDetail:
+    """One memory, every chunk of the retain it came from (itself included), and its history."""
+
+    memory: Memory
+    chunks: List[Memory] = field(default_factory=list)
+    history: List[MemoryChange] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "MemoryDetail":
+        return cls(
+            memory=Memory.from_json(data["memory"]),
+            chunks=[Memory.from_json(x) for x in data.get("chunks") or []],
+            history=[MemoryChange.from_json(x) for x in data.get("history") or []],
+        )
+
+
+@dataclass
+class ChangesPage:
+    """A page of a bank's change feed, oldest first; pass ``next_cursor`` as ``since`` to go on."""
+
+    changes: List[MemoryChange]
+    next_cursor: Optional[str] = None
+    has_more: bool = False
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "ChangesPage":
+        return cls(
+            changes=[MemoryChange.from_json(x) for x in data.get("changes") or []],
+            next_cursor=data.get("next_cursor"),
+            has_more=bool(data.get("has_more", False)),
+        )
+
+
+@dataclass
+class DeleteMemoryResult:
+    """The answer of :meth:`delete_memory` (a memory that is not there is a 404 instead)."""
+
+    memory_id: str
+    forgotten: bool = True
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "DeleteMemoryResult":
+        return cls(memory_id=data.get("memory_id") or "", forgotten=bool(data.get("forgotten", False)))
+
+
+@dataclass
+class BankSummary:
+    """A bank the caller may read, with its memory count and its newest retain."""
+
+    bank_id: str
+    memory_count: int = 0
+    last_retained_at: Optional[datetime] = None
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "BankSummary":
+        return cls(
+            bank_id=data["bank_id"],
+            memory_count=int(data.get("memory_count") or 0),
+            last_retained_at=parse_datetime(data.get("last_retained_at")),
+        )
+
+
+@dataclass
+class RejectedLine:
+    """An import line the server refused: its 1-based number (the header is line 1) and why."""
+
+    line: int
+    reason: str
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "RejectedLine":
+        return cls(line=int(data.get("line") or 0), reason=data.get("reason") or "")
+
+
+@dataclass
+class ImportResult:
+    """What an import wrote (``imported``), left alone (``skipped``) and refused (``errors``,
+    the first 10,000 of them in ``rejected``)."""
+
+    imported: int
+    skipped: int = 0
+    errors: int = 0
+    rejected: List[RejectedLine] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "ImportResult":
+        return cls(
+            imported=int(data.get("imported") or 0),
+            skipped=int(data.get("skipped") or 0),
+            errors=int(data.get("errors") or 0),
+            rejected=[RejectedLine.from_json(x) for x in data.get("rejected") or []],
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
 from . import _models as m
@@ -27,6 +27,11 @@ class Call:
     path: str
     body: Optional[Dict[str, Any]]
     parse: Callable[[Any], Any]
+    #: Query parameters (absent ones left out).
+    params: Optional[Dict[str, str]] = None
+    #: A raw request body (sent instead of ``body`` as JSON), with its content type in ``headers``.
+    content: Optional[bytes] = None
+    headers: Optional[Dict[str, str]] = None
 
 
 def _put(body: Dict[str, Any], key: str, value: Any) -> None:
@@ -92,8 +97,113 @@ def history(query: str, bank_id: str, as_of: When, *, max_results: Optional[int]
     return Call("POST", "/v1/history", body, m.HistoryResult.from_json)
 
 
+def _segment(name: str, value: str) -> str:
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return quote(value, safe="")
+
+
+def _bank_path(bank_id: str, *rest: str) -> str:
+    return "/".join(("/v1/banks", _segment("bank_id", bank_id), *rest))
+
+
+def _params(**values: Any) -> Dict[str, str]:
+    """Query parameters: absent ones dropped, sequences comma-joined, times as ISO 8601."""
+    out: Dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (datetime, date)):
+            out[key] = iso(value)
+        elif isinstance(value, (list, tuple)):
+            out[key] = ",".join(str(v) for v in value)
+        else:
+            out[key] = str(value)
+    return out
+
+
 def banks() -> Call:
-    return Call("GET", "/v1/admin/banks", None, lambda data: list(data.get("banks") or []))
+    return Call("GET", "/v1/banks", None,
+                lambda data: [b["bank_id"] for b in data.get("banks") or []])
+
+
+def bank_summaries() -> Call:
+    return Call("GET", "/v1/banks", None,
+                lambda data: [m.BankSummary.from_json(b) for b in data.get("banks") or []])
+
+
+def _words(value: Optional[Union[str, Sequence[str]]]) -> Optional[Sequence[str]]:
+    """A sequence of words, or one (a ``str`` is one word, not its characters)."""
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def list_memories(bank_id: str, *, limit: Optional[int], cursor: Optional[str], order: Optional[str],
+                  tags: Optional[Sequence[str]], fact_types: Optional[Sequence[str]], start: Optional[When],
+                  end: Optional[When], text_prefix: Optional[str], contains: Optional[str]) -> Call:
+    params = _params(limit=limit, cursor=cursor, order=order, tags=_words(tags),
+                     fact_type=_words(fact_types),
+                     start=None if start is None else iso(start), end=None if end is None else iso(end),
+                     text_prefix=text_prefix, contains=contains)
+    return Call("GET", _bank_path(bank_id, "memories"), None, m.MemoryPage.from_json, params=params)
+
+
+def get_memory(bank_id: str, memory_id: str) -> Call:
+    return Call("GET", _bank_path(bank_id, "memories", _segment("memory_id", memory_id)), None,
+                m.MemoryDetail.from_json)
+
+
+def update_memory(bank_id: str, memory_id: str, *, tags: Optional[Sequence[str]],
+                  metadata: Optional[Dict[str, Any]]) -> Call:
+    body: Dict[str, Any] = {}
+    _put(body, "tags", None if tags is None else list(tags))
+    _put(body, "metadata", metadata)
+    return Call("PATCH", _bank_path(bank_id, "memories", _segment("memory_id", memory_id)), body,
+                m.Memory.from_json)
+
+
+def delete_memory(bank_id: str, memory_id: str) -> Call:
+    return Call("DELETE", _bank_path(bank_id, "memories", _segment("memory_id", memory_id)), None,
+                m.DeleteMemoryResult.from_json)
+
+
+def changes(bank_id: str, *, since: Optional[str], limit: Optional[int]) -> Call:
+    return Call("GET", _bank_path(bank_id, "changes"), None, m.ChangesPage.from_json,
+                params=_params(since=since, limit=limit))
+
+
+def export_bank(bank_id: str, *, include_embeddings: bool) -> Call:
+    """The streamed export; ``parse`` is unused (the caller reads the lines)."""
+    return Call("GET", _bank_path(bank_id, "export"), None, lambda data: data,
+                params=_params(include_embeddings=True) if include_embeddings else None,
+                headers={"Accept": "application/x-ndjson, application/json"})
+
+
+#: What ``import_bank`` takes: the JSON Lines as bytes or text, or an iterable of lines.
+ImportData = Union[bytes, bytearray, memoryview, str, Iterable[Union[str, bytes]]]
+
+
+def _line(line: Union[str, bytes]) -> bytes:
+    raw = line.encode("utf-8") if isinstance(line, str) else bytes(line)
+    return raw if raw.endswith(b"\n") else raw + b"\n"
+
+
+def jsonl_bytes(data: ImportData) -> bytes:
+    """The request body for ``import_bank`` (kept whole so that a retry can send it again)."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    return b"".join(_line(line) for line in data)
+
+
+def import_bank(bank_id: str, content: bytes, *, on_conflict: str) -> Call:
+    return Call("POST", _bank_path(bank_id, "import"), None, m.ImportResult.from_json,
+                params=_params(on_conflict=on_conflict), content=content,
+                headers={"Content-Type": "application/x-ndjson"})
 
 
 def health() -> Call:
