@@ -61,7 +61,7 @@ export interface paths {
             cookie?: never;
         };
         /** Lists the banks of the caller's tenant that hold memories. */
-        get: operations["get_v1_admin_banks"];
+        get: operations["banks"];
         put?: never;
         post?: never;
         delete?: never;
@@ -151,7 +151,7 @@ export interface paths {
             cookie?: never;
         };
         /** Lists the caller's readable banks with their memory counts and newest retain. */
-        get: operations["get_v1_banks"];
+        get: operations["list_bank_summaries"];
         put?: never;
         post?: never;
         delete?: never;
@@ -168,7 +168,7 @@ export interface paths {
             cookie?: never;
         };
         /** A bank's change feed: created, updated and forgotten entries after a cursor, oldest first. */
-        get: operations["changes"];
+        get: operations["list_changes"];
         put?: never;
         post?: never;
         delete?: never;
@@ -185,7 +185,7 @@ export interface paths {
             cookie?: never;
         };
         /** Downloads a bank as AMA v1 JSON Lines, streamed. */
-        get: operations["get_v1_banks_bank_id_export"];
+        get: operations["export_bank"];
         put?: never;
         post?: never;
         delete?: never;
@@ -204,7 +204,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Imports AMA v1 JSON Lines sent as the request body into a bank. */
-        post: operations["post_v1_banks_bank_id_import"];
+        post: operations["import_bank"];
         delete?: never;
         options?: never;
         head?: never;
@@ -219,7 +219,7 @@ export interface paths {
             cookie?: never;
         };
         /** Lists a bank's memories, newest first (or by id), a page at a time. */
-        get: operations["list"];
+        get: operations["list_memories"];
         put?: never;
         post?: never;
         delete?: never;
@@ -236,15 +236,15 @@ export interface paths {
             cookie?: never;
         };
         /** One memory with its retain's chunks and its change history. */
-        get: operations["get"];
+        get: operations["get_memory"];
         put?: never;
         post?: never;
         /** Forgets one memory. */
-        delete: operations["delete_v1_banks_bank_id_memories_memory_id"];
+        delete: operations["forget_memory"];
         options?: never;
         head?: never;
         /** Replaces a memory's tags and/or metadata. */
-        patch: operations["update"];
+        patch: operations["update_memory"];
         trace?: never;
     };
     "/v1/export": {
@@ -257,7 +257,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Exports a bank as AMA v1 JSON Lines to a file under the portability roots. */
-        post: operations["post_v1_export"];
+        post: operations["export"];
         delete?: never;
         options?: never;
         head?: never;
@@ -274,7 +274,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Forgets memories by id, tag or date, or a whole bank with `scope: "all"`. */
-        post: operations["post_v1_forget"];
+        post: operations["forget"];
         delete?: never;
         options?: never;
         head?: never;
@@ -308,7 +308,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Imports AMA v1 JSON Lines from a file under the portability roots into a bank. */
-        post: operations["post_v1_import"];
+        post: operations["import"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1114,7 +1114,7 @@ export interface operations {
             };
         };
     };
-    get_v1_admin_banks: {
+    banks: {
         parameters: {
             query?: never;
             header?: never;
@@ -1781,7 +1781,7 @@ export interface operations {
             };
         };
     };
-    get_v1_banks: {
+    list_bank_summaries: {
         parameters: {
             query?: never;
             header?: never;
@@ -1862,7 +1862,7 @@ export interface operations {
             };
         };
     };
-    changes: {
+    list_changes: {
         parameters: {
             query?: {
                 /** @description `next_cursor` of the previous read; from the start when absent. */
@@ -1955,7 +1955,7 @@ export interface operations {
             };
         };
     };
-    get_v1_banks_bank_id_export: {
+    export_bank: {
         parameters: {
             query?: {
                 /** @description Include vectors (default false). */
@@ -2042,7 +2042,7 @@ export interface operations {
             };
         };
     };
-    post_v1_banks_bank_id_import: {
+    import_bank: {
         parameters: {
             query?: {
                 /** @description `skip` (default) or `overwrite`. */
@@ -2149,7 +2149,7 @@ export interface operations {
             };
         };
     };
-    list: {
+    list_memories: {
         parameters: {
             query?: {
                 /** @description Page size, 1 to 1000 (default 50). */
@@ -2251,7 +2251,7 @@ export interface operations {
             };
         };
     };
-    get: {
+    get_memory: {
         parameters: {
             query?: never;
             header?: never;
@@ -2336,7 +2336,7 @@ export interface operations {
             };
         };
     };
-    delete_v1_banks_bank_id_memories_memory_id: {
+    forget_memory: {
         parameters: {
             query?: never;
             header?: never;
@@ -2421,7 +2421,7 @@ export interface operations {
             };
         };
     };
-    update: {
+    update_memory: {
         parameters: {
             query?: never;
             header?: never;
@@ -2473,7 +2473,7 @@ export interface operations {
             };
         };
     };
-    post_v1_export: {
+    export: {
         parameters: {
             query?: never;
             header?: never;
@@ -2574,7 +2574,7 @@ export interface operations {
             };
         };
     };
-    post_v1_forget: {
+    forget: {
         parameters: {
             query?: never;
             header?: never;
@@ -2777,7 +2777,7 @@ export interface operations {
             };
         };
     };
-    post_v1_import: {
+    import: {
         parameters: {
             query?: never;
             header?: never;

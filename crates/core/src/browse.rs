@@ -184,6 +184,9 @@ pub struct ChangeQuery {
     pub memory_id: Option<MemoryId>,
     /// At most this many entries.
     pub limit: usize,
+    /// The newest `limit` entries (after `since`, if given) instead of the oldest, still
+    /// returned oldest first: what an activity view shows before following the feed.
+    pub tail: bool,
 }
 
 /// A change with the memory as it is now (`None` once it is forgotten).
@@ -204,7 +207,7 @@ pub struct ChangePage {
     /// Pass as `since` for the next read: the last entry's cursor, or the cursor given when
     /// there was nothing new.
     pub next_cursor: Option<String>,
-    /// Whether more entries are ready now.
+    /// Whether more entries are ready now (for a tail: whether older entries exist).
     pub has_more: bool,
 }
 
@@ -302,6 +305,7 @@ impl Engine {
                     since: None,
                     memory_id: Some(memory.id.clone()),
                     limit: MAX_PAGE,
+                    tail: false,
                 },
             )
             .await?;
@@ -376,7 +380,13 @@ impl Engine {
         let tenant = self.store().tenant(schema).await?;
         let mut changes = tenant.changes(&bank, &query).await?;
         let has_more = changes.len() > limit;
-        changes.truncate(limit);
+        if query.tail {
+            // Oldest first; the extra entry is the oldest one.
+            let extra = changes.len().saturating_sub(limit);
+            changes.drain(..extra);
+        } else {
+            changes.truncate(limit);
+        }
         let wanted: Vec<MemoryId> = changes
             .iter()
             .map(|c| c.memory_id.clone())

@@ -388,15 +388,19 @@ impl Engine {
                 memory: f.memory,
                 score: f.score,
                 semantic_score: f.semantic_score,
+                ranks: f.ranks,
             })
             .collect();
+        let mut dropped_by_token_budget = 0;
         if let Some(max_tokens) = request.max_tokens {
             let keep = fit_to_budget(hits.iter().map(|h| h.memory.text.as_str()), max_tokens);
+            dropped_by_token_budget = hits.len() - keep.min(hits.len());
             hits.truncate(keep);
         }
         let mut trace = RecallTrace {
             fusion_method: "rrf".into(),
             total_candidates: total_available,
+            dropped_by_token_budget,
             ..Default::default()
         };
         trace.strategy_timings_ms.insert("embed".into(), embed_ms);

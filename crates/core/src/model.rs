@@ -279,6 +279,8 @@ pub struct RecallHit {
     pub score: f32,
     /// Cosine similarity to the query, when the semantic strategy found it.
     pub semantic_score: Option<f32>,
+    /// Its rank and score in each strategy that found it (for explaining a recall).
+    pub ranks: Vec<crate::pipeline::fuse::StrategyRank>,
 }
 
 /// How a recall was computed.
@@ -296,6 +298,8 @@ pub struct RecallTrace {
     pub strategy_timings_ms: BTreeMap<String, f64>,
     /// Candidates each strategy returned.
     pub strategy_candidate_counts: BTreeMap<String, usize>,
+    /// Hits the token budget dropped (after `max_results`).
+    pub dropped_by_token_budget: usize,
 }
 
 /// The result of a recall.

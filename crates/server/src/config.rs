@@ -298,6 +298,8 @@ pub struct ServerConfig {
     /// Label operation metrics with each tenant (`ASTROCYTE_METRICS_PER_TENANT`); off by
     /// default, since series grow with the number of tenants.
     pub metrics_per_tenant: bool,
+    /// Serve the memory inspector at `/ui` (`ASTROCYTE_UI_ENABLED`, on by default).
+    pub ui_enabled: bool,
 }
 
 impl Default for ServerConfig {
@@ -338,6 +340,7 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             otlp: None,
             metrics_per_tenant: false,
+            ui_enabled: true,
         }
     }
 }

@@ -126,6 +126,21 @@ pub fn optional_field_datetime(
         .transpose()
 }
 
+/// An inclusive range from optional ends; an open end is the edge of the range every store
+/// keeps (0001-01-01 and 9999-12-31). `None` when neither end is given.
+pub fn open_range(
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+) -> Option<(Timestamp, Timestamp)> {
+    use chrono::TimeZone;
+    if start.is_none() && end.is_none() {
+        return None;
+    }
+    let first = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single()?;
+    let last = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).single()?;
+    Some((start.unwrap_or(first), end.unwrap_or(last)))
+}
+
 /// Renders a timestamp as ISO 8601 with a `+00:00` offset, as Python's `isoformat()` does
 /// (older Python clients cannot parse a `Z` suffix).
 pub fn iso(t: &Timestamp) -> String {

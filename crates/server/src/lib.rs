@@ -39,6 +39,7 @@ pub mod policy;
 pub mod routes;
 pub mod service;
 pub mod state;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;

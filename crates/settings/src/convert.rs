@@ -70,6 +70,7 @@ impl Loaded {
             log_format: s.log_format,
             log_level: s.log_level.to_ascii_lowercase(),
             metrics_per_tenant: s.metrics_per_tenant,
+            ui_enabled: s.ui_enabled,
             ..ServerConfig::default()
         };
         if s.max_result_limit == 0 {

@@ -210,6 +210,8 @@ settings! {
     metrics_per_tenant: bool = false, yaml "metrics.per_tenant", env ["ASTROCYTE_METRICS_PER_TENANT"], example "true";
     /// Log format on standard error.
     log_format: LogFormat = LogFormat::Text, yaml "log_format", env ["ASTROCYTE_LOG_FORMAT"], example "json";
+    /// Serve the memory inspector (web pages at `/ui`, behind the API's credentials).
+    ui_enabled: bool = true, yaml "ui.enabled", env ["ASTROCYTE_UI_ENABLED"], example "false";
 
     ["Authentication"]
     /// How principals are authenticated.

@@ -163,12 +163,21 @@ impl PostgresTenant {
             Some(id) => format!(" AND c.memory_id = {}", params.push(id.clone(), Type::TEXT)),
             None => String::new(),
         };
+        // A tail reads back from the newest final entry: nothing past the horizon, no wait.
+        let (settled, order) = if query.tail {
+            (
+                " AND c.xid < pg_snapshot_xmin(pg_current_snapshot())",
+                "c.xid DESC, c.seq DESC",
+            )
+        } else {
+            ("", "c.xid, c.seq")
+        };
         let sql = format!(
             "SELECT c.xid::text AS xid, c.seq, c.memory_id, c.kind, c.at, \
                pg_snapshot_xmin(pg_current_snapshot())::text AS horizon \
              FROM {changes} c \
-             WHERE c.bank_id = {bank_param} AND (c.xid, c.seq) > ({xid_param}::text::xid8, {seq_param}){one_memory} \
-             ORDER BY c.xid, c.seq LIMIT {limit}",
+             WHERE c.bank_id = {bank_param} AND (c.xid, c.seq) > ({xid_param}::text::xid8, {seq_param}){one_memory}{settled} \
+             ORDER BY {order} LIMIT {limit}",
             changes = self.binding.tables.changes
         );
         let started = tokio::time::Instant::now();
@@ -192,7 +201,7 @@ impl PostgresTenant {
                 };
                 let xid = number(text("xid")?)?;
                 // A memory's history is read whole; only the bank's feed must never skip.
-                if query.memory_id.is_none() && xid >= number(text("horizon")?)? {
+                if query.memory_id.is_none() && !query.tail && xid >= number(text("horizon")?)? {
                     unsettled = true;
                     break;
                 }
@@ -206,6 +215,10 @@ impl PostgresTenant {
                     memory_id: text("memory_id")?,
                     at,
                 });
+            }
+            if query.tail {
+                changes.reverse();
+                return Ok(changes);
             }
             if !unsettled || started.elapsed() >= FEED_SETTLE {
                 return Ok(changes);

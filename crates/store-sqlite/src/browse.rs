@@ -147,9 +147,10 @@ impl TenantInner {
         } else {
             ""
         };
+        let direction = if query.tail { "DESC" } else { "ASC" };
         let mut statement = reader.prepare_cached(&format!(
             "SELECT seq, memory_id, kind, at FROM memory_changes
-             WHERE bank_id = ?1 AND seq > ?2{one_memory} ORDER BY seq LIMIT ?3"
+             WHERE bank_id = ?1 AND seq > ?2{one_memory} ORDER BY seq {direction} LIMIT ?3"
         ))?;
         let mut values = vec![
             Value::Text(bank.as_str().to_string()),
@@ -164,6 +165,10 @@ impl TenantInner {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?
             .collect::<Result<_, _>>()?;
+        let mut rows = rows;
+        if query.tail {
+            rows.reverse();
+        }
         rows.into_iter()
             .map(|(seq, memory_id, kind, at)| {
                 Ok(Change {

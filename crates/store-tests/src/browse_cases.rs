@@ -466,6 +466,35 @@ pub async fn change_feed_logs_every_change_in_order(test_store: TestStore) {
     }
     assert_eq!(paged, expected, "paging sees every entry once");
 
+    let tail = fx
+        .engine
+        .changes(
+            &fx.schema,
+            "feed",
+            ChangeQuery {
+                limit: 2,
+                tail: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("tail");
+    let newest: Vec<(ChangeKind, String)> = tail
+        .changes
+        .iter()
+        .map(|e| (e.change.kind, e.change.memory_id.clone()))
+        .collect();
+    assert_eq!(
+        newest,
+        expected[4..].to_vec(),
+        "the newest two, oldest first"
+    );
+    assert!(tail.has_more, "older entries exist");
+    assert_eq!(
+        tail.next_cursor, whole.next_cursor,
+        "a tail is followed from its newest entry"
+    );
+
     let detail = fx
         .engine
         .memory(&fx.schema, "feed", &ids[0])

@@ -215,6 +215,7 @@ pub async fn changes(
                     since: since.clone(),
                     memory_id: None,
                     limit: args.limit,
+                    tail: false,
                 },
             )
             .await?;

@@ -54,7 +54,25 @@ pub struct Fused {
     pub score: f32,
     /// Cosine similarity when the semantic strategy returned it.
     pub semantic_score: Option<f32>,
+    /// Where each strategy that found it ranked it (semantic, keyword, recency order).
+    pub ranks: Vec<StrategyRank>,
 }
+
+/// One strategy's verdict on a candidate: why it won or lost is read from these.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StrategyRank {
+    /// `semantic`, `keyword` or `recency`.
+    pub strategy: &'static str,
+    /// 1-based rank in that strategy's list.
+    pub rank: usize,
+    /// The strategy's own score (cosine, BM25, or recency's time score).
+    pub score: f32,
+    /// What it added to the fused sum, before normalisation.
+    pub contribution: f32,
+}
+
+/// A candidate's running fused sum, cosine, memory and ranks.
+type Tally<'a> = (f64, Option<f32>, &'a Memory, Vec<StrategyRank>);
 
 /// Fuses up to three rankings. Semantic and keyword contribute `weight / (k + rank)` (rank
 /// from 1); a recency candidate contributes `weight × 0.5^(age / half_life) / (k + 1)`, by
@@ -69,40 +87,51 @@ pub fn fuse<'a>(
     params: &FusionParams,
     now: Timestamp,
 ) -> Vec<Fused> {
-    let mut by_id: HashMap<&'a str, (f64, Option<f32>, &'a Memory)> = HashMap::new();
+    let mut by_id: HashMap<&'a str, Tally<'a>> = HashMap::new();
     let mut max_total = 0.0f64;
     let k = params.k as f64;
-    let mut add =
-        |hits: Option<&'a StrategyHits>, weight: f32, is_semantic: bool, is_recency: bool| {
-            let Some(hits) = hits else { return };
-            max_total += weight as f64 / (k + 1.0);
-            for (index, hit) in hits.hits.iter().enumerate() {
-                let mut w = weight as f64;
-                if is_recency {
-                    let age_days =
-                        (now - hit.memory.effective_time()).num_seconds().max(0) as f64 / 86_400.0;
-                    w *= 0.5f64.powf(age_days / params.recency_half_life_days.max(1e-3) as f64);
-                }
-                // Recency counts by age alone, as if first: memories written seconds apart are
-                // equally recent, and ranking them by write order would let the newest of a
-                // fresh bank outrank the one that answers the query.
-                let rank = if is_recency { 0.0 } else { index as f64 };
-                let contribution = w / (k + rank + 1.0);
-                let entry = by_id
-                    .entry(hit.memory.id.as_str())
-                    .or_insert((0.0, None, &hit.memory));
-                entry.0 += contribution;
-                if is_semantic {
-                    entry.1 = Some(hit.score);
-                }
+    let mut add = |strategy: &'static str,
+                   hits: Option<&'a StrategyHits>,
+                   weight: f32,
+                   is_semantic: bool,
+                   is_recency: bool| {
+        let Some(hits) = hits else { return };
+        max_total += weight as f64 / (k + 1.0);
+        for (index, hit) in hits.hits.iter().enumerate() {
+            let mut w = weight as f64;
+            if is_recency {
+                let age_days =
+                    (now - hit.memory.effective_time()).num_seconds().max(0) as f64 / 86_400.0;
+                w *= 0.5f64.powf(age_days / params.recency_half_life_days.max(1e-3) as f64);
             }
-        };
-    add(semantic, params.semantic_weight, true, false);
-    add(keyword, params.keyword_weight, false, false);
-    add(recency, params.recency_weight, false, true);
+            // Recency counts by age alone, as if first: memories written seconds apart are
+            // equally recent, and ranking them by write order would let the newest of a
+            // fresh bank outrank the one that answers the query.
+            let rank = if is_recency { 0.0 } else { index as f64 };
+            let contribution = w / (k + rank + 1.0);
+            let entry =
+                by_id
+                    .entry(hit.memory.id.as_str())
+                    .or_insert((0.0, None, &hit.memory, Vec::new()));
+            entry.0 += contribution;
+            if is_semantic {
+                entry.1 = Some(hit.score);
+            }
+            entry.3.push(StrategyRank {
+                strategy,
+                rank: index + 1,
+                score: hit.score,
+                contribution: contribution as f32,
+            });
+        }
+    };
+    add("semantic", semantic, params.semantic_weight, true, false);
+    add("keyword", keyword, params.keyword_weight, false, false);
+    add("recency", recency, params.recency_weight, false, true);
     let mut fused: Vec<Fused> = by_id
         .into_values()
-        .map(|(sum, semantic_score, memory)| Fused {
+        .map(|(sum, semantic_score, memory, ranks)| Fused {
+            ranks,
             memory: memory.clone(),
             score: if max_total > 0.0 {
                 (sum / max_total).clamp(0.0, 1.0) as f32

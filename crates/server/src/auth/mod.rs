@@ -26,7 +26,11 @@ pub const BYPASS_PATHS: &[&str] = &["/live", "/health/live", "/health", "/metric
 const ADMIN_KEYS_PREFIX: &str = "/v1/admin/keys";
 
 fn bypasses_tenant_auth(path: &str) -> bool {
-    BYPASS_PATHS.contains(&path) || path == ADMIN_KEYS_PREFIX || path.starts_with("/v1/admin/keys/")
+    BYPASS_PATHS.contains(&path)
+        || path == ADMIN_KEYS_PREFIX
+        || path.starts_with("/v1/admin/keys/")
+        // The inspector authenticates itself (its credential may come from its cookie).
+        || crate::ui::is_ui_path(path)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -50,7 +54,7 @@ pub fn request_info(request: &Request) -> RequestInfo {
     )
 }
 
-fn parts_info(
+pub(crate) fn parts_info(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
     path: &str,

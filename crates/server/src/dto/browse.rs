@@ -175,6 +175,10 @@ pub struct ChangesParams {
     #[serde(default, deserialize_with = "lax::opt_int")]
     #[param(value_type = Option<i64>)]
     pub limit: Option<i64>,
+    /// The newest `limit` entries instead of the oldest (still oldest first); `next_cursor`
+    /// then follows the feed from the newest.
+    #[serde(default)]
+    pub tail: bool,
 }
 
 /// A page of the change feed.

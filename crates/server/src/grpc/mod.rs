@@ -341,7 +341,13 @@ impl proto::memory_server::Memory for GrpcMemory {
         let message = request.into_inner();
         let page = self
             .service
-            .changes(&caller, &message.bank_id, message.since, message.limit)
+            .changes(
+                &caller,
+                &message.bank_id,
+                message.since,
+                message.limit,
+                message.tail,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::changes(page)))

@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::TimeZone;
 use std::sync::{Arc, OnceLock};
 
 use futures::TryStreamExt;
@@ -21,7 +20,7 @@ use crate::dto::browse::{
     ForgottenResponse, ListParams, MemoryDetailResponse, MemoryDto, MemoryPageResponse,
     UpdateMemoryBody, UploadParams,
 };
-use crate::dto::{optional_field_datetime, ErrorDetail, ImportResponse, OnConflictDto};
+use crate::dto::{open_range, optional_field_datetime, ErrorDetail, ImportResponse, OnConflictDto};
 use crate::error::ApiError;
 use crate::service::ListMemories;
 use crate::state::AppState;
@@ -37,7 +36,7 @@ fn comma_list(raw: Option<String>) -> Option<Vec<String>> {
 }
 
 /// Lists the caller's readable banks with their memory counts and newest retain.
-#[utoipa::path(get, path = "/v1/banks", tag = "memory",
+#[utoipa::path(get, path = "/v1/banks", operation_id = "list_bank_summaries", tag = "memory",
     responses((status = 200, body = BankSummariesResponse), (status = 401, body = ErrorDetail)))]
 pub async fn banks(
     State(state): State<AppState>,
@@ -50,7 +49,7 @@ pub async fn banks(
 }
 
 /// Lists a bank's memories, newest first (or by id), a page at a time.
-#[utoipa::path(get, path = "/v1/banks/{bank_id}/memories", tag = "memory",
+#[utoipa::path(get, path = "/v1/banks/{bank_id}/memories", operation_id = "list_memories", tag = "memory",
     params(("bank_id" = String, Path, description = "The bank"), ListParams),
     responses((status = 200, body = MemoryPageResponse), (status = 400, body = ErrorDetail),
         (status = 403, body = ErrorDetail)))]
@@ -62,18 +61,7 @@ pub async fn list(
 ) -> Result<Json<MemoryPageResponse>, ApiError> {
     let start = optional_field_datetime("start", params.start)?;
     let end = optional_field_datetime("end", params.end)?;
-    let time_range = match (start, end) {
-        (None, None) => None,
-        // An open end is the edge of the range every store keeps.
-        (start, end) => Some((
-            start.unwrap_or_else(|| chrono::Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap()),
-            end.unwrap_or_else(|| {
-                chrono::Utc
-                    .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
-                    .unwrap()
-            }),
-        )),
-    };
+    let time_range = open_range(start, end);
     let command = ListMemories {
         bank_id,
         limit: params.limit,
@@ -90,7 +78,7 @@ pub async fn list(
 }
 
 /// One memory with its retain's chunks and its change history.
-#[utoipa::path(get, path = "/v1/banks/{bank_id}/memories/{memory_id}", tag = "memory",
+#[utoipa::path(get, path = "/v1/banks/{bank_id}/memories/{memory_id}", operation_id = "get_memory", tag = "memory",
     params(("bank_id" = String, Path, description = "The bank"),
         ("memory_id" = String, Path, description = "The memory")),
     responses((status = 200, body = MemoryDetailResponse), (status = 403, body = ErrorDetail),
@@ -108,7 +96,7 @@ pub async fn get(
 }
 
 /// Replaces a memory's tags and/or metadata.
-#[utoipa::path(patch, path = "/v1/banks/{bank_id}/memories/{memory_id}", tag = "memory",
+#[utoipa::path(patch, path = "/v1/banks/{bank_id}/memories/{memory_id}", operation_id = "update_memory", tag = "memory",
     params(("bank_id" = String, Path, description = "The bank"),
         ("memory_id" = String, Path, description = "The memory")),
     request_body = UpdateMemoryBody,
@@ -132,7 +120,7 @@ pub async fn update(
 }
 
 /// Forgets one memory.
-#[utoipa::path(delete, path = "/v1/banks/{bank_id}/memories/{memory_id}", tag = "memory",
+#[utoipa::path(delete, path = "/v1/banks/{bank_id}/memories/{memory_id}", operation_id = "forget_memory", tag = "memory",
     params(("bank_id" = String, Path, description = "The bank"),
         ("memory_id" = String, Path, description = "The memory")),
     responses((status = 200, body = ForgottenResponse), (status = 403, body = ErrorDetail),
@@ -153,7 +141,7 @@ pub async fn forget(
 }
 
 /// A bank's change feed: created, updated and forgotten entries after a cursor, oldest first.
-#[utoipa::path(get, path = "/v1/banks/{bank_id}/changes", tag = "memory",
+#[utoipa::path(get, path = "/v1/banks/{bank_id}/changes", operation_id = "list_changes", tag = "memory",
     params(("bank_id" = String, Path, description = "The bank"), ChangesParams),
     responses((status = 200, body = ChangesResponse), (status = 400, body = ErrorDetail),
         (status = 403, body = ErrorDetail)))]
@@ -165,13 +153,13 @@ pub async fn changes(
 ) -> Result<Json<ChangesResponse>, ApiError> {
     let page = state
         .service()
-        .changes(&caller, &bank_id, params.since, params.limit)
+        .changes(&caller, &bank_id, params.since, params.limit, params.tail)
         .await?;
     Ok(Json(page.into()))
 }
 
 /// Downloads a bank as AMA v1 JSON Lines, streamed.
-#[utoipa::path(get, path = "/v1/banks/{bank_id}/export", tag = "admin",
+#[utoipa::path(get, path = "/v1/banks/{bank_id}/export", operation_id = "export_bank", tag = "admin",
     params(("bank_id" = String, Path, description = "The bank"), ExportParams),
     responses((status = 200, description = "AMA v1 JSON Lines", content_type = "application/x-ndjson", body = String),
         (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail)))]
@@ -200,7 +188,7 @@ pub async fn export(
 }
 
 /// Imports AMA v1 JSON Lines sent as the request body into a bank.
-#[utoipa::path(post, path = "/v1/banks/{bank_id}/import", tag = "admin",
+#[utoipa::path(post, path = "/v1/banks/{bank_id}/import", operation_id = "import_bank", tag = "admin",
     params(("bank_id" = String, Path, description = "The bank"), UploadParams),
     request_body(content = String, content_type = "application/x-ndjson", description = "AMA v1 JSON Lines"),
     responses((status = 200, body = ImportResponse), (status = 400, body = ErrorDetail),

@@ -177,6 +177,9 @@ async fn json_errors(request: Request, next: middleware::Next) -> axum::response
 pub fn app_with(state: AppState, extra: Vec<Router<AppState>>) -> Router {
     let limit = state.config().max_request_body_bytes;
     let mut router = routes();
+    if state.config().ui_enabled {
+        router = router.merge(crate::ui::routes());
+    }
     for routes in extra {
         router = router.merge(routes);
     }

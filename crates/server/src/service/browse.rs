@@ -183,12 +183,14 @@ impl Service {
         bank_id: &str,
         since: Option<String>,
         limit: Option<i64>,
+        tail: bool,
     ) -> Result<ChangePage, ApiError> {
         let bank = self.authorize(caller, bank_id, Permission::Read)?;
         let query = ChangeQuery {
             since: since.filter(|s| !s.is_empty()),
             memory_id: None,
             limit: page_size(limit.or(Some(100)))?,
+            tail,
         };
         self.run(
             "changes",
@@ -198,6 +200,34 @@ impl Service {
                 .changes(caller.schema(), bank.as_str(), query),
         )
         .await
+    }
+
+    /// The tenant's background jobs in `state` (all when `None`), newest last, that concern a
+    /// bank the caller may read.
+    pub async fn jobs(
+        &self,
+        caller: &Caller,
+        state: Option<astrocyte_core::jobs::JobState>,
+        limit: usize,
+    ) -> Result<Vec<astrocyte_core::jobs::Job>, ApiError> {
+        let queue = self.queue(caller).await?;
+        let jobs = self
+            .run("jobs", caller, queue.list_jobs(state, limit))
+            .await?;
+        Ok(jobs
+            .into_iter()
+            .filter(|job| {
+                job.payload
+                    .get("bank_id")
+                    .and_then(|b| b.as_str())
+                    .is_none_or(|bank| self.authorize(caller, bank, Permission::Read).is_ok())
+            })
+            .collect())
+    }
+
+    /// Every tenant of the store (cross-tenant: callers pass the admin guard first).
+    pub async fn tenants(&self) -> Result<Vec<astrocyte_core::tenancy::Tenant>, ApiError> {
+        Ok(self.state.engine().store().list_tenants().await?)
     }
 
     /// The caller's readable banks with their memory counts and newest retain.

@@ -496,9 +496,25 @@ async fn openapi_document_lists_every_core_path() {
         "/v1/admin/banks",
         "/v1/admin/keys",
         "/v1/admin/keys/{key_id}",
+        "/v1/banks",
+        "/v1/banks/{bank_id}/memories",
+        "/v1/banks/{bank_id}/memories/{memory_id}",
+        "/v1/banks/{bank_id}/changes",
+        "/v1/banks/{bank_id}/export",
+        "/v1/banks/{bank_id}/import",
     ] {
         assert!(paths.contains_key(path), "openapi lacks {path}");
     }
+    // OpenAPI wants every operationId unique; generators refuse the document otherwise.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().into_iter().flat_map(|ops| ops.values()))
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "repeated operationIds");
     let schemas = r.json["components"]["schemas"]
         .as_object()
         .expect("schemas");

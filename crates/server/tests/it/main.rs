@@ -23,3 +23,4 @@ mod parity;
 mod policy;
 mod support;
 mod tenancy;
+mod ui;
