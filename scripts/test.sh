@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts what the tests need
-# (pgvector into the local PostgreSQL 15, private Python environments and the TypeScript
-# client's npm packages), then runs every crate's tests in one build, then the third-party tool
-# and client-library tests against the binary that build produced.
+# (pgvector into the local PostgreSQL 15, private Python environments, the TypeScript client's
+# and the browser tests' npm packages, Chromium), then runs every crate's tests in one build,
+# then the third-party tool, client-library and browser tests against the binary it produced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +19,5 @@ cargo build --locked --bin astrocyte
 export ASTROCYTE_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/astrocyte"
 target/python-env/bin/python -m pytest -q tests
 bash scripts/test-clients.sh
+# The memory inspector in a real browser (Debian's Chromium, installed when missing).
+bash scripts/test-ui.sh

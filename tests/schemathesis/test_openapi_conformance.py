@@ -90,11 +90,16 @@ def test_the_document_describes_what_the_server_enforces(store, mode):
                 data=json.dumps({"tenant": "st_tenant", "principal": "agent:st"}).encode(),
                 headers={"Content-Type": "application/json"})
             key = json.load(urllib.request.urlopen(request))["api_key"]
-            headers = ["-H", f"X-Api-Key: {key}"]
+            # The fuzzer finds its own key in GET /v1/admin/keys and would revoke it, leaving
+            # every later operation a 401: revocation is tested in the server's own suite.
+            headers = ["-H", f"X-Api-Key: {key}", "--exclude-operation-id", "revoke_key"]
         run = subprocess.run(
             [str(SCHEMATHESIS), "run", f"{base}/openapi.json", "--checks", "all",
              "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "--workers", "1",
-             "--seed", "20261205", "--no-color", *headers],
+             "--seed", "20261205", "--no-color",
+             # The upload's body is AMA JSON Lines, which schemathesis cannot generate; the
+             # server's own tests and the client suites cover it.
+             "--exclude-path", "/v1/banks/{bank_id}/import", *headers],
             capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
         assert "passed" in run.stdout

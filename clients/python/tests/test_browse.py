@@ -128,8 +128,10 @@ def test_get_update_delete(client):
     assert only_tags.tags == ["sea"] and only_tags.metadata == {"by": "bo", "n": 2}
     assert [x.memory_id for x in client.iter_memories(b, tags=["sea"])] == [stored.memory_id]
     assert [h.kind for h in client.get_memory(b, stored.memory_id).history] == ["created", "updated", "updated"]
+    # Nothing to change is the memory as it is (no change logged); a nested value is refused.
+    assert client.update_memory(b, stored.memory_id).tags == ["sea"]
     with pytest.raises(BadRequestError):
-        client.update_memory(b, stored.memory_id)  # nothing to update
+        client.update_memory(b, stored.memory_id, metadata={"nested": {"a": 1}})
 
     gone = client.delete_memory(b, stored.memory_id)
     assert isinstance(gone, DeleteMemoryResult)

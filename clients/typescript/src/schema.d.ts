@@ -1008,9 +1008,9 @@ export interface components {
         };
         /** @description `PATCH /v1/banks/{bank_id}/memories/{memory_id}`: each field given replaces the stored one. */
         UpdateMemoryBody: {
-            /** @description The new metadata (flat: string, number, boolean or null values). */
-            metadata?: Record<string, unknown> | null;
-            /** @description The new tags. */
+            metadata?: {
+                [key: string]: string | (number | boolean | null);
+            } | null;
             tags?: string[] | null;
         };
     };
@@ -2046,7 +2046,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description `skip` (default) or `overwrite`. */
-                on_conflict?: string;
+                on_conflict?: "skip" | "overwrite";
             };
             header?: never;
             path: {
@@ -2157,7 +2157,7 @@ export interface operations {
                 /** @description `next_cursor` of the previous page. */
                 cursor?: string;
                 /** @description `newest` (default) or `id`. */
-                order?: string;
+                order?: "newest" | "id";
                 /** @description Comma-separated tags: memories with any of them. */
                 tags?: string;
                 /** @description Comma-separated fact types. */

@@ -104,7 +104,9 @@ describe("browse and manage a bank (dev mode)", () => {
     assert.deepEqual(onlyTags.tags, ["sea"]);
     assert.deepEqual(onlyTags.metadata, { by: "bo", n: 2 });
     assert.deepEqual((await brain.getMemory(b, stored.memory_id)).history.map((h) => h.kind), ["created", "updated", "updated"]);
-    await assert.rejects(brain.updateMemory(b, stored.memory_id, {}), BadRequestError);
+    // Nothing to change is the memory as it is (no change logged); a nested value is refused.
+    assert.deepEqual((await brain.updateMemory(b, stored.memory_id, {})).tags, ["sea"]);
+    await assert.rejects(brain.updateMemory(b, stored.memory_id, { metadata: { nested: { a: 1 } } }), BadRequestError);
 
     const gone = await brain.deleteMemory(b, stored.memory_id);
     assert.deepEqual(gone, { memory_id: stored.memory_id, forgotten: true });

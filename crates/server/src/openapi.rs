@@ -161,8 +161,30 @@ pub fn document_json() -> serde_json::Value {
                     let pattern = match parameter["name"].as_str() {
                         Some("bank_id") => bank.clone(),
                         Some("tenant") => schema_name.clone(),
-                        Some("job_id") | Some("key_id") => {
+                        Some("job_id") | Some("key_id") | Some("memory_id") => {
                             json!({"type": "string", "pattern": "^[^\\x00/]{1,128}$"})
+                        }
+                        // Browsing: page sizes, cursors as the server writes them, the two
+                        // orders, and text filters (no NUL, which no store keeps).
+                        Some("limit") => {
+                            json!({"type": "integer", "minimum": 1, "maximum": 1000})
+                        }
+                        Some("cursor") => json!({"type": "string",
+                            "pattern": "^(-?[0-9]{1,18}\\.([0-9a-f]{2}){0,128})?$"}),
+                        Some("since") => json!({"type": "string",
+                            "pattern": "^([0-9]{1,18}|[0-9]{1,19}-[0-9]{1,18})?$"}),
+                        Some("order") => {
+                            json!({"type": "string", "enum": ["newest", "id"]})
+                        }
+                        Some("on_conflict") => {
+                            json!({"type": "string", "enum": ["skip", "overwrite"]})
+                        }
+                        Some("start") | Some("end") => {
+                            json!({"type": "string", "format": "date-time"})
+                        }
+                        Some("tags") | Some("fact_type") | Some("contains")
+                        | Some("text_prefix") => {
+                            json!({"type": "string", "pattern": "^[^\\x00]*$"})
                         }
                         _ => continue,
                     };
@@ -235,6 +257,27 @@ pub fn document_json() -> serde_json::Value {
         );
         set("RecallBody", "time_range", &datetime_pair);
         set("HistoryBody", "tags", &list(no_nul.clone()));
+        // An edit refuses what a retain would refuse outright (blank or over-long tags, too
+        // many, non-scalar metadata, NUL characters); blocked keys are dropped, as at retain.
+        let limits = astrocyte_core::pipeline::validate::RetainLimits::default();
+        set(
+            "UpdateMemoryBody",
+            "tags",
+            &json!({"type": ["array", "null"], "maxItems": limits.max_tags,
+                    "items": {"type": "string", "maxLength": limits.max_tag_chars,
+                              "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$"}}),
+        );
+        set(
+            "UpdateMemoryBody",
+            "metadata",
+            &json!({"type": ["object", "null"], "maxProperties": limits.max_metadata_keys,
+                    "propertyNames": {"maxLength": limits.max_metadata_key_chars,
+                                      "pattern": "^[^\\x00]*$"},
+                    "additionalProperties": {"anyOf": [
+                        {"type": "string", "maxLength": limits.max_metadata_value_chars,
+                         "pattern": "^[^\\x00]*$"},
+                        {"type": ["number", "boolean", "null"]}]}}),
+        );
         set("ForgetBody", "tags", &list(no_nul.clone()));
         set(
             "ForgetBody",

@@ -37,7 +37,8 @@ fn like_literal(value: &str) -> String {
 
 fn decode_since(since: &str) -> Result<(u64, i64)> {
     let invalid = || Error::invalid(format!("cursor {since:?} is not a change cursor"));
-    let (xid, seq) = since.split_once('-').ok_or_else(invalid)?;
+    // A bare sequence number (the embedded store's form) starts from the oldest transaction.
+    let (xid, seq) = since.split_once('-').unwrap_or(("0", since));
     Ok((
         xid.parse().map_err(|_| invalid())?,
         seq.parse::<i64>()

@@ -24,9 +24,11 @@ fn like_literal(value: &str) -> String {
     out
 }
 
+/// A sequence number; `<n>-<seq>` (the PostgreSQL form) is read as its sequence number, so
+/// one cursor shape is valid everywhere.
 fn decode_since(since: &str) -> StoreResult<i64> {
-    since
-        .parse::<i64>()
+    let seq = since.split_once('-').map_or(since, |(_, seq)| seq);
+    seq.parse::<i64>()
         .ok()
         .filter(|seq| *seq >= 0)
         .ok_or_else(|| Error::invalid(format!("cursor {since:?} is not a change cursor")).into())

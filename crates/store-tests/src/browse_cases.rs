@@ -283,8 +283,38 @@ pub async fn updates_replace_tags_and_metadata(test_store: TestStore) {
         .await;
     assert_eq!(filtered, vec![id.clone()]);
 
+    let unchanged = fx
+        .engine
+        .update_memory(&fx.schema, "edits", &id, MemoryPatch::default())
+        .await
+        .expect("an empty edit")
+        .expect("found");
+    assert_eq!(
+        unchanged.metadata, metadata,
+        "an empty edit changes nothing"
+    );
+    let sanitised = fx
+        .engine
+        .update_memory(
+            &fx.schema,
+            "edits",
+            &id,
+            MemoryPatch {
+                tags: None,
+                metadata: Some(Metadata::from([
+                    ("api_token".to_string(), json!("x")),
+                    ("shelf".to_string(), json!(3)),
+                ])),
+            },
+        )
+        .await
+        .expect("update")
+        .expect("found");
+    assert_eq!(
+        sanitised.metadata, metadata,
+        "blocked keys are dropped, as at retain"
+    );
     let refused = [
-        MemoryPatch::default(),
         MemoryPatch {
             tags: Some(vec!["  ".into()]),
             metadata: None,
@@ -295,7 +325,7 @@ pub async fn updates_replace_tags_and_metadata(test_store: TestStore) {
         },
         MemoryPatch {
             tags: None,
-            metadata: Some(Metadata::from([("api_token".to_string(), json!("x"))])),
+            metadata: Some(Metadata::from([("bad".to_string(), json!("a\u{0}b"))])),
         },
     ];
     for patch in refused {
@@ -504,7 +534,7 @@ pub async fn change_feed_logs_every_change_in_order(test_store: TestStore) {
     let history: Vec<ChangeKind> = detail.history.iter().map(|c| c.kind).collect();
     assert_eq!(history, vec![ChangeKind::Created, ChangeKind::Updated]);
 
-    for bad in ["not a cursor", "-1", "x-y"] {
+    for bad in ["not a cursor", "x-y", "1-x"] {
         let error = fx
             .engine
             .changes(

@@ -59,6 +59,14 @@ pub async fn list(
     Path(bank_id): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<MemoryPageResponse>, ApiError> {
+    // Given but empty is refused as the document says (a date-time), never read as "no bound".
+    for (field, value) in [("start", &params.start), ("end", &params.end)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be an ISO 8601 date-time"
+            )));
+        }
+    }
     let start = optional_field_datetime("start", params.start)?;
     let end = optional_field_datetime("end", params.end)?;
     let time_range = open_range(start, end);

@@ -144,12 +144,16 @@ async fn json_errors(request: Request, next: middleware::Next) -> axum::response
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    let content_type = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
-    if is_json {
+        .unwrap_or("");
+    // JSON is already the shape; an HTML page (the inspector's) is for a person, not a client.
+    if content_type.starts_with("application/json")
+        || content_type.contains("+json")
+        || content_type.starts_with("text/html")
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();

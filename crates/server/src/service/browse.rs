@@ -86,6 +86,7 @@ impl Service {
             order: command
                 .order
                 .as_deref()
+                .filter(|o| !o.is_empty())
                 .map(ListOrder::parse)
                 .transpose()?
                 .unwrap_or_default(),

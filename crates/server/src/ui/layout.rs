@@ -34,8 +34,9 @@ pub fn memory_href(bank: &str, id: &str) -> String {
     format!("{}/memories/{}", bank_href(bank), segment(id))
 }
 
-/// A whole page; `bank` adds the bank's heading and tabs.
-pub fn page(title: &str, bank: Option<(&str, Tab)>, content: Markup) -> Markup {
+/// A whole page; `bank` adds the bank's heading and tabs; `signed_in` (a credential from the
+/// sign-in form) adds the sign-out button.
+pub fn page(signed_in: bool, title: &str, bank: Option<(&str, Tab)>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -52,8 +53,10 @@ pub fn page(title: &str, bank: Option<(&str, Tab)>, content: Markup) -> Markup {
                     a class="brand" href="/ui" { "Astrocyte" span class="muted" { " inspector" } }
                     nav aria-label="Site" {
                         a href="/ui" { "Banks" }
-                        form method="post" action="/ui/logout" class="inline" {
-                            button type="submit" class="link" { "Sign out" }
+                        @if signed_in {
+                            form method="post" action="/ui/logout" class="inline" {
+                                button type="submit" class="link" { "Sign out" }
+                            }
                         }
                     }
                 }

@@ -158,6 +158,11 @@ pub(crate) async fn caller(
     }
 }
 
+/// Whether the pages were reached through the sign-in form (they offer to sign out).
+pub(crate) fn signed_in(parts: &axum::http::request::Parts) -> bool {
+    cookie_credential(&parts.headers).is_some()
+}
+
 /// Whether the caller passes the admin guard (for the tenants page and its link).
 pub(crate) fn is_admin(state: &AppState, parts: &axum::http::request::Parts) -> bool {
     state
@@ -200,6 +205,7 @@ pub(crate) fn error_page(error: ApiError) -> Response {
     };
     let title = status.canonical_reason().unwrap_or("Error");
     let body = layout::page(
+        false,
         title,
         None,
         html! {
@@ -228,6 +234,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 fn login_page(next: &str, failed: bool) -> maud::Markup {
     layout::page(
+        false,
         "Sign in",
         None,
         html! {

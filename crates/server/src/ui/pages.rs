@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::layout::{bank_href, memory_href, notice, page, when, Tab};
-use super::{caller, error_page, is_admin, same_origin};
+use super::{caller, error_page, is_admin, same_origin, signed_in};
 use crate::dto::{open_range, optional_field_datetime};
 use crate::error::ApiError;
 use crate::service::{ListMemories, Recall};
@@ -106,6 +106,7 @@ pub async fn banks(
     }
     let admin = is_admin(&state, &parts);
     page(
+        signed_in(&parts),
         "Banks",
         None,
         html! {
@@ -148,6 +149,7 @@ pub async fn tenants(State(state): State<AppState>, parts: Parts) -> Response {
     attempt!(state.service().authorize_admin(&info));
     let tenants = attempt!(state.service().tenants().await);
     page(
+        signed_in(&parts),
         "Tenants",
         None,
         html! {
@@ -218,6 +220,7 @@ pub async fn memories(
         .iter()
         .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
     page(
+        signed_in(&parts),
         &format!("Memories of {bank_id}"),
         Some((&bank_id, Tab::Memories)),
         html! {
@@ -296,10 +299,19 @@ pub async fn memory(
 ) -> Response {
     let caller = who!(state, parts);
     let detail = attempt!(state.service().memory(&caller, &bank_id, &memory_id).await);
-    memory_page(&bank_id, &detail, query.saved.is_some(), None, None).into_response()
+    memory_page(
+        signed_in(&parts),
+        &bank_id,
+        &detail,
+        query.saved.is_some(),
+        None,
+        None,
+    )
+    .into_response()
 }
 
 fn memory_page(
+    chrome: bool,
     bank_id: &str,
     detail: &astrocyte_core::browse::MemoryDetail,
     saved: bool,
@@ -314,6 +326,7 @@ fn memory_page(
         serde_json::to_string_pretty(&m.metadata).unwrap_or_else(|_| "{}".into())
     });
     page(
+        chrome,
         "Memory",
         Some((bank_id, Tab::Memories)),
         html! {
@@ -415,7 +428,14 @@ pub async fn edit(
             let detail = attempt!(state.service().memory(&caller, &bank_id, &memory_id).await);
             (
                 axum::http::StatusCode::BAD_REQUEST,
-                memory_page(&bank_id, &detail, false, Some(&message), Some(&form)),
+                memory_page(
+                    signed_in(&parts),
+                    &bank_id,
+                    &detail,
+                    false,
+                    Some(&message),
+                    Some(&form),
+                ),
             )
                 .into_response()
         }
@@ -437,6 +457,7 @@ pub async fn confirm_forget(
     let caller = who!(state, parts);
     let detail = attempt!(state.service().memory(&caller, &bank_id, &memory_id).await);
     page(
+        signed_in(&parts),
         "Forget a memory",
         Some((&bank_id, Tab::Memories)),
         html! {
@@ -521,6 +542,7 @@ pub async fn recall(
     };
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     page(
+        signed_in(&parts),
         "Recall playground",
         Some((&bank_id, Tab::Recall)),
         html! {
@@ -543,10 +565,11 @@ pub async fn recall(
 
 fn rank_cell(hit: &RecallHit, strategy: &str) -> Markup {
     match hit.ranks.iter().find(|r| r.strategy == strategy) {
+        // Recency's own score is a time; its contribution (by age) says what it means here.
         Some(r) => html! {
             td class="num" data-strategy=(strategy) {
                 "#" (r.rank)
-                span class="muted" { " " (format!("{:.3}", r.score)) }
+                @if strategy != "recency" { span class="muted" { " " (format!("{:.3}", r.score)) } }
                 br;
                 span class="muted small" { "+" (format!("{:.4}", r.contribution)) }
             }
@@ -637,6 +660,7 @@ pub async fn activity(
             .collect()
     };
     page(
+        signed_in(&parts),
         "Activity",
         Some((&bank_id, Tab::Activity)),
         html! {
