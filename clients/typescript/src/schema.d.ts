@@ -416,6 +416,11 @@ export interface components {
              * @description Visible memories.
              */
             memory_count: number;
+            /**
+             * Format: int64
+             * @description UTF-8 bytes of the visible memories' texts (vectors and indexes come on top).
+             */
+            text_bytes: number;
         };
         /** @description `GET /v1/admin/banks`. */
         BanksResponse: {

@@ -197,6 +197,10 @@ pub trait TenantStore: Send + Sync {
     /// How many visible memories the bank holds.
     async fn count(&self, bank: &BankId) -> Result<u64>;
 
+    /// The UTF-8 bytes of the visible memories' texts (a bank's size as people think of it;
+    /// vectors and indexes come on top).
+    async fn text_bytes(&self, bank: &BankId) -> Result<u64>;
+
     /// A page of the bank's memories matching the query, in its order, strictly after its
     /// cursor; at most `query.limit`.
     async fn list(&self, bank: &BankId, query: &ListQuery) -> Result<Vec<Memory>>;

@@ -981,6 +981,17 @@ impl TenantStore for PostgresTenant {
         Some(self.jobs.clone())
     }
 
+    async fn text_bytes(&self, bank: &BankId) -> Result<u64> {
+        let mut params = Params::default();
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let sql = format!(
+            "SELECT COALESCE(sum(octet_length(m.text)), 0)::bigint AS n FROM {} m \
+             WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL",
+            self.binding.tables.memories
+        );
+        self.count_rows(&sql, &params).await
+    }
+
     async fn count(&self, bank: &BankId) -> Result<u64> {
         let mut params = Params::default();
         let bank = params.push(bank.as_str().to_string(), Type::TEXT);

@@ -94,6 +94,16 @@ impl TenantInner {
         raw.into_iter().map(RawMemory::into_memory).collect()
     }
 
+    pub(crate) fn text_bytes(&self, bank: &BankId) -> StoreResult<u64> {
+        let reader = self.readers.get()?;
+        let mut statement = reader.prepare_cached(
+            "SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB))), 0) FROM memories
+             WHERE bank_id = ?1 AND forgotten_at IS NULL",
+        )?;
+        let bytes: i64 = statement.query_row([bank.as_str()], |row| row.get(0))?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     pub(crate) fn update(
         &self,
         bank: &BankId,

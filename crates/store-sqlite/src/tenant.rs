@@ -821,6 +821,12 @@ impl TenantStore for SqliteTenant {
     }
 
     #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn text_bytes(&self, bank: &BankId) -> astrocyte_core::Result<u64> {
+        let bank = bank.clone();
+        self.blocking(move |inner| inner.text_bytes(&bank)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
     async fn count(&self, bank: &BankId) -> astrocyte_core::Result<u64> {
         let bank = bank.clone();
         self.blocking(move |inner| inner.count(&bank)).await

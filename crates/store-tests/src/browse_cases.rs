@@ -60,7 +60,7 @@ pub async fn listing_pages_filters_and_orders(test_store: TestStore) {
         memories.push(new);
     }
     // Same retention time as m00 (i = 11): ties break by id.
-    let mut twin = fx.new_memory("browse", "m99", "100% sure_thing");
+    let mut twin = fx.new_memory("browse", "m99", "100% sure_thing, café");
     twin.memory.retained_at = day(2024, 1, 12);
     memories.push(twin);
     tenant.insert(memories).await.expect("insert");
@@ -176,6 +176,28 @@ pub async fn listing_pages_filters_and_orders(test_store: TestStore) {
     .await;
     assert_eq!(after_forget.len(), 12);
     assert!(!after_forget.contains(&"m05".to_string()));
+    // Forgotten memories do not count.
+    let visible_bytes: u64 = tenant
+        .list(
+            &bank_id("browse"),
+            &ListQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list")
+        .iter()
+        .map(|m| m.text.len() as u64)
+        .sum();
+    assert_eq!(
+        tenant.text_bytes(&bank_id("browse")).await.expect("bytes"),
+        visible_bytes
+    );
+    assert_eq!(
+        tenant.text_bytes(&bank_id("nothing")).await.expect("bytes"),
+        0
+    );
 
     let detail = fx
         .engine

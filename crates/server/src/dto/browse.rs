@@ -253,6 +253,8 @@ pub struct BankSummaryDto {
     /// When the newest visible memory was retained.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_retained_at: Option<String>,
+    /// UTF-8 bytes of the visible memories' texts (vectors and indexes come on top).
+    pub text_bytes: u64,
 }
 
 impl From<crate::service::BankSummary> for BankSummaryDto {
@@ -260,6 +262,7 @@ impl From<crate::service::BankSummary> for BankSummaryDto {
         BankSummaryDto {
             bank_id: summary.bank_id,
             memory_count: summary.memory_count,
+            text_bytes: summary.text_bytes,
             last_retained_at: summary.last_retained_at.as_ref().map(iso),
         }
     }

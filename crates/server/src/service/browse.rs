@@ -49,6 +49,8 @@ pub struct BankSummary {
     pub memory_count: u64,
     /// When the newest visible memory was retained.
     pub last_retained_at: Option<Timestamp>,
+    /// UTF-8 bytes of the visible memories' texts.
+    pub text_bytes: u64,
 }
 
 fn page_size(limit: Option<i64>) -> Result<usize, ApiError> {
@@ -252,6 +254,7 @@ impl Service {
                     .await?;
                 summaries.push(BankSummary {
                     memory_count: tenant.count(&bank).await?,
+                    text_bytes: tenant.text_bytes(&bank).await?,
                     last_retained_at: newest.first().map(|m| m.retained_at),
                     bank_id,
                 });

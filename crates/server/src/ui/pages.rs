@@ -85,6 +85,16 @@ fn range(
     Ok(open_range(start, end))
 }
 
+/// `812 B`, `4.2 KB`, `1.3 MB`.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b < 1_000 => format!("{b} B"),
+        b if b < 1_000_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b if b < 1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} GB", b as f64 / 1e9),
+    }
+}
+
 // --- Banks ----------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -123,12 +133,13 @@ pub async fn banks(
             } @else {
                 table {
                     caption class="sr-only" { "Banks with their memory counts" }
-                    thead { tr { th scope="col" { "Bank" } th scope="col" class="num" { "Memories" } th scope="col" { "Last write" } } }
+                    thead { tr { th scope="col" { "Bank" } th scope="col" class="num" { "Memories" } th scope="col" class="num" { "Text size" } th scope="col" { "Last write" } } }
                     tbody {
                         @for s in &summaries {
                             tr {
                                 td { a href=(bank_href(&s.bank_id)) { (s.bank_id) } }
                                 td class="num" { (s.memory_count) }
+                                td class="num" { (human_bytes(s.text_bytes)) }
                                 td { @if let Some(at) = &s.last_retained_at { (when(at)) } @else { "—" } }
                             }
                         }

@@ -186,6 +186,10 @@ async fn rest_lists_gets_edits_forgets_feeds_and_moves_a_bank() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(banks["banks"][0]["bank_id"], json!("journal"));
     assert_eq!(banks["banks"][0]["memory_count"], json!(6));
+    let bytes: usize = (1..7)
+        .map(|i| format!("Entry number {i} mentions the lighthouse keeper k{i}").len())
+        .sum();
+    assert_eq!(banks["banks"][0]["text_bytes"], json!(bytes));
     assert!(banks["banks"][0]["last_retained_at"].is_string());
 
     // Download the bank and upload it into a new one, with two bad lines added.
