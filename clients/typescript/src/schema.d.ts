@@ -442,19 +442,8 @@ export interface components {
             memory_id: string;
         };
         /** @description A change with the memory as it is now. */
-        ChangeEntryDto: {
-            /**
-             * Format: date-time
-             * @description When it happened.
-             */
-            at: string;
-            /** @description Pass as `since` to resume after this entry. */
-            cursor: string;
-            /** @description `created`, `updated` or `forgotten`. */
-            kind: string;
+        ChangeEntryDto: components["schemas"]["ChangeDto"] & {
             memory?: null | components["schemas"]["MemoryDto"];
-            /** @description The memory. */
-            memory_id: string;
         };
         /** @description A page of the change feed. */
         ChangesResponse: {

@@ -138,28 +138,17 @@ impl From<Change> for ChangeDto {
 /// A change with the memory as it is now.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangeEntryDto {
-    /// Pass as `since` to resume after this entry.
-    pub cursor: String,
-    /// `created`, `updated` or `forgotten`.
-    #[schema(pattern = "^(created|updated|forgotten)$")]
-    pub kind: String,
-    /// The memory.
-    pub memory_id: String,
-    /// When it happened.
-    #[schema(value_type = String, format = DateTime)]
-    pub at: String,
+    /// The change.
+    #[serde(flatten)]
+    pub change: ChangeDto,
     /// The memory now; null once it is forgotten (a tombstone).
     pub memory: Option<MemoryDto>,
 }
 
 impl From<ChangeEntry> for ChangeEntryDto {
     fn from(entry: ChangeEntry) -> Self {
-        let change = ChangeDto::from(entry.change);
         ChangeEntryDto {
-            cursor: change.cursor,
-            kind: change.kind,
-            memory_id: change.memory_id,
-            at: change.at,
+            change: entry.change.into(),
             memory: entry.memory.map(MemoryDto::from),
         }
     }

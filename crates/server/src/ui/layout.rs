@@ -11,7 +11,8 @@ pub enum Tab {
     Activity,
 }
 
-/// Percent-encodes one path segment (bank ids may hold `:` and `@`; memory ids anything).
+/// Percent-encodes one path segment or query value (bank ids may hold `:` and `@`, memory ids
+/// and cursors anything).
 pub fn segment(value: &str) -> String {
     value
         .bytes()

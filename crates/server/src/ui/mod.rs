@@ -108,18 +108,6 @@ fn percent_decode(value: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The request as the service sees it, with the cookie's credential presented the way API
 /// clients present theirs (as an API key, and as a bearer token for token modes).
 fn request_info(request: &axum::http::request::Parts) -> astrocyte_core::tenancy::RequestInfo {
@@ -151,7 +139,7 @@ pub(crate) async fn caller(
                     .path_and_query()
                     .map(|p| p.as_str())
                     .unwrap_or("/ui");
-                Redirect::to(&format!("/ui/login?next={}", percent_encode(next))).into_response()
+                Redirect::to(&format!("/ui/login?next={}", layout::segment(next))).into_response()
             }
             _ => error_page(error),
         }),
@@ -280,7 +268,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let next = safe_next(form.next.as_deref());
     let credential = form.credential.trim().to_string();
     // Checked now, as the pages will present it, so a typo is caught at the form.
-    let encoded = percent_encode(&credential);
+    let encoded = layout::segment(&credential);
     parts.headers.remove(header::COOKIE);
     if let Ok(value) = HeaderValue::from_str(&format!("{COOKIE}={encoded}")) {
         parts.headers.insert(header::COOKIE, value);
@@ -334,8 +322,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_str(&format!("other=1; {COOKIE}={}", percent_encode(credential)))
-                .expect("header"),
+            HeaderValue::from_str(&format!(
+                "other=1; {COOKIE}={}",
+                layout::segment(credential)
+            ))
+            .expect("header"),
         );
         assert_eq!(cookie_credential(&headers).as_deref(), Some(credential));
         assert_eq!(percent_decode("%zz"), None);

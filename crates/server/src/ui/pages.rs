@@ -195,11 +195,11 @@ fn memories_query_string(query: &MemoriesQuery, cursor: Option<&str>) -> String 
         ("order", &query.order),
     ] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            pairs.push(format!("{name}={}", super::percent_encode(value)));
+            pairs.push(format!("{name}={}", super::layout::segment(value)));
         }
     }
     if let Some(cursor) = cursor {
-        pairs.push(format!("cursor={}", super::percent_encode(cursor)));
+        pairs.push(format!("cursor={}", super::layout::segment(cursor)));
     }
     if pairs.is_empty() {
         String::new()
@@ -502,7 +502,7 @@ pub async fn forget(
     Redirect::to(&format!(
         "{}?forgotten={}",
         bank_href(&bank_id),
-        super::percent_encode(&memory_id)
+        super::layout::segment(&memory_id)
     ))
     .into_response()
 }
