@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::pipeline::budget::{estimate_tokens, fit_to_budget};
 use crate::pipeline::chunk::{chunk, ChunkParams};
-use crate::pipeline::fuse::{fuse, FusionParams};
+use crate::pipeline::fuse::{apply_time_hint, fuse, FusionParams};
 use crate::pipeline::validate::{
     check_content, check_forget_selector, check_metadata_scalars, check_recall_request,
     check_retain_request, normalize_tags, sanitize_metadata, RetainLimits,
@@ -373,13 +373,28 @@ impl Engine {
             filter: request.filter.clone(),
         };
         response.semantic = tenant.search(&semantic).await?.semantic;
-        let fused = fuse(
+        let now = Utc::now();
+        let mut fused = fuse(
             response.semantic.as_ref(),
             response.keyword.as_ref(),
             response.recency.as_ref(),
             &self.config.fusion,
-            Utc::now(),
+            now,
         );
+        // Relative expressions ("last week") are read against the instant the caller asks
+        // about, else now.
+        let time_hint =
+            crate::timeexpr::parse_query_time(query, request.filter.as_of.unwrap_or(now));
+        let time_note = time_hint.as_ref().map(|hint| {
+            let lifted = apply_time_hint(&mut fused, hint, self.config.fusion.time_boost);
+            format!(
+                "{:?} {:?}: {} .. {} ({lifted} lifted)",
+                hint.kind,
+                hint.matched,
+                hint.start.format("%Y-%m-%d"),
+                hint.end.format("%Y-%m-%d")
+            )
+        });
         let total_available = fused.len();
         let mut hits: Vec<RecallHit> = fused
             .into_iter()
@@ -401,6 +416,7 @@ impl Engine {
             fusion_method: "rrf".into(),
             total_candidates: total_available,
             dropped_by_token_budget,
+            time_hint: time_note,
             ..Default::default()
         };
         trace.strategy_timings_ms.insert("embed".into(), embed_ms);

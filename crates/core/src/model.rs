@@ -300,6 +300,8 @@ pub struct RecallTrace {
     pub strategy_candidate_counts: BTreeMap<String, usize>,
     /// Hits the token budget dropped (after `max_results`).
     pub dropped_by_token_budget: usize,
+    /// The time expression found in the query and how it was read, when there was one.
+    pub time_hint: Option<String>,
 }
 
 /// The result of a recall.

@@ -338,6 +338,8 @@ settings! {
     recency_weight: f32 = engine().fusion.recency_weight, yaml "retrieval.recency_weight", env ["ASTROCYTE_RECENCY_WEIGHT"], example "0.1";
     /// Half-life of recency, in days.
     recency_half_life_days: f32 = engine().fusion.recency_half_life_days, yaml "retrieval.recency_half_life_days", env ["ASTROCYTE_RECENCY_HALF_LIFE_DAYS"], example "30";
+    /// How much a time expression in the query ("in May 2023", "last week", "when …") lifts the memories it fits (0 = off).
+    time_boost: f32 = engine().fusion.time_boost, yaml "retrieval.time_boost", env ["ASTROCYTE_TIME_BOOST"], example "0.3";
     /// Longest chunk, in characters.
     chunk_max_chars: usize = engine().chunking.max_chars, yaml "chunking.max_chars", env ["ASTROCYTE_CHUNK_MAX_CHARS"], example "1024";
     /// Characters shared by consecutive chunks.

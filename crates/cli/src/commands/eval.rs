@@ -48,6 +48,9 @@ pub struct LocomoArgs {
     /// Override the reciprocal-rank-fusion constant k.
     #[arg(long)]
     pub rrf_k: Option<f32>,
+    /// Override how much a time expression in the question lifts the memories it fits.
+    #[arg(long)]
+    pub time_boost: Option<f32>,
     /// Override the per-strategy over-fetch factor.
     #[arg(long)]
     pub overfetch: Option<usize>,
@@ -251,6 +254,9 @@ pub async fn locomo(
     }
     if let Some(w) = args.recency_weight {
         config.fusion.recency_weight = w;
+    }
+    if let Some(boost) = args.time_boost {
+        config.fusion.time_boost = boost;
     }
     if let Some(k) = args.rrf_k {
         config.fusion.k = k;

@@ -23,6 +23,10 @@ pub struct FusionParams {
     pub recency_weight: f32,
     /// Recency weight halves every this many days of age.
     pub recency_half_life_days: f32,
+    /// How much a time expression in the query lifts the candidates it fits: those whose
+    /// event time falls in the named range, or, for a "when …" question, those whose text
+    /// states a time. 0 turns it off.
+    pub time_boost: f32,
 }
 
 impl Default for FusionParams {
@@ -33,7 +37,9 @@ impl Default for FusionParams {
     /// weight 1.0 → 0.628, 0.5 → 0.668, 0.3 → 0.707, 0.0 → 0.685; then k = 20 with weight
     /// 0.4 → 0.717 (@5 0.595 → 0.619). A smaller k than the paper's 60 lets a strategy's first
     /// few ranks count for more, which suits short memories where the top keyword hits are
-    /// usually right.
+    /// usually right. A time expression in the query lifts the candidates it fits by half
+    /// (`time_boost` 0.5): on LoCoMo the temporal category's frac@1 rose 0.431 → 0.521 and
+    /// categories 1–4 frac@1 0.328 → 0.349, frac@10 0.733 → 0.735 (whole path).
     fn default() -> Self {
         FusionParams {
             k: 20.0,
@@ -41,6 +47,7 @@ impl Default for FusionParams {
             keyword_weight: 1.0,
             recency_weight: 0.25,
             recency_half_life_days: 7.0,
+            time_boost: 0.5,
         }
     }
 }
@@ -149,6 +156,42 @@ pub fn fuse<'a>(
     fused
 }
 
+/// Lifts the candidates a query's time expression fits by `boost` (their fused score times
+/// `1 + boost`), then divides every score by `1 + boost` so scores stay in [0, 1], and sorts
+/// again. Fitting: the event time inside the hint's range; for a "when" question, a time
+/// expression in the memory's own text. Returns how many candidates it lifted.
+pub fn apply_time_hint(fused: &mut [Fused], hint: &crate::timeexpr::TimeHint, boost: f32) -> usize {
+    use crate::timeexpr::{resolve_in_text, TimeHintKind};
+    if boost <= 0.0 {
+        return 0;
+    }
+    let mut lifted = 0;
+    for candidate in fused.iter_mut() {
+        let at = candidate.memory.effective_time();
+        let fits = match hint.kind {
+            TimeHintKind::When => !resolve_in_text(&candidate.memory.text, at).is_empty(),
+            _ => hint.start <= at && at <= hint.end,
+        };
+        let factor = if fits { 1.0 + boost } else { 1.0 };
+        if fits {
+            lifted += 1;
+            candidate.ranks.push(StrategyRank {
+                strategy: "time",
+                rank: lifted,
+                score: 1.0,
+                contribution: candidate.score * boost,
+            });
+        }
+        candidate.score = candidate.score * factor / (1.0 + boost);
+    }
+    fused.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.memory.id.cmp(&b.memory.id))
+    });
+    lifted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +293,50 @@ mod tests {
             "two half-lives leave a quarter: {}",
             b[0].score
         );
+    }
+
+    fn fused(id: &str, text: &str, at: Timestamp, score: f32) -> Fused {
+        let mut memory = mem(id, at);
+        memory.text = text.into();
+        Fused {
+            memory,
+            score,
+            semantic_score: None,
+            ranks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_time_hint_lifts_what_it_fits_and_keeps_scores_in_range() {
+        let reference = Utc.with_ymd_and_hms(2023, 6, 15, 12, 0, 0).unwrap();
+        let may = Utc.with_ymd_and_hms(2023, 5, 8, 0, 0, 0).unwrap();
+        let march = Utc.with_ymd_and_hms(2023, 3, 2, 0, 0, 0).unwrap();
+        let mut candidates = vec![
+            fused("a", "went hiking with friends", march, 0.9),
+            fused("b", "painted a sunrise", may, 0.7),
+        ];
+        let hint = crate::timeexpr::parse_query_time("What did she do in May 2023?", reference)
+            .expect("a hint");
+        assert_eq!(apply_time_hint(&mut candidates, &hint, 0.5), 1);
+        assert_eq!(candidates[0].memory.id, "b", "the May memory now leads");
+        assert!(candidates.iter().all(|c| (0.0..=1.0).contains(&c.score)));
+        assert_eq!(candidates[0].ranks[0].strategy, "time");
+
+        // A "when" question lifts memories that state a time.
+        let mut candidates = vec![
+            fused("a", "I love the support group", march, 0.8),
+            fused("b", "I went to the support group yesterday", march, 0.6),
+        ];
+        let when =
+            crate::timeexpr::parse_query_time("When did she go to the support group?", reference)
+                .expect("a when hint");
+        assert_eq!(apply_time_hint(&mut candidates, &when, 0.5), 1);
+        assert_eq!(candidates[0].memory.id, "b");
+
+        // Off: nothing moves.
+        let mut candidates = vec![fused("a", "x", march, 0.9), fused("b", "y", may, 0.7)];
+        assert_eq!(apply_time_hint(&mut candidates, &hint, 0.0), 0);
+        assert_eq!(candidates[0].memory.id, "a");
+        assert_eq!(candidates[0].score, 0.9);
     }
 }

@@ -5,7 +5,7 @@ use astrocyte_core::browse::{
     ChangePage, ChangeQuery, ListCursor, ListOrder, ListQuery, MemoryDetail, MemoryPage,
     MemoryPatch, MAX_PAGE,
 };
-use astrocyte_core::{Error, ForgetMode, ForgetSelector, Memory, RecallFilter, Timestamp};
+use astrocyte_core::{BankId, Error, ForgetMode, ForgetSelector, Memory, RecallFilter, Timestamp};
 use futures::Stream;
 use tokio::io::AsyncReadExt;
 
@@ -64,6 +64,15 @@ fn page_size(limit: Option<i64>) -> Result<usize, ApiError> {
 }
 
 impl Service {
+    /// Reads of a bank share recall's rate limit (and, like recall, use no quota).
+    fn admit_read(&self, caller: &Caller, bank: &BankId) -> Result<(), ApiError> {
+        let _no_quota =
+            self.state
+                .policy()
+                .admit_bank(caller.schema(), bank.as_str(), Operation::Recall)?;
+        Ok(())
+    }
+
     /// A page of a bank's memories.
     pub async fn list_memories(
         &self,
@@ -71,10 +80,7 @@ impl Service {
         command: ListMemories,
     ) -> Result<MemoryPage, ApiError> {
         let bank = self.authorize(caller, &command.bank_id, Permission::Read)?;
-        let _no_quota =
-            self.state
-                .policy()
-                .admit_bank(caller.schema(), bank.as_str(), Operation::Recall)?;
+        self.admit_read(caller, &bank)?;
         let query = ListQuery {
             filter: RecallFilter {
                 tags: command.tags,
@@ -118,6 +124,7 @@ impl Service {
         memory_id: &str,
     ) -> Result<MemoryDetail, ApiError> {
         let bank = self.authorize(caller, bank_id, Permission::Read)?;
+        self.admit_read(caller, &bank)?;
         self.run(
             "get",
             caller,
@@ -189,6 +196,7 @@ impl Service {
         tail: bool,
     ) -> Result<ChangePage, ApiError> {
         let bank = self.authorize(caller, bank_id, Permission::Read)?;
+        self.admit_read(caller, &bank)?;
         let query = ChangeQuery {
             since: since.filter(|s| !s.is_empty()),
             memory_id: None,

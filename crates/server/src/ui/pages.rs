@@ -612,7 +612,10 @@ fn recall_result(bank_id: &str, result: &RecallResult) -> Markup {
                             tr {
                                 td class="num" { (i + 1) }
                                 td { a href=(memory_href(bank_id, &hit.memory.id)) { (excerpt(&hit.memory.text, 160)) } }
-                                td class="num" { (format!("{:.3}", hit.score)) }
+                                td class="num" {
+                                    (format!("{:.3}", hit.score))
+                                    @if hit.ranks.iter().any(|r| r.strategy == "time") { br; span class="muted small" { "time fit" } }
+                                }
                                 (rank_cell(hit, "semantic"))
                                 (rank_cell(hit, "keyword"))
                                 (rank_cell(hit, "recency"))
@@ -625,6 +628,7 @@ fn recall_result(bank_id: &str, result: &RecallResult) -> Markup {
         h2 { "Trace" }
         dl class="facts" {
             dt { "Strategies" } dd { (trace.strategies_used.join(", ")) }
+            dt { "Time in the query" } dd { @if let Some(hint) = &trace.time_hint { (hint) } @else { "none found" } }
             dt { "Candidates" } dd {
                 (trace.total_candidates) " after fusion ("
                 (trace.strategy_candidate_counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
