@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{Datelike, Utc};
 use std::sync::Mutex;
 use tracing::{debug, instrument};
 
@@ -551,6 +551,7 @@ fn prepare_retains(
         let group_id = uuid::Uuid::now_v7().to_string();
         let count = chunks.len() as u32;
         let dated = request.occurred_at.map(date_words);
+        let occurred_at = request.occurred_at;
         for (index, text) in chunks.iter().enumerate() {
             // A threaded chunk's neighbours (this retain's other chunks among them) come from
             // the stored thread once it is written.
@@ -567,11 +568,10 @@ fn prepare_retains(
             } else {
                 None
             };
-            let index_text = join_nonempty(&[dated.as_deref(), Some(text)]);
             pending.push(PendingChunk {
                 request_index,
                 embed_text: embed_text.unwrap_or_else(|| text.clone()),
-                index_text: index_text.unwrap_or_else(|| text.clone()),
+                index_text: own_index_text(text, occurred_at),
                 index_context: context,
                 memory: Memory {
                     id: uuid::Uuid::now_v7().to_string(),
@@ -609,6 +609,32 @@ fn prepare_retains(
 /// A date in words (`8 May 2023, Monday`) so keyword search matches how people ask about time.
 pub(crate) fn date_words(at: crate::model::Timestamp) -> String {
     at.format("%-d %B %Y, %A").to_string()
+}
+
+/// What the keyword index covers as a memory's own text: its date in words, the dates its
+/// own time expressions name ("yesterday" in a memory of 8 May 2023 is "7 May 2023"), then
+/// the text. A question that names the date then finds the memory that only said "yesterday".
+pub(crate) fn own_index_text(text: &str, occurred_at: Option<crate::model::Timestamp>) -> String {
+    let Some(at) = occurred_at else {
+        return text.to_string();
+    };
+    let mut words = vec![date_words(at)];
+    for hint in crate::timeexpr::resolve_in_text(text, at) {
+        let (start, end) = (hint.start.date_naive(), hint.end.date_naive());
+        let named = if start == end {
+            start.format("%-d %B %Y").to_string()
+        } else if (start.year(), start.month()) == (end.year(), end.month()) {
+            start.format("%B %Y").to_string()
+        } else if start.year() == end.year() {
+            start.format("%Y").to_string()
+        } else {
+            continue;
+        };
+        if !words.contains(&named) {
+            words.push(named);
+        }
+    }
+    format!("{}\n{text}", words.join("; "))
 }
 
 /// Up to `radius` chunks on each side of `index`, in order.

@@ -50,10 +50,7 @@ pub fn normalize_thread_key(raw: &str) -> Option<String> {
 
 /// What the keyword index covers as a memory's own text: its date in words, then its text.
 pub fn own_index_text(memory: &Memory) -> String {
-    match memory.occurred_at {
-        Some(at) => format!("{}\n{}", crate::engine::date_words(at), memory.text),
-        None => memory.text.clone(),
-    }
+    crate::engine::own_index_text(&memory.text, memory.occurred_at)
 }
 
 impl Engine {
@@ -180,6 +177,34 @@ mod tests {
             thread_key(&request),
             None,
             "only text or numbers name a thread"
+        );
+    }
+
+    #[test]
+    fn a_memory_indexes_the_dates_its_own_words_name() {
+        use chrono::TimeZone;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2023, 5, 8, 13, 0, 0)
+            .single()
+            .expect("date");
+        let mut memory = Memory::new("m", crate::model::BankId::new("b").expect("bank"), "");
+        memory.occurred_at = Some(at);
+        memory.text = "I went to the support group yesterday and we meet again next Friday".into();
+        let indexed = own_index_text(&memory);
+        assert!(indexed.starts_with("8 May 2023, Monday"), "{indexed}");
+        assert!(indexed.contains("7 May 2023"), "yesterday: {indexed}");
+        assert!(indexed.contains("12 May 2023"), "next Friday: {indexed}");
+        assert!(indexed.ends_with(&memory.text));
+        memory.text = "last summer was hot".into();
+        assert!(
+            own_index_text(&memory).contains("2022"),
+            "a season names its year"
+        );
+        memory.occurred_at = None;
+        assert_eq!(
+            own_index_text(&memory),
+            memory.text,
+            "no event time, nothing to resolve"
         );
     }
 }
