@@ -612,7 +612,7 @@ fn locomo_report(data: &Path, store: &[&str]) -> Value {
 
 fn check_locomo(report: &Value, store: &str) {
     let mut frac10 = Vec::new();
-    for path in ["whole", "turns"] {
+    for path in ["whole", "turns", "document"] {
         let report = &report[path];
         assert_eq!(report["store"], store, "{report}");
         assert_eq!(report["conversations"], 1);

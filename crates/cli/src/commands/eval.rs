@@ -55,7 +55,7 @@ pub struct LocomoArgs {
     #[arg(long)]
     pub overfetch: Option<usize>,
     /// How conversations are retained: whole sessions, turn by turn, or both.
-    #[arg(long, value_enum, default_value = "both")]
+    #[arg(long, value_enum, default_value = "all")]
     pub path: IngestPath,
 }
 
@@ -212,8 +212,13 @@ pub enum IngestPath {
     /// One retain per turn, in order, as an agent over REST or MCP sends them: metadata
     /// `{dia_id, session, speaker}` and the session date; the server links the thread.
     Turns,
-    /// Both, one table each.
+    /// One retain per session: the whole conversation as one content (`conversation`), which
+    /// the server chunks by turn; hits map back to turns by their text.
+    Document,
+    /// Whole and turns, one table each.
     Both,
+    /// Every path, one table each.
+    All,
 }
 
 /// One path's results.
@@ -271,6 +276,7 @@ pub async fn locomo(
     let schema = scratch.schema().clone();
     let paths: Vec<IngestPath> = match args.path {
         IngestPath::Both => vec![IngestPath::Whole, IngestPath::Turns],
+        IngestPath::All => vec![IngestPath::Whole, IngestPath::Turns, IngestPath::Document],
         one => vec![one],
     };
     let mut reports = Vec::new();
@@ -294,7 +300,9 @@ pub async fn locomo(
         let name = match path {
             IngestPath::Whole => "whole",
             IngestPath::Turns => "turns",
+            IngestPath::Document => "document",
             IngestPath::Both => "both",
+            IngestPath::All => "all",
         };
         let value = print_report(
             name,
@@ -358,6 +366,7 @@ async fn run_path(
     };
     let suffix = match path {
         IngestPath::Turns => "-turns",
+        IngestPath::Document => "-document",
         _ => "-whole",
     };
     for sample in samples {
@@ -368,6 +377,8 @@ async fn run_path(
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
         );
         let t0 = Instant::now();
+        // For the document path: which turn a chunk's text came from.
+        let mut turn_texts: Vec<(String, String)> = Vec::new();
         let mut session = 1;
         while let Some(turns) = sample.conversation.get(&format!("session_{session}")) {
             let turns: Vec<Turn> = serde_json::from_value(turns.clone()).with_context(|| {
@@ -387,6 +398,32 @@ async fn run_path(
             };
             report.memories += turns.len();
             match path {
+                IngestPath::Document => {
+                    turn_texts.extend(
+                        turns
+                            .iter()
+                            .zip(&texts)
+                            .map(|(turn, text)| (text.clone(), turn.dia_id.clone())),
+                    );
+                    let mut metadata = Metadata::new();
+                    metadata.insert("session".into(), json!(session));
+                    engine
+                        .retain(
+                            schema,
+                            RetainRequest {
+                                bank_id: bank.clone(),
+                                content: texts.join("\n"),
+                                metadata,
+                                occurred_at: date,
+                                content_type: ContentType::Conversation,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    for _ in &turns {
+                        ingest.tick(&sample.sample_id);
+                    }
+                }
                 IngestPath::Turns => {
                     // What an agent sends: one retain per turn, in order, the session in
                     // metadata; the engine call the REST and MCP handlers make.
@@ -457,14 +494,28 @@ async fn run_path(
                 )
                 .await?;
             report.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            let ranked: Vec<&str> = result
+            // Each hit's turns: its `dia_id`, or for a chunk of a whole conversation the turns
+            // whose text it holds (or that hold it, when a long turn was split).
+            let ranked: Vec<Vec<&str>> = result
                 .hits
                 .iter()
-                .filter_map(|h| h.memory.metadata.get("dia_id").and_then(Value::as_str))
+                .map(
+                    |h| match h.memory.metadata.get("dia_id").and_then(Value::as_str) {
+                        Some(id) => vec![id],
+                        None => turn_texts
+                            .iter()
+                            .filter(|(text, _)| {
+                                h.memory.text.contains(text.as_str())
+                                    || text.contains(h.memory.text.as_str())
+                            })
+                            .map(|(_, id)| id.as_str())
+                            .collect(),
+                    },
+                )
                 .collect();
             let found_at: Vec<Option<usize>> = evidence
                 .iter()
-                .map(|e| ranked.iter().position(|r| r == e))
+                .map(|e| ranked.iter().position(|ids| ids.contains(&e.as_str())))
                 .collect();
             report
                 .by_category
