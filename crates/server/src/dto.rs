@@ -126,6 +126,17 @@ pub fn optional_field_datetime(
         .transpose()
 }
 
+/// Comma-separated values (a query string's list), trimmed, empties dropped; `None` when
+/// nothing is left.
+pub fn comma_list(raw: Option<&str>) -> Option<Vec<String>> {
+    let values: Vec<String> = raw?
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!values.is_empty()).then_some(values)
+}
+
 /// An inclusive range from optional ends; an open end is the edge of the range every store
 /// keeps (0001-01-01 and 9999-12-31). `None` when neither end is given.
 pub fn open_range(
@@ -734,6 +745,15 @@ pub enum OnConflictDto {
     Skip,
     /// Replace it.
     Overwrite,
+}
+
+impl From<OnConflictDto> for astrocyte_core::portability::OnConflict {
+    fn from(dto: OnConflictDto) -> Self {
+        match dto {
+            OnConflictDto::Skip => Self::Skip,
+            OnConflictDto::Overwrite => Self::Overwrite,
+        }
+    }
 }
 
 /// `POST /v1/import`.

@@ -3,7 +3,6 @@
 //! keys. All sit behind [`AdminAccess`]; the data routes call the service in the caller's
 //! tenant.
 
-use astrocyte_core::portability::OnConflict;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use super::JsonBody;
 use crate::auth::{AdminAccess, Caller};
 use crate::dto::{
     iso, BanksResponse, ErrorDetail, ExportBody, ExportResponse, ImportBody, ImportResponse,
-    IssueKeyBody, IssuedKeyResponse, KeyInfo, KeysResponse, OnConflictDto, RevokedResponse,
+    IssueKeyBody, IssuedKeyResponse, KeyInfo, KeysResponse, RevokedResponse,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -52,10 +51,7 @@ pub async fn import(
     caller: Caller,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Json<ImportResponse>, ApiError> {
-    let on_conflict = match body.on_conflict {
-        OnConflictDto::Skip => OnConflict::Skip,
-        OnConflictDto::Overwrite => OnConflict::Overwrite,
-    };
+    let on_conflict = body.on_conflict.into();
     let report = state
         .service()
         .import_from_path(&caller, &body.bank_id, &body.path, on_conflict)

@@ -3,7 +3,6 @@
 //! calls the service and encodes.
 
 use astrocyte_core::browse::MemoryPatch;
-use astrocyte_core::portability::OnConflict;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -20,20 +19,10 @@ use crate::dto::browse::{
     ForgottenResponse, ListParams, MemoryDetailResponse, MemoryDto, MemoryPageResponse,
     UpdateMemoryBody, UploadParams,
 };
-use crate::dto::{open_range, optional_field_datetime, ErrorDetail, ImportResponse, OnConflictDto};
+use crate::dto::{comma_list, open_range, optional_field_datetime, ErrorDetail, ImportResponse};
 use crate::error::ApiError;
 use crate::service::ListMemories;
 use crate::state::AppState;
-
-/// Comma-separated values, trimmed, empties dropped; `None` when nothing is left.
-fn comma_list(raw: Option<String>) -> Option<Vec<String>> {
-    let values: Vec<String> = raw?
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    (!values.is_empty()).then_some(values)
-}
 
 /// Lists the caller's readable banks with their memory counts and newest retain.
 #[utoipa::path(get, path = "/v1/banks", operation_id = "list_bank_summaries", tag = "memory",
@@ -75,8 +64,8 @@ pub async fn list(
         limit: params.limit,
         cursor: params.cursor,
         order: params.order,
-        tags: comma_list(params.tags),
-        fact_types: comma_list(params.fact_type),
+        tags: comma_list(params.tags.as_deref()),
+        fact_types: comma_list(params.fact_type.as_deref()),
         time_range,
         text_prefix: params.text_prefix,
         text_contains: params.contains,
@@ -210,10 +199,7 @@ pub async fn import(
     Query(params): Query<UploadParams>,
     body: Body,
 ) -> Result<Json<ImportResponse>, ApiError> {
-    let on_conflict = match params.on_conflict {
-        OnConflictDto::Skip => OnConflict::Skip,
-        OnConflictDto::Overwrite => OnConflict::Overwrite,
-    };
+    let on_conflict = params.on_conflict.into();
     // A body over the cap (sent chunked, so not refused up front) or cut off is the
     // client's fault: a 413 or a 400, never the store error the import would report.
     let limit = state.config().max_request_body_bytes;

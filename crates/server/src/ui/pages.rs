@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::layout::{bank_href, memory_href, notice, page, when, Tab};
 use super::{caller, error_page, is_admin, same_origin, signed_in};
-use crate::dto::{open_range, optional_field_datetime};
+use crate::dto::{comma_list, open_range, optional_field_datetime};
 use crate::error::ApiError;
 use crate::service::{ListMemories, Recall};
 use crate::state::AppState;
@@ -37,16 +37,6 @@ macro_rules! who {
             Err(response) => return response,
         }
     };
-}
-
-fn comma_list(raw: &Option<String>) -> Option<Vec<String>> {
-    let values: Vec<String> = raw
-        .as_deref()?
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    (!values.is_empty()).then_some(values)
 }
 
 fn excerpt(text: &str, chars: usize) -> String {
@@ -220,7 +210,7 @@ pub async fn memories(
         limit: Some(25),
         cursor: query.cursor.clone(),
         order: query.order.clone().filter(|o| !o.is_empty()),
-        tags: comma_list(&query.tags),
+        tags: comma_list(query.tags.as_deref()),
         time_range: attempt!(range(&query.from, &query.to)),
         text_contains: query.contains.clone().filter(|c| !c.trim().is_empty()),
         ..Default::default()
@@ -545,7 +535,7 @@ pub async fn recall(
             banks: vec![bank_id.clone()],
             max_results: attempt!(number("max_results", &query.max_results)),
             max_tokens: attempt!(number("max_tokens", &query.max_tokens)),
-            tags: comma_list(&query.tags),
+            tags: comma_list(query.tags.as_deref()),
             time_range: attempt!(range(&query.from, &query.to)),
             as_of: None,
         };
