@@ -8,6 +8,7 @@
 
 pub mod browse;
 pub mod embed;
+pub mod entities;
 pub mod engine;
 pub mod error;
 pub mod jobs;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use astrocyte_core::pipeline::rerank;
 use astrocyte_core::{
     ContentType, Embedder, Engine, Metadata, RecallRequest, RetainRequest, Schema,
 };
@@ -57,9 +58,16 @@ pub struct LocomoArgs {
     /// How conversations are retained: whole sessions, turn by turn, or both.
     #[arg(long, value_enum, default_value = "all")]
     pub path: IngestPath,
+    /// Write each question's top candidates as reranker feature rows (JSON Lines) to PATH,
+    /// for fitting the reranker's weights (scripts/fit-reranker.py).
+    #[arg(long)]
+    pub dump_features: Option<PathBuf>,
 }
 
 const KS: [usize; 4] = [1, 5, 10, 20];
+
+/// Candidates per question written by `--dump-features`.
+const DUMP_CANDIDATES: usize = 60;
 
 #[derive(Debug, Deserialize)]
 struct Sample {
@@ -281,8 +289,14 @@ pub async fn locomo(
     };
     let mut reports = Vec::new();
     let mut outcome = Ok(());
+    let mut dump = match &args.dump_features {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(
+            || format!("cannot create {}", p.display()),
+        )?)),
+        None => None,
+    };
     for path in paths {
-        match run_path(&engine, &schema, &samples, path, args.neighbours).await {
+        match run_path(&engine, &schema, &samples, path, args.neighbours, dump.as_mut()).await {
             Ok(report) => reports.push((path, report)),
             Err(error) => {
                 outcome = Err(error);
@@ -329,6 +343,7 @@ async fn run_path(
     samples: &[Sample],
     path: IngestPath,
     neighbours: usize,
+    mut dump: Option<&mut std::io::BufWriter<std::fs::File>>,
 ) -> anyhow::Result<PathReport> {
     let total_questions: usize = samples
         .iter()
@@ -369,7 +384,7 @@ async fn run_path(
         IngestPath::Document => "-document",
         _ => "-whole",
     };
-    for sample in samples {
+    for (sample_index, sample) in samples.iter().enumerate() {
         let bank = format!(
             "locomo-{}{suffix}",
             sample
@@ -476,7 +491,7 @@ async fn run_path(
             session += 1;
         }
         report.retain_seconds += t0.elapsed().as_secs_f64();
-        for qa in &sample.qa {
+        for (question_index, qa) in sample.qa.iter().enumerate() {
             let evidence = evidence_ids(&qa.evidence);
             if evidence.is_empty() {
                 continue;
@@ -488,7 +503,11 @@ async fn run_path(
                     RecallRequest {
                         query: qa.question.clone(),
                         banks: vec![bank.clone()],
-                        max_results: Some(*KS.last().unwrap_or(&20)),
+                        max_results: Some(if dump.is_some() {
+                            DUMP_CANDIDATES
+                        } else {
+                            *KS.last().unwrap_or(&20)
+                        }),
                         ..Default::default()
                     },
                 )
@@ -513,6 +532,35 @@ async fn run_path(
                     },
                 )
                 .collect();
+            if let Some(out) = dump.as_deref_mut() {
+                let query = rerank::QueryFeatures::new(&qa.question);
+                let candidates: Vec<rerank::Candidate<'_>> = result
+                    .hits
+                    .iter()
+                    .map(|h| rerank::Candidate {
+                        memory: &h.memory,
+                        ranks: &h.ranks,
+                        score: h.score,
+                    })
+                    .collect();
+                let rows = rerank::features(&query, &candidates);
+                let labels: Vec<bool> = ranked
+                    .iter()
+                    .map(|ids| ids.iter().any(|id| evidence.iter().any(|e| e == id)))
+                    .collect();
+                let line = json!({
+                    "path": format!("{path:?}").to_lowercase(),
+                    "conversation": sample_index,
+                    "question": question_index,
+                    "category": qa.category,
+                    "evidence": evidence.len(),
+                    "evidence_ids": evidence,
+                    "hit_ids": ranked,
+                    "rows": rows,
+                    "labels": labels,
+                });
+                writeln!(out, "{line}")?;
+            }
             let found_at: Vec<Option<usize>> = evidence
                 .iter()
                 .map(|e| ranked.iter().position(|ids| ids.contains(&e.as_str())))

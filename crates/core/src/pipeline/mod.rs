@@ -5,4 +5,5 @@ pub mod budget;
 pub mod chunk;
 pub mod fuse;
 pub mod query;
+pub mod rerank;
 pub mod validate;

@@ -1,0 +1,191 @@
+//! A feature-based reranker over the fused candidates.
+//!
+//! Fusion sees only ranks; it cannot tell that a candidate holds every word of the question,
+//! names the person asked about, or is that person speaking. The reranker scores each of the
+//! top fused candidates by a weighted sum of such features, all computed from what recall
+//! already has (the strategies' ranks and scores, the texts, the time match), and reorders
+//! them. The weights are fitted offline on one half of a split of the evaluation data and
+//! reported on the other half (`astrocyte eval locomo --dump-features`, then
+//! `scripts/fit-reranker.py`); see [`WEIGHTS`].
+
+use std::collections::{HashMap, HashSet};
+
+use crate::entities;
+use crate::model::Memory;
+use crate::pipeline::fuse::StrategyRank;
+use crate::pipeline::query::keyword_terms;
+
+/// Feature names, in the order of a feature row.
+pub const FEATURES: [&str; 12] = [
+    "semantic_rr",
+    "semantic_cosine",
+    "keyword_rr",
+    "keyword_relative",
+    "fused",
+    "time_fit",
+    "term_coverage",
+    "rare_term_coverage",
+    "entity_match",
+    "speaker_match",
+    "recency",
+    "length",
+];
+
+/// A feature row.
+pub type Row = [f32; FEATURES.len()];
+
+/// Fitted weights, one per feature (see the module docs for how).
+pub const WEIGHTS: Row = [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+
+/// Half-life of the relative-recency feature.
+const RECENCY_HALF_LIFE_DAYS: f32 = 30.0;
+
+/// One candidate as the reranker sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The memory.
+    pub memory: &'a Memory,
+    /// Its strategy ranks (including `time` when the time hint lifted it).
+    pub ranks: &'a [StrategyRank],
+    /// Its fused score.
+    pub score: f32,
+}
+
+/// What the reranker reads from a query once.
+#[derive(Debug, Clone)]
+pub struct QueryFeatures {
+    stems: Vec<String>,
+    entities: HashSet<String>,
+}
+
+impl QueryFeatures {
+    /// Analyses `query`.
+    pub fn new(query: &str) -> Self {
+        QueryFeatures {
+            stems: dedup(keyword_terms(query, 32).iter().map(|t| stem(t))),
+            entities: entities::keys(query).into_iter().collect(),
+        }
+    }
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items.filter(|s| seen.insert(s.clone())).collect()
+}
+
+/// A crude English stem: enough that "painting", "painted" and "paints" meet.
+fn stem(word: &str) -> String {
+    let word = word.strip_suffix("'s").unwrap_or(word);
+    for suffix in ["ing", "ed", "es", "s"] {
+        if let Some(base) = word.strip_suffix(suffix) {
+            if base.chars().count() >= 3 {
+                return base.chars().take(6).collect();
+            }
+        }
+    }
+    word.chars().take(6).collect()
+}
+
+fn text_stems(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(|w| stem(&w.to_lowercase()))
+        .collect()
+}
+
+/// Feature rows for `candidates`, in their order.
+pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row> {
+    let stems: Vec<HashSet<String>> = candidates
+        .iter()
+        .map(|c| text_stems(&c.memory.text))
+        .collect();
+    // Rarity within the pool: a query word most candidates share says little about which
+    // one answers.
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for s in &stems {
+        for term in &query.stems {
+            if s.contains(term) {
+                *df.entry(term.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let n = candidates.len().max(1) as f32;
+    let idf = |term: &str| (1.0 + n / (1.0 + *df.get(term).unwrap_or(&0) as f32)).ln();
+    let idf_total: f32 = query.stems.iter().map(|t| idf(t)).sum();
+    let best_keyword = candidates
+        .iter()
+        .flat_map(|c| c.ranks.iter())
+        .filter(|r| r.strategy == "keyword")
+        .map(|r| r.score)
+        .fold(0.0f32, f32::max);
+    // Recency relative to the pool's newest: the same feature whether the bank is fresh or
+    // years old.
+    let newest = candidates
+        .iter()
+        .map(|c| c.memory.effective_time())
+        .max();
+    candidates
+        .iter()
+        .zip(&stems)
+        .map(|(c, s)| {
+            let rank = |name: &str| c.ranks.iter().find(|r| r.strategy == name);
+            let semantic = rank("semantic");
+            let keyword = rank("keyword");
+            let covered: Vec<&String> = query.stems.iter().filter(|t| s.contains(*t)).collect();
+            let mentions = entities::extract(&c.memory.text);
+            let entity_match = if query.entities.is_empty() {
+                0.0
+            } else {
+                mentions
+                    .iter()
+                    .filter(|m| query.entities.contains(&m.key))
+                    .count() as f32
+                    / query.entities.len() as f32
+            };
+            let speaker = c
+                .memory
+                .metadata
+                .get("speaker")
+                .and_then(|v| v.as_str())
+                .map(str::to_lowercase)
+                .or_else(|| mentions.iter().find(|m| m.speaker).map(|m| m.key.clone()));
+            let words = c.memory.text.split_whitespace().count() as f32;
+            [
+                semantic.map_or(0.0, |r| 1.0 / r.rank as f32),
+                semantic.map_or(0.0, |r| r.score),
+                keyword.map_or(0.0, |r| 1.0 / r.rank as f32),
+                match keyword {
+                    Some(r) if best_keyword > 0.0 => r.score / best_keyword,
+                    _ => 0.0,
+                },
+                c.score,
+                if rank("time").is_some() { 1.0 } else { 0.0 },
+                if query.stems.is_empty() {
+                    0.0
+                } else {
+                    covered.len() as f32 / query.stems.len() as f32
+                },
+                if idf_total > 0.0 {
+                    covered.iter().map(|t| idf(t)).sum::<f32>() / idf_total
+                } else {
+                    0.0
+                },
+                entity_match.min(1.0),
+                match speaker {
+                    Some(s) if query.entities.contains(&s) => 1.0,
+                    _ => 0.0,
+                },
+                newest.map_or(0.0, |newest| {
+                    let days = (newest - c.memory.effective_time()).num_seconds() as f32 / 86_400.0;
+                    0.5f32.powf(days / RECENCY_HALF_LIFE_DAYS)
+                }),
+                (1.0 + words).ln() / 5.0,
+            ]
+        })
+        .collect()
+}
+
+/// The weighted sum of a row.
+pub fn score(row: &Row, weights: &Row) -> f32 {
+    row.iter().zip(weights).map(|(x, w)| x * w).sum()
+}
