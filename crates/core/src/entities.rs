@@ -67,42 +67,226 @@ pub struct Mention {
 
 /// Words that start sentences or questions in capitals without naming anything.
 const COMMON: &[&str] = &[
-    "a", "about", "after", "again", "ah", "all", "also", "although", "always", "am", "an",
-    "and", "any", "anyway", "april", "are", "as", "at", "aw", "awesome", "aww", "be",
-    "because", "been", "before", "both", "but", "by", "can", "congrats", "congratulations",
-    "cool", "could", "dear", "definitely", "did", "do", "does", "each", "even", "ever",
-    "every", "exactly", "for", "friday", "from", "glad", "good", "great", "had", "has",
-    "have", "he", "hello", "her", "here", "hey", "hi", "his", "how", "however", "i", "i'd",
-    "i'll", "i'm", "i've", "if", "in", "is", "it", "it's", "its", "just", "last", "let",
-    "let's", "like", "lol", "maybe", "me", "monday", "my", "next", "nice", "no", "not",
-    "now", "of", "oh", "ok", "okay", "on", "once", "one", "or", "our", "please", "really",
-    "right", "saturday", "see", "she", "since", "so", "some", "sorry", "sounds", "still",
-    "sunday", "sure", "thank", "thanks", "that", "that's", "the", "their", "then", "there",
-    "these", "they", "this", "those", "thursday", "to", "today", "tomorrow", "totally",
-    "tuesday", "uh", "um", "was", "we", "wednesday", "well", "were", "what", "what's",
-    "when", "where", "which", "while", "who", "why", "will", "with", "would", "wow", "yeah",
-    "yes", "yesterday", "yet", "you", "your",
+    "a",
+    "about",
+    "after",
+    "again",
+    "ah",
+    "all",
+    "also",
+    "although",
+    "always",
+    "am",
+    "an",
+    "and",
+    "any",
+    "anyway",
+    "april",
+    "are",
+    "as",
+    "at",
+    "aw",
+    "awesome",
+    "aww",
+    "be",
+    "because",
+    "been",
+    "before",
+    "both",
+    "but",
+    "by",
+    "can",
+    "congrats",
+    "congratulations",
+    "cool",
+    "could",
+    "dear",
+    "definitely",
+    "did",
+    "do",
+    "does",
+    "each",
+    "even",
+    "ever",
+    "every",
+    "exactly",
+    "for",
+    "friday",
+    "from",
+    "glad",
+    "good",
+    "great",
+    "had",
+    "has",
+    "have",
+    "he",
+    "hello",
+    "her",
+    "here",
+    "hey",
+    "hi",
+    "his",
+    "how",
+    "however",
+    "i",
+    "i'd",
+    "i'll",
+    "i'm",
+    "i've",
+    "if",
+    "in",
+    "is",
+    "it",
+    "it's",
+    "its",
+    "just",
+    "last",
+    "let",
+    "let's",
+    "like",
+    "lol",
+    "maybe",
+    "me",
+    "monday",
+    "my",
+    "next",
+    "nice",
+    "no",
+    "not",
+    "now",
+    "of",
+    "oh",
+    "ok",
+    "okay",
+    "on",
+    "once",
+    "one",
+    "or",
+    "our",
+    "please",
+    "really",
+    "right",
+    "saturday",
+    "see",
+    "she",
+    "since",
+    "so",
+    "some",
+    "sorry",
+    "sounds",
+    "still",
+    "sunday",
+    "sure",
+    "thank",
+    "thanks",
+    "that",
+    "that's",
+    "the",
+    "their",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "thursday",
+    "to",
+    "today",
+    "tomorrow",
+    "totally",
+    "tuesday",
+    "uh",
+    "um",
+    "was",
+    "we",
+    "wednesday",
+    "well",
+    "were",
+    "what",
+    "what's",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "why",
+    "will",
+    "with",
+    "would",
+    "wow",
+    "yeah",
+    "yes",
+    "yesterday",
+    "yet",
+    "you",
+    "your",
 ];
 
 /// Months and weekdays are times, not entities (the time layer reads them).
 const CALENDAR: &[&str] = &[
-    "april", "august", "december", "february", "friday", "january", "july", "june", "march",
-    "may", "monday", "november", "october", "saturday", "september", "sunday", "thursday",
-    "tuesday", "wednesday",
+    "april",
+    "august",
+    "december",
+    "february",
+    "friday",
+    "january",
+    "july",
+    "june",
+    "march",
+    "may",
+    "monday",
+    "november",
+    "october",
+    "saturday",
+    "september",
+    "sunday",
+    "thursday",
+    "tuesday",
+    "wednesday",
 ];
 
 const TITLES: &[&str] = &[
-    "aunt", "dr", "grandma", "grandpa", "miss", "mom", "mr", "mrs", "ms", "mum", "prof",
-    "sir", "uncle",
+    "aunt", "dr", "grandma", "grandpa", "miss", "mom", "mr", "mrs", "ms", "mum", "prof", "sir",
+    "uncle",
 ];
 const PLACE_CUES: &[&str] = &[
-    "avenue", "bay", "beach", "city", "county", "island", "lake", "mountain", "mountains",
-    "park", "river", "street", "valley",
+    "avenue",
+    "bay",
+    "beach",
+    "city",
+    "county",
+    "island",
+    "lake",
+    "mountain",
+    "mountains",
+    "park",
+    "river",
+    "street",
+    "valley",
 ];
 const ORG_CUES: &[&str] = &[
-    "academy", "agency", "bank", "church", "club", "co", "college", "company", "corp",
-    "corporation", "foundation", "group", "hospital", "inc", "institute", "llc", "ltd",
-    "museum", "school", "society", "team", "university",
+    "academy",
+    "agency",
+    "bank",
+    "church",
+    "club",
+    "co",
+    "college",
+    "company",
+    "corp",
+    "corporation",
+    "foundation",
+    "group",
+    "hospital",
+    "inc",
+    "institute",
+    "llc",
+    "ltd",
+    "museum",
+    "school",
+    "society",
+    "team",
+    "university",
 ];
 const PRODUCT_CUES: &[&str] = &["app", "console", "edition", "phone", "pro", "series"];
 const PLACE_PREPOSITIONS: &[&str] = &["at", "from", "in", "near", "to", "visit", "visited"];
@@ -202,7 +386,9 @@ pub fn extract(text: &str) -> Vec<Mention> {
             let label = label.trim();
             let parts: Vec<&str> = label.split_whitespace().collect();
             if (1..=2).contains(&parts.len())
-                && parts.iter().all(|p| is_capitalised(p) && p.chars().all(char::is_alphabetic))
+                && parts
+                    .iter()
+                    .all(|p| is_capitalised(p) && p.chars().all(char::is_alphabetic))
                 && !contains(COMMON, &label.to_lowercase())
             {
                 found.add(label.to_string(), EntityKind::Person, true);
@@ -247,7 +433,8 @@ pub fn extract(text: &str) -> Vec<Mention> {
         let before = start
             .checked_sub(1)
             .map(|b| strip_possessive(words[b].raw).to_lowercase());
-        let (parts, kind) = if contains(TITLES, lowers[0].trim_end_matches('.')) && parts.len() > 1 {
+        let (parts, kind) = if contains(TITLES, lowers[0].trim_end_matches('.')) && parts.len() > 1
+        {
             (&parts[1..], EntityKind::Person)
         } else if lowers.iter().any(|w| contains(ORG_CUES, w)) {
             (&parts[..], EntityKind::Organization)
@@ -302,7 +489,10 @@ mod tests {
     }
 
     fn names(text: &str) -> Vec<(String, EntityKind)> {
-        extract(text).into_iter().map(|m| (m.name, m.kind)).collect()
+        extract(text)
+            .into_iter()
+            .map(|m| (m.name, m.kind))
+            .collect()
     }
 
     #[test]
@@ -325,10 +515,21 @@ mod tests {
 
     #[test]
     fn multiword_names_and_kinds() {
-        let found = names("Last year I moved to New York City and joined Acme Corp, then bought an iPhone 14.");
-        assert!(found.contains(&("New York City".into(), EntityKind::Place)), "{found:?}");
-        assert!(found.contains(&("Acme Corp".into(), EntityKind::Organization)), "{found:?}");
-        assert!(found.contains(&("iPhone 14".into(), EntityKind::Product)), "{found:?}");
+        let found = names(
+            "Last year I moved to New York City and joined Acme Corp, then bought an iPhone 14.",
+        );
+        assert!(
+            found.contains(&("New York City".into(), EntityKind::Place)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("Acme Corp".into(), EntityKind::Organization)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("iPhone 14".into(), EntityKind::Product)),
+            "{found:?}"
+        );
         assert!(!found.iter().any(|(n, _)| n == "Last"), "{found:?}");
     }
 

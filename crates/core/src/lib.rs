@@ -8,8 +8,8 @@
 
 pub mod browse;
 pub mod embed;
-pub mod entities;
 pub mod engine;
+pub mod entities;
 pub mod error;
 pub mod jobs;
 pub mod model;

@@ -18,7 +18,8 @@ use crate::model_files::{
     self, CONFIG_FILE, ONNX_MODEL_FILE, ONNX_RUNTIME_FILE, SAFETENSORS_FILE, TOKENIZER_FILE,
 };
 use crate::onnx_bert::OnnxBert;
-use crate::pooling::mean_pool_normalized;
+use crate::pooling::{cls_pool_normalized, mean_pool_normalized};
+use crate::profile::{Pooling, Profile, PROFILE_FILE};
 use crate::tokenize::{TextTokenizer, TokenBatch};
 
 /// Name recorded in stores for vectors of this model.
@@ -76,13 +77,15 @@ impl Default for LocalEmbedderOptions {
 pub struct LocalEmbedder {
     jobs: mpsc::Sender<Job>,
     dimension: usize,
+    model: String,
+    query_prefix: String,
 }
 
 impl std::fmt::Debug for LocalEmbedder {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("LocalEmbedder")
-            .field("model", &MODEL_NAME)
+            .field("model", &self.model)
             .field("dimension", &self.dimension)
             .finish()
     }
@@ -105,7 +108,8 @@ impl LocalEmbedder {
         );
         let _entered = span.enter();
         let started = Instant::now();
-        let engine = InferenceEngine::load(model_dir, &options)?;
+        let profile = Profile::load(model_dir)?;
+        let engine = InferenceEngine::load(model_dir, &profile, &options)?;
         let dimension = engine.hidden_size;
         let (jobs, job_receiver) = mpsc::channel();
         std::thread::Builder::new()
@@ -119,35 +123,44 @@ impl LocalEmbedder {
             dimension,
             "local embedding model loaded"
         );
-        Ok(LocalEmbedder { jobs, dimension })
+        Ok(LocalEmbedder {
+            jobs,
+            dimension,
+            model: profile.name,
+            query_prefix: profile.query_prefix,
+        })
     }
 }
 
 #[async_trait]
 impl Embedder for LocalEmbedder {
     fn model(&self) -> &str {
-        MODEL_NAME
+        &self.model
     }
 
     fn dimension(&self) -> usize {
         self.dimension
     }
 
-    /// Embeds `texts` on the inference thread; the model is symmetric, so `purpose` is unused.
+    /// Embeds `texts` on the inference thread; queries get the model's query prefix, if any.
     async fn embed(
         &self,
         texts: &[String],
-        _purpose: EmbedPurpose,
+        purpose: EmbedPurpose,
     ) -> astrocyte_core::Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let texts: Vec<String> = match purpose {
+            EmbedPurpose::Query if !self.query_prefix.is_empty() => texts
+                .iter()
+                .map(|text| format!("{}{text}", self.query_prefix))
+                .collect(),
+            _ => texts.to_vec(),
+        };
         let span = tracing::debug_span!("local_embed", texts = texts.len());
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            texts: texts.to_vec(),
-            reply,
-        };
+        let job = Job { texts, reply };
         self.jobs
             .send(job)
             .map_err(|_| LocalEmbedError::WorkerStopped)?;
@@ -173,11 +186,16 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn load(model_dir: &Path, config: &Config, options: &LocalEmbedderOptions) -> Result<Self> {
+    fn load(model_dir: &Path, options: &LocalEmbedderOptions) -> Result<Self> {
         match options.backend {
-            LocalBackend::Candle => Ok(Encoder::Candle(Box::new(CandleBert::load(
-                model_dir, config,
-            )?))),
+            LocalBackend::Candle => {
+                let config_bytes = model_files::read(model_dir, CONFIG_FILE)?;
+                let config: Config = serde_json::from_slice(&config_bytes)
+                    .map_err(|error| model_files::invalid(model_dir, CONFIG_FILE, error))?;
+                Ok(Encoder::Candle(Box::new(CandleBert::load(
+                    model_dir, &config,
+                )?)))
+            }
             LocalBackend::Onnx => {
                 let threads = match options.threads {
                     0 => std::thread::available_parallelism().map_or(1, |count| count.get()),
@@ -216,11 +234,18 @@ struct InferenceEngine {
     tokenizer: TextTokenizer,
     encoder: Encoder,
     hidden_size: usize,
+    pooling: Pooling,
     max_batch: usize,
 }
 
 impl InferenceEngine {
-    fn load(model_dir: &Path, options: &LocalEmbedderOptions) -> Result<Self> {
+    fn load(model_dir: &Path, profile: &Profile, options: &LocalEmbedderOptions) -> Result<Self> {
+        // The shape comes from model.json when there is one; candle always needs config.json.
+        let shape = if model_dir.join(PROFILE_FILE).is_file() {
+            PROFILE_FILE
+        } else {
+            CONFIG_FILE
+        };
         match options.backend {
             LocalBackend::Candle => model_files::check_present(
                 model_dir,
@@ -230,41 +255,34 @@ impl InferenceEngine {
             LocalBackend::Onnx => match &options.onnxruntime_library {
                 Some(library) => model_files::check_present(
                     model_dir,
-                    &[CONFIG_FILE, TOKENIZER_FILE, ONNX_MODEL_FILE],
+                    &[shape, TOKENIZER_FILE, ONNX_MODEL_FILE],
                     &[library],
                 )?,
                 None => model_files::check_present(
                     model_dir,
-                    &[
-                        CONFIG_FILE,
-                        TOKENIZER_FILE,
-                        ONNX_MODEL_FILE,
-                        ONNX_RUNTIME_FILE,
-                    ],
+                    &[shape, TOKENIZER_FILE, ONNX_MODEL_FILE, ONNX_RUNTIME_FILE],
                     &[],
                 )?,
             },
         }
-        let config_bytes = model_files::read(model_dir, CONFIG_FILE)?;
-        let config: Config = serde_json::from_slice(&config_bytes)
-            .map_err(|error| model_files::invalid(model_dir, CONFIG_FILE, error))?;
         if options.max_batch == 0 {
             return Err(LocalEmbedError::InvalidOption(
                 "max_batch must be at least 1".to_owned(),
             ));
         }
-        if options.max_tokens < 2 || options.max_tokens > config.max_position_embeddings {
+        if options.max_tokens < 2 || options.max_tokens > profile.max_position_embeddings {
             return Err(LocalEmbedError::InvalidOption(format!(
                 "max_tokens must be between 2 and {} (the model's position limit), got {}",
-                config.max_position_embeddings, options.max_tokens
+                profile.max_position_embeddings, options.max_tokens
             )));
         }
         let tokenizer = TextTokenizer::load(model_dir, options.max_tokens)?;
-        let encoder = Encoder::load(model_dir, &config, options)?;
+        let encoder = Encoder::load(model_dir, options)?;
         Ok(InferenceEngine {
             tokenizer,
             encoder,
-            hidden_size: config.hidden_size,
+            hidden_size: profile.hidden_size,
+            pooling: profile.pooling,
             max_batch: options.max_batch,
         })
     }
@@ -435,7 +453,10 @@ impl InferenceEngine {
                 batch.seq_len
             )));
         }
-        Ok(mean_pool_normalized(&hidden, &batch, self.hidden_size))
+        Ok(match self.pooling {
+            Pooling::Mean => mean_pool_normalized(&hidden, &batch, self.hidden_size),
+            Pooling::Cls => cls_pool_normalized(&hidden, &batch, self.hidden_size),
+        })
     }
 }
 

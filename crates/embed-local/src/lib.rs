@@ -30,6 +30,7 @@ mod error;
 mod model_files;
 mod onnx_bert;
 mod pooling;
+mod profile;
 mod tokenize;
 
 pub use embedder::{LocalBackend, LocalEmbedder, LocalEmbedderOptions, MODEL_NAME};

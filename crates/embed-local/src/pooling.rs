@@ -1,9 +1,27 @@
-//! Mean pooling over real tokens followed by L2 normalisation, as sentence-transformers
-//! configures all-MiniLM-L6-v2; it knows nothing about how the hidden states were computed.
+//! Pooling token vectors into one unit-length text vector: mean over real tokens (as
+//! sentence-transformers configures all-MiniLM-L6-v2) or the `[CLS]` token (BGE). It knows
+//! nothing about how the hidden states were computed.
 
 use astrocyte_core::embed::l2_normalize;
 
 use crate::tokenize::TokenBatch;
+
+/// Takes each row's first (`[CLS]`) hidden state, scaled to unit length, as BGE models pool.
+pub(crate) fn cls_pool_normalized(
+    hidden: &[f32],
+    batch: &TokenBatch,
+    hidden_size: usize,
+) -> Vec<Vec<f32>> {
+    debug_assert_eq!(hidden.len(), batch.rows * batch.seq_len * hidden_size);
+    (0..batch.rows)
+        .map(|row| {
+            let start = row * batch.seq_len * hidden_size;
+            let mut pooled = hidden[start..start + hidden_size].to_vec();
+            l2_normalize(&mut pooled);
+            pooled
+        })
+        .collect()
+}
 
 /// Averages each row's hidden states over its unmasked tokens and scales to unit length.
 ///

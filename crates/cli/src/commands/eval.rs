@@ -52,6 +52,9 @@ pub struct LocomoArgs {
     /// Override how much a time expression in the question lifts the memories it fits.
     #[arg(long)]
     pub time_boost: Option<f32>,
+    /// Override how many fused candidates the reranker reorders (0 = off).
+    #[arg(long)]
+    pub rerank_depth: Option<usize>,
     /// Override the per-strategy over-fetch factor.
     #[arg(long)]
     pub overfetch: Option<usize>,
@@ -65,9 +68,6 @@ pub struct LocomoArgs {
 }
 
 const KS: [usize; 4] = [1, 5, 10, 20];
-
-/// Candidates per question written by `--dump-features`.
-const DUMP_CANDIDATES: usize = 60;
 
 #[derive(Debug, Deserialize)]
 struct Sample {
@@ -271,6 +271,14 @@ pub async fn locomo(
     if let Some(boost) = args.time_boost {
         config.fusion.time_boost = boost;
     }
+    if let Some(depth) = args.rerank_depth {
+        config.fusion.rerank_depth = depth;
+    }
+    // Rows describe the fused order the weights are fitted to reorder, as deep as it goes.
+    let dump_candidates = config.fusion.rerank_depth.max(1);
+    if args.dump_features.is_some() {
+        config.fusion.rerank_depth = 0;
+    }
     if let Some(k) = args.rrf_k {
         config.fusion.k = k;
     }
@@ -290,13 +298,23 @@ pub async fn locomo(
     let mut reports = Vec::new();
     let mut outcome = Ok(());
     let mut dump = match &args.dump_features {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(
-            || format!("cannot create {}", p.display()),
-        )?)),
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => None,
     };
     for path in paths {
-        match run_path(&engine, &schema, &samples, path, args.neighbours, dump.as_mut()).await {
+        match run_path(
+            &engine,
+            &schema,
+            &samples,
+            path,
+            args.neighbours,
+            dump.as_mut(),
+            dump_candidates,
+        )
+        .await
+        {
             Ok(report) => reports.push((path, report)),
             Err(error) => {
                 outcome = Err(error);
@@ -344,6 +362,7 @@ async fn run_path(
     path: IngestPath,
     neighbours: usize,
     mut dump: Option<&mut std::io::BufWriter<std::fs::File>>,
+    dump_candidates: usize,
 ) -> anyhow::Result<PathReport> {
     let total_questions: usize = samples
         .iter()
@@ -504,7 +523,7 @@ async fn run_path(
                         query: qa.question.clone(),
                         banks: vec![bank.clone()],
                         max_results: Some(if dump.is_some() {
-                            DUMP_CANDIDATES
+                            dump_candidates
                         } else {
                             *KS.last().unwrap_or(&20)
                         }),

@@ -27,6 +27,8 @@ pub struct FusionParams {
     /// event time falls in the named range, or, for a "when …" question, those whose text
     /// states a time. 0 turns it off.
     pub time_boost: f32,
+    /// How many of the top fused candidates the feature reranker reorders (0 turns it off).
+    pub rerank_depth: usize,
 }
 
 impl Default for FusionParams {
@@ -48,6 +50,7 @@ impl Default for FusionParams {
             recency_weight: 0.25,
             recency_half_life_days: 7.0,
             time_boost: 0.5,
+            rerank_depth: 60,
         }
     }
 }

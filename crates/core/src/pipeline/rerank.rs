@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::entities;
 use crate::model::Memory;
-use crate::pipeline::fuse::StrategyRank;
+use crate::pipeline::fuse::{Fused, StrategyRank};
 use crate::pipeline::query::keyword_terms;
 
 /// Feature names, in the order of a feature row.
@@ -35,7 +35,10 @@ pub const FEATURES: [&str; 12] = [
 pub type Row = [f32; FEATURES.len()];
 
 /// Fitted weights, one per feature (see the module docs for how).
-pub const WEIGHTS: Row = [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+pub const WEIGHTS: Row = [
+    0.1168, 0.4493, 0.1006, 0.5985, 0.4129, 0.2700, -0.4869, 0.3803, -0.0521, 0.2279, -0.0570,
+    1.0000,
+];
 
 /// Half-life of the relative-recency feature.
 const RECENCY_HALF_LIFE_DAYS: f32 = 30.0;
@@ -120,10 +123,7 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
         .fold(0.0f32, f32::max);
     // Recency relative to the pool's newest: the same feature whether the bank is fresh or
     // years old.
-    let newest = candidates
-        .iter()
-        .map(|c| c.memory.effective_time())
-        .max();
+    let newest = candidates.iter().map(|c| c.memory.effective_time()).max();
     candidates
         .iter()
         .zip(&stems)
@@ -188,4 +188,51 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
 /// The weighted sum of a row.
 pub fn score(row: &Row, weights: &Row) -> f32 {
     row.iter().zip(weights).map(|(x, w)| x * w).sum()
+}
+
+/// Reorders the first `depth` of `fused` (already in fused order) by [`WEIGHTS`]; the rest
+/// keep their place below. Each reranked candidate's score becomes the logistic of its
+/// weighted sum, so scores stay in (0, 1) and fall with the order; a `rerank` entry in its
+/// ranks records the sum.
+pub fn rerank(query: &str, fused: &mut [Fused], depth: usize) {
+    let depth = depth.min(fused.len());
+    if depth < 2 {
+        return;
+    }
+    let query = QueryFeatures::new(query);
+    let rows = {
+        let candidates: Vec<Candidate<'_>> = fused[..depth]
+            .iter()
+            .map(|f| Candidate {
+                memory: &f.memory,
+                ranks: &f.ranks,
+                score: f.score,
+            })
+            .collect();
+        features(&query, &candidates)
+    };
+    for (candidate, row) in fused[..depth].iter_mut().zip(&rows) {
+        let sum = score(row, &WEIGHTS);
+        candidate.score = 1.0 / (1.0 + (-sum).exp());
+        candidate.ranks.push(StrategyRank {
+            strategy: "rerank",
+            rank: 0,
+            score: sum,
+            contribution: 0.0,
+        });
+    }
+    // Stable: equal scores keep their fused order.
+    fused[..depth].sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut position = 0;
+    for candidate in fused[..depth].iter_mut() {
+        position += 1;
+        if let Some(entry) = candidate.ranks.iter_mut().find(|r| r.strategy == "rerank") {
+            entry.rank = position;
+        }
+    }
+    // Below the reranked head, scores must not exceed the lowest reranked one.
+    let floor = fused[depth - 1].score;
+    for candidate in fused[depth..].iter_mut() {
+        candidate.score = candidate.score.min(floor);
+    }
 }
