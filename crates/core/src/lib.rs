@@ -8,11 +8,12 @@
 
 pub mod browse;
 pub mod embed;
-pub mod entities;
 pub mod engine;
+pub mod entities;
 pub mod error;
 pub mod jobs;
 pub mod model;
+pub mod observe;
 pub mod pipeline;
 pub mod portability;
 pub mod store;
