@@ -87,8 +87,7 @@ pub struct EnqueueJobBody {
     pub idempotency_key: Option<String>,
 }
 
-/// Queues a re-embedding, TTL lifecycle, consolidation or observation job for a bank of the
-/// caller's tenant (observations need an LLM).
+/// Queues a re-embed, lifecycle, consolidate or observe job for a bank of the caller's tenant.
 #[utoipa::path(post, path = "/v1/admin/jobs", tag = "admin", request_body = EnqueueJobBody,
     responses((status = 202, body = crate::dto::JobResponse), (status = 400, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
 pub async fn enqueue_job(
