@@ -79,7 +79,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Queues a re-embedding, TTL lifecycle or consolidation job for a bank of the caller's tenant. */
+        /** Queues a re-embed, lifecycle, consolidate or observe job for a bank of the caller's tenant. */
         post: operations["enqueue_job"];
         delete?: never;
         options?: never;
@@ -488,6 +488,14 @@ export interface components {
                 bank_id: string;
                 threshold?: number | null;
             };
+        } | {
+            idempotency_key?: string | null;
+            /** @enum {string} */
+            kind: "observe";
+            payload: {
+                bank_id: string;
+                max_sources?: number | null;
+            };
         };
         /** @description The error body of 400/403/404/413/501/503 responses. */
         ErrorDetail: {
@@ -675,7 +683,7 @@ export interface components {
             created_at: string;
             /** @description Job id. */
             job_id: string;
-            /** @description Job kind (`retain`, `reembed`, `lifecycle`, `consolidate`). */
+            /** @description Job kind (`retain`, `reembed`, `lifecycle`, `consolidate`, `observe`). */
             kind: string;
             /** @description The last failure. */
             last_error?: string | null;

@@ -385,6 +385,10 @@ async fn lifecycle_jobs_respect_legal_holds_through_the_admin_api() {
             "threshold",
         ),
         (
+            json!({"kind": "observe", "payload": {"bank_id": "queue", "max_sources": 0}}),
+            "max_sources",
+        ),
+        (
             json!({"kind": "reembed", "payload": {"bank_id": "queue", "extra": 1}}),
             "unknown field",
         ),

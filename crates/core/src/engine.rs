@@ -134,6 +134,11 @@ impl Engine {
         &self.embedder
     }
 
+    /// The LLM, when one is configured.
+    pub fn llm(&self) -> Option<&Arc<dyn Llm>> {
+        self.llm.as_ref()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config

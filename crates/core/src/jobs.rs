@@ -23,6 +23,8 @@ pub enum JobSpec {
     Lifecycle(LifecycleJob),
     /// Duplicate consolidation of a bank.
     Consolidate(ConsolidateJob),
+    /// Distilling a bank's memories into observations (needs an LLM).
+    Observe(ObserveJob),
 }
 
 /// Re-embeds every visible memory of a bank with the engine's current embedder.
@@ -60,6 +62,24 @@ pub struct ConsolidateJob {
     pub threshold: Option<f32>,
 }
 
+/// Distils the bank's newest memories not yet cited by an observation into observation
+/// memories (`fact_type` `observation`) that name their sources.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObserveJob {
+    /// The bank.
+    pub bank_id: String,
+    /// Most source memories read in one run (default [`ObserveJob::DEFAULT_MAX_SOURCES`]).
+    pub max_sources: Option<usize>,
+}
+
+impl ObserveJob {
+    /// Source memories read per run when the job names no bound.
+    pub const DEFAULT_MAX_SOURCES: usize = 200;
+    /// The largest bound a job may ask for: every source goes through the LLM.
+    pub const MAX_SOURCES: usize = 5_000;
+}
+
 /// The longest lifecycle threshold, in days (beyond any date a store holds).
 pub const MAX_DAYS: i64 = 1_000_000;
 
@@ -81,7 +101,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(
 
 impl JobSpec {
     /// Kinds an administrator may queue directly (retain goes through the retain endpoint).
-    pub const MAINTENANCE: [&'static str; 3] = ["reembed", "lifecycle", "consolidate"];
+    pub const MAINTENANCE: [&'static str; 4] = ["reembed", "lifecycle", "consolidate", "observe"];
 
     /// The kind's wire name, as stored beside the payload.
     pub fn kind(&self) -> &'static str {
@@ -90,6 +110,7 @@ impl JobSpec {
             JobSpec::Reembed(_) => "reembed",
             JobSpec::Lifecycle(_) => "lifecycle",
             JobSpec::Consolidate(_) => "consolidate",
+            JobSpec::Observe(_) => "observe",
         }
     }
 
@@ -100,6 +121,7 @@ impl JobSpec {
             JobSpec::Reembed(j) => &j.bank_id,
             JobSpec::Lifecycle(j) => &j.bank_id,
             JobSpec::Consolidate(j) => &j.bank_id,
+            JobSpec::Observe(j) => &j.bank_id,
         }
     }
 
@@ -107,12 +129,12 @@ impl JobSpec {
     pub fn decode(kind: &str, payload: serde_json::Value) -> Result<JobSpec> {
         let tagged = serde_json::json!({ "kind": kind, "payload": payload });
         let spec: JobSpec = serde_json::from_value(tagged).map_err(|e| {
-            let known = ["retain", "reembed", "lifecycle", "consolidate"];
-            if known.contains(&kind) {
+            if kind == "retain" || JobSpec::MAINTENANCE.contains(&kind) {
                 Error::invalid(format!("malformed {kind} job payload: {e}"))
             } else {
                 Error::invalid(format!(
-                    "unknown job kind {kind:?} (expected reembed, lifecycle or consolidate)"
+                    "unknown job kind {kind:?} (expected {})",
+                    JobSpec::expected_kinds()
                 ))
             }
         })?;
@@ -150,7 +172,23 @@ impl JobSpec {
             }) if !(t.is_finite() && *t > 0.0 && *t <= 1.0) => Err(Error::invalid(format!(
                 "threshold must be in (0, 1], not {t}"
             ))),
+            JobSpec::Observe(ObserveJob {
+                max_sources: Some(n),
+                ..
+            }) if !(1..=ObserveJob::MAX_SOURCES).contains(n) => Err(Error::invalid(format!(
+                "max_sources must be from 1 to {}, not {n}",
+                ObserveJob::MAX_SOURCES
+            ))),
             _ => Ok(()),
+        }
+    }
+
+    /// The maintenance kinds in words, for error messages: `a, b, c or d`.
+    pub fn expected_kinds() -> String {
+        let kinds = JobSpec::MAINTENANCE;
+        match kinds.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => kinds.join(""),
         }
     }
 
@@ -222,7 +260,7 @@ impl JobState {
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
-    /// What to do (`retain`, `reembed`, `lifecycle`, `consolidate`).
+    /// What to do (`retain`, `reembed`, `lifecycle`, `consolidate`, `observe`).
     pub kind: String,
     /// The job's input.
     pub payload: serde_json::Value,

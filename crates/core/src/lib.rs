@@ -13,6 +13,7 @@ pub mod entities;
 pub mod error;
 pub mod jobs;
 pub mod model;
+pub mod observe;
 pub mod pipeline;
 pub mod portability;
 pub mod store;

@@ -341,7 +341,7 @@ pub struct RetainResponse {
 pub struct JobResponse {
     /// Job id.
     pub job_id: String,
-    /// Job kind (`retain`, `reembed`, `lifecycle`, `consolidate`).
+    /// Job kind (`retain`, `reembed`, `lifecycle`, `consolidate`, `observe`).
     pub kind: String,
     /// `queued`, `running`, `done` or `dead`.
     pub state: String,

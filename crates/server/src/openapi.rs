@@ -219,6 +219,11 @@ pub fn document_json() -> serde_json::Value {
             json!({"bank_id": bank,
                    "threshold": {"type": ["number", "null"], "minimum": 0.000001, "maximum": 1}}),
             json!(["bank_id"]))),
+        job("observe", payload(
+            json!({"bank_id": bank,
+                   "max_sources": {"type": ["integer", "null"], "minimum": 1,
+                                   "maximum": astrocyte_core::jobs::ObserveJob::MAX_SOURCES}}),
+            json!(["bank_id"]))),
     ]});
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use astrocyte_core::embed::EmbedPurpose;
-use astrocyte_core::jobs::{ConsolidateJob, Job, JobSpec, LegalHoldKey, LifecycleJob, ReembedJob};
+use astrocyte_core::jobs::{
+    ConsolidateJob, Job, JobSpec, LegalHoldKey, LifecycleJob, ObserveJob, ReembedJob,
+};
 use astrocyte_core::store::{EmbeddingSpace, SearchRequest};
 use astrocyte_core::{
     BankId, Engine, Error, ForgetMode, ForgetSelector, RecallFilter, Result, Schema,
@@ -26,6 +28,14 @@ pub async fn run(engine: &Engine, schema: &Schema, job: &Job) -> Result<Value> {
         JobSpec::Reembed(job) => reembed(engine, schema, job).await,
         JobSpec::Lifecycle(job) => lifecycle(engine, schema, job).await,
         JobSpec::Consolidate(job) => consolidate(engine, schema, job).await,
+        // Twice-safe: memories an observation cites are not read again, and a repeated fact
+        // is a near-duplicate on retain.
+        JobSpec::Observe(job) => {
+            let max = job.max_sources.unwrap_or(ObserveJob::DEFAULT_MAX_SOURCES);
+            let outcome =
+                astrocyte_core::observe::observe(engine, schema, &job.bank_id, max).await?;
+            Ok(serde_json::to_value(outcome).map_err(|e| Error::Internal(e.to_string()))?)
+        }
     }
 }
 

@@ -75,8 +75,9 @@ pub async fn banks(
 /// `POST /v1/admin/jobs`: queue a maintenance job in the caller's tenant.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct EnqueueJobBody {
-    /// `reembed`, `lifecycle` or `consolidate` (asynchronous retain goes through `/v1/retain`).
-    #[schema(pattern = "^(reembed|lifecycle|consolidate)$")]
+    /// `reembed`, `lifecycle`, `consolidate` or `observe` (asynchronous retain goes through
+    /// `/v1/retain`).
+    #[schema(pattern = "^(reembed|lifecycle|consolidate|observe)$")]
     pub kind: String,
     /// The job's input; always names a `bank_id`.
     #[schema(value_type = Object)]
@@ -86,7 +87,7 @@ pub struct EnqueueJobBody {
     pub idempotency_key: Option<String>,
 }
 
-/// Queues a re-embedding, TTL lifecycle or consolidation job for a bank of the caller's tenant.
+/// Queues a re-embed, lifecycle, consolidate or observe job for a bank of the caller's tenant.
 #[utoipa::path(post, path = "/v1/admin/jobs", tag = "admin", request_body = EnqueueJobBody,
     responses((status = 202, body = crate::dto::JobResponse), (status = 400, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
 pub async fn enqueue_job(

@@ -394,7 +394,7 @@ impl Service {
         Ok(job)
     }
 
-    /// Queues a maintenance job (`reembed`, `lifecycle`, `consolidate`); the payload is decoded
+    /// Queues a maintenance job (`reembed`, `lifecycle`, `consolidate`, `observe`); the payload is decoded
     /// and validated now, so a bad one is refused before it reaches a worker.
     pub async fn enqueue_maintenance(
         &self,
@@ -405,7 +405,8 @@ impl Service {
     ) -> Result<Job, ApiError> {
         if !JobSpec::MAINTENANCE.contains(&kind) {
             return Err(ApiError::BadRequest(format!(
-                "unknown job kind {kind:?} (expected reembed, lifecycle or consolidate)"
+                "unknown job kind {kind:?} (expected {})",
+                JobSpec::expected_kinds()
             )));
         }
         let spec = JobSpec::decode(kind, payload)?;
