@@ -292,6 +292,7 @@ impl Engine {
             outcome.stored = true;
             accepted.push(i);
             to_insert.push(NewMemory {
+                entities: crate::entities::extract(&chunk.memory.text),
                 memory: chunk.memory,
                 embedding: vectors[i].clone(),
                 index_text: chunk.index_text,
@@ -345,7 +346,11 @@ impl Engine {
             .unwrap_or(self.config.default_max_results)
             .clamp(1, self.config.max_result_limit.max(1));
         let tenant = self.tenant(schema).await?;
-        let limit = max_results.saturating_mul(self.config.overfetch.max(1));
+        // The reranker reorders the top `rerank_depth` fused candidates, so each strategy
+        // fetches at least that many whatever `max_results` is.
+        let limit = max_results
+            .saturating_mul(self.config.overfetch.max(1))
+            .max(self.config.fusion.rerank_depth);
         // Keyword and recency need no vector: they run while the query is embedded (a model
         // pass or a provider round trip), and only the semantic strategy waits for it.
         let lexical = SearchRequest {

@@ -152,6 +152,8 @@ pub struct NewMemory {
     /// Retrieval context the keyword index also covers, at a lower weight where the backend
     /// can weigh fields (neighbouring chunks, the caller's `context`); never returned.
     pub index_context: Option<String>,
+    /// The entities its text mentions, for the bank's entity table.
+    pub entities: Vec<crate::entities::Mention>,
 }
 
 impl NewMemory {
@@ -160,6 +162,7 @@ impl NewMemory {
         NewMemory {
             index_text: memory.text.clone(),
             index_context: None,
+            entities: crate::entities::extract(&memory.text),
             memory,
             embedding,
         }

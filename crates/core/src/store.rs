@@ -141,6 +141,34 @@ pub struct ContextUpdate {
     pub index_context: Option<String>,
 }
 
+/// One entity of a bank, counted over its visible memories.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EntitySummary {
+    /// Lower-case matching key.
+    pub key: String,
+    /// The name as most recently written.
+    pub name: String,
+    /// Best-guess kind.
+    pub kind: crate::entities::EntityKind,
+    /// Visible memories that mention it.
+    pub memories: u64,
+    /// Mentions across those memories.
+    pub mentions: u64,
+    /// Effective time of the newest memory that mentions it.
+    pub last_seen: Timestamp,
+}
+
+/// Which of a bank's entities to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityQuery {
+    /// Keys starting with this (lower case).
+    pub prefix: Option<String>,
+    /// Only this kind.
+    pub kind: Option<crate::entities::EntityKind>,
+    /// At most this many, most-mentioned first.
+    pub limit: usize,
+}
+
 /// One tenant's memories. Every method is scoped to the tenant the handle was opened for.
 #[async_trait]
 pub trait TenantStore: Send + Sync {
@@ -166,6 +194,23 @@ pub trait TenantStore: Send + Sync {
 
     /// Candidates for every requested strategy.
     async fn search(&self, request: &SearchRequest) -> Result<SearchResponse>;
+
+    /// The entity strategy: visible memories of `banks` passing `filter` that mention any of
+    /// `keys`, scored by the sum over the keys they mention of `ln(1 + visible / mentioning)`
+    /// (a rare entity says more than one in every memory), best first, then newest. With
+    /// `hop`, memories that mention only an entity co-occurring with the keys (the 5 that
+    /// co-occur most) count too, at half weight.
+    async fn entity_hits(
+        &self,
+        banks: &[BankId],
+        keys: &[String],
+        hop: bool,
+        filter: &RecallFilter,
+        limit: usize,
+    ) -> Result<StrategyHits>;
+
+    /// A bank's entities, most-mentioned first (ties by key).
+    async fn entities(&self, bank: &BankId, query: &EntityQuery) -> Result<Vec<EntitySummary>>;
 
     /// Visible memories by id (in the given order, missing ids skipped).
     async fn get(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<Memory>>;

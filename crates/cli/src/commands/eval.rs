@@ -277,7 +277,9 @@ pub async fn locomo(
     // Rows describe the fused order the weights are fitted to reorder, as deep as it goes.
     let dump_candidates = config.fusion.rerank_depth.max(1);
     if args.dump_features.is_some() {
+        // Each strategy then fetches `dump_candidates`, as recall does for the reranker.
         config.fusion.rerank_depth = 0;
+        config.overfetch = 1;
     }
     if let Some(k) = args.rrf_k {
         config.fusion.k = k;

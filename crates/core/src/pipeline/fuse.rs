@@ -50,7 +50,7 @@ impl Default for FusionParams {
             recency_weight: 0.25,
             recency_half_life_days: 7.0,
             time_boost: 0.5,
-            rerank_depth: 60,
+            rerank_depth: 100,
         }
     }
 }
