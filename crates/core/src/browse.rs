@@ -378,6 +378,23 @@ impl Engine {
             .await
     }
 
+    /// A bank's entities, most-mentioned first: `limit` 1 to [`MAX_PAGE`]; `prefix` at
+    /// most 128 bytes, no NUL.
+    pub async fn entities(
+        &self,
+        schema: &Schema,
+        bank_id: &str,
+        query: crate::store::EntityQuery,
+    ) -> Result<Vec<crate::store::EntitySummary>> {
+        let bank = BankId::new(bank_id)?;
+        check_limit(query.limit)?;
+        if let Some(prefix) = &query.prefix {
+            check_id("prefix", prefix, MAX_ID_BYTES)?;
+        }
+        let tenant = self.store().tenant(schema).await?;
+        tenant.entities(&bank, &query).await
+    }
+
     /// A page of a bank's change feed, each entry with the memory as it is now.
     pub async fn changes(
         &self,

@@ -371,9 +371,27 @@ impl Engine {
                 .ok_or_else(|| Error::Provider("embedder returned no vector".into()))?;
             Ok::<_, Error>((vector, embed_started.elapsed().as_secs_f64() * 1000.0))
         };
-        let (embedded, lexical) = tokio::join!(embedding, tenant.search(&lexical));
+        // The entity strategy: memories naming the query's entities, one hop further for
+        // questions that connect facts.
+        let entity_keys = if self.config.fusion.entity_weight > 0.0 {
+            crate::entities::keys(query)
+        } else {
+            Vec::new()
+        };
+        let entity_search = async {
+            if entity_keys.is_empty() {
+                return Ok(None);
+            }
+            tenant
+                .entity_hits(&banks, &entity_keys, true, &request.filter, limit)
+                .await
+                .map(Some)
+        };
+        let (embedded, lexical, entity) =
+            tokio::join!(embedding, tenant.search(&lexical), entity_search);
         let (vector, embed_ms) = embedded?;
         let mut response = lexical?;
+        let entity = entity?;
         let semantic = SearchRequest {
             banks,
             vector: Some(vector),
@@ -388,6 +406,7 @@ impl Engine {
             response.semantic.as_ref(),
             response.keyword.as_ref(),
             response.recency.as_ref(),
+            entity.as_ref(),
             &self.config.fusion,
             now,
         );
@@ -435,6 +454,7 @@ impl Engine {
             ("semantic", &response.semantic),
             ("keyword", &response.keyword),
             ("recency", &response.recency),
+            ("entity", &entity),
         ] {
             if let Some(strategy) = strategy {
                 trace.strategies_used.push(name.into());

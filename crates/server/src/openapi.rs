@@ -17,7 +17,7 @@ use crate::routes::{admin, browse, health, memory};
     paths(
         health::live, health::health, health::metrics,
         memory::retain, memory::recall, memory::reflect, memory::forget, memory::history, memory::job_status,
-        browse::banks, browse::list, browse::get, browse::update, browse::forget, browse::changes, browse::export, browse::import,
+        browse::banks, browse::list, browse::get, browse::update, browse::forget, browse::changes, browse::entities, browse::export, browse::import,
         admin::export, admin::import, admin::banks, admin::enqueue_job, admin::put_legal_hold, admin::delete_legal_hold, admin::issue_key, admin::list_keys, admin::revoke_key,
     ),
     components(schemas(

@@ -233,6 +233,7 @@ impl Loaded {
         c.fusion.semantic_weight = s.semantic_weight;
         c.fusion.keyword_weight = s.keyword_weight;
         c.fusion.recency_weight = s.recency_weight;
+        c.fusion.entity_weight = s.entity_weight;
         c.fusion.recency_half_life_days = s.recency_half_life_days;
         c.fusion.time_boost = s.time_boost;
         c.fusion.rerank_depth = s.rerank_depth;

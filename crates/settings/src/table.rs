@@ -336,6 +336,8 @@ settings! {
     keyword_weight: f32 = engine().fusion.keyword_weight, yaml "retrieval.keyword_weight", env ["ASTROCYTE_KEYWORD_WEIGHT"], example "0.8";
     /// Weight of the recency ranking in fusion.
     recency_weight: f32 = engine().fusion.recency_weight, yaml "retrieval.recency_weight", env ["ASTROCYTE_RECENCY_WEIGHT"], example "0.1";
+    /// Weight of the entity ranking (memories naming the query's people, places, organisations; 0 = off).
+    entity_weight: f32 = engine().fusion.entity_weight, yaml "retrieval.entity_weight", env ["ASTROCYTE_ENTITY_WEIGHT"], example "0.5";
     /// Half-life of recency, in days.
     recency_half_life_days: f32 = engine().fusion.recency_half_life_days, yaml "retrieval.recency_half_life_days", env ["ASTROCYTE_RECENCY_HALF_LIFE_DAYS"], example "30";
     /// How much a time expression in the query ("in May 2023", "last week", "when …") lifts the memories it fits (0 = off).

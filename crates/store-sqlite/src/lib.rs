@@ -64,6 +64,7 @@
 //   error                          StoreError
 mod browse;
 mod connection;
+mod entities;
 mod error;
 mod filter;
 mod inner;

@@ -223,6 +223,25 @@ WHEN old.forgotten_at IS NULL BEGIN
 END;
 "#,
     },
+    Migration {
+        version: 6,
+        name: "memory_entities",
+        sql: r#"
+-- Each memory's entities (core::entities), written with the memory; a bank's entity table is
+-- the aggregate over its visible memories, so forgetting needs no bookkeeping.
+CREATE TABLE memory_entities (
+    memory_rowid INTEGER NOT NULL REFERENCES memories (rowid) ON DELETE CASCADE,
+    bank_id      TEXT    NOT NULL,
+    entity_key   TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    mentions     INTEGER NOT NULL,
+    speaker      INTEGER NOT NULL,
+    PRIMARY KEY (memory_rowid, entity_key)
+) WITHOUT ROWID;
+CREATE INDEX memory_entities_key ON memory_entities (bank_id, entity_key, memory_rowid);
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.

@@ -10,9 +10,13 @@ use std::sync::Arc;
 
 use astrocyte_ann::InsertHint;
 use astrocyte_core::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
-use astrocyte_core::store::{ContextUpdate, EmbeddingSpace, SearchRequest, SearchResponse};
+use astrocyte_core::store::{
+    ContextUpdate, EmbeddingSpace, EntityQuery, EntitySummary, SearchRequest, SearchResponse,
+    StrategyHits,
+};
 use astrocyte_core::{
-    BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Schema, TenantStore,
+    BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, RecallFilter, Schema,
+    TenantStore,
     Timestamp,
 };
 use async_trait::async_trait;
@@ -579,6 +583,10 @@ fn write_rows(
     )?;
     let mut insert_tag =
         tx.prepare_cached("INSERT OR IGNORE INTO memory_tags (tag, memory_rowid) VALUES (?1, ?2)")?;
+    let mut insert_entity = tx.prepare_cached(
+        "INSERT OR IGNORE INTO memory_entities (memory_rowid, bank_id, entity_key, name, kind, mentions, speaker)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
     for ((row, new), rowid) in rows.iter().zip(memories).zip(rowids) {
         let memory = &new.memory;
         insert_memory.execute(params![
@@ -602,6 +610,17 @@ fn write_rows(
         ])?;
         for tag in &memory.tags {
             insert_tag.execute(params![tag, rowid])?;
+        }
+        for entity in &new.entities {
+            insert_entity.execute(params![
+                rowid,
+                memory.bank_id.as_str(),
+                entity.key,
+                entity.name,
+                entity.kind.as_str(),
+                entity.count,
+                entity.speaker,
+            ])?;
         }
     }
     Ok(())
@@ -740,6 +759,30 @@ impl TenantStore for SqliteTenant {
     async fn search(&self, request: &SearchRequest) -> astrocyte_core::Result<SearchResponse> {
         let request = request.clone();
         self.blocking(move |inner| inner.search(&request)).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, banks = banks.len(), keys = keys.len()))]
+    async fn entity_hits(
+        &self,
+        banks: &[BankId],
+        keys: &[String],
+        hop: bool,
+        filter: &RecallFilter,
+        limit: usize,
+    ) -> astrocyte_core::Result<StrategyHits> {
+        let (banks, keys, filter) = (banks.to_vec(), keys.to_vec(), filter.clone());
+        self.blocking(move |inner| inner.entity_hits(&banks, &keys, hop, &filter, limit))
+            .await
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
+    async fn entities(
+        &self,
+        bank: &BankId,
+        query: &EntityQuery,
+    ) -> astrocyte_core::Result<Vec<EntitySummary>> {
+        let (bank, query) = (bank.clone(), query.clone());
+        self.blocking(move |inner| inner.entities(&bank, &query)).await
     }
 
     #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]

@@ -46,6 +46,9 @@ pub struct LocomoArgs {
     /// Override the recency fusion weight.
     #[arg(long)]
     pub recency_weight: Option<f32>,
+    /// Override the entity fusion weight.
+    #[arg(long)]
+    pub entity_weight: Option<f32>,
     /// Override the reciprocal-rank-fusion constant k.
     #[arg(long)]
     pub rrf_k: Option<f32>,
@@ -267,6 +270,9 @@ pub async fn locomo(
     }
     if let Some(w) = args.recency_weight {
         config.fusion.recency_weight = w;
+    }
+    if let Some(w) = args.entity_weight {
+        config.fusion.entity_weight = w;
     }
     if let Some(boost) = args.time_boost {
         config.fusion.time_boost = boost;

@@ -21,6 +21,8 @@ pub struct FusionParams {
     pub keyword_weight: f32,
     /// Weight of the recency ranking at age zero.
     pub recency_weight: f32,
+    /// Weight of the entity ranking (memories naming the query's entities; 0 turns it off).
+    pub entity_weight: f32,
     /// Recency weight halves every this many days of age.
     pub recency_half_life_days: f32,
     /// How much a time expression in the query lifts the candidates it fits: those whose
@@ -48,6 +50,7 @@ impl Default for FusionParams {
             semantic_weight: 0.4,
             keyword_weight: 1.0,
             recency_weight: 0.25,
+            entity_weight: 0.3,
             recency_half_life_days: 7.0,
             time_boost: 0.5,
             rerank_depth: 100,
@@ -84,16 +87,17 @@ pub struct StrategyRank {
 /// A candidate's running fused sum, cosine, memory and ranks.
 type Tally<'a> = (f64, Option<f32>, &'a Memory, Vec<StrategyRank>);
 
-/// Fuses up to three rankings. Semantic and keyword contribute `weight / (k + rank)` (rank
+/// Fuses up to four rankings. Semantic, keyword and entity contribute `weight / (k + rank)` (rank
 /// from 1); a recency candidate contributes `weight × 0.5^(age / half_life) / (k + 1)`, by
 /// its age and not its rank, so a week-old memory counts half and equally fresh ones equally. The sum is
-/// divided by the best possible sum, `(w_sem + w_kw + w_rec) / (k + 1)`, which maps the
+/// divided by the best possible sum, `(w_sem + w_kw + w_rec + w_ent) / (k + 1)` over the strategies that ran, which maps the
 /// score into [0, 1] with 1 meaning "first in every strategy and brand new". Ordering: score
 /// descending, ties by memory id ascending, so identical calls give identical results.
 pub fn fuse<'a>(
     semantic: Option<&'a StrategyHits>,
     keyword: Option<&'a StrategyHits>,
     recency: Option<&'a StrategyHits>,
+    entity: Option<&'a StrategyHits>,
     params: &FusionParams,
     now: Timestamp,
 ) -> Vec<Fused> {
@@ -138,6 +142,7 @@ pub fn fuse<'a>(
     add("semantic", semantic, params.semantic_weight, true, false);
     add("keyword", keyword, params.keyword_weight, false, false);
     add("recency", recency, params.recency_weight, false, true);
+    add("entity", entity, params.entity_weight, false, false);
     let mut fused: Vec<Fused> = by_id
         .into_values()
         .map(|(sum, semantic_score, memory, ranks)| Fused {
@@ -242,7 +247,7 @@ mod tests {
         let s = hits(&["a", "b", "c"], now);
         let k = hits(&["a", "c"], now);
         let r = hits(&["a", "b"], now);
-        let fused = fuse(Some(&s), Some(&k), Some(&r), &FusionParams::default(), now);
+        let fused = fuse(Some(&s), Some(&k), Some(&r), None, &FusionParams::default(), now);
         assert_eq!(fused[0].memory.id, "a");
         assert!((fused[0].score - 1.0).abs() < 1e-6);
         assert!(fused.iter().all(|f| (0.0..=1.0).contains(&f.score)));
@@ -260,7 +265,7 @@ mod tests {
             keyword_weight: 1.0,
             ..FusionParams::default()
         };
-        let fused = fuse(Some(&s), Some(&k), None, &params, now);
+        let fused = fuse(Some(&s), Some(&k), None, None, &params, now);
         assert_eq!(fused[0].score, fused[1].score);
         assert_eq!(fused[0].memory.id, "y");
     }
@@ -276,6 +281,7 @@ mod tests {
             Some(&semantic),
             None,
             Some(&recency),
+            None,
             &FusionParams::default(),
             now,
         );
@@ -288,8 +294,8 @@ mod tests {
         let now = Utc::now();
         let fresh = hits(&["fresh"], now);
         let old = hits(&["old"], now - Duration::days(14));
-        let a = fuse(None, None, Some(&fresh), &FusionParams::default(), now);
-        let b = fuse(None, None, Some(&old), &FusionParams::default(), now);
+        let a = fuse(None, None, Some(&fresh), None, &FusionParams::default(), now);
+        let b = fuse(None, None, Some(&old), None, &FusionParams::default(), now);
         assert!((a[0].score - 1.0).abs() < 1e-6);
         assert!(
             (b[0].score - 0.25).abs() < 1e-3,

@@ -16,7 +16,7 @@ use crate::pipeline::fuse::{Fused, StrategyRank};
 use crate::pipeline::query::keyword_terms;
 
 /// Feature names, in the order of a feature row.
-pub const FEATURES: [&str; 12] = [
+pub const FEATURES: [&str; 13] = [
     "semantic_rr",
     "semantic_cosine",
     "keyword_rr",
@@ -29,6 +29,7 @@ pub const FEATURES: [&str; 12] = [
     "speaker_match",
     "recency",
     "length",
+    "entity_rr",
 ];
 
 /// A feature row.
@@ -37,7 +38,7 @@ pub type Row = [f32; FEATURES.len()];
 /// Fitted weights, one per feature (see the module docs for how).
 pub const WEIGHTS: Row = [
     0.1168, 0.4493, 0.1006, 0.5985, 0.4129, 0.2700, -0.4869, 0.3803, -0.0521, 0.2279, -0.0570,
-    1.0000,
+    1.0000, 0.0,
 ];
 
 /// Half-life of the relative-recency feature.
@@ -180,6 +181,7 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
                     0.5f32.powf(days / RECENCY_HALF_LIFE_DAYS)
                 }),
                 (1.0 + words).ln() / 5.0,
+                rank("entity").map_or(0.0, |r| 1.0 / r.rank as f32),
             ]
         })
         .collect()

@@ -170,6 +170,57 @@ pub struct ChangesParams {
     pub tail: bool,
 }
 
+/// Which of a bank's entities to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EntitiesParams {
+    /// Entity keys (lower-case names) starting with this.
+    pub prefix: Option<String>,
+    /// Only this kind: person, place, organization, product or other.
+    pub kind: Option<String>,
+    /// At most this many, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "lax::opt_int")]
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<i64>,
+}
+
+/// One entity of a bank.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntityDto {
+    /// Lower-case matching key.
+    pub key: String,
+    /// The name as most recently written.
+    pub name: String,
+    /// person, place, organization, product or other (a heuristic without an LLM).
+    pub kind: String,
+    /// Visible memories that mention it.
+    pub memories: u64,
+    /// Mentions across those memories.
+    pub mentions: u64,
+    /// Event (else retention) time of the newest memory that mentions it.
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<astrocyte_core::store::EntitySummary> for EntityDto {
+    fn from(e: astrocyte_core::store::EntitySummary) -> Self {
+        EntityDto {
+            key: e.key,
+            name: e.name,
+            kind: e.kind.as_str().to_string(),
+            memories: e.memories,
+            mentions: e.mentions,
+            last_seen: e.last_seen,
+        }
+    }
+}
+
+/// A bank's entities.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntitiesResponse {
+    /// Most-mentioned first (ties by key).
+    pub entities: Vec<EntityDto>,
+}
+
 /// A page of the change feed.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangesResponse {

@@ -155,6 +155,27 @@ pub async fn changes(
     Ok(Json(page.into()))
 }
 
+/// A bank's entities (people, places, organisations, products its memories name), counted over
+/// its visible memories, most-mentioned first.
+#[utoipa::path(get, path = "/v1/banks/{bank_id}/entities", operation_id = "list_entities", tag = "memory",
+    params(("bank_id" = String, Path, description = "The bank"), EntitiesParams),
+    responses((status = 200, body = EntitiesResponse), (status = 400, body = ErrorDetail),
+        (status = 403, body = ErrorDetail)))]
+pub async fn entities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bank_id): Path<String>,
+    Query(params): Query<EntitiesParams>,
+) -> Result<Json<EntitiesResponse>, ApiError> {
+    let entities = state
+        .service()
+        .entities(&caller, &bank_id, params.prefix, params.kind, params.limit)
+        .await?;
+    Ok(Json(EntitiesResponse {
+        entities: entities.into_iter().map(Into::into).collect(),
+    }))
+}
+
 /// Downloads a bank as AMA v1 JSON Lines, streamed.
 #[utoipa::path(get, path = "/v1/banks/{bank_id}/export", operation_id = "export_bank", tag = "admin",
     params(("bank_id" = String, Path, description = "The bank"), ExportParams),

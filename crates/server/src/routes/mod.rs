@@ -105,6 +105,7 @@ pub fn routes() -> Router<AppState> {
                 .delete(browse::forget),
         )
         .route("/v1/banks/{bank_id}/changes", get(browse::changes))
+        .route("/v1/banks/{bank_id}/entities", get(browse::entities))
         .route("/v1/banks/{bank_id}/export", get(browse::export))
         .route("/v1/banks/{bank_id}/import", post(browse::import))
         .route("/v1/admin/banks", get(admin::banks))

@@ -186,6 +186,40 @@ impl Service {
         Ok(())
     }
 
+    /// A bank's entities, most-mentioned first.
+    pub async fn entities(
+        &self,
+        caller: &Caller,
+        bank_id: &str,
+        prefix: Option<String>,
+        kind: Option<String>,
+        limit: Option<i64>,
+    ) -> Result<Vec<astrocyte_core::store::EntitySummary>, ApiError> {
+        let bank = self.authorize(caller, bank_id, Permission::Read)?;
+        self.admit_read(caller, &bank)?;
+        let kind = match kind.as_deref().filter(|k| !k.is_empty()) {
+            None => None,
+            Some(raw) => Some(astrocyte_core::entities::EntityKind::parse(raw).ok_or_else(|| {
+                Error::invalid(format!(
+                    "kind must be person, place, organization, product or other, not {raw:?}"
+                ))
+            })?),
+        };
+        let query = astrocyte_core::store::EntityQuery {
+            prefix: prefix.filter(|p| !p.is_empty()),
+            kind,
+            limit: page_size(limit.or(Some(100)))?,
+        };
+        self.run(
+            "entities",
+            caller,
+            self.state
+                .engine()
+                .entities(caller.schema(), bank.as_str(), query),
+        )
+        .await
+    }
+
     /// A page of a bank's change feed.
     pub async fn changes(
         &self,
