@@ -24,7 +24,7 @@ use crate::tenant::PostgresTenant;
 const FEED_SETTLE: Duration = Duration::from_secs(1);
 
 /// `value` as an ILIKE pattern matching itself literally (escape character `\`).
-fn like_literal(value: &str) -> String {
+pub(crate) fn like_literal(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     for c in value.chars() {
         if matches!(c, '%' | '_' | '\\') {

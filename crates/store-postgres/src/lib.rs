@@ -13,6 +13,7 @@
 mod analyze;
 mod browse;
 mod directory;
+mod entities;
 mod error;
 mod jobs;
 mod keys;

@@ -188,10 +188,37 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             ]
         },
     },
+    Migration {
+        version: 7,
+        name: "memory_entities",
+        statements: |t| {
+            let m = &t.tables.memories;
+            let entities = &t.tables.entities;
+            // The entities each memory mentions, written with it and gone with it (a purge
+            // cascades; a soft forget hides them through the memory's `forgotten_at`). Ids are
+            // unique per bank, so the memory is referenced by (bank_id, id). Memories stored
+            // before this migration have no rows: extraction runs in the engine, not in SQL.
+            vec![
+                format!(
+                    "CREATE TABLE {entities} (\
+                       memory_id text COLLATE \"C\" NOT NULL, \
+                       bank_id text COLLATE \"C\" NOT NULL, \
+                       entity_key text COLLATE \"C\" NOT NULL, \
+                       name text NOT NULL, \
+                       kind text NOT NULL, \
+                       mentions integer NOT NULL, \
+                       speaker boolean NOT NULL, \
+                       PRIMARY KEY (bank_id, memory_id, entity_key), \
+                       FOREIGN KEY (bank_id, memory_id) REFERENCES {m} (bank_id, id) ON DELETE CASCADE)"
+                ),
+                format!("CREATE INDEX astrocyte_memory_entities_key ON {entities} (bank_id, entity_key)"),
+            ]
+        },
+    },
 ];
 
 /// The version a fully migrated tenant is at.
-pub const LATEST_MIGRATION: u32 = 6;
+pub const LATEST_MIGRATION: u32 = 7;
 
 /// What migrating one tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]

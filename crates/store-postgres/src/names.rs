@@ -24,6 +24,8 @@ pub(crate) const JOBS_TABLE: &str = "astrocyte_jobs";
 pub(crate) const SETTINGS_TABLE: &str = "astrocyte_settings";
 /// A tenant's change log (created, updated, forgotten per memory).
 pub(crate) const CHANGES_TABLE: &str = "astrocyte_changes";
+/// A tenant's entity table: which entities each memory mentions.
+pub(crate) const ENTITIES_TABLE: &str = "astrocyte_memory_entities";
 /// The API-key directory's table in `public`, beside the tenant directory.
 pub(crate) const KEYS_TABLE: &str = "astrocyte_api_keys";
 /// Name of the HNSW index; indexes always live in their table's schema.
@@ -185,6 +187,7 @@ pub(crate) struct TenantTables {
     pub(crate) jobs: String,
     pub(crate) settings: String,
     pub(crate) changes: String,
+    pub(crate) entities: String,
 }
 
 impl TenantTables {
@@ -200,6 +203,7 @@ impl TenantTables {
             jobs: table(JOBS_TABLE),
             settings: table(SETTINGS_TABLE),
             changes: table(CHANGES_TABLE),
+            entities: table(ENTITIES_TABLE),
         }
     }
 }

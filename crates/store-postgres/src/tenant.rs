@@ -10,12 +10,13 @@ use std::time::Instant;
 use astrocyte_core::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
 use astrocyte_core::jobs::JobQueue;
 use astrocyte_core::store::{
-    ContextUpdate, EmbeddingSpace, ScoredMemory, SearchRequest, SearchResponse, StrategyHits,
+    ContextUpdate, EmbeddingSpace, EntityQuery, EntitySummary, ScoredMemory, SearchRequest,
+    SearchResponse, StrategyHits,
 };
 use astrocyte_core::tenancy::fq_table;
 use astrocyte_core::{
-    BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, Result, Schema,
-    TenantStore, Timestamp,
+    BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, RecallFilter, Result,
+    Schema, TenantStore, Timestamp,
 };
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -23,6 +24,7 @@ use tokio_postgres::types::Type;
 use tracing::instrument;
 
 use crate::analyze::StatisticsRefresh;
+use crate::entities::EntityRows;
 use crate::error::{PgError, PgResult};
 use crate::jobs::PgJobQueue;
 use crate::names::{HNSW_INDEX, LOCK_SPACE};
@@ -431,8 +433,10 @@ impl TenantStore for PostgresTenant {
         let mut index_texts = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         let mut vectors: Vec<String> = Vec::with_capacity(count);
+        let mut entities = EntityRows::default();
         for new in memories {
             let memory = new.memory;
+            entities.push(&memory.id, memory.bank_id.as_str(), new.entities);
             // Stored only when it differs, so plain memories cost nothing extra. One tsvector
             // column covers both: context is not weighted apart on PostgreSQL.
             let index_text = match new.index_context {
@@ -499,6 +503,7 @@ impl TenantStore for PostgresTenant {
             params.push(threads, Type::TEXT_ARRAY),
         ];
         let vectors = params.push(vectors, Type::TEXT_ARRAY);
+        let entity_cte = entities.insert_cte(&mut params, &self.binding.tables.entities);
         let sql = format!(
             "WITH inserted AS (INSERT INTO {table} (id, bank_id, text, tags, metadata, fact_type, occurred_at, \
                retained_at, forgotten_at, source, chunk_group, chunk_index, chunk_count, index_text, thread, embedding) \
@@ -509,7 +514,7 @@ impl TenantStore for PostgresTenant {
                {}::timestamptz[], {}::timestamptz[], {}::timestamptz[], {}::text[], {}::text[], \
                {}::int4[], {}::int4[], {}::text[], {}::text[], {vectors}::text[]) AS u(id, bank_id, text, tags, metadata, \
                fact_type, occurred_at, retained_at, forgotten_at, source, chunk_group, chunk_index, \
-               chunk_count, index_text, thread, embedding) RETURNING bank_id, id) \
+               chunk_count, index_text, thread, embedding) RETURNING bank_id, id){entity_cte} \
              INSERT INTO {changes} (bank_id, memory_id, kind) SELECT bank_id, id, 'created' FROM inserted",
             p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14],
             table = self.binding.tables.memories,
@@ -630,6 +635,22 @@ impl TenantStore for PostgresTenant {
             keyword: request.text.is_some().then(|| hits(keyword)),
             recency: request.recency.then(|| hits(recency)),
         })
+    }
+
+    #[instrument(skip_all, fields(tenant = %self.binding.schema, banks = banks.len(), keys = keys.len()))]
+    async fn entity_hits(
+        &self,
+        banks: &[BankId],
+        keys: &[String],
+        hop: bool,
+        filter: &RecallFilter,
+        limit: usize,
+    ) -> Result<StrategyHits> {
+        self.entity_hits_in(banks, keys, hop, filter, limit).await
+    }
+
+    async fn entities(&self, bank: &BankId, query: &EntityQuery) -> Result<Vec<EntitySummary>> {
+        self.list_entities(bank, query).await
     }
 
     async fn get(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<Memory>> {

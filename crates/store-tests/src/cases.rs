@@ -19,6 +19,10 @@ pub use crate::browse_cases::{
     change_feed_logs_every_change_in_order, change_feed_never_skips_under_concurrent_writes,
     listing_pages_filters_and_orders, updates_replace_tags_and_metadata,
 };
+pub use crate::entity_cases::{
+    entities_are_isolated_between_tenants, entities_are_listed_with_counts,
+    entity_hits_score_rare_entities_higher, forgotten_memories_leave_the_entity_counts,
+};
 use crate::fixture::{bank_id, day, sorted, Fixture};
 use crate::TestStore;
 

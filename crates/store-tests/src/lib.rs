@@ -32,6 +32,7 @@
 
 mod browse_cases;
 pub mod cases;
+mod entity_cases;
 mod fixture;
 
 use std::any::Any;
@@ -92,6 +93,10 @@ macro_rules! store_conformance_tests {
             updates_replace_tags_and_metadata,
             change_feed_logs_every_change_in_order,
             change_feed_never_skips_under_concurrent_writes,
+            entities_are_listed_with_counts,
+            forgotten_memories_leave_the_entity_counts,
+            entity_hits_score_rare_entities_higher,
+            entities_are_isolated_between_tenants,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

@@ -388,7 +388,8 @@ async fn a_tenant_created_before_the_jobs_migration_gets_its_queue_on_open() {
     db.admin()
         .await
         .batch_execute(
-            "DROP TABLE jobs_old.astrocyte_changes; DROP INDEX jobs_old.astrocyte_memories_retained; \
+            "DROP TABLE jobs_old.astrocyte_memory_entities; \
+             DROP TABLE jobs_old.astrocyte_changes; DROP INDEX jobs_old.astrocyte_memories_retained; \
              DROP TABLE jobs_old.astrocyte_jobs; DROP TABLE jobs_old.astrocyte_settings; \
              DROP INDEX jobs_old.astrocyte_memories_id; DROP INDEX jobs_old.astrocyte_memories_thread; \
              ALTER TABLE jobs_old.astrocyte_memories DROP COLUMN thread; \

@@ -6,17 +6,18 @@ use astrocyte_store_postgres::{MigrationStatus, PostgresStore, LATEST_MIGRATION}
 
 use crate::support::TestDb;
 
-const TENANT_TABLES: [&str; 6] = [
+const TENANT_TABLES: [&str; 7] = [
     "astrocyte_changes",
     "astrocyte_jobs",
     "astrocyte_memories",
+    "astrocyte_memory_entities",
     "astrocyte_meta",
     "astrocyte_migrations",
     "astrocyte_settings",
 ];
 
 /// The full ledger of a current tenant.
-const ALL: [i32; 6] = [1, 2, 3, 4, 5, 6];
+const ALL: [i32; 7] = [1, 2, 3, 4, 5, 6, 7];
 
 async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
     let mut schemas = Vec::new();
@@ -45,6 +46,11 @@ async fn ledger(admin: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
 /// created by an older release): rolls it back to `version`.
 async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32) {
     let mut sql = String::new();
+    if version < 7 {
+        sql.push_str(&format!(
+            "DROP TABLE \"{schema}\".astrocyte_memory_entities; "
+        ));
+    }
     if version < 6 {
         sql.push_str(&format!(
             "DROP TABLE \"{schema}\".astrocyte_changes; \
@@ -189,19 +195,19 @@ async fn fan_out_reports_each_tenant_and_resumes_after_a_crash() {
         vec![
             (
                 "mig_a".into(),
-                MigrationStatus::AlreadyCurrent { version: 6 }
+                MigrationStatus::AlreadyCurrent { version: 7 }
             ),
-            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 6 }),
-            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 6 }),
+            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 7 }),
+            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 7 }),
         ]
     );
     let lines: Vec<String> = resumed.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
         [
-            "mig_a: already current (6)",
-            "mig_b: ok (2 -> 6)",
-            "mig_c: ok (1 -> 6)"
+            "mig_a: already current (7)",
+            "mig_b: ok (2 -> 7)",
+            "mig_c: ok (1 -> 7)"
         ]
     );
     for name in ["mig_a", "mig_b", "mig_c"] {
