@@ -1,5 +1,5 @@
-"""The browse/manage routes (list, get, update, delete, changes, export, import, bank summaries)
-of both clients against a real dev-mode server."""
+"""The browse/manage routes (list, get, update, delete, changes, entities, export, import, bank
+summaries) of both clients against a real dev-mode server."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from astrocyte_client import (
     BankSummary,
     ChangesPage,
     DeleteMemoryResult,
+    Entity,
     ForbiddenError,
     ImportResult,
     Memory,
@@ -179,6 +180,38 @@ def test_changes_feed_with_tombstone(client):
     assert [c.kind for c in later.changes] == ["created"]
 
 
+ENTITY_NOTES = ["Caroline: I met Melanie at the Pride Parade in Boston.",
+                "Melanie: Caroline's painting hangs at Acme University now.",
+                "Caroline: the weather was grey all week."]
+
+
+def test_entities_ranked_and_filtered(client):
+    b = bank()
+    for note in ENTITY_NOTES:
+        client.retain(note, b)
+
+    found = client.entities(b)
+    assert all(isinstance(e, Entity) for e in found)
+    top = found[0]
+    assert (top.key, top.name, top.kind, top.memories, top.mentions) == ("caroline", "Caroline", "person", 3, 3)
+    assert isinstance(top.last_seen, datetime) and top.last_seen.tzinfo is not None
+    assert [e.memories for e in found] == sorted((e.memories for e in found), reverse=True)
+    assert {"melanie", "acme university"} <= {e.key for e in found}
+
+    assert [e.key for e in client.entities(b, prefix="mel")] == ["melanie"]
+    organizations = client.entities(b, kind="organization")
+    assert [(e.key, e.name, e.kind) for e in organizations] == [
+        ("acme university", "Acme University", "organization")]
+    assert [e.key for e in client.entities(b, limit=1)] == ["caroline"]
+    assert client.entities(bank()) == []
+
+    with pytest.raises(BadRequestError) as raised:
+        client.entities(b, kind="planet")
+    assert raised.value.status == 400 and "kind" in raised.value.detail
+    with pytest.raises(BadRequestError):
+        client.entities(b, limit=0)
+
+
 def test_export_import_round_trip_with_a_bad_line(client):
     source, target = bank(), bank()
     client.retain("Lanterns hang in the orchard.", source, tags=["garden"], metadata={"n": 1},
@@ -313,6 +346,17 @@ def test_browse_async(dev_server):
             feed = await brain.changes(source)
             assert [c.kind for c in feed.changes][-2:] == ["updated", "forgotten"]
             assert feed.changes[-1].memory is None
+
+            people = bank()
+            for note in ENTITY_NOTES:
+                await brain.retain(note, people)
+            found = await brain.entities(people)
+            assert (found[0].key, found[0].kind, found[0].memories) == ("caroline", "person", 3)
+            assert [e.key for e in await brain.entities(people, prefix="mel")] == ["melanie"]
+            assert [e.key for e in await brain.entities(people, kind="organization")] == ["acme university"]
+            with pytest.raises(BadRequestError) as raised:
+                await brain.entities(people, kind="planet")
+            assert raised.value.status == 400
 
             summaries = {s.bank_id: s.memory_count for s in await brain.bank_summaries()}
             assert summaries[source] == 4

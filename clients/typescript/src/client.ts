@@ -26,6 +26,10 @@ export type MemoryHistoryEntry = Schemas["ChangeDto"];
 /** An entry of the change feed, with the memory as it is now (null once it is forgotten). */
 export type MemoryChange = Schemas["ChangeEntryDto"];
 export type ChangesPage = Schemas["ChangesResponse"];
+/** A person, place, organization, product or other name a bank's memories mention, with its counts. */
+export type Entity = Schemas["EntityDto"];
+/** What `entities()` can select by: the kinds the server knows. */
+export type EntityKind = "person" | "place" | "organization" | "product" | "other";
 export type DeleteMemoryResult = Schemas["ForgottenResponse"];
 export type BankSummary = Schemas["BankSummaryDto"];
 export type ImportResult = Schemas["ImportResponse"];
@@ -135,6 +139,15 @@ export interface ChangesOptions {
   limit?: number;
 }
 
+export interface EntitiesOptions {
+  /** Only entities whose key (the lower-case name) starts with this. */
+  prefix?: string;
+  /** Only this kind; any other value is a `BadRequestError` (400). */
+  kind?: EntityKind;
+  /** At most this many, 1 to 1000 (server default 100). */
+  limit?: number;
+}
+
 export interface ExportOptions {
   /** Include the vectors. Default false. */
   includeEmbeddings?: boolean;
@@ -227,9 +240,9 @@ async function jsonlText(data: ImportData): Promise<string> {
 /**
  * Client of an Astrocyte server: `retain`, `recall`, `reflect`, `forget`, `history`, `banks`,
  * `health`, `job`, and a bank's browse/manage routes: `bankSummaries`, `listMemories`,
- * `iterMemories`, `getMemory`, `updateMemory`, `deleteMemory`, `changes`, `exportBank`,
- * `importBank`. 429 and 503 answers are retried up to `maxRetries` times, waiting what the
- * server asks (`retry_after_seconds` / `Retry-After`) or an exponential backoff.
+ * `iterMemories`, `getMemory`, `updateMemory`, `deleteMemory`, `changes`, `entities`,
+ * `exportBank`, `importBank`. 429 and 503 answers are retried up to `maxRetries` times, waiting
+ * what the server asks (`retry_after_seconds` / `Retry-After`) or an exponential backoff.
  */
 export class Astrocyte {
   readonly baseUrl: string;
@@ -380,6 +393,18 @@ export class Astrocyte {
     return this.send<ChangesPage>("GET", bankPath(bankId, "changes"), {
       query: { since: options.since, limit: options.limit },
     });
+  }
+
+  /**
+   * The bank's entities (people, places, organizations, products, other), counted over its
+   * visible memories, most memories first (ties by key): optionally only keys starting with
+   * `prefix`, only one `kind`, at most `limit`.
+   */
+  async entities(bankId: string, options: EntitiesOptions = {}): Promise<Entity[]> {
+    const answer = await this.send<Schemas["EntitiesResponse"]>("GET", bankPath(bankId, "entities"), {
+      query: { prefix: options.prefix, kind: options.kind, limit: options.limit },
+    });
+    return answer.entities;
   }
 
   /**

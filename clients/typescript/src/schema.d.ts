@@ -177,6 +177,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/banks/{bank_id}/entities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A bank's entities (people, places, organisations, products its memories name), counted over
+         *     its visible memories, most-mentioned first.
+         */
+        get: operations["list_entities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/banks/{bank_id}/export": {
         parameters: {
             query?: never;
@@ -496,6 +516,35 @@ export interface components {
                 bank_id: string;
                 max_sources?: number | null;
             };
+        };
+        /** @description A bank's entities. */
+        EntitiesResponse: {
+            /** @description Most-mentioned first (ties by key). */
+            entities: components["schemas"]["EntityDto"][];
+        };
+        /** @description One entity of a bank. */
+        EntityDto: {
+            /** @description Lower-case matching key. */
+            key: string;
+            /** @description person, place, organization, product or other (a heuristic without an LLM). */
+            kind: string;
+            /**
+             * Format: date-time
+             * @description Event (else retention) time of the newest memory that mentions it.
+             */
+            last_seen: string;
+            /**
+             * Format: int64
+             * @description Visible memories that mention it.
+             */
+            memories: number;
+            /**
+             * Format: int64
+             * @description Mentions across those memories.
+             */
+            mentions: number;
+            /** @description The name as most recently written. */
+            name: string;
         };
         /** @description The error body of 400/403/404/413/501/503 responses. */
         ErrorDetail: {
@@ -1892,6 +1941,96 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ChangesResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description No valid credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthenticationFailed"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description Rate limited (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedBody"];
+                };
+            };
+            /** @description Internal error (no detail is given) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+            /** @description A dependency is unavailable (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorDetail"];
+                };
+            };
+        };
+    };
+    list_entities: {
+        parameters: {
+            query?: {
+                /** @description Entity keys (lower-case names) starting with this. */
+                prefix?: string;
+                /** @description Only this kind: person, place, organization, product or other. */
+                kind?: string;
+                /** @description At most this many, 1 to 1000 (default 100). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The bank */
+                bank_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EntitiesResponse"];
                 };
             };
             400: {

@@ -1,4 +1,4 @@
-// The browse/manage routes (list, get, update, delete, changes, export, import, bank summaries)
+// The browse/manage routes (list, get, update, delete, changes, entities, export, import, bank summaries)
 // against real servers: dev mode, and dev mode with an admin token and grants.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -143,6 +143,31 @@ describe("browse and manage a bank (dev mode)", () => {
 
     await brain.retain("The lighthouse was painted white.", b);
     assert.deepEqual((await brain.changes(b, { since: feed.next_cursor })).changes.map((c) => c.kind), ["created"]);
+  });
+
+  test("entities: most memories first, filtered by prefix and kind; a bad kind is a 400", async () => {
+    const b = bank("m");
+    for (const note of ["Caroline: I met Melanie at the Pride Parade in Boston.",
+      "Melanie: Caroline's painting hangs at Acme University now.",
+      "Caroline: the weather was grey all week."]) await brain.retain(note, b);
+
+    const found = await brain.entities(b);
+    const [top] = found;
+    assert.deepEqual([top.key, top.name, top.kind, top.memories, top.mentions], ["caroline", "Caroline", "person", 3, 3]);
+    assert.ok(!Number.isNaN(Date.parse(top.last_seen)));
+    assert.deepEqual(found.map((e) => e.memories), found.map((e) => e.memories).sort((x, y) => y - x));
+    assert.ok(["melanie", "acme university"].every((key) => found.some((e) => e.key === key)));
+
+    assert.deepEqual((await brain.entities(b, { prefix: "mel" })).map((e) => e.key), ["melanie"]);
+    assert.deepEqual((await brain.entities(b, { kind: "organization" })).map((e) => [e.key, e.name, e.kind]),
+      [["acme university", "Acme University", "organization"]]);
+    assert.deepEqual((await brain.entities(b, { limit: 1 })).map((e) => e.key), ["caroline"]);
+    assert.deepEqual(await brain.entities(bank("m")), []);
+
+    await assert.rejects(brain.entities(b, { kind: "planet" }), (error) =>
+      error instanceof BadRequestError && error.status === 400 && /kind/.test(error.detail));
+    await assert.rejects(brain.entities(b, { limit: 0 }), BadRequestError);
+    await assert.rejects(brain.entities(""), TypeError);
   });
 
   test("exportBank streams JSON Lines; importBank into another bank reports a bad line by number", async () => {

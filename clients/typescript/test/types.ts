@@ -1,7 +1,7 @@
 // Compiled (not run) by `npm test`: the public types are usable as a TypeScript user writes them.
 import {
-  Astrocyte, RateLimitedError, type BankSummary, type ChangesPage, type ImportResult, type Memory, type MemoryDetail,
-  type MemoryHit, type MemoryPage, type RecallResult, type RetainResult,
+  Astrocyte, RateLimitedError, type BankSummary, type ChangesPage, type Entity, type ImportResult, type Memory,
+  type MemoryDetail, type MemoryHit, type MemoryPage, type RecallResult, type RetainResult,
 } from "../dist/index.js";
 
 export async function typed(brain: Astrocyte): Promise<string[]> {
@@ -39,6 +39,10 @@ export async function typed(brain: Astrocyte): Promise<string[]> {
   const imported: ImportResult = await brain.importBank("copy", brain.exportBank("bank"), { onConflict: "overwrite" });
   const firstRejected: number | undefined = imported.rejected?.[0]?.line;
   const summaries: BankSummary[] = await brain.bankSummaries();
-  void [owner, when, answer, deleted, asOf, healthy, state, multi, forgotten, tombstone, firstRejected, summaries];
+  const people: Entity[] = await brain.entities("bank", { prefix: "car", kind: "person", limit: 10 });
+  const mentioned: number = (people[0]?.memories ?? 0) + (people[0]?.mentions ?? 0);
+  const lastSeen: string | undefined = people[0]?.last_seen;
+  void [owner, when, answer, deleted, asOf, healthy, state, multi, forgotten, tombstone, firstRejected, summaries,
+    mentioned, lastSeen];
   return brain.banks();
 }

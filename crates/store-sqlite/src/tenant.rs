@@ -16,8 +16,7 @@ use astrocyte_core::store::{
 };
 use astrocyte_core::{
     BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, RecallFilter, Schema,
-    TenantStore,
-    Timestamp,
+    TenantStore, Timestamp,
 };
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -782,7 +781,8 @@ impl TenantStore for SqliteTenant {
         query: &EntityQuery,
     ) -> astrocyte_core::Result<Vec<EntitySummary>> {
         let (bank, query) = (bank.clone(), query.clone());
-        self.blocking(move |inner| inner.entities(&bank, &query)).await
+        self.blocking(move |inner| inner.entities(&bank, &query))
+            .await
     }
 
     #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]

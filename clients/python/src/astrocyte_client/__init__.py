@@ -3,7 +3,8 @@
 ``Astrocyte`` (sync) and ``AsyncAstrocyte`` (async) have the method names and argument names of
 the Python reference's ``Astrocyte`` object: retain, recall, reflect, forget, history, plus
 banks, health and job; and the browse/manage routes: bank_summaries, list_memories,
-iter_memories, get_memory, update_memory, delete_memory, changes, export_bank, import_bank.
+iter_memories, get_memory, update_memory, delete_memory, changes, entities, export_bank,
+import_bank.
 """
 
 from ._client import DEFAULT_BASE_URL, AsyncAstrocyte, Astrocyte
@@ -27,6 +28,7 @@ from ._models import (
     BankSummary,
     ChangesPage,
     DeleteMemoryResult,
+    Entity,
     ForgetResult,
     HealthStatus,
     HistoryResult,
@@ -66,6 +68,7 @@ __all__ = [
     "MemoryDetail",
     "MemoryChange",
     "ChangesPage",
+    "Entity",
     "DeleteMemoryResult",
     "BankSummary",
     "ImportResult",

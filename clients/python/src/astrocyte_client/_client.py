@@ -223,6 +223,14 @@ class Astrocyte(_Base):
         ``memory=None``)."""
         return self._send(r.changes(bank_id, since=since, limit=limit))
 
+    def entities(self, bank_id: str, prefix: Optional[str] = None, kind: Optional[str] = None,
+                 limit: Optional[int] = None) -> List[m.Entity]:
+        """The bank's entities (people, places, organizations, products, other), counted over its
+        visible memories, most memories first (ties by key): only keys starting with ``prefix``
+        (lower-case), only ``kind`` (person, place, organization, product or other; else
+        ``BadRequestError``), at most ``limit`` (1 to 1000, server default 100)."""
+        return self._send(r.entities(bank_id, prefix=prefix, kind=kind, limit=limit))
+
     def export_bank(self, bank_id: str, include_embeddings: bool = False) -> Iterator[str]:
         """The bank as AMA v1 JSON Lines (a header line, then one memory a line), streamed: the
         request is made when the iteration starts and lines are yielded as they arrive (without
@@ -393,6 +401,11 @@ class AsyncAstrocyte(_Base):
                       limit: Optional[int] = None) -> m.ChangesPage:
         """The bank's change feed after the cursor ``since`` (from the start when None), oldest first."""
         return await self._send(r.changes(bank_id, since=since, limit=limit))
+
+    async def entities(self, bank_id: str, prefix: Optional[str] = None, kind: Optional[str] = None,
+                       limit: Optional[int] = None) -> List[m.Entity]:
+        """The bank's entities, most memories first; see :meth:`Astrocyte.entities`."""
+        return await self._send(r.entities(bank_id, prefix=prefix, kind=kind, limit=limit))
 
     async def export_bank(self, bank_id: str, include_embeddings: bool = False) -> AsyncIterator[str]:
         """The bank as AMA v1 JSON Lines, streamed: ``async for line in brain.export_bank(b)``."""

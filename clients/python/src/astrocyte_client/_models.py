@@ -375,6 +375,32 @@ class ChangesPage:
 
 
 @dataclass
+class Entity:
+    """A person, place, organization, product or other name a bank's memories mention, counted
+    over its visible memories: ``key`` is the lower-case matching key, ``name`` as most recently
+    written, ``memories`` the memories that mention it, ``mentions`` the mentions across them, and
+    ``last_seen`` the event (else retention) time of the newest of them."""
+
+    key: str
+    name: str = ""
+    kind: str = ""
+    memories: int = 0
+    mentions: int = 0
+    last_seen: Optional[datetime] = None
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "Entity":
+        return cls(
+            key=data["key"],
+            name=data.get("name") or "",
+            kind=data.get("kind") or "",
+            memories=int(data.get("memories") or 0),
+            mentions=int(data.get("mentions") or 0),
+            last_seen=parse_datetime(data.get("last_seen")),
+        )
+
+
+@dataclass
 class DeleteMemoryResult:
     """The answer of :meth:`delete_memory` (a memory that is not there is a 404 instead)."""
 

@@ -175,6 +175,12 @@ def changes(bank_id: str, *, since: Optional[str], limit: Optional[int]) -> Call
                 params=_params(since=since, limit=limit))
 
 
+def entities(bank_id: str, *, prefix: Optional[str], kind: Optional[str], limit: Optional[int]) -> Call:
+    return Call("GET", _bank_path(bank_id, "entities"), None,
+                lambda data: [m.Entity.from_json(e) for e in data.get("entities") or []],
+                params=_params(prefix=prefix, kind=kind, limit=limit))
+
+
 def export_bank(bank_id: str, *, include_embeddings: bool) -> Call:
     """The streamed export; ``parse`` is unused (the caller reads the lines)."""
     return Call("GET", _bank_path(bank_id, "export"), None, lambda data: data,

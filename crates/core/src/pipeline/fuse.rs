@@ -247,7 +247,14 @@ mod tests {
         let s = hits(&["a", "b", "c"], now);
         let k = hits(&["a", "c"], now);
         let r = hits(&["a", "b"], now);
-        let fused = fuse(Some(&s), Some(&k), Some(&r), None, &FusionParams::default(), now);
+        let fused = fuse(
+            Some(&s),
+            Some(&k),
+            Some(&r),
+            None,
+            &FusionParams::default(),
+            now,
+        );
         assert_eq!(fused[0].memory.id, "a");
         assert!((fused[0].score - 1.0).abs() < 1e-6);
         assert!(fused.iter().all(|f| (0.0..=1.0).contains(&f.score)));
@@ -294,7 +301,14 @@ mod tests {
         let now = Utc::now();
         let fresh = hits(&["fresh"], now);
         let old = hits(&["old"], now - Duration::days(14));
-        let a = fuse(None, None, Some(&fresh), None, &FusionParams::default(), now);
+        let a = fuse(
+            None,
+            None,
+            Some(&fresh),
+            None,
+            &FusionParams::default(),
+            now,
+        );
         let b = fuse(None, None, Some(&old), None, &FusionParams::default(), now);
         assert!((a[0].score - 1.0).abs() < 1e-6);
         assert!(

@@ -171,7 +171,7 @@ pub struct ChangesParams {
 }
 
 /// Which of a bank's entities to list.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EntitiesParams {
     /// Entity keys (lower-case names) starting with this.

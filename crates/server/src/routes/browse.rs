@@ -15,9 +15,9 @@ use futures::TryStreamExt;
 use super::JsonBody;
 use crate::auth::{AdminAccess, Caller};
 use crate::dto::browse::{
-    BankSummariesResponse, BankSummaryDto, ChangesParams, ChangesResponse, ExportParams,
-    ForgottenResponse, ListParams, MemoryDetailResponse, MemoryDto, MemoryPageResponse,
-    UpdateMemoryBody, UploadParams,
+    BankSummariesResponse, BankSummaryDto, ChangesParams, ChangesResponse, EntitiesParams,
+    EntitiesResponse, ExportParams, ForgottenResponse, ListParams, MemoryDetailResponse, MemoryDto,
+    MemoryPageResponse, UpdateMemoryBody, UploadParams,
 };
 use crate::dto::{comma_list, open_range, optional_field_datetime, ErrorDetail, ImportResponse};
 use crate::error::ApiError;

@@ -199,11 +199,13 @@ impl Service {
         self.admit_read(caller, &bank)?;
         let kind = match kind.as_deref().filter(|k| !k.is_empty()) {
             None => None,
-            Some(raw) => Some(astrocyte_core::entities::EntityKind::parse(raw).ok_or_else(|| {
-                Error::invalid(format!(
-                    "kind must be person, place, organization, product or other, not {raw:?}"
-                ))
-            })?),
+            Some(raw) => Some(astrocyte_core::entities::EntityKind::parse(raw).ok_or_else(
+                || {
+                    Error::invalid(format!(
+                        "kind must be person, place, organization, product or other, not {raw:?}"
+                    ))
+                },
+            )?),
         };
         let query = astrocyte_core::store::EntityQuery {
             prefix: prefix.filter(|p| !p.is_empty()),

@@ -382,3 +382,120 @@ async fn grpc_lists_gets_edits_deletes_and_follows_changes() {
     assert!(feed.changes[3].memory.is_none());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rest_lists_a_banks_entities_and_recall_uses_them() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    retain(
+        &server,
+        "crew",
+        "Caroline: I met Melanie at the Pride Parade in Boston.",
+        &[],
+    )
+    .await;
+    retain(
+        &server,
+        "crew",
+        "Melanie: Caroline's painting hangs at Acme University now.",
+        &[],
+    )
+    .await;
+    let quiet = retain(
+        &server,
+        "crew",
+        "Caroline: the weather was grey all week.",
+        &[],
+    )
+    .await;
+    retain(
+        &server,
+        "elsewhere",
+        "Caroline: a different bank entirely.",
+        &[],
+    )
+    .await;
+
+    let (status, body) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/banks/crew/entities",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entities = body["entities"].as_array().expect("entities");
+    assert_eq!(entities[0]["key"], "caroline", "{body}");
+    assert_eq!(entities[0]["memories"], 3, "{body}");
+    assert_eq!(entities[0]["kind"], "person", "{body}");
+    assert_eq!(entities[1]["key"], "melanie", "{body}");
+    assert_eq!(entities[1]["memories"], 2, "{body}");
+    let keys: Vec<&str> = entities.iter().filter_map(|e| e["key"].as_str()).collect();
+    assert!(keys.contains(&"acme university"), "{keys:?}");
+    assert!(keys.contains(&"boston"), "{keys:?}");
+
+    let (_, body) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/banks/crew/entities?prefix=Mel&limit=5",
+        None,
+    )
+    .await;
+    let keys: Vec<&str> = body["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .filter_map(|e| e["key"].as_str())
+        .collect();
+    assert_eq!(keys, vec!["melanie"]);
+    let (_, body) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/banks/crew/entities?kind=organization",
+        None,
+    )
+    .await;
+    assert_eq!(body["entities"][0]["key"], "acme university", "{body}");
+
+    // Forgetting a memory takes it out of the counts.
+    let (status, _) = send(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/v1/banks/crew/memories/{quiet}"),
+        None,
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (_, body) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/banks/crew/entities",
+        None,
+    )
+    .await;
+    assert_eq!(body["entities"][0]["memories"], 2, "{body}");
+
+    // Bad input is a 400 with the documented body.
+    for path in [
+        "/v1/banks/crew/entities?kind=planet",
+        "/v1/banks/crew/entities?limit=0",
+        "/v1/banks/crew/entities?limit=abc",
+        "/v1/banks/bad%20bank/entities",
+    ] {
+        let (status, body) = send(&server, reqwest::Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(body["detail"].is_string(), "{path}: {body}");
+    }
+
+    // The entity strategy shows in the trace of a recall that names one.
+    let (status, body) = send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/recall",
+        Some(json!({"bank_id": "crew", "query": "What did Melanie paint?"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let used = body["trace"]["strategies_used"].to_string();
+    assert!(used.contains("entity"), "{body}");
+}
