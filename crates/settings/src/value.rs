@@ -237,7 +237,7 @@ choice!(LogFormat, "one of text, json", LogFormat::Text => "text", LogFormat::Js
 /// The embedding provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmbedderKind {
-    /// all-MiniLM-L6-v2 in-process.
+    /// The local model (bge-small-en-v1.5 by default) in-process.
     Local,
     /// The deterministic hashing embedder (no model, no network).
     Hashing,

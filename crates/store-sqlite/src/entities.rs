@@ -1,7 +1,7 @@
 //! The entity strategy and a bank's entity table, both read from `memory_entities` joined to
 //! the visible memories.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use astrocyte_core::entities::EntityKind;
@@ -202,36 +202,68 @@ fn bank_hits(
             }
         }
     }
+    // Scores are summed here from the key index alone; SQL then only checks the filter on
+    // the candidates and loads the best `limit`.
+    let mut statement = conn.prepare_cached(
+        "SELECT e.memory_rowid, e.entity_key FROM memory_entities e
+         WHERE e.bank_id = ? AND e.entity_key IN (SELECT value FROM json_each(?))",
+    )?;
+    let keys_json = json_list(&weights.keys().cloned().collect::<Vec<_>>());
+    let mut direct: HashMap<i64, f64> = HashMap::new();
+    let mut hops: HashMap<i64, f64> = HashMap::new();
+    let rows = statement.query_map([Value::Text(bank.as_str().to_string()), keys_json], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (rowid, key) = row?;
+        match weights.get(&key) {
+            // Negative marks a hop: it counts only for memories that name none of the keys.
+            Some(w) if *w < 0.0 => *hops.entry(rowid).or_default() -= w,
+            Some(w) => *direct.entry(rowid).or_default() += w,
+            None => {}
+        }
+    }
+    for (rowid, score) in hops {
+        direct.entry(rowid).or_insert(score);
+    }
     let conditions = Conditions::for_bank(bank, filter)?;
-    let sql = format!(
-        "SELECT {MEMORY_COLUMNS},
-                CASE WHEN MAX(w.value) > 0 THEN SUM(max(w.value, 0)) ELSE -SUM(w.value) END AS score
-         FROM memory_entities e
-         JOIN json_each(?) w ON w.key = e.entity_key
-         JOIN memories m ON m.rowid = e.memory_rowid
-         WHERE e.bank_id = ? AND {}
-         GROUP BY m.rowid ORDER BY score DESC, m.effective_at DESC, m.id LIMIT ?",
+    let rowids: Vec<i64> = direct.keys().copied().collect();
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT m.rowid, m.id, m.effective_at FROM memories m
+         WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {}",
         conditions.sql()
-    );
-    let weights_json = serde_json::Value::Object(
-        weights
-            .into_iter()
-            .map(|(key, w)| (key, serde_json::Value::from(w)))
-            .collect(),
-    );
-    let mut params = vec![
-        Value::Text(weights_json.to_string()),
-        Value::Text(bank.as_str().to_string()),
-    ];
+    ))?;
+    let mut params = vec![json_list(&rowids)];
     params.extend(conditions.params().iter().cloned());
-    params.push(Value::Integer(limit as i64));
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows: Vec<(RawMemory, f64)> = statement
+    let mut passing: Vec<(f64, i64, String, i64)> = statement
         .query_map(params_from_iter(params), |row| {
-            Ok((RawMemory::from_row(row, false)?, row.get::<_, f64>(13)?))
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })?
+        .map(|row| {
+            row.map(|(rowid, id, at)| (direct.get(&rowid).copied().unwrap_or(0.0), at, id, rowid))
+        })
         .collect::<Result<_, _>>()?;
-    rows.into_iter()
+    passing.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| b.1.cmp(&a.1))
+            .then_with(|| a.2.cmp(&b.2))
+    });
+    passing.truncate(limit);
+    let best: Vec<i64> = passing.iter().map(|p| p.3).collect();
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?))"
+    ))?;
+    let mut loaded: HashMap<i64, RawMemory> = statement
+        .query_map([json_list(&best)], |row| RawMemory::from_row(row, false))?
+        .map(|raw| raw.map(|raw| (raw.rowid, raw)))
+        .collect::<Result<_, _>>()?;
+    passing
+        .into_iter()
+        .filter_map(|(score, _, _, rowid)| loaded.remove(&rowid).map(|raw| (raw, score)))
         .map(|(raw, score)| {
             Ok(ScoredMemory {
                 memory: raw.into_memory()?,

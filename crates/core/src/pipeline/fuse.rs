@@ -50,7 +50,7 @@ impl Default for FusionParams {
             semantic_weight: 0.4,
             keyword_weight: 1.0,
             recency_weight: 0.25,
-            entity_weight: 0.3,
+            entity_weight: 0.0,
             recency_half_life_days: 7.0,
             time_boost: 0.5,
             rerank_depth: 100,
