@@ -45,6 +45,10 @@ struct BertShape {
 impl Profile {
     /// Reads `model.json`, or `config.json` for a directory without one.
     pub fn load(model_dir: &Path) -> Result<Self> {
+        // A directory with neither file is a model not fetched yet: say which command fetches it.
+        if !model_dir.join(PROFILE_FILE).is_file() {
+            model_files::check_present(model_dir, &[CONFIG_FILE], &[])?;
+        }
         if model_dir.join(PROFILE_FILE).is_file() {
             let bytes = model_files::read(model_dir, PROFILE_FILE)?;
             return serde_json::from_slice(&bytes)
@@ -86,6 +90,16 @@ mod tests {
         .expect("write");
         let error = Profile::load(dir.path()).expect_err("unknown pooling refused");
         assert!(error.to_string().contains("model.json"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_directory_names_the_fetch_command() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = Profile::load(dir.path()).expect_err("nothing there");
+        assert!(
+            error.to_string().contains("scripts/fetch-model.sh"),
+            "{error}"
+        );
     }
 
     #[test]
