@@ -108,6 +108,7 @@ impl LocalEmbedder {
         );
         let _entered = span.enter();
         let started = Instant::now();
+        check_files(model_dir, &options)?;
         let profile = Profile::load(model_dir)?;
         let engine = InferenceEngine::load(model_dir, &profile, &options)?;
         let dimension = engine.hidden_size;
@@ -219,6 +220,36 @@ impl Encoder {
     }
 }
 
+/// Fails with the fetch command unless every file the backend needs is there.
+fn check_files(model_dir: &Path, options: &LocalEmbedderOptions) -> Result<()> {
+    // The shape comes from model.json when there is one; candle always needs config.json.
+    let shape = if model_dir.join(PROFILE_FILE).is_file() {
+        PROFILE_FILE
+    } else {
+        CONFIG_FILE
+    };
+    match options.backend {
+        LocalBackend::Candle => model_files::check_present(
+            model_dir,
+            &[CONFIG_FILE, TOKENIZER_FILE, SAFETENSORS_FILE],
+            &[],
+        )?,
+        LocalBackend::Onnx => match &options.onnxruntime_library {
+            Some(library) => model_files::check_present(
+                model_dir,
+                &[shape, TOKENIZER_FILE, ONNX_MODEL_FILE],
+                &[library],
+            )?,
+            None => model_files::check_present(
+                model_dir,
+                &[shape, TOKENIZER_FILE, ONNX_MODEL_FILE, ONNX_RUNTIME_FILE],
+                &[],
+            )?,
+        },
+    }
+    Ok(())
+}
+
 /// The library to load, made absolute: ort resolves relative paths against the executable's
 /// directory first, which is not what a user means.
 fn onnxruntime_library(model_dir: &Path, options: &LocalEmbedderOptions) -> PathBuf {
@@ -240,31 +271,6 @@ struct InferenceEngine {
 
 impl InferenceEngine {
     fn load(model_dir: &Path, profile: &Profile, options: &LocalEmbedderOptions) -> Result<Self> {
-        // The shape comes from model.json when there is one; candle always needs config.json.
-        let shape = if model_dir.join(PROFILE_FILE).is_file() {
-            PROFILE_FILE
-        } else {
-            CONFIG_FILE
-        };
-        match options.backend {
-            LocalBackend::Candle => model_files::check_present(
-                model_dir,
-                &[CONFIG_FILE, TOKENIZER_FILE, SAFETENSORS_FILE],
-                &[],
-            )?,
-            LocalBackend::Onnx => match &options.onnxruntime_library {
-                Some(library) => model_files::check_present(
-                    model_dir,
-                    &[shape, TOKENIZER_FILE, ONNX_MODEL_FILE],
-                    &[library],
-                )?,
-                None => model_files::check_present(
-                    model_dir,
-                    &[shape, TOKENIZER_FILE, ONNX_MODEL_FILE, ONNX_RUNTIME_FILE],
-                    &[],
-                )?,
-            },
-        }
         if options.max_batch == 0 {
             return Err(LocalEmbedError::InvalidOption(
                 "max_batch must be at least 1".to_owned(),
