@@ -385,7 +385,23 @@ async fn grpc_lists_gets_edits_deletes_and_follows_changes() {
 
 #[tokio::test]
 async fn rest_lists_a_banks_entities_and_recall_uses_them() {
-    let h = Harness::new();
+    // The entity strategy is off by default (see FusionParams::default); this bank turns it on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = astrocyte_store_sqlite::SqliteStore::open(
+        dir.path(),
+        astrocyte_store_sqlite::SqliteOptions::default(),
+    )
+    .expect("sqlite store opens");
+    let mut engine_config = astrocyte_core::EngineConfig::default();
+    engine_config.fusion.entity_weight = 0.5;
+    let h = Harness {
+        engine: std::sync::Arc::new(astrocyte_core::Engine::new(
+            std::sync::Arc::new(store),
+            std::sync::Arc::new(astrocyte_providers::HashingEmbedder::default()),
+            engine_config,
+        )),
+        dir,
+    };
     let server = serve(&h, config()).await;
     retain(
         &server,
