@@ -343,7 +343,7 @@ settings! {
     /// How much a time expression in the query ("in May 2023", "last week", "when …") lifts the memories it fits (0 = off).
     time_boost: f32 = engine().fusion.time_boost, yaml "retrieval.time_boost", env ["ASTROCYTE_TIME_BOOST"], example "0.3";
     /// How many of the top fused candidates the feature reranker reorders (0 = off; measured on LoCoMo).
-    rerank_depth: usize = engine().fusion.rerank_depth, yaml "retrieval.rerank_depth", env ["ASTROCYTE_RERANK_DEPTH"], example "100";
+    rerank_depth: usize = engine().fusion.rerank_depth, yaml "retrieval.rerank_depth", env ["ASTROCYTE_RERANK_DEPTH"], example "40";
     /// Longest chunk, in characters.
     chunk_max_chars: usize = engine().chunking.max_chars, yaml "chunking.max_chars", env ["ASTROCYTE_CHUNK_MAX_CHARS"], example "1024";
     /// Characters shared by consecutive chunks.
