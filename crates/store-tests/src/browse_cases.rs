@@ -461,18 +461,28 @@ pub async fn change_feed_logs_every_change_in_order(test_store: TestStore) {
         (ChangeKind::Forgotten, ids[1].clone()),
         (ChangeKind::Forgotten, ids[2].clone()),
     ];
-    let whole = fx
-        .engine
-        .changes(
-            &fx.schema,
-            "feed",
-            ChangeQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("changes");
+    // The feed may lag (never skip) while a transaction elsewhere in the cluster is still
+    // open (PostgreSQL: entries wait below the oldest running transaction), and other tests
+    // run beside this one: read until the entries show, for up to 20 s.
+    let started = std::time::Instant::now();
+    let whole = loop {
+        let page = fx
+            .engine
+            .changes(
+                &fx.schema,
+                "feed",
+                ChangeQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("changes");
+        if page.changes.len() >= expected.len() || started.elapsed().as_secs() >= 20 {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let seen: Vec<(ChangeKind, String)> = whole
         .changes
         .iter()
