@@ -2009,10 +2009,10 @@ export interface operations {
     list_entities: {
         parameters: {
             query?: {
-                /** @description Entity keys (lower-case names) starting with this. */
+                /** @description Entity keys (lower-case names) starting with this (at most 64 characters). */
                 prefix?: string;
                 /** @description Only this kind: person, place, organization, product or other. */
-                kind?: string;
+                kind?: "person" | "place" | "organization" | "product" | "other";
                 /** @description At most this many, 1 to 1000 (default 100). */
                 limit?: number;
             };

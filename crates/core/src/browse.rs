@@ -19,6 +19,9 @@ use crate::pipeline::validate::{
 };
 use crate::tenancy::Schema;
 
+/// Longest entity-name prefix a listing takes, in characters.
+pub const MAX_ENTITY_PREFIX_CHARS: usize = 64;
+
 /// Most memories or changes one page may hold.
 pub const MAX_PAGE: usize = 1000;
 
@@ -379,7 +382,7 @@ impl Engine {
     }
 
     /// A bank's entities, most-mentioned first: `limit` 1 to [`MAX_PAGE`]; `prefix` at
-    /// most 128 bytes, no NUL.
+    /// most [`MAX_ENTITY_PREFIX_CHARS`] characters, no NUL.
     pub async fn entities(
         &self,
         schema: &Schema,
@@ -389,7 +392,11 @@ impl Engine {
         let bank = BankId::new(bank_id)?;
         check_limit(query.limit)?;
         if let Some(prefix) = &query.prefix {
-            check_id("prefix", prefix, MAX_ID_BYTES)?;
+            if prefix.chars().count() > MAX_ENTITY_PREFIX_CHARS || prefix.contains('\0') {
+                return Err(Error::invalid(format!(
+                    "prefix must be at most {MAX_ENTITY_PREFIX_CHARS} characters without NUL"
+                )));
+            }
         }
         let tenant = self.store().tenant(schema).await?;
         tenant.entities(&bank, &query).await

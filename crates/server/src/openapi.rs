@@ -176,6 +176,11 @@ pub fn document_json() -> serde_json::Value {
                         Some("order") => {
                             json!({"type": "string", "enum": ["newest", "id"]})
                         }
+                        Some("kind") => json!({"type": "string",
+                            "enum": ["person", "place", "organization", "product", "other"]}),
+                        Some("prefix") => {
+                            json!({"type": "string", "pattern": "^[^\\x00]{0,64}$"})
+                        }
                         Some("on_conflict") => {
                             json!({"type": "string", "enum": ["skip", "overwrite"]})
                         }

@@ -174,7 +174,7 @@ pub struct ChangesParams {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EntitiesParams {
-    /// Entity keys (lower-case names) starting with this.
+    /// Entity keys (lower-case names) starting with this (at most 64 characters).
     pub prefix: Option<String>,
     /// Only this kind: person, place, organization, product or other.
     pub kind: Option<String>,
