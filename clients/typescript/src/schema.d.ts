@@ -1015,7 +1015,9 @@ export interface components {
             content: string;
             content_type?: null | components["schemas"]["ContentTypeDto"];
             idempotency_key?: string | null;
-            metadata?: Record<string, unknown> | null;
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
             /**
              * Format: date-time
              * @description When the remembered event happened (ISO 8601).

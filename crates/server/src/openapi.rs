@@ -241,8 +241,10 @@ pub fn document_json() -> serde_json::Value {
                          "pattern": "^[^\\x00]*$"});
         let datetime_pair = json!({"type": ["array", "null"], "minItems": 2, "maxItems": 2,
                                    "items": {"type": "string", "format": "date-time"}});
+        // Numbers beyond ±1e308 do not survive PostgreSQL's jsonb round trip; refused.
         let metadata = json!({"type": ["object", "null"],
-                              "propertyNames": {"pattern": "^[^\\x00]{0,256}$"}});
+                              "propertyNames": {"pattern": "^[^\\x00]{0,256}$"},
+                              "additionalProperties": {"maximum": 1e308, "minimum": -1e308}});
         let mut set = |schema: &str, field: &str, value: &serde_json::Value| {
             if let Some(properties) = schemas
                 .get_mut(schema)

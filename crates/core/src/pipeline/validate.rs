@@ -288,9 +288,16 @@ fn tag_errors(tags: &[String], limits: &RetainLimits) -> Vec<String> {
 /// Returns the first metadata value that is not a scalar, as an error message.
 pub fn check_metadata_scalars(metadata: &Metadata) -> Option<String> {
     metadata.iter().find_map(|(key, value)| {
-        (value.is_array() || value.is_object()).then(|| {
-            format!("Metadata value for {key:?} must be a string, number, boolean or null")
-        })
+        if value.is_array() || value.is_object() {
+            return Some(format!(
+                "Metadata value for {key:?} must be a string, number, boolean or null"
+            ));
+        }
+        // PostgreSQL prints such a number in full and it no longer reads back as a float.
+        value
+            .as_f64()
+            .filter(|x| x.abs() > 1e308)
+            .map(|_| format!("Metadata number for {key:?} must be between -1e308 and 1e308"))
     })
 }
 
