@@ -259,6 +259,7 @@ pub fn document_json() -> serde_json::Value {
         set("RetainBody", "content", &no_nul);
         set("RetainBody", "tags", &list(no_nul.clone()));
         set("RetainBody", "metadata", &metadata);
+        set("UpdateMemoryBody", "metadata", &metadata);
         set("RetainBody", "idempotency_key", &key);
         set("RecallBody", "tags", &list(no_nul.clone()));
         set("RecallBody", "banks", &list(bank.clone()));
