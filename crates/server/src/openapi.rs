@@ -289,7 +289,7 @@ pub fn document_json() -> serde_json::Value {
                     "additionalProperties": {"anyOf": [
                         {"type": "string", "maxLength": limits.max_metadata_value_chars,
                          "pattern": "^[^\\x00]*$"},
-                        {"type": ["number", "boolean", "null"]}]}}),
+                        {"type": ["number", "boolean", "null"], "maximum": 1e308, "minimum": -1e308}]}}),
         );
         set("ForgetBody", "tags", &list(no_nul.clone()));
         set(
