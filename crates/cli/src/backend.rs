@@ -87,6 +87,22 @@ pub fn build_embedder(loaded: &Loaded) -> anyhow::Result<Arc<dyn Embedder>> {
     }
 }
 
+/// The embedder of `bench`: the configured one, or the hashing embedder at `hashing_dimension`
+/// (which needs `embedder: hashing`), so large banks can be measured at a model's dimension.
+pub fn bench_embedder(
+    loaded: &Loaded,
+    hashing_dimension: Option<usize>,
+) -> anyhow::Result<Arc<dyn Embedder>> {
+    match hashing_dimension {
+        None => build_embedder(loaded),
+        Some(dimension) if loaded.settings.embedder == EmbedderKind::Hashing && dimension > 0 => {
+            Ok(Arc::new(HashingEmbedder::new(dimension)))
+        }
+        Some(0) => bail!("--hashing-dimension must be at least 1"),
+        Some(_) => bail!("--hashing-dimension needs --embedder hashing"),
+    }
+}
+
 /// The LLM reflect uses, when `llm.base_url` and `llm.model` name an OpenAI-compatible chat
 /// API; without them reflect stays extractive.
 pub fn build_llm(loaded: &Loaded) -> anyhow::Result<Option<Arc<dyn Llm>>> {

@@ -243,7 +243,8 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         Command::Mcp => commands::serve::mcp(&loaded, schema).await,
         Command::Bench(args) => {
             refuse_flags(&loaded, "bench", &["--data-dir", "--tenant"])?;
-            commands::bench::run(args, &loaded, backend::build_embedder(&loaded)?, json).await
+            let embedder = backend::bench_embedder(&loaded, args.hashing_dimension)?;
+            commands::bench::run(args, &loaded, embedder, json).await
         }
         Command::Eval(EvalCommand::Locomo(args)) => {
             refuse_flags(&loaded, "eval", &["--data-dir", "--tenant"])?;

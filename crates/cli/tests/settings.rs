@@ -350,17 +350,23 @@ fn bench_writes_its_figures_next_to_its_chart() {
             "0",
             "--async-retains",
             "0",
+            "--hashing-dimension",
+            "384",
         ])
         .args(["--queries", "10", "--out-dir"])
         .arg(&out_dir));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let figures: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.join("bench-hashing-md5-128.json")).expect("figures"),
+        &std::fs::read_to_string(out_dir.join("bench-hashing-md5-384.json")).expect("figures"),
     )
     .expect("json");
     assert_eq!(figures["banks"][0]["bank_size"], 300);
     assert_eq!(figures["store"], "sqlite");
-    let chart = std::fs::read_to_string(out_dir.join("bench-hashing-md5-128.svg")).expect("chart");
+    assert!(
+        figures["banks"][0]["restart"]["open_to_first_recall_ms"].as_f64() > Some(0.0),
+        "the bank was reopened and served: {figures}"
+    );
+    let chart = std::fs::read_to_string(out_dir.join("bench-hashing-md5-384.svg")).expect("chart");
     assert!(
         chart.contains("<circle"),
         "one bank size still shows its points"
@@ -368,6 +374,15 @@ fn bench_writes_its_figures_next_to_its_chart() {
     let refused = run(astrocyte(home.path()).args(["--tenant", "x", "bench", "--sizes", "10"]));
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("bench does not use --tenant"));
+    let refused = run(astrocyte(home.path()).args([
+        "--embedder",
+        "local",
+        "bench",
+        "--hashing-dimension",
+        "384",
+    ]));
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("--hashing-dimension needs --embedder hashing"));
 }
 
 #[test]

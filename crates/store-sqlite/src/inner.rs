@@ -1,5 +1,5 @@
 //! [`TenantInner`]: the shared state of one open tenant database (its writer connection,
-//! reader pool, gate and bank vector indexes) and [`run_blocking`], which every async entry
+//! reader pool, gate and bank vector and keyword indexes) and [`run_blocking`], which every async entry
 //! point uses to reach it. The operations live above it: memories in `tenant.rs`, search in
 //! `search.rs`, settings and re-embedding in `maintenance.rs`, jobs in `jobs.rs`.
 
@@ -15,10 +15,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::connection::{open_writer, ReaderPool};
 use crate::error::{StoreError, StoreResult};
+use crate::keyword::{Document, KeywordIndex, Tokenizer};
 use crate::migrations::migrate;
 use crate::options::SqliteOptions;
 use crate::rows::to_micros;
 use crate::vectors::{capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot};
+
+/// Bytes of a vector index snapshot per stored piece: SQLite refuses values over 1 GB.
+#[cfg(not(test))]
+const SNAPSHOT_PIECE: usize = 256 << 20;
+/// Small pieces in unit tests, so small snapshots are stored in many.
+#[cfg(test)]
+const SNAPSHOT_PIECE: usize = 4096;
 
 /// The state of one open tenant database, shared by every handle to it.
 pub(crate) struct TenantInner {
@@ -160,6 +168,90 @@ impl TenantInner {
         Ok(read(index))
     }
 
+    // --- keyword indexes ------------------------------------------------------------------
+
+    /// Runs `read` on the bank's keyword index, building it from the rows first when needed.
+    pub(crate) fn with_keyword_index<R>(
+        self: &Arc<Self>,
+        conn: &Connection,
+        bank: &BankId,
+        read: impl FnOnce(&KeywordIndex) -> R,
+    ) -> StoreResult<R> {
+        let slot = self.slot(bank);
+        {
+            let guard = slot.keyword.read();
+            if let Some(index) = guard.as_ref() {
+                return Ok(read(index));
+            }
+        }
+        let mut guard = slot.keyword.write();
+        if guard.is_none() {
+            self.prefetch_vector_index(bank, &slot);
+            *guard = Some(KeywordIndex::load(conn, bank)?);
+        }
+        let guard = parking_lot::RwLockWriteGuard::downgrade(guard);
+        let index = guard
+            .as_ref()
+            .expect("invariant: loaded under the write lock and never unloaded");
+        Ok(read(index))
+    }
+
+    /// Loads the bank's vector index on another thread unless it is loaded: a bank's first
+    /// recall builds the keyword index meanwhile, and its semantic search then finds the
+    /// vectors ready instead of loading them after (at 1M memories each load takes seconds).
+    fn prefetch_vector_index(self: &Arc<Self>, bank: &BankId, slot: &BankSlot) {
+        if slot.index.read().is_some() {
+            return;
+        }
+        let inner = Arc::clone(self);
+        let bank = bank.clone();
+        let spawned = std::thread::Builder::new()
+            .name("astrocyte-prefetch".into())
+            .spawn(move || {
+                let result = inner.guarded(|inner| {
+                    let reader = inner.readers.get()?;
+                    // Only a tenant with a recorded dimension has vectors to load.
+                    match inner.recorded_dimension(&reader)? {
+                        Some(dimension) => inner.with_index(&reader, &bank, dimension, |_| ()),
+                        None => Ok(()),
+                    }
+                });
+                if let Err(error) = result {
+                    tracing::debug!(tenant = %inner.schema, bank = %bank, %error, "vector index prefetch failed");
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start the prefetch thread");
+        }
+    }
+
+    /// Applies committed changes of a bank's rows to its keyword index, if it is loaded:
+    /// `documents` are added or rewritten, `removed` dropped. Callers hold the writer lock and
+    /// call this after their commit, so the index follows commit order; an index whose load
+    /// began before the commit holds its lock until loaded, one loaded later read the rows.
+    pub(crate) fn update_keyword_index<'a>(
+        &self,
+        bank: &BankId,
+        documents: impl IntoIterator<Item = Document<'a>>,
+        removed: &[i64],
+    ) {
+        let Some(slot) = self.loaded_slot(bank) else {
+            return;
+        };
+        let mut guard = slot.keyword.write();
+        let Some(index) = guard.as_mut() else {
+            return;
+        };
+        let mut tokenizer = Tokenizer::new();
+        for (rowid, text, context) in documents {
+            index.add(&mut tokenizer, rowid, text, context);
+        }
+        for rowid in removed {
+            index.remove(*rowid);
+        }
+        index.compact_if_worthwhile();
+    }
+
     /// Snapshots the bank's index on a background thread when `wanted` (see
     /// [`BankIndex::wants_background_snapshot`]), so a restart catches up with few rows and no
     /// request waits for the write. At most one snapshot per bank is in flight.
@@ -202,7 +294,9 @@ impl TenantInner {
                 // A purge ran after the capture: the data may hold its vectors.
                 return Ok(false);
             }
-            conn.execute(
+            let tx = conn.transaction()?;
+            let mut pieces = snapshot.data.chunks(SNAPSHOT_PIECE);
+            tx.execute(
                 "INSERT INTO vector_index (bank_id, max_rowid, dimension, data, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (bank_id) DO UPDATE SET max_rowid = excluded.max_rowid, dimension = excluded.dimension,
                      data = excluded.data, written_at = excluded.written_at",
@@ -210,10 +304,21 @@ impl TenantInner {
                     bank.as_str(),
                     snapshot.max_rowid,
                     snapshot.dimension as i64,
-                    snapshot.data,
+                    pieces.next().unwrap_or_default(),
                     to_micros(chrono::Utc::now())
                 ],
             )?;
+            tx.execute(
+                "DELETE FROM vector_index_chunks WHERE bank_id = ?1",
+                [bank.as_str()],
+            )?;
+            for (seq, piece) in (1i64..).zip(pieces) {
+                tx.execute(
+                    "INSERT INTO vector_index_chunks (bank_id, seq, data) VALUES (?1, ?2, ?3)",
+                    params![bank.as_str(), seq, piece],
+                )?;
+            }
+            tx.commit()?;
             Ok(true)
         })?;
         if stored {

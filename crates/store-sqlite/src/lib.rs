@@ -27,9 +27,13 @@
 //! instead of walking again: half the graph work of a retain.
 //!
 //! # Keyword search
-//! FTS5 with BM25 over each memory's index text (its text plus retrieval context). Queries are
-//! the user's words, quoted and OR-ed; on large banks the most frequent words are dropped to
-//! keep the rows BM25 must score within [`SqliteOptions::keyword_posting_budget`].
+//! BM25 over each memory's index text (its text plus retrieval context, the latter at half
+//! weight). An unfiltered search ranks through a per-bank in-memory inverted index (`keyword`),
+//! built from the rows on first use and kept in step by writes, which only scores documents
+//! that can still reach the top k (MaxScore), so frequent words cost little at any bank size.
+//! A filtered search goes to FTS5, whose triggers index every row: the user's words, quoted
+//! and OR-ed; on large banks the most frequent words are dropped to keep the rows BM25 must
+//! score within [`SqliteOptions::keyword_posting_budget`].
 //!
 //! # Purge
 //! Purging deletes rows, full-text entries (FTS5 `secure-delete`), tags and the bank's stored
@@ -59,6 +63,7 @@
 //   jobs, search, maintenance      more operations on one open tenant
 //   inner                          TenantInner (connections, gate, bank indexes), run_blocking
 //   keys, vectors                  the API-key directory file; HNSW indexes and snapshots
+//   keyword                        per-bank in-memory BM25 indexes (MaxScore top-k)
 //   connection, filter             connections and reader pool; SQL filters
 //   migrations, rows, options      schema migrations; row codecs; SqliteOptions
 //   error                          StoreError
@@ -70,6 +75,7 @@ mod filter;
 mod inner;
 mod jobs;
 mod keys;
+mod keyword;
 mod maintenance;
 mod migrations;
 mod options;

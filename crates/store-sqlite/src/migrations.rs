@@ -242,6 +242,23 @@ CREATE TABLE memory_entities (
 CREATE INDEX memory_entities_key ON memory_entities (bank_id, entity_key, memory_rowid);
 "#,
     },
+    Migration {
+        version: 7,
+        name: "vector_index_chunks",
+        sql: r#"
+-- A snapshot larger than SQLite's value limit (1 GB: some 600,000 vectors of 384 dimensions)
+-- continues here: vector_index.data holds its first piece, these rows the rest, in order.
+CREATE TABLE vector_index_chunks (
+    bank_id TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    data    BLOB    NOT NULL,
+    PRIMARY KEY (bank_id, seq)
+);
+CREATE TRIGGER vector_index_chunks_follow AFTER DELETE ON vector_index BEGIN
+    DELETE FROM vector_index_chunks WHERE bank_id = old.bank_id;
+END;
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.

@@ -1,5 +1,6 @@
 //! The three candidate strategies over one tenant: semantic (cosine through the bank's HNSW
-//! index, or an exact scan of a small filtered candidate set), keyword (FTS5 BM25) and recency.
+//! index, or an exact scan of a small filtered candidate set), keyword (BM25 through the bank's
+//! keyword index, or FTS5 when filtered) and recency.
 //! Each runs per bank and merges; every hit is read back through SQL with the full filter, so
 //! a stale index entry can never surface a forgotten or filtered-out memory.
 
@@ -16,6 +17,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use crate::error::StoreResult;
 use crate::filter::{is_selective, json_list, tags_only, Conditions};
 use crate::inner::TenantInner;
+use crate::keyword::KeywordIndex;
 use crate::rows::{decode_vector, RawMemory, MEMORY_COLUMNS};
 
 /// BM25 weight of a memory's retrieval context relative to its own text (1.0). On LoCoMo
@@ -49,6 +51,7 @@ impl TenantInner {
         if let Some(text) = &request.text {
             let started = Instant::now();
             let hits = keyword(
+                self,
                 &reader,
                 &per_bank,
                 !is_selective(&request.filter),
@@ -217,14 +220,13 @@ fn score_exactly(
     Ok(scored)
 }
 
-/// Keyword ranking by BM25. The query's words are each quoted and OR-ed, so any user text is
-/// a valid FTS5 query; the score is `-bm25` so that higher is better.
-///
-/// Two steps: rank row ids (every matching row is scored and sorted, so this step carries only
-/// the id and the score), then read the memories of the best. `visible_now_only` (no filter
-/// beyond the bank) lets the first step check visibility in the small `(bank_id,
-/// forgotten_at)` index instead of the wide memory rows.
+/// Keyword ranking by BM25, higher is better. Two steps: rank row ids, then read the memories
+/// of the best through SQL with every condition. `visible_now_only` (no filter beyond the bank)
+/// ranks through the bank's in-memory index (`keyword.rs`); otherwise FTS5 ranks the rows
+/// that satisfy the filter, the query's words each quoted and OR-ed, so any user text is a
+/// valid FTS5 query.
 fn keyword(
+    inner: &Arc<TenantInner>,
     conn: &Connection,
     per_bank: &[(BankId, Conditions)],
     visible_now_only: bool,
@@ -235,39 +237,73 @@ fn keyword(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let plan = plan_keyword(conn, query_words(text), posting_budget)?;
-    let Some(query) = match_query(&plan.words) else {
+    let words = query_words(text);
+    if words.is_empty() {
         return Ok(Vec::new());
-    };
-    let index_hint = if visible_now_only {
-        " INDEXED BY memories_bank_forgotten"
+    }
+    // Unfiltered: the bank's own index ranks every word at little cost. Filtered: FTS5, with
+    // the frequent words dropped to fit the budget.
+    let (plan, query, stems) = if visible_now_only {
+        let stems = KeywordIndex::query_stems(&words);
+        (
+            KeywordPlan {
+                words,
+                min_rowid: 0,
+            },
+            String::new(),
+            stems,
+        )
     } else {
-        ""
+        let plan = plan_keyword(conn, words, posting_budget)?;
+        let Some(query) = match_query(&plan.words) else {
+            return Ok(Vec::new());
+        };
+        (plan, query, Vec::new())
     };
     // A few extra rows so that memories tied with the last one can still be ordered by id.
     let ranked_rows = limit.saturating_add(limit / 4 + 8);
     let mut hits = Vec::new();
-    for (_, conditions) in per_bank {
-        let mut statement = conn.prepare_cached(&format!(
-            "SELECT m.rowid, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS keyword_rank
-             FROM memories_fts JOIN memories m{index_hint} ON m.rowid = memories_fts.rowid
-             WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {}
-             ORDER BY keyword_rank LIMIT ?",
-            conditions.sql()
-        ))?;
-        let mut params = vec![Value::Text(query.clone()), Value::Integer(plan.min_rowid)];
-        params.extend(conditions.params().iter().cloned());
-        params.push(Value::Integer(
-            i64::try_from(ranked_rows).unwrap_or(i64::MAX),
-        ));
-        let ranked: Vec<(i64, f32)> = statement
-            .query_map(params_from_iter(params), |row| {
-                Ok((row.get(0)?, -(row.get::<_, f64>(1)? as f32)))
-            })?
-            .collect::<Result<_, _>>()?;
+    for (bank, conditions) in per_bank {
+        let ranked: Vec<(i64, f32)> = if visible_now_only {
+            inner.with_keyword_index(conn, bank, |index| index.top(&stems, ranked_rows))?
+        } else {
+            fts5_ranked(conn, conditions, &plan, &query, ranked_rows)?
+        };
         hits.extend(fetch_scored(conn, conditions, &ranked)?);
     }
     Ok(best_first(hits, limit))
+}
+
+/// FTS5's BM25 ranking of the rows satisfying `conditions`: every matching row is scored and
+/// sorted, so this step carries only the id and the score.
+fn fts5_ranked(
+    conn: &Connection,
+    conditions: &Conditions,
+    plan: &KeywordPlan,
+    query: &str,
+    ranked_rows: usize,
+) -> StoreResult<Vec<(i64, f32)>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT m.rowid, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS keyword_rank
+         FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
+         WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {}
+         ORDER BY keyword_rank LIMIT ?",
+        conditions.sql()
+    ))?;
+    let mut params = vec![
+        Value::Text(query.to_string()),
+        Value::Integer(plan.min_rowid),
+    ];
+    params.extend(conditions.params().iter().cloned());
+    params.push(Value::Integer(
+        i64::try_from(ranked_rows).unwrap_or(i64::MAX),
+    ));
+    let ranked = statement
+        .query_map(params_from_iter(params), |row| {
+            Ok((row.get(0)?, -(row.get::<_, f64>(1)? as f32)))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(ranked)
 }
 
 /// Most recent effective time first, ties by id; the score is the effective time in seconds.

@@ -20,13 +20,14 @@ use astrocyte_core::{
 };
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use tracing::instrument;
 
 use crate::error::{StoreError, StoreResult};
 use crate::filter::json_list;
 use crate::inner::{read_space, run_blocking, TenantInner};
 use crate::jobs::SqliteJobQueue;
+use crate::keyword::Document;
 use crate::rows::{
     encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
 };
@@ -178,6 +179,17 @@ impl TenantInner {
             for ((bank, slot, _), wanted) in slots.iter().zip(wanted) {
                 self.maybe_schedule_snapshot(bank, slot, wanted);
             }
+            let mut documents: HashMap<&BankId, Vec<Document>> = HashMap::new();
+            for (rowid, new) in rowids.iter().zip(&memories) {
+                documents.entry(&new.memory.bank_id).or_default().push((
+                    *rowid,
+                    new.index_text.as_str(),
+                    new.index_context.as_deref(),
+                ));
+            }
+            for (bank, documents) in documents {
+                self.update_keyword_index(bank, documents, &[]);
+            }
             Ok(())
         })
     }
@@ -249,6 +261,7 @@ impl TenantInner {
                 }
             };
             tx.commit()?;
+            self.update_keyword_index(bank, [], &rowids);
             let purged = mode == ForgetMode::Purge;
             // Looked up after the commit: an index whose load began before it already has its
             // slot (and holds its lock until loaded); one loaded later reads the committed rows.
@@ -504,17 +517,35 @@ impl TenantInner {
     fn set_index_context(&self, bank: &BankId, updates: &[ContextUpdate]) -> StoreResult<()> {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut rewritten: Vec<(i64, &ContextUpdate)> = Vec::new();
             {
                 let mut update = tx.prepare_cached(
                     "UPDATE memories SET index_text = CASE WHEN ?1 = text THEN NULL ELSE ?1 END, index_context = ?2
                      WHERE bank_id = ?3 AND id = ?4
-                       AND (index_text IS NOT (CASE WHEN ?1 = text THEN NULL ELSE ?1 END) OR index_context IS NOT ?2)",
+                       AND (index_text IS NOT (CASE WHEN ?1 = text THEN NULL ELSE ?1 END) OR index_context IS NOT ?2)
+                     RETURNING rowid, forgotten_at IS NULL",
                 )?;
                 for u in updates {
-                    update.execute(params![u.index_text, u.index_context, bank.as_str(), u.id])?;
+                    let changed: Option<(i64, bool)> = update
+                        .query_row(
+                            params![u.index_text, u.index_context, bank.as_str(), u.id],
+                            |row| Ok((row.get(0)?, row.get(1)?)),
+                        )
+                        .optional()?;
+                    // The keyword index holds visible rows only.
+                    if let Some((rowid, true)) = changed {
+                        rewritten.push((rowid, u));
+                    }
                 }
             }
             tx.commit()?;
+            self.update_keyword_index(
+                bank,
+                rewritten
+                    .iter()
+                    .map(|(rowid, u)| (*rowid, u.index_text.as_str(), u.index_context.as_deref())),
+                &[],
+            );
             Ok(())
         })
     }
@@ -1096,6 +1127,153 @@ mod tests {
         assert_eq!(found, vec![None], "forgotten rows are no twins");
         forget(&["b"], ForgetMode::Purge);
         assert!(!may_hold(&inner), "no row stores it any more");
+    }
+
+    /// Once a bank's keyword index is loaded, inserts, context rewrites, forgets and purges
+    /// reach it; after a reopen it is rebuilt from the rows with the same answers. Filtered
+    /// searches (FTS5) agree with it on which memories match.
+    #[test]
+    fn the_keyword_index_follows_writes_and_reopens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank = BankId::new("b").expect("bank");
+        let texted = |id: &str, text: &str| {
+            NewMemory::plain(Memory::new(id, bank.clone(), text), vec![1.0, 0.0])
+        };
+        // A time range covering everything sends the search to FTS5.
+        let everything = chrono::DateTime::from_timestamp(0, 0)
+            .zip(chrono::DateTime::from_timestamp(32_503_680_000, 0));
+        let find = |inner: &Arc<TenantInner>, text: &str, filter: RecallFilter| {
+            let request = SearchRequest {
+                banks: vec![bank.clone()],
+                vector: None,
+                text: Some(text.into()),
+                recency: false,
+                limit: 10,
+                filter,
+            };
+            let hits = inner
+                .search(&request)
+                .expect("search")
+                .keyword
+                .expect("keyword");
+            hits.hits
+                .into_iter()
+                .map(|hit| hit.memory.id)
+                .collect::<Vec<_>>()
+        };
+        let expected = ["a", "c", "b"];
+        {
+            let inner = open_tenant(dir.path());
+            inner
+                .insert(vec![texted("a", "apple pie"), texted("b", "banana bread")])
+                .expect("insert");
+            assert_eq!(
+                find(&inner, "apples", RecallFilter::default()),
+                vec!["a"],
+                "stemmed; loads the index"
+            );
+            inner
+                .insert(vec![
+                    texted("c", "apple tart and apple jam"),
+                    texted("d", "fig"),
+                ])
+                .expect("insert");
+            inner
+                .set_index_context(
+                    &bank,
+                    &[ContextUpdate {
+                        id: "b".into(),
+                        index_text: "banana bread".into(),
+                        index_context: Some("apple".into()),
+                    }],
+                )
+                .expect("context");
+            assert_eq!(
+                find(&inner, "apple", RecallFilter::default()),
+                expected,
+                "own text (shorter first) before context"
+            );
+            let filtered = RecallFilter {
+                time_range: everything,
+                ..Default::default()
+            };
+            assert_eq!(find(&inner, "apple", filtered), expected, "FTS5 agrees");
+            inner.close();
+        }
+        let inner = open_tenant(dir.path());
+        assert_eq!(
+            find(&inner, "apple", RecallFilter::default()),
+            expected,
+            "rebuilt from the rows"
+        );
+        let forget = |ids: &[&str], mode| {
+            let selector = ForgetSelector {
+                memory_ids: Some(ids.iter().map(|id| id.to_string()).collect()),
+                ..Default::default()
+            };
+            inner
+                .forget(&bank, &selector, mode, chrono::Utc::now())
+                .expect("forget");
+        };
+        forget(&["a"], ForgetMode::Soft);
+        forget(&["c"], ForgetMode::Purge);
+        assert_eq!(find(&inner, "apple", RecallFilter::default()), vec!["b"]);
+        assert_eq!(
+            find(&inner, "fig banana", RecallFilter::default()),
+            vec!["d", "b"],
+            "the shorter document first"
+        );
+        let tagged = RecallFilter {
+            tags: Some(vec!["t".into()]),
+            ..Default::default()
+        };
+        let tagged = find(&inner, "apple", tagged);
+        assert!(tagged.is_empty(), "no memory has the tag: {tagged:?}");
+    }
+
+    /// A snapshot is stored in pieces (4 KiB in unit tests, 256 MiB otherwise: SQLite refuses
+    /// values over 1 GB) and loads back whole; a purge deletes every piece.
+    #[test]
+    fn snapshots_are_stored_in_pieces() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank = BankId::new("b").expect("bank");
+        let vector = |i: usize| (0..16).map(|j| ((i * 16 + j) as f32).sin()).collect();
+        let pieces = |inner: &Arc<TenantInner>| -> i64 {
+            let reader = inner.readers.get().expect("reader");
+            reader
+                .query_row("SELECT COUNT(*) FROM vector_index_chunks", [], |row| {
+                    row.get(0)
+                })
+                .expect("count")
+        };
+        {
+            let inner = open_tenant(dir.path());
+            let memories = (0..300)
+                .map(|i| memory(&bank, &format!("m{i}"), vector(i)))
+                .collect();
+            inner.insert(memories).expect("insert");
+            assert_eq!(indexed(&inner, &bank).0.len(), 300);
+            inner.save_all_snapshots(false).expect("snapshot");
+            assert!(pieces(&inner) >= 3, "{} pieces", pieces(&inner));
+            inner.close();
+        }
+        let inner = open_tenant(dir.path());
+        let reader = inner.readers.get().expect("reader");
+        let (keys, unsaved) = inner
+            .with_index(&reader, &bank, 16, |index| {
+                (index.hnsw.len(), (index.unsaved, index.snapshot_missing))
+            })
+            .expect("index");
+        drop(reader);
+        assert_eq!((keys, unsaved), (300, (0, false)), "loaded from the pieces");
+        let selector = ForgetSelector {
+            memory_ids: Some(vec!["m0".into()]),
+            ..Default::default()
+        };
+        inner
+            .forget(&bank, &selector, ForgetMode::Purge, chrono::Utc::now())
+            .expect("purge");
+        assert_eq!(pieces(&inner), 0, "purged with the snapshot");
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::rows::decode_vector;
 #[derive(Default)]
 pub(crate) struct BankSlot {
     pub(crate) index: RwLock<Option<BankIndex>>,
+    /// The bank's keyword index, `None` until its first unfiltered keyword search.
+    pub(crate) keyword: RwLock<Option<crate::keyword::KeywordIndex>>,
     /// Bumped (under the writer lock) by every purge: a snapshot captured before a purge may
     /// hold the purged vectors and must not be written after it.
     pub(crate) purge_generation: AtomicU64,
@@ -268,7 +270,14 @@ pub(crate) fn load_index(
         .optional()?;
     let mut index = match snapshot {
         Some((max_rowid, stored_dimension, data)) if stored_dimension as usize == dimension => {
-            match HnswIndex::read_from(&mut data.as_slice()) {
+            let mut pieces = SnapshotPieces {
+                conn: &tx,
+                bank,
+                current: data,
+                at: 0,
+                next_seq: 1,
+            };
+            match HnswIndex::read_from(&mut pieces) {
                 Ok(hnsw) if hnsw.dimension() == dimension => BankIndex {
                     hnsw,
                     twins: TwinFilter::default(),
@@ -314,6 +323,43 @@ pub(crate) fn load_index(
     index.twins = TwinFilter::load(&tx, bank)?;
     tracing::debug!(bank = %bank, vectors = index.hnsw.len(), caught_up = index.unsaved, "vector index loaded");
     Ok(index)
+}
+
+/// A stored snapshot as one stream: the first piece (in `vector_index`), then the pieces of
+/// `vector_index_chunks` in order, each read when the previous one is used up, so a load holds
+/// one piece at a time rather than the whole snapshot.
+struct SnapshotPieces<'a> {
+    conn: &'a Connection,
+    bank: &'a BankId,
+    current: Vec<u8>,
+    at: usize,
+    next_seq: i64,
+}
+
+impl std::io::Read for SnapshotPieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            let next: Option<Vec<u8>> = self
+                .conn
+                .query_row(
+                    "SELECT data FROM vector_index_chunks WHERE bank_id = ?1 AND seq = ?2",
+                    params![self.bank.as_str(), self.next_seq],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(std::io::Error::other)?;
+            let Some(piece) = next else {
+                return Ok(0);
+            };
+            self.current = piece;
+            self.at = 0;
+            self.next_seq += 1;
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Brings a snapshot's rows (those up to `max_rowid`) in line with the table: drops vectors

@@ -274,7 +274,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("journal mode"),
     );
-    assert_eq!(count, 6, "each of the six migrations recorded once");
+    assert_eq!(count, 7, "each of the seven migrations recorded once");
     assert_eq!(journal, "wal");
 }
 

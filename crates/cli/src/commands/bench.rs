@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Asynchronous retains measured through the job queue and workers (0 skips it).
     #[arg(long, default_value_t = 500)]
     pub async_retains: usize,
+    /// Dimension of the hashing embedder (with `--embedder hashing`; unset: its default, 128).
+    #[arg(long)]
+    pub hashing_dimension: Option<usize>,
     /// Where to write the SVG chart (and, with --json, the JSON report beside it).
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
@@ -81,6 +84,7 @@ const ACTIVITIES: &[&str] = &[
     "read a novel about lighthouses",
     "fixed the flaky deployment pipeline",
 ];
+
 const FEELINGS: &[&str] = &[
     "was excited about it",
     "found it harder than expected",
@@ -104,15 +108,47 @@ const TOPICS: &[&str] = &[
     "podcast",
 ];
 
-/// A deterministic generator of short, agent-like memories (about 30 tokens each).
+/// Syllables of the made-up vocabulary; a word spells its rank in base 16 with them.
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ren", "tu", "sha", "vo", "pel", "dri", "nox", "za", "quin", "bel", "tor",
+    "fi", "gam",
+];
+
+/// Words in the made-up vocabulary.
+const VOCABULARY: usize = 50_000;
+
+/// Words drawn from the vocabulary for each memory.
+const WORDS_PER_MEMORY: usize = 14;
+
+/// Memories kept as sources of queries.
+const QUERY_SOURCES: usize = 4_096;
+
+/// A deterministic generator of agent-like memories: who did what where, then words drawn from
+/// a Zipf-distributed vocabulary, so word frequencies look like real text (a few words in most
+/// memories, most words rare) and no two memories are near-duplicates, at any bank size.
 struct MemoryGenerator {
     rng: StdRng,
+    /// Cumulative Zipf (s = 1) weights of the vocabulary by rank.
+    cumulative: Vec<f64>,
+    /// Word lists of some generated memories; queries ask about them.
+    sources: Vec<Vec<usize>>,
+    generated: usize,
 }
 
 impl MemoryGenerator {
     fn new(seed: u64) -> Self {
+        let mut total = 0.0;
+        let cumulative = (1..=VOCABULARY)
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
         MemoryGenerator {
             rng: StdRng::seed_from_u64(seed),
+            cumulative,
+            sources: Vec::new(),
+            generated: 0,
         }
     }
 
@@ -120,22 +156,69 @@ impl MemoryGenerator {
         items[self.rng.gen_range(0..items.len())]
     }
 
-    fn memory(&mut self, n: usize) -> String {
+    /// A vocabulary rank drawn with Zipf weights.
+    fn rank(&mut self) -> usize {
+        let total = self.cumulative[VOCABULARY - 1];
+        let target = self.rng.gen_range(0.0..total);
+        self.cumulative
+            .partition_point(|c| *c <= target)
+            .min(VOCABULARY - 1)
+    }
+
+    /// The made-up word of a rank: its base-16 digits as syllables, at least two.
+    fn word(rank: usize) -> String {
+        let mut digits = Vec::new();
+        let mut n = rank;
+        loop {
+            digits.push(n % SYLLABLES.len());
+            n /= SYLLABLES.len();
+            if n == 0 && digits.len() >= 2 {
+                break;
+            }
+        }
+        digits.iter().rev().map(|d| SYLLABLES[*d]).collect()
+    }
+
+    fn memory(&mut self, _n: usize) -> String {
         let who = self.pick(NAMES);
         let what = self.pick(ACTIVITIES);
         let place = self.pick(PLACES);
         let feeling = self.pick(FEELINGS);
         let topic = self.pick(TOPICS);
         let day = self.rng.gen_range(1..28);
-        // The counter keeps memories distinct so the near-duplicate check does not skip them.
-        format!("{who} {what} in {place} on day {day} and {feeling}; note {n} mentions the {topic} and item {}.", self.rng.gen_range(0..1_000_000))
+        let ranks: Vec<usize> = (0..WORDS_PER_MEMORY).map(|_| self.rank()).collect();
+        let words: Vec<String> = ranks.iter().map(|r| Self::word(*r)).collect();
+        // Reservoir sampling keeps the query sources a uniform sample of the bank.
+        self.generated += 1;
+        if self.sources.len() < QUERY_SOURCES {
+            self.sources.push(ranks);
+        } else {
+            let slot = self.rng.gen_range(0..self.generated);
+            if slot < QUERY_SOURCES {
+                self.sources[slot] = ranks;
+            }
+        }
+        format!(
+            "{who} {what} in {place} on day {day} and {feeling}; about the {topic}: {}.",
+            words.join(" ")
+        )
     }
 
+    /// A question about a generated memory: its person and topic words, some of them.
     fn query(&mut self) -> String {
         let who = self.pick(NAMES);
-        let topic = self.pick(TOPICS);
         let place = self.pick(PLACES);
-        format!("what did {who} do in {place} about the {topic}")
+        let words = match self.sources.len() {
+            0 => vec![Self::word(self.rank())],
+            n => {
+                let source = self.sources[self.rng.gen_range(0..n)].clone();
+                let take = self.rng.gen_range(2..=4);
+                (0..take)
+                    .map(|_| Self::word(source[self.rng.gen_range(0..source.len())]))
+                    .collect()
+            }
+        };
+        format!("what did {who} say in {place} about {}", words.join(" "))
     }
 }
 
@@ -186,6 +269,8 @@ fn request(bank: &str, text: String, n: usize) -> RetainRequest {
 /// slow recall shows where it went.
 struct RecallTimings {
     total_ms: Vec<f64>,
+    /// The total less the query's embedding, which a hosted model would dominate.
+    without_embed_ms: Vec<f64>,
     by_strategy_ms: BTreeMap<String, Vec<f64>>,
 }
 
@@ -197,6 +282,7 @@ async fn recall_latencies(
 ) -> anyhow::Result<RecallTimings> {
     let mut timings = RecallTimings {
         total_ms: Vec::with_capacity(queries.len()),
+        without_embed_ms: Vec::with_capacity(queries.len()),
         by_strategy_ms: BTreeMap::new(),
     };
     for (i, q) in queries.iter().enumerate() {
@@ -211,7 +297,15 @@ async fn recall_latencies(
                 },
             )
             .await?;
-        timings.total_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let total = t.elapsed().as_secs_f64() * 1000.0;
+        let embed = result
+            .trace
+            .strategy_timings_ms
+            .get("embed")
+            .copied()
+            .unwrap_or(0.0);
+        timings.total_ms.push(total);
+        timings.without_embed_ms.push((total - embed).max(0.0));
         for (strategy, ms) in result.trace.strategy_timings_ms {
             timings.by_strategy_ms.entry(strategy).or_default().push(ms);
         }
@@ -265,21 +359,22 @@ async fn bank_scenario(
     size: usize,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
-    let scratch = ScratchStore::open(loaded, "bench").await?;
-    let result = bank_run(&scratch, embedder, size, args).await;
+    let mut scratch = ScratchStore::open(loaded, "bench").await?;
+    let result = bank_run(&mut scratch, loaded, embedder, size, args).await;
     scratch.drop().await?;
     result
 }
 
 async fn bank_run(
-    scratch: &ScratchStore,
+    scratch: &mut ScratchStore,
+    loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
     size: usize,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
     let engine = Arc::new(Engine::new(
         scratch.store(),
-        embedder,
+        embedder.clone(),
         EngineConfig::default(),
     ));
     let schema = scratch.schema().clone();
@@ -331,14 +426,28 @@ async fn bank_run(
         .collect();
     let queries = Arc::new(queries);
     let rps1 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 1).await?;
-    let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries, 8).await?;
+    let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 8).await?;
+    // A restart: close the store, open it again and serve a first recall (index loads
+    // included), the time a bank of this size takes to come back.
+    drop(engine);
+    let restart = match scratch.reopen(loaded)? {
+        Some(closing) => {
+            let opened = Instant::now();
+            let engine = Engine::new(scratch.store(), embedder, EngineConfig::default());
+            recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries[..1]).await?;
+            json!({"close_ms": round3(closing.as_secs_f64() * 1000.0), "open_to_first_recall_ms": round3(opened.elapsed().as_secs_f64() * 1000.0)})
+        }
+        None => Value::Null,
+    };
     Ok(json!({
         "bank_size": size,
         "retain_batched_per_second": round3(batched),
         "retain_batched_by_bank_size": segments,
         "retain_single_per_second": round3(single),
         "recall_latency_ms": percentiles(timings.total_ms),
+        "recall_latency_without_embed_ms": percentiles(timings.without_embed_ms),
         "recall_strategy_ms": strategies,
+        "restart": restart,
         "recalls_per_second": {"concurrency_1": round3(rps1), "concurrency_8": round3(rps8)},
         "peak_rss_mib": round3(peak_rss_mib()),
     }))
@@ -674,6 +783,20 @@ pub async fn run(
             "           recall time by strategy, p50/p99 ms (embed overlaps keyword and recency): {}",
             parts.join("  ")
         );
+        let bare = &b["recall_latency_without_embed_ms"];
+        println!(
+            "           recall without the query embedding: p50 {:.2} ms p99 {:.2} ms",
+            bare["p50"].as_f64().unwrap_or(0.0),
+            bare["p99"].as_f64().unwrap_or(0.0)
+        );
+        if let Some(restart) = b["restart"].as_object() {
+            println!(
+                "           restart: close {:.0} ms, open to first recall {:.0} ms; peak RSS so far {:.1} MiB",
+                restart["close_ms"].as_f64().unwrap_or(0.0),
+                restart["open_to_first_recall_ms"].as_f64().unwrap_or(0.0),
+                b["peak_rss_mib"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     if let Some(t) = &tenants {
         let l = &t["recall_latency_ms"];

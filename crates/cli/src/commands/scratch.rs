@@ -58,6 +58,20 @@ impl ScratchStore {
         &self.schema
     }
 
+    /// Closes the embedded store and opens it again over the same directory, as a restart
+    /// would; returns how long closing took (it saves vector index snapshots), or `None` on
+    /// PostgreSQL, where there is nothing to reopen. Handles to the old store must be gone.
+    pub fn reopen(&mut self, loaded: &Loaded) -> anyhow::Result<Option<std::time::Duration>> {
+        let Some(dir) = &self.temporary else {
+            return Ok(None);
+        };
+        // Opening touches no tenant file, so the old store can close after it.
+        let reopened = backend::open_sqlite(loaded, dir.path())?;
+        let closing = std::time::Instant::now();
+        drop(std::mem::replace(&mut self.store, reopened));
+        Ok(Some(closing.elapsed()))
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
