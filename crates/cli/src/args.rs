@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// DATABASE_URL].
     #[arg(long, global = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL streaming replica recall, history and export may read from; repeat for
+    /// several [env: ASTROCYTE_POSTGRES_REPLICA_URLS, comma-separated].
+    #[arg(long = "replica-url", global = true)]
+    pub replica_urls: Vec<String>,
     /// Tenant schema to act in [env: ASTROCYTE_TENANT] [default: public].
     #[arg(long, global = true)]
     pub tenant: Option<String>,
@@ -85,6 +89,10 @@ impl GlobalArgs {
         ]
         .into_iter()
         .filter_map(|(flag, value)| value.clone().map(|v| (flag, v)))
+        // A repeated flag is one list setting, written the way its variable is.
+        .chain(
+            (!self.replica_urls.is_empty()).then(|| ("--replica-url", self.replica_urls.join(","))),
+        )
         .collect()
     }
 }

@@ -11,7 +11,7 @@ use astrocyte_server::config::{
 };
 use astrocyte_server::mcp::{AllowList, McpConfig};
 use astrocyte_server::ServerConfig;
-use astrocyte_store_postgres::PostgresOptions;
+use astrocyte_store_postgres::{PostgresOptions, ReplicaOptions};
 use astrocyte_store_sqlite::SqliteOptions;
 use astrocyte_workers::WorkerConfig;
 
@@ -292,6 +292,11 @@ impl Loaded {
             auto_create_tenants: s.auto_create_tenants,
             role_prefix: s.role_prefix.clone(),
             migration_concurrency: s.postgres_migration_concurrency,
+            replicas: ReplicaOptions {
+                urls: s.postgres_replica_urls.clone(),
+                max_lag: Duration::from_millis(s.postgres_replica_max_lag_ms),
+                wait: Duration::from_millis(s.postgres_replica_wait_ms),
+            },
         }
     }
 

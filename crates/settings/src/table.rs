@@ -188,6 +188,12 @@ settings! {
     role_prefix: String = postgres().role_prefix, yaml "postgres.role_prefix", env ["ASTROCYTE_ROLE_PREFIX"], example "astro_prod_";
     /// PostgreSQL: tenants migrated at once by `migrate --all-tenants`.
     postgres_migration_concurrency: usize = postgres().migration_concurrency, yaml "postgres.migration_concurrency", env ["ASTROCYTE_POSTGRES_MIGRATION_CONCURRENCY"], example "8";
+    /// PostgreSQL: streaming replicas (hot standbys of the primary) that recall, history and export may read from; see docs/scaling.md.
+    postgres_replica_urls: Vec<String> = postgres().replicas.urls, yaml "postgres.replica_urls", env ["ASTROCYTE_POSTGRES_REPLICA_URLS"], flag "--replica-url", secret true, example "postgres://astrocyte@replica1:5432/astrocyte";
+    /// PostgreSQL: a replica further behind the primary than this many milliseconds is not read from.
+    postgres_replica_max_lag_ms: u64 = millis(postgres().replicas.max_lag), yaml "postgres.replica_max_lag_ms", env ["ASTROCYTE_POSTGRES_REPLICA_MAX_LAG_MS"], example "250";
+    /// PostgreSQL: how long a read after the tenant's own write waits for a replica to replay it before reading from the primary, in milliseconds.
+    postgres_replica_wait_ms: u64 = millis(postgres().replicas.wait), yaml "postgres.replica_wait_ms", env ["ASTROCYTE_POSTGRES_REPLICA_WAIT_MS"], example "10";
 
     ["Serving"]
     /// Address `serve` binds.

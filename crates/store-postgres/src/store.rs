@@ -17,13 +17,14 @@ use tokio_postgres::NoTls;
 use tracing::{info, instrument};
 
 use crate::directory::{self, AdminOutcome, OrphanRole, RolePrune, TenantRecord};
-use crate::error::PgError;
+use crate::error::{PgError, PgResult};
 use crate::keys::PgKeyDirectory;
 use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
 };
 use crate::names::{validate_role_prefix, DatabaseTag, RoleName, VectorSql};
+use crate::replica::{ReplicaOptions, ReplicaSet, TenantReads};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::tenant::PostgresTenant;
 
@@ -45,6 +46,8 @@ pub struct PostgresOptions {
     pub role_prefix: String,
     /// Tenants migrated at once by [`PostgresStore::migrate_all_tenants`].
     pub migration_concurrency: usize,
+    /// Streaming replicas that recall, the change feed and export may read from.
+    pub replicas: ReplicaOptions,
 }
 
 impl Default for PostgresOptions {
@@ -56,6 +59,7 @@ impl Default for PostgresOptions {
             auto_create_tenants: false,
             role_prefix: "astro_t_".into(),
             migration_concurrency: 4,
+            replicas: ReplicaOptions::default(),
         }
     }
 }
@@ -77,6 +81,8 @@ struct Inner {
     /// Open tenant handles; a handle is checked (exists, migrated) once, then reused.
     handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
     keys: Arc<PgKeyDirectory>,
+    /// Replicas tenant reads may go to, when configured.
+    replicas: Option<Arc<ReplicaSet>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -98,30 +104,16 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| PgError::Config(format!("invalid database url: {error}")))?;
-        if let Some(timeout) = options.statement_timeout {
-            let existing = config.get_options().unwrap_or_default().to_string();
-            config
-                .options(format!("{existing} -c statement_timeout={}", timeout.as_millis()).trim());
-        }
         if config.get_application_name().is_none() {
             config.application_name("astrocyte");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.pool_wait_timeout))
-            .create_timeout(Some(options.pool_wait_timeout))
-            .build()
-            .map_err(PgError::from)?;
+        let pool = build_pool(config.clone(), &options)?;
         let (vector_schema, database) = directory::bootstrap(&pool).await?;
         info!(pgvector_schema = %vector_schema, database_tag = %database, "connected");
+        let replicas = ReplicaSet::start(&pool, &config, options.replicas.clone(), |replica| {
+            build_pool(replica, &options)
+        })
+        .await?;
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 keys: Arc::new(PgKeyDirectory::new(pool.clone())),
@@ -130,6 +122,7 @@ impl PostgresStore {
                 vector: Arc::new(VectorSql::new(vector_schema)),
                 database,
                 handles: Mutex::new(HashMap::new()),
+                replicas,
             }),
         })
     }
@@ -232,7 +225,8 @@ impl PostgresStore {
                 )));
             }
         }
-        let handle = Arc::new(PostgresTenant::new(self.inner.pool.clone(), binding));
+        let reads = TenantReads::open(self.inner.replicas.clone(), &self.inner.pool).await;
+        let handle = Arc::new(PostgresTenant::new(self.inner.pool.clone(), binding, reads));
         let mut handles = self.inner.handles.lock();
         Ok(handles.entry(schema.clone()).or_insert(handle).clone())
     }
@@ -280,6 +274,27 @@ impl PostgresStore {
         );
         Ok(report)
     }
+}
+
+/// A pool on `config` with the store's size, timeouts and statement timeout.
+fn build_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -> PgResult<Pool> {
+    if let Some(timeout) = options.statement_timeout {
+        let existing = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{existing} -c statement_timeout={}", timeout.as_millis()).trim());
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(options.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(options.pool_wait_timeout))
+        .create_timeout(Some(options.pool_wait_timeout))
+        .build()?)
 }
 
 #[async_trait]
