@@ -415,3 +415,40 @@ fn parse_key_value(raw: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected key=value, got {raw:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn repeated_replica_urls_become_one_list_setting() {
+        for args in [
+            [
+                "--replica-url",
+                "postgres://a/db",
+                "--replica-url",
+                "postgres://b/db",
+                "config",
+                "show",
+            ],
+            [
+                "config",
+                "show",
+                "--replica-url",
+                "postgres://a/db",
+                "--replica-url",
+                "postgres://b/db",
+            ],
+        ] {
+            let cli =
+                Cli::try_parse_from(std::iter::once("astrocyte").chain(args)).expect("parses");
+            let flags = cli.global.flags();
+            assert!(
+                flags.contains(&("--replica-url", "postgres://a/db,postgres://b/db".into())),
+                "{args:?}: {flags:?}"
+            );
+        }
+    }
+}
