@@ -131,6 +131,12 @@ pub enum Command {
         /// Migrate every tenant in the directory, one status line each.
         #[arg(long)]
         all_tenants: bool,
+        /// With --all-tenants or --status: only tenants whose schema starts with this.
+        #[arg(long)]
+        tenant_prefix: Option<String>,
+        /// Report each tenant's recorded migration version without migrating anything.
+        #[arg(long, conflicts_with = "all_tenants")]
+        status: bool,
     },
     /// Serve MCP over standard input/output for the tenant given by --tenant.
     Mcp,
@@ -391,17 +397,25 @@ pub struct ChangesArgs {
 /// Tenant administration.
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
-    /// Create a tenant (schema, role and tables).
+    /// Create tenants (schema, role and tables), a few at a time; one status line each.
     Create {
-        /// Schema name.
-        name: String,
+        /// Schema names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Tenants created at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// List tenants.
     List,
-    /// Drop a tenant and all its data.
+    /// Drop tenants and all their data, a few at a time; one status line each.
     Drop {
-        /// Schema name.
-        name: String,
+        /// Schema names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Tenants dropped at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// List orphaned tenant roles: roles this PostgreSQL database created whose tenant is gone.
     Roles,

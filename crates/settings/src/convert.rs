@@ -260,6 +260,9 @@ impl Loaded {
             lease: Duration::from_millis(s.worker_lease_ms),
             base_backoff: Duration::from_millis(s.worker_base_backoff_ms),
             max_backoff: Duration::from_millis(s.worker_max_backoff_ms),
+            concurrency: s.worker_concurrency,
+            idle_poll_max: Duration::from_millis(s.worker_idle_poll_max_ms),
+            idle_polls_per_second: s.worker_idle_polls_per_second,
             ..WorkerConfig::default()
         }
     }

@@ -376,7 +376,7 @@ settings! {
     max_query_chars: usize = engine().limits.max_query_chars, yaml "limits.max_query_chars", env ["ASTROCYTE_MAX_QUERY_CHARS"], example "2000";
 
     ["Background workers"]
-    /// Sleep when a tenant's queue is empty, in milliseconds.
+    /// How often workers look for tenants with due jobs, in milliseconds (also the first wait before re-polling an idle tenant).
     worker_poll_interval_ms: u64 = millis(workers().poll_interval), yaml "workers.poll_interval_ms", env ["ASTROCYTE_WORKER_POLL_INTERVAL_MS"], example "500";
     /// How often workers re-list the tenants, in milliseconds.
     worker_tenant_refresh_ms: u64 = millis(workers().tenant_refresh_interval), yaml "workers.tenant_refresh_ms", env ["ASTROCYTE_WORKER_TENANT_REFRESH_MS"], example "10000";
@@ -386,6 +386,12 @@ settings! {
     worker_base_backoff_ms: u64 = millis(workers().base_backoff), yaml "workers.base_backoff_ms", env ["ASTROCYTE_WORKER_BASE_BACKOFF_MS"], example "2000";
     /// Longest retry delay, in milliseconds.
     worker_max_backoff_ms: u64 = millis(workers().max_backoff), yaml "workers.max_backoff_ms", env ["ASTROCYTE_WORKER_MAX_BACKOFF_MS"], example "600000";
+    /// Worker tasks per process: tenants worked on at once, however many tenants there are.
+    worker_concurrency: usize = workers().concurrency, yaml "workers.concurrency", env ["ASTROCYTE_WORKER_CONCURRENCY"], example "16";
+    /// Embedded store: longest wait between two polls of a tenant with no work, in milliseconds (for jobs another process queued; this process's own are seen at once).
+    worker_idle_poll_max_ms: u64 = millis(workers().idle_poll_max), yaml "workers.idle_poll_max_ms", env ["ASTROCYTE_WORKER_IDLE_POLL_MAX_MS"], example "300000";
+    /// Embedded store: most polls of idle tenants per second, over all tenants.
+    worker_idle_polls_per_second: u32 = workers().idle_polls_per_second, yaml "workers.idle_polls_per_second", env ["ASTROCYTE_WORKER_IDLE_POLLS_PER_SECOND"], example "10";
 
     ["Tracing"]
     /// OTLP/HTTP collector base URL (`/v1/traces` is appended); unset exports nothing.

@@ -186,13 +186,17 @@ impl PostgresStore {
     }
 
     async fn binding(&self, schema: &Schema) -> Result<TenantBinding> {
+        Ok(self.binding_and_version(schema).await?.0)
+    }
+
+    /// The tenant's binding and the migration version its directory row records.
+    async fn binding_and_version(&self, schema: &Schema) -> Result<(TenantBinding, Option<u32>)> {
         let record = directory::lookup(&self.inner.pool, schema)
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenant {schema} does not exist")))?;
-        Ok(TenantBinding::new(
-            record.schema,
-            record.role,
-            self.inner.vector.clone(),
+        Ok((
+            TenantBinding::new(record.schema, record.role, self.inner.vector.clone()),
+            record.migrated_version,
         ))
     }
 
@@ -203,20 +207,22 @@ impl PostgresStore {
         if let Some(handle) = self.inner.handles.lock().get(schema) {
             return Ok(handle.clone());
         }
-        let binding = match self.binding(schema).await {
-            Ok(binding) => binding,
+        let (binding, recorded) = match self.binding_and_version(schema).await {
+            Ok(found) => found,
             Err(Error::NotFound(_)) if self.inner.options.auto_create_tenants => {
                 match self.create_tenant(schema).await {
                     // Another request (or process) created it first: just as good.
                     Ok(()) | Err(Error::Conflict(_)) => {}
                     Err(error) => return Err(error),
                 }
-                self.binding(schema).await?
+                self.binding_and_version(schema).await?
             }
             Err(error) => return Err(error),
         };
-        // A tenant created by an older release is brought up to date before first use.
-        if current_version(&self.inner.pool, &binding).await? < LATEST_MIGRATION {
+        // A tenant created by an older release is brought up to date before first use; one
+        // the directory records as current needs no look at its ledger.
+        let current = recorded.is_some_and(|v| v >= LATEST_MIGRATION);
+        if !current && current_version(&self.inner.pool, &binding).await? < LATEST_MIGRATION {
             if let MigrationStatus::Failed { message, .. } =
                 migrate_tenant(&self.inner.pool, &binding).await
             {
@@ -248,12 +254,24 @@ impl PostgresStore {
     /// Migrates every tenant in the directory (a few at a time) and reports each tenant's
     /// outcome; one tenant failing does not stop the others. Safe to run from several
     /// processes at once and to re-run after a crash.
-    #[instrument(skip_all)]
     pub async fn migrate_all_tenants(&self) -> Result<MigrationReport> {
+        self.migrate_tenants(None).await
+    }
+
+    /// [`PostgresStore::migrate_all_tenants`] over the tenants whose schema starts with
+    /// `prefix` (all with `None`). One directory query finds the tenants behind; those its
+    /// rows record as current are reported without opening their schemas, so a re-run over
+    /// thousands of current tenants takes one query.
+    #[instrument(skip_all)]
+    pub async fn migrate_tenants(&self, prefix: Option<&str>) -> Result<MigrationReport> {
         let records = directory::list(&self.inner.pool).await?;
+        let (current, behind): (Vec<TenantRecord>, Vec<TenantRecord>) = records
+            .into_iter()
+            .filter(|r| prefix.is_none_or(|p| r.schema.as_str().starts_with(p)))
+            .partition(|r| r.migrated_version.is_some_and(|v| v >= LATEST_MIGRATION));
         let pool = &self.inner.pool;
         let vector = &self.inner.vector;
-        let mut tenants: Vec<TenantMigration> = futures::stream::iter(records)
+        let mut tenants: Vec<TenantMigration> = futures::stream::iter(behind)
             .map(|record| async move {
                 let binding =
                     TenantBinding::new(record.schema.clone(), record.role, vector.clone());
@@ -265,6 +283,12 @@ impl PostgresStore {
             .buffer_unordered(self.inner.options.migration_concurrency.max(1))
             .collect()
             .await;
+        tenants.extend(current.into_iter().map(|record| TenantMigration {
+            status: MigrationStatus::AlreadyCurrent {
+                version: record.migrated_version.unwrap_or(LATEST_MIGRATION),
+            },
+            schema: record.schema,
+        }));
         tenants.sort_by(|a, b| a.schema.cmp(&b.schema));
         let report = MigrationReport { tenants };
         info!(
@@ -307,6 +331,16 @@ impl Store for PostgresStore {
         Ok(self.open_tenant(schema).await?)
     }
 
+    async fn existing_tenant(&self, schema: &Schema) -> Result<Option<Arc<dyn TenantStore>>> {
+        check_bound(schema)?;
+        let known = self.inner.handles.lock().contains_key(schema);
+        // Looked up first so that auto-creation never brings back a dropped tenant.
+        if !known && directory::lookup(&self.inner.pool, schema).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.open_tenant(schema).await?))
+    }
+
     #[instrument(skip_all, fields(tenant = %schema))]
     async fn create_tenant(&self, schema: &Schema) -> Result<()> {
         let role = self.role_for(schema)?;
@@ -344,6 +378,12 @@ impl Store for PostgresStore {
 
     fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
         Some(self.inner.keys.clone())
+    }
+
+    fn job_signals(&self) -> Option<Arc<dyn astrocyte_core::jobs::JobSignals>> {
+        Some(Arc::new(crate::jobs::PgJobSignals::new(
+            self.inner.pool.clone(),
+        )))
     }
 
     async fn health(&self) -> Result<()> {

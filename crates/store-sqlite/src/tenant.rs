@@ -30,6 +30,7 @@ use crate::jobs::SqliteJobQueue;
 use crate::rows::{
     encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
 };
+use crate::signals::LocalSignals;
 use crate::vectors::{BankIndex, BankSlot};
 
 impl TenantInner {
@@ -710,6 +711,8 @@ fn check_space(stored: &EmbeddingSpace, wanted: &EmbeddingSpace) -> StoreResult<
 /// The [`TenantStore`] handle handed out by [`crate::SqliteStore::tenant`].
 pub(crate) struct SqliteTenant {
     pub(crate) inner: Arc<TenantInner>,
+    /// The store's job signals, raised when this tenant enqueues.
+    pub(crate) signals: Arc<LocalSignals>,
 }
 
 impl SqliteTenant {
@@ -931,7 +934,10 @@ impl TenantStore for SqliteTenant {
     }
 
     fn jobs(&self) -> Option<Arc<dyn astrocyte_core::jobs::JobQueue>> {
-        Some(Arc::new(SqliteJobQueue::new(Arc::clone(&self.inner))))
+        Some(Arc::new(SqliteJobQueue::new(
+            Arc::clone(&self.inner),
+            Arc::clone(&self.signals),
+        )))
     }
 }
 
