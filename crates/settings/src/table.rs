@@ -188,6 +188,12 @@ settings! {
     role_prefix: String = postgres().role_prefix, yaml "postgres.role_prefix", env ["ASTROCYTE_ROLE_PREFIX"], example "astro_prod_";
     /// PostgreSQL: tenants migrated at once by `migrate --all-tenants`.
     postgres_migration_concurrency: usize = postgres().migration_concurrency, yaml "postgres.migration_concurrency", env ["ASTROCYTE_POSTGRES_MIGRATION_CONCURRENCY"], example "8";
+    /// PostgreSQL: pgvector HNSW `m` (links per node, 2 to 100) of the vector indexes built from now on; a tenant's index is built once, when its first vectors arrive, and keeps the parameters it was built with.
+    postgres_hnsw_m: usize = postgres().hnsw_m, yaml "postgres.hnsw_m", env ["ASTROCYTE_POSTGRES_HNSW_M"], example "24";
+    /// PostgreSQL: pgvector HNSW `ef_construction` (candidate list while inserting, 4 to 1000 and at least twice `hnsw_m`) of the vector indexes built from now on; same rule as `hnsw_m`.
+    postgres_hnsw_ef_construction: usize = postgres().hnsw_ef_construction, yaml "postgres.hnsw_ef_construction", env ["ASTROCYTE_POSTGRES_HNSW_EF_CONSTRUCTION"], example "100";
+    /// PostgreSQL: pgvector `hnsw.ef_search` (1 to 1000), the least candidate list of every vector index scan (recall and the near-duplicate check; a recall fetching more raises it); applies at once to every tenant.
+    postgres_hnsw_ef_search: usize = postgres().hnsw_ef_search, yaml "postgres.hnsw_ef_search", env ["ASTROCYTE_POSTGRES_HNSW_EF_SEARCH"], example "80";
 
     ["Serving"]
     /// Address `serve` binds.
