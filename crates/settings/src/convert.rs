@@ -300,6 +300,9 @@ impl Loaded {
                 max_lag: Duration::from_millis(s.postgres_replica_max_lag_ms),
                 wait: Duration::from_millis(s.postgres_replica_wait_ms),
             },
+            hnsw_m: s.postgres_hnsw_m,
+            hnsw_ef_construction: s.postgres_hnsw_ef_construction,
+            hnsw_ef_search: s.postgres_hnsw_ef_search,
         }
     }
 
@@ -434,6 +437,38 @@ mod tests {
         assert!(
             error.0.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn hnsw_settings_reach_the_postgres_options() {
+        let defaults = with(&[], "").postgres_options();
+        let store_defaults = astrocyte_store_postgres::PostgresOptions::default();
+        assert_eq!(
+            (
+                defaults.hnsw_m,
+                defaults.hnsw_ef_construction,
+                defaults.hnsw_ef_search
+            ),
+            (
+                store_defaults.hnsw_m,
+                store_defaults.hnsw_ef_construction,
+                store_defaults.hnsw_ef_search
+            )
+        );
+        // YAML sets two, the environment overrides one of them.
+        let options = with(
+            &[("ASTROCYTE_POSTGRES_HNSW_EF_SEARCH", "55")],
+            "postgres:\n  hnsw_m: 12\n  hnsw_ef_construction: 48\n  hnsw_ef_search: 20\n",
+        )
+        .postgres_options();
+        assert_eq!(
+            (
+                options.hnsw_m,
+                options.hnsw_ef_construction,
+                options.hnsw_ef_search
+            ),
+            (12, 48, 55)
         );
     }
 

@@ -194,6 +194,12 @@ settings! {
     postgres_replica_max_lag_ms: u64 = millis(postgres().replicas.max_lag), yaml "postgres.replica_max_lag_ms", env ["ASTROCYTE_POSTGRES_REPLICA_MAX_LAG_MS"], example "250";
     /// PostgreSQL: how long a read after the tenant's own write waits for a replica to replay it before reading from the primary, in milliseconds.
     postgres_replica_wait_ms: u64 = millis(postgres().replicas.wait), yaml "postgres.replica_wait_ms", env ["ASTROCYTE_POSTGRES_REPLICA_WAIT_MS"], example "10";
+    /// PostgreSQL: pgvector HNSW `m` (links per node, 2 to 100) of the vector indexes built from now on; a tenant's index is built once, when its first vectors arrive, and keeps the parameters it was built with.
+    postgres_hnsw_m: usize = postgres().hnsw_m, yaml "postgres.hnsw_m", env ["ASTROCYTE_POSTGRES_HNSW_M"], example "24";
+    /// PostgreSQL: pgvector HNSW `ef_construction` (candidate list while inserting, 4 to 1000 and at least twice `hnsw_m`) of the vector indexes built from now on; same rule as `hnsw_m`.
+    postgres_hnsw_ef_construction: usize = postgres().hnsw_ef_construction, yaml "postgres.hnsw_ef_construction", env ["ASTROCYTE_POSTGRES_HNSW_EF_CONSTRUCTION"], example "100";
+    /// PostgreSQL: pgvector `hnsw.ef_search` (1 to 1000), the least candidate list of every vector index scan (recall and the near-duplicate check; a recall fetching more raises it); applies at once to every tenant.
+    postgres_hnsw_ef_search: usize = postgres().hnsw_ef_search, yaml "postgres.hnsw_ef_search", env ["ASTROCYTE_POSTGRES_HNSW_EF_SEARCH"], example "80";
 
     ["Serving"]
     /// Address `serve` binds.

@@ -23,7 +23,7 @@ use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
 };
-use crate::names::{validate_role_prefix, DatabaseTag, RoleName, VectorSql};
+use crate::names::{validate_role_prefix, DatabaseTag, HnswParams, RoleName, VectorSql};
 use crate::replica::{ReplicaOptions, ReplicaSet, TenantReads};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::tenant::PostgresTenant;
@@ -48,6 +48,15 @@ pub struct PostgresOptions {
     pub migration_concurrency: usize,
     /// Streaming replicas that recall, the change feed and export may read from.
     pub replicas: ReplicaOptions,
+    /// pgvector HNSW `m` (links per node) of the indexes this store builds. An index is built
+    /// once per tenant, when its vector dimension is fixed: a change applies to tenants whose
+    /// index is built afterwards, existing ones keep theirs.
+    pub hnsw_m: usize,
+    /// pgvector HNSW `ef_construction` of the indexes this store builds (same rule as `m`).
+    pub hnsw_ef_construction: usize,
+    /// pgvector `hnsw.ef_search`: the least candidate list of every HNSW scan (a search
+    /// fetching more raises it to its fetch); applies at once to every tenant.
+    pub hnsw_ef_search: usize,
 }
 
 impl Default for PostgresOptions {
@@ -60,7 +69,44 @@ impl Default for PostgresOptions {
             role_prefix: "astro_t_".into(),
             migration_concurrency: 4,
             replicas: ReplicaOptions::default(),
+            hnsw_m: HNSW_DEFAULT_M,
+            hnsw_ef_construction: HNSW_DEFAULT_EF_CONSTRUCTION,
+            hnsw_ef_search: HNSW_DEFAULT_EF_SEARCH,
         }
+    }
+}
+
+const HNSW_DEFAULT_M: usize = 16;
+const HNSW_DEFAULT_EF_CONSTRUCTION: usize = 64;
+const HNSW_DEFAULT_EF_SEARCH: usize = 40;
+
+impl PostgresOptions {
+    /// The HNSW parameters, checked against pgvector's bounds so a bad value fails at
+    /// start-up, not at a tenant's first insert.
+    fn hnsw(&self) -> Result<HnswParams> {
+        let (m, ef_construction, ef_search) =
+            (self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search);
+        if !(2..=100).contains(&m) {
+            return Err(Error::invalid(format!(
+                "HNSW m must be between 2 and 100, got {m}"
+            )));
+        }
+        if !(4..=1000).contains(&ef_construction) || ef_construction < 2 * m {
+            return Err(Error::invalid(format!(
+                "HNSW ef_construction must be between 4 and 1000 and at least 2 x m ({}), got {ef_construction}",
+                2 * m
+            )));
+        }
+        if !(1..=1000).contains(&ef_search) {
+            return Err(Error::invalid(format!(
+                "HNSW ef_search must be between 1 and 1000, got {ef_search}"
+            )));
+        }
+        Ok(HnswParams {
+            m,
+            ef_construction,
+            ef_search,
+        })
     }
 }
 
@@ -100,6 +146,7 @@ impl PostgresStore {
     #[instrument(skip_all)]
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
         validate_role_prefix(&options.role_prefix)?;
+        let hnsw = options.hnsw()?;
         check_migrations()?;
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -119,7 +166,7 @@ impl PostgresStore {
                 keys: Arc::new(PgKeyDirectory::new(pool.clone())),
                 pool,
                 options,
-                vector: Arc::new(VectorSql::new(vector_schema)),
+                vector: Arc::new(VectorSql::new(vector_schema, hnsw)),
                 database,
                 handles: Mutex::new(HashMap::new()),
                 replicas,

@@ -161,8 +161,9 @@ impl PostgresTenant {
         );
         if dimension <= HNSW_MAX_DIMENSION {
             ddl.push_str(&format!(
-                "CREATE INDEX {HNSW_INDEX} ON {table} USING hnsw (embedding {ops})",
-                ops = vector.cosine_ops
+                "CREATE INDEX {HNSW_INDEX} ON {table} USING hnsw (embedding {ops}) {with}",
+                ops = vector.cosine_ops,
+                with = vector.hnsw_with()
             ));
         }
         transaction.batch(&ddl).await?;
@@ -592,7 +593,7 @@ impl TenantStore for PostgresTenant {
         // statistics say: every path that is not an ordered index scan is switched off.
         let settings = format!(
             "{} SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;",
-            search_settings(1)
+            search_settings(1, self.binding.vector.hnsw.ef_search)
         );
         let transaction = self.begin(&settings).await?;
         let rows = transaction.typed_then_commit(&sql, &params).await?;
@@ -621,7 +622,10 @@ impl TenantStore for PostgresTenant {
         let started = Instant::now();
         let rows = self
             .read_rows(
-                &search_settings(request.limit + SEMANTIC_TIE_MARGIN),
+                &search_settings(
+                    request.limit + SEMANTIC_TIE_MARGIN,
+                    self.binding.vector.hnsw.ef_search,
+                ),
                 &sql,
                 &params,
             )

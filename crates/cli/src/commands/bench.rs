@@ -4,13 +4,17 @@
 //! one bank and many tenants. Prints a table or JSON and writes an SVG chart of recall latency
 //! against bank size next to the JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use astrocyte_core::{Embedder, Engine, EngineConfig, RecallRequest, RetainRequest, Schema};
+use astrocyte_core::store::SearchRequest;
+use astrocyte_core::{
+    BankId, EmbedPurpose, Embedder, Engine, EngineConfig, RecallFilter, RecallRequest,
+    RetainRequest, Schema,
+};
 use astrocyte_settings::Loaded;
 use chrono::{TimeZone, Utc};
 use clap::Args;
@@ -279,7 +283,7 @@ async fn bank_run(
 ) -> anyhow::Result<Value> {
     let engine = Arc::new(Engine::new(
         scratch.store(),
-        embedder,
+        embedder.clone(),
         EngineConfig::default(),
     ));
     let schema = scratch.schema().clone();
@@ -329,6 +333,8 @@ async fn bank_run(
         .into_iter()
         .map(|(name, samples)| (name, percentiles(samples)))
         .collect();
+    let semantic_recall =
+        semantic_recall_at_10(&engine, &schema, bank, &embedder, &queries).await?;
     let queries = Arc::new(queries);
     let rps1 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 1).await?;
     let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries, 8).await?;
@@ -340,8 +346,93 @@ async fn bank_run(
         "recall_latency_ms": percentiles(timings.total_ms),
         "recall_strategy_ms": strategies,
         "recalls_per_second": {"concurrency_1": round3(rps1), "concurrency_8": round3(rps8)},
+        "semantic_recall_at_10": round3(semantic_recall),
         "peak_rss_mib": round3(peak_rss_mib()),
     }))
+}
+
+/// Top-k of the recall (ANN) measure.
+const RECALL_K: usize = 10;
+
+/// Recall@10 of the store's vector index against an exact search: each query's top 10 from
+/// the semantic strategy alone, against cosine over every stored vector of the bank (scanned
+/// out and compared here, so no index is involved). A hit counts when its exact similarity
+/// reaches the exact 10th best: ties at the boundary are interchangeable.
+async fn semantic_recall_at_10(
+    engine: &Engine,
+    schema: &Schema,
+    bank: &str,
+    embedder: &Arc<dyn Embedder>,
+    queries: &[String],
+) -> anyhow::Result<f64> {
+    let tenant = engine.tenant(schema).await?;
+    let bank_id = BankId::new(bank)?;
+    let mut stored: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = tenant.scan(&bank_id, after.as_ref(), 5_000, true).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for memory in page {
+            let vector = memory
+                .embedding
+                .context("a scan with embeddings returned a memory without one")?;
+            stored.push((memory.id, unit(vector)));
+        }
+    }
+    if stored.is_empty() || queries.is_empty() {
+        return Ok(0.0);
+    }
+    let position: HashMap<&str, usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.as_str(), i))
+        .collect();
+    let vectors = embedder.embed(queries, EmbedPurpose::Query).await?;
+    let k = RECALL_K.min(stored.len());
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for vector in vectors {
+        let query = unit(vector.clone());
+        let exact: Vec<f32> = stored.iter().map(|(_, v)| dot(&query, v)).collect();
+        let mut best = exact.clone();
+        best.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        // Similarities differ in the last bits between the store's arithmetic and ours.
+        let boundary = best[k - 1] - 1e-5;
+        let response = tenant
+            .search(&SearchRequest {
+                banks: vec![bank_id.clone()],
+                vector: Some(vector),
+                text: None,
+                recency: false,
+                limit: RECALL_K,
+                filter: RecallFilter::default(),
+            })
+            .await?;
+        let hits = response.semantic.map(|s| s.hits).unwrap_or_default();
+        found += hits
+            .iter()
+            .take(k)
+            .filter(|hit| {
+                position
+                    .get(hit.memory.id.as_str())
+                    .is_some_and(|i| exact[*i] >= boundary)
+            })
+            .count();
+        wanted += k;
+    }
+    Ok(found as f64 / wanted as f64)
+}
+
+fn unit(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    vector
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Open file descriptors of this process.
@@ -853,6 +944,10 @@ pub async fn run(
         println!(
             "           recall time by strategy, p50/p99 ms (embed overlaps keyword and recency): {}",
             parts.join("  ")
+        );
+        println!(
+            "           semantic recall@10 of the vector index against exact search: {:.3}",
+            b["semantic_recall_at_10"].as_f64().unwrap_or(0.0)
         );
     }
     if let Some(t) = &tenants {
