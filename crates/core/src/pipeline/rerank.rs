@@ -38,10 +38,11 @@ pub type Row = [f32; FEATURES.len()];
 
 /// Fitted weights, one per feature: `scripts/fit-reranker.py` on the rows of
 /// `astrocyte eval locomo --dump-features` with bge-small-en-v1.5, trained on conversations
-/// 0–4 (whole and turns paths), reported on 5–9: categories 1–4 frac@10 0.741 → 0.792 whole,
-/// 0.733 → 0.786 turns; frac@1 0.36 → 0.43. Longer memories, a fused rank, BM25 relative
-/// to the best, the speaker being the person asked about and rare query words covered count
-/// for; plain word coverage counts against once those are known (common words).
+/// 0–4 (all three paths), reported on 5–9: categories 1–4 frac@10 fused → reranked 0.741 →
+/// 0.804 whole, 0.733 → 0.803 turns, 0.705 → 0.787 document (the first 13 features alone:
+/// 0.792, 0.780, 0.764). Longer memories, a fused rank, the episode the head keeps returning
+/// to, the speaker being the person asked about and rare query words covered count for;
+/// plain word coverage counts against once those are known (common words).
 pub const WEIGHTS: Row = [
     0.152, 0.276, 0.216, 0.117, 0.580, 0.180, -0.315, 0.320, -0.144, 0.295, -0.093, 1.000, 0.000,
     0.707,
