@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// DATABASE_URL].
     #[arg(long, global = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL streaming replica recall, history and export may read from; repeat for
+    /// several [env: ASTROCYTE_POSTGRES_REPLICA_URLS, comma-separated].
+    #[arg(long = "replica-url", global = true)]
+    pub replica_urls: Vec<String>,
     /// Tenant schema to act in [env: ASTROCYTE_TENANT] [default: public].
     #[arg(long, global = true)]
     pub tenant: Option<String>,
@@ -85,6 +89,10 @@ impl GlobalArgs {
         ]
         .into_iter()
         .filter_map(|(flag, value)| value.clone().map(|v| (flag, v)))
+        // A repeated flag is one list setting, written the way its variable is.
+        .chain(
+            (!self.replica_urls.is_empty()).then(|| ("--replica-url", self.replica_urls.join(","))),
+        )
         .collect()
     }
 }
@@ -123,6 +131,12 @@ pub enum Command {
         /// Migrate every tenant in the directory, one status line each.
         #[arg(long)]
         all_tenants: bool,
+        /// With --all-tenants or --status: only tenants whose schema starts with this.
+        #[arg(long)]
+        tenant_prefix: Option<String>,
+        /// Report each tenant's recorded migration version without migrating anything.
+        #[arg(long, conflicts_with = "all_tenants")]
+        status: bool,
     },
     /// Serve MCP over standard input/output for the tenant given by --tenant.
     Mcp,
@@ -383,17 +397,25 @@ pub struct ChangesArgs {
 /// Tenant administration.
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
-    /// Create a tenant (schema, role and tables).
+    /// Create tenants (schema, role and tables), a few at a time; one status line each.
     Create {
-        /// Schema name.
-        name: String,
+        /// Schema names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Tenants created at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// List tenants.
     List,
-    /// Drop a tenant and all its data.
+    /// Drop tenants and all their data, a few at a time; one status line each.
     Drop {
-        /// Schema name.
-        name: String,
+        /// Schema names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Tenants dropped at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// List orphaned tenant roles: roles this PostgreSQL database created whose tenant is gone.
     Roles,
@@ -406,4 +428,41 @@ fn parse_key_value(raw: &str) -> Result<(String, String), String> {
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected key=value, got {raw:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn repeated_replica_urls_become_one_list_setting() {
+        for args in [
+            [
+                "--replica-url",
+                "postgres://a/db",
+                "--replica-url",
+                "postgres://b/db",
+                "config",
+                "show",
+            ],
+            [
+                "config",
+                "show",
+                "--replica-url",
+                "postgres://a/db",
+                "--replica-url",
+                "postgres://b/db",
+            ],
+        ] {
+            let cli =
+                Cli::try_parse_from(std::iter::once("astrocyte").chain(args)).expect("parses");
+            let flags = cli.global.flags();
+            assert!(
+                flags.contains(&("--replica-url", "postgres://a/db,postgres://b/db".into())),
+                "{args:?}: {flags:?}"
+            );
+        }
+    }
 }

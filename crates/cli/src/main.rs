@@ -236,8 +236,17 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
             memory::export(&engine, &schema, args, json).await
         }
         Command::Import(args) => memory::import(&engine().await?, &schema, args, json).await,
-        Command::Migrate { all_tenants } => {
-            commands::tenant::migrate(&loaded, &schema, all_tenants, json).await
+        Command::Migrate {
+            all_tenants,
+            tenant_prefix,
+            status,
+        } => {
+            let scope = commands::tenant::MigrateScope {
+                all_tenants,
+                prefix: tenant_prefix,
+                status_only: status,
+            };
+            commands::tenant::migrate(&loaded, &schema, scope, json).await
         }
         Command::Serve(args) => commands::serve::run(&loaded, args.no_workers).await,
         Command::Mcp => commands::serve::mcp(&loaded, schema).await,

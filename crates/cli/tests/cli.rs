@@ -446,6 +446,40 @@ fn postgres_tenants_memories_and_migrations_from_the_command_line() {
     let migrated = run(&["migrate", "--all-tenants"]);
     assert!(migrated.contains("acme: already current"), "{migrated}");
     assert!(migrated.contains("globex: already current"), "{migrated}");
+    // Many tenants at once, a line each; the fan-out and the status narrowed by prefix.
+    let created = run(&["tenant", "create", "wave_1", "wave_2", "wave_3"]);
+    for name in ["wave_1", "wave_2", "wave_3"] {
+        assert!(created.contains(&format!("{name}: created")), "{created}");
+    }
+    let status = run(&["migrate", "--status", "--tenant-prefix", "wave_"]);
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "wave_1: current (7)",
+            "wave_2: current (7)",
+            "wave_3: current (7)"
+        ]
+    );
+    let migrated = run(&["migrate", "--all-tenants", "--tenant-prefix", "wave_"]);
+    assert_eq!(migrated.lines().count(), 3, "{migrated}");
+    assert!(!migrated.contains("acme"), "{migrated}");
+    let out = astrocyte_pg(&url, &["tenant", "create", "wave_2", "wave_4"]);
+    assert!(
+        !out.status.success(),
+        "an existing tenant fails the command"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("wave_2: failed"), "{printed}");
+    assert!(
+        printed.contains("wave_4: created"),
+        "the others are created all the same"
+    );
+    let dropped = run(&["tenant", "drop", "wave_1", "wave_2", "wave_3", "wave_4"]);
+    assert_eq!(
+        dropped.lines().filter(|l| l.ends_with(": dropped")).count(),
+        4
+    );
     run(&["tenant", "drop", "acme"]);
     let listed = run(&["tenant", "list"]);
     assert!(

@@ -336,6 +336,43 @@ pub trait JobQueue: Send + Sync {
 
     /// How many jobs wait, run, and are dead-lettered.
     async fn counts(&self) -> Result<JobCounts>;
+
+    /// When a claim could next find work: the earliest queued job's `run_at` or running
+    /// job's lease end; `None` when nothing is queued or running.
+    async fn next_due(&self) -> Result<Option<Timestamp>>;
+}
+
+/// A tenant that may have a job due, with the version of its signal (see [`JobSignals`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTenant {
+    /// The tenant.
+    pub schema: crate::Schema,
+    /// The signal's version when read; [`JobSignals::settle`] only applies to this version.
+    pub version: u64,
+}
+
+/// Which tenants have work, kept beside the queues so workers need not poll every tenant.
+/// Enqueueing raises a tenant's signal (and its version) in the same step as the job; a worker
+/// that found nothing more to claim settles it to the tenant's next due time. A settle is
+/// conditional on the version it read, so a job enqueued meanwhile is never hidden.
+#[async_trait]
+pub trait JobSignals: Send + Sync {
+    /// Tenants whose signal is due by `now`, earliest first, at most `limit`.
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTenant>>;
+
+    /// Records the tenant's next due time after a visit. With `version`, replaces the signal
+    /// (`None` clears it) unless it changed since; without (a visit not prompted by the signal),
+    /// only brings it earlier.
+    async fn settle(
+        &self,
+        schema: &crate::Schema,
+        version: Option<u64>,
+        next_due: Option<Timestamp>,
+    ) -> Result<()>;
+
+    /// Whether every enqueue into this store, from any process, raises a signal. When false
+    /// (signals seen by this process only), workers also poll idle tenants now and then.
+    fn shared(&self) -> bool;
 }
 
 /// The size of a queue by state (finished jobs are not counted).

@@ -79,6 +79,10 @@ pub trait Store: Send + Sync {
     /// create it here; others answer `NotFound` for an unknown tenant.
     async fn tenant(&self, schema: &Schema) -> Result<Arc<dyn TenantStore>>;
 
+    /// A handle on the tenant if it exists, never creating it (background work must not bring
+    /// back a tenant dropped meanwhile).
+    async fn existing_tenant(&self, schema: &Schema) -> Result<Option<Arc<dyn TenantStore>>>;
+
     /// Creates a tenant with all its tables; `Conflict` when it exists.
     async fn create_tenant(&self, schema: &Schema) -> Result<()>;
 
@@ -93,6 +97,11 @@ pub trait Store: Send + Sync {
 
     /// The API-key directory kept beside the tenant directory, when the backend has one.
     fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
+        None
+    }
+
+    /// Which tenants have jobs waiting, when the backend tracks it (workers poll otherwise).
+    fn job_signals(&self) -> Option<Arc<dyn crate::jobs::JobSignals>> {
         None
     }
 }

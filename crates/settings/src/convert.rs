@@ -11,7 +11,7 @@ use astrocyte_server::config::{
 };
 use astrocyte_server::mcp::{AllowList, McpConfig};
 use astrocyte_server::ServerConfig;
-use astrocyte_store_postgres::PostgresOptions;
+use astrocyte_store_postgres::{PostgresOptions, ReplicaOptions};
 use astrocyte_store_sqlite::SqliteOptions;
 use astrocyte_workers::WorkerConfig;
 
@@ -260,6 +260,9 @@ impl Loaded {
             lease: Duration::from_millis(s.worker_lease_ms),
             base_backoff: Duration::from_millis(s.worker_base_backoff_ms),
             max_backoff: Duration::from_millis(s.worker_max_backoff_ms),
+            concurrency: s.worker_concurrency,
+            idle_poll_max: Duration::from_millis(s.worker_idle_poll_max_ms),
+            idle_polls_per_second: s.worker_idle_polls_per_second,
             ..WorkerConfig::default()
         }
     }
@@ -292,6 +295,14 @@ impl Loaded {
             auto_create_tenants: s.auto_create_tenants,
             role_prefix: s.role_prefix.clone(),
             migration_concurrency: s.postgres_migration_concurrency,
+            replicas: ReplicaOptions {
+                urls: s.postgres_replica_urls.clone(),
+                max_lag: Duration::from_millis(s.postgres_replica_max_lag_ms),
+                wait: Duration::from_millis(s.postgres_replica_wait_ms),
+            },
+            hnsw_m: s.postgres_hnsw_m,
+            hnsw_ef_construction: s.postgres_hnsw_ef_construction,
+            hnsw_ef_search: s.postgres_hnsw_ef_search,
         }
     }
 
@@ -426,6 +437,38 @@ mod tests {
         assert!(
             error.0.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn hnsw_settings_reach_the_postgres_options() {
+        let defaults = with(&[], "").postgres_options();
+        let store_defaults = astrocyte_store_postgres::PostgresOptions::default();
+        assert_eq!(
+            (
+                defaults.hnsw_m,
+                defaults.hnsw_ef_construction,
+                defaults.hnsw_ef_search
+            ),
+            (
+                store_defaults.hnsw_m,
+                store_defaults.hnsw_ef_construction,
+                store_defaults.hnsw_ef_search
+            )
+        );
+        // YAML sets two, the environment overrides one of them.
+        let options = with(
+            &[("ASTROCYTE_POSTGRES_HNSW_EF_SEARCH", "55")],
+            "postgres:\n  hnsw_m: 12\n  hnsw_ef_construction: 48\n  hnsw_ef_search: 20\n",
+        )
+        .postgres_options();
+        assert_eq!(
+            (
+                options.hnsw_m,
+                options.hnsw_ef_construction,
+                options.hnsw_ef_search
+            ),
+            (12, 48, 55)
         );
     }
 

@@ -188,6 +188,18 @@ settings! {
     role_prefix: String = postgres().role_prefix, yaml "postgres.role_prefix", env ["ASTROCYTE_ROLE_PREFIX"], example "astro_prod_";
     /// PostgreSQL: tenants migrated at once by `migrate --all-tenants`.
     postgres_migration_concurrency: usize = postgres().migration_concurrency, yaml "postgres.migration_concurrency", env ["ASTROCYTE_POSTGRES_MIGRATION_CONCURRENCY"], example "8";
+    /// PostgreSQL: streaming replicas (hot standbys of the primary) that recall, history and export may read from; see docs/scaling.md.
+    postgres_replica_urls: Vec<String> = postgres().replicas.urls, yaml "postgres.replica_urls", env ["ASTROCYTE_POSTGRES_REPLICA_URLS"], flag "--replica-url", secret true, example "postgres://astrocyte@replica1:5432/astrocyte";
+    /// PostgreSQL: a replica further behind the primary than this many milliseconds is not read from.
+    postgres_replica_max_lag_ms: u64 = millis(postgres().replicas.max_lag), yaml "postgres.replica_max_lag_ms", env ["ASTROCYTE_POSTGRES_REPLICA_MAX_LAG_MS"], example "250";
+    /// PostgreSQL: how long a read after the tenant's own write waits for a replica to replay it before reading from the primary, in milliseconds.
+    postgres_replica_wait_ms: u64 = millis(postgres().replicas.wait), yaml "postgres.replica_wait_ms", env ["ASTROCYTE_POSTGRES_REPLICA_WAIT_MS"], example "10";
+    /// PostgreSQL: pgvector HNSW `m` (links per node, 2 to 100) of the vector indexes built from now on; a tenant's index is built once, when its first vectors arrive, and keeps the parameters it was built with.
+    postgres_hnsw_m: usize = postgres().hnsw_m, yaml "postgres.hnsw_m", env ["ASTROCYTE_POSTGRES_HNSW_M"], example "24";
+    /// PostgreSQL: pgvector HNSW `ef_construction` (candidate list while inserting, 4 to 1000 and at least twice `hnsw_m`) of the vector indexes built from now on; same rule as `hnsw_m`.
+    postgres_hnsw_ef_construction: usize = postgres().hnsw_ef_construction, yaml "postgres.hnsw_ef_construction", env ["ASTROCYTE_POSTGRES_HNSW_EF_CONSTRUCTION"], example "100";
+    /// PostgreSQL: pgvector `hnsw.ef_search` (1 to 1000), the least candidate list of every vector index scan (recall and the near-duplicate check; a recall fetching more raises it); applies at once to every tenant.
+    postgres_hnsw_ef_search: usize = postgres().hnsw_ef_search, yaml "postgres.hnsw_ef_search", env ["ASTROCYTE_POSTGRES_HNSW_EF_SEARCH"], example "80";
 
     ["Serving"]
     /// Address `serve` binds.
@@ -370,7 +382,7 @@ settings! {
     max_query_chars: usize = engine().limits.max_query_chars, yaml "limits.max_query_chars", env ["ASTROCYTE_MAX_QUERY_CHARS"], example "2000";
 
     ["Background workers"]
-    /// Sleep when a tenant's queue is empty, in milliseconds.
+    /// How often workers look for tenants with due jobs, in milliseconds (also the first wait before re-polling an idle tenant).
     worker_poll_interval_ms: u64 = millis(workers().poll_interval), yaml "workers.poll_interval_ms", env ["ASTROCYTE_WORKER_POLL_INTERVAL_MS"], example "500";
     /// How often workers re-list the tenants, in milliseconds.
     worker_tenant_refresh_ms: u64 = millis(workers().tenant_refresh_interval), yaml "workers.tenant_refresh_ms", env ["ASTROCYTE_WORKER_TENANT_REFRESH_MS"], example "10000";
@@ -380,6 +392,12 @@ settings! {
     worker_base_backoff_ms: u64 = millis(workers().base_backoff), yaml "workers.base_backoff_ms", env ["ASTROCYTE_WORKER_BASE_BACKOFF_MS"], example "2000";
     /// Longest retry delay, in milliseconds.
     worker_max_backoff_ms: u64 = millis(workers().max_backoff), yaml "workers.max_backoff_ms", env ["ASTROCYTE_WORKER_MAX_BACKOFF_MS"], example "600000";
+    /// Worker tasks per process: tenants worked on at once, however many tenants there are.
+    worker_concurrency: usize = workers().concurrency, yaml "workers.concurrency", env ["ASTROCYTE_WORKER_CONCURRENCY"], example "16";
+    /// Embedded store: longest wait between two polls of a tenant with no work, in milliseconds (for jobs another process queued; this process's own are seen at once).
+    worker_idle_poll_max_ms: u64 = millis(workers().idle_poll_max), yaml "workers.idle_poll_max_ms", env ["ASTROCYTE_WORKER_IDLE_POLL_MAX_MS"], example "300000";
+    /// Embedded store: most polls of idle tenants per second, over all tenants.
+    worker_idle_polls_per_second: u32 = workers().idle_polls_per_second, yaml "workers.idle_polls_per_second", env ["ASTROCYTE_WORKER_IDLE_POLLS_PER_SECOND"], example "10";
 
     ["Tracing"]
     /// OTLP/HTTP collector base URL (`/v1/traces` is appended); unset exports nothing.

@@ -110,6 +110,9 @@ fn fingerprint(loaded: &Loaded) -> String {
                 w.lease,
                 w.base_backoff,
                 w.max_backoff,
+                w.concurrency,
+                w.idle_poll_max,
+                w.idle_polls_per_second,
             )
         },
         loaded.sqlite_options(),

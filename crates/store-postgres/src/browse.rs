@@ -141,6 +141,7 @@ impl PostgresTenant {
             .await?
             .typed_then_commit(&sql, &params)
             .await?;
+        self.wrote().await;
         rows.first()
             .map(|row| Ok(memory_from_row(row, false)?))
             .transpose()
@@ -183,11 +184,9 @@ impl PostgresTenant {
         );
         let started = tokio::time::Instant::now();
         loop {
-            let rows = self
-                .begin("")
-                .await?
-                .typed_then_commit(&sql, &params)
-                .await?;
+            // The feed may come from a replica: its snapshot's horizon is as safe as the
+            // primary's, since a standby counts every transaction it has not seen end as running.
+            let rows = self.read_rows("", &sql, &params).await?;
             let mut changes = Vec::with_capacity(rows.len());
             let mut unsettled = false;
             for row in &rows {

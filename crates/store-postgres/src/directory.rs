@@ -11,7 +11,7 @@ use tokio_postgres::types::Type;
 use tracing::{info, instrument};
 
 use crate::error::{PgError, PgResult};
-use crate::migrate::{apply_in, MIGRATIONS};
+use crate::migrate::{apply_in, LATEST_MIGRATION, MIGRATIONS};
 use crate::names::{
     is_tagged_role, quoted_schema, DatabaseTag, RoleName, VectorSql, DIRECTORY_TABLE, KEYS_TABLE,
     LOCK_BOOTSTRAP, LOCK_TENANT,
@@ -33,12 +33,21 @@ pub struct TenantRecord {
     /// Lifecycle state; `active` for every tenant a reader can see, since creation and drop
     /// are single transactions.
     pub state: String,
+    /// The migration version its ledger reached when last migrated here; `None` when not
+    /// recorded (created by an older release), so only its ledger tells.
+    pub migrated_version: Option<u32>,
 }
 
 /// The directory's fully qualified name.
 pub(crate) fn directory_table() -> String {
     fq_table(&Schema::public(), DIRECTORY_TABLE)
         .expect("the directory table name is a valid identifier")
+}
+
+/// The job signal table's fully qualified name: per tenant, when a job may next be due.
+pub(crate) fn signals_table() -> String {
+    fq_table(&Schema::public(), "astrocyte_job_signals")
+        .expect("the job signal table name is a valid identifier")
 }
 
 /// The API-key table's fully qualified name.
@@ -61,6 +70,7 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
         .await?;
     let directory = directory_table();
     let keys = keys_table();
+    let signals = signals_table();
     // The directory and the key table are readable by no tenant role: REVOKE from PUBLIC
     // (owner-only access) means a tenant query that strays into `public` cannot list or alter
     // other tenants or read key hashes. Keys reference their tenant's directory row, so
@@ -83,9 +93,27 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
                created_at timestamptz NOT NULL, \
                revoked_at timestamptz); \
              CREATE INDEX IF NOT EXISTS astrocyte_api_keys_schema ON {keys} (schema, key_id); \
-             REVOKE ALL ON TABLE {keys} FROM PUBLIC"
+             REVOKE ALL ON TABLE {keys} FROM PUBLIC; \
+             DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+               WHERE attrelid = '{directory}'::regclass AND attname = 'migrated_version' \
+               AND NOT attisdropped) THEN \
+               ALTER TABLE {directory} ADD COLUMN migrated_version integer; END IF; END $$; \
+             CREATE TABLE IF NOT EXISTS {signals} (\
+               schema text COLLATE \"C\" PRIMARY KEY REFERENCES {directory} (schema) ON DELETE CASCADE, \
+               due_at timestamptz, \
+               version bigint NOT NULL DEFAULT 1); \
+             CREATE INDEX IF NOT EXISTS astrocyte_job_signals_due ON {signals} (due_at) \
+               WHERE due_at IS NOT NULL; \
+             REVOKE ALL ON TABLE {signals} FROM PUBLIC; \
+             INSERT INTO {signals} (schema, due_at) \
+               SELECT t.schema, '-infinity' FROM {directory} t \
+               WHERE NOT EXISTS (SELECT 1 FROM {signals} s WHERE s.schema = t.schema) \
+             ON CONFLICT DO NOTHING"
         ))
         .await?;
+    // The column is added only when missing: ALTER TABLE would lock the directory against
+    // every reader on each connect. The INSERT above: a tenant without a signal row was created by an older release, whose
+    // queue may hold jobs; it is visited once and settled like any other.
     let rows = transaction
         .query_typed(
             "SELECT n.nspname::text AS schema FROM pg_catalog.pg_extension e \
@@ -122,6 +150,9 @@ fn record_from_row(row: &tokio_postgres::Row) -> PgResult<TenantRecord> {
         role: RoleName::parse(&role)?,
         created_at: row.try_get("created_at")?,
         state: row.try_get("state")?,
+        migrated_version: row
+            .try_get::<_, Option<i32>>("migrated_version")?
+            .map(|v| u32::try_from(v).unwrap_or(0)),
     })
 }
 
@@ -131,7 +162,7 @@ pub(crate) async fn lookup(pool: &Pool, schema: &Schema) -> PgResult<Option<Tena
     let rows = client
         .query_typed(
             &format!(
-                "SELECT name, schema, role, created_at, state FROM {} WHERE schema = $1",
+                "SELECT name, schema, role, created_at, state, migrated_version FROM {} WHERE schema = $1",
                 directory_table()
             ),
             &[(&schema.as_str(), Type::TEXT)],
@@ -146,13 +177,31 @@ pub(crate) async fn list(pool: &Pool) -> PgResult<Vec<TenantRecord>> {
     let rows = client
         .query_typed(
             &format!(
-                "SELECT name, schema, role, created_at, state FROM {} ORDER BY schema",
+                "SELECT name, schema, role, created_at, state, migrated_version FROM {} ORDER BY schema",
                 directory_table()
             ),
             &[],
         )
         .await?;
     rows.iter().map(record_from_row).collect()
+}
+
+/// Records that `schema`'s ledger reached `version`, so a later fan-out skips it without
+/// opening its schema. Never lowers the recorded version.
+pub(crate) async fn record_version(pool: &Pool, schema: &Schema, version: u32) -> PgResult<()> {
+    let client = pool.get().await?;
+    let version = i32::try_from(version).unwrap_or(i32::MAX);
+    client
+        .query_typed(
+            &format!(
+                "UPDATE {} SET migrated_version = $2 WHERE schema = $1 \
+                 AND (migrated_version IS NULL OR migrated_version < $2)",
+                directory_table()
+            ),
+            &[(&schema.as_str(), Type::TEXT), (&version, Type::INT4)],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Why a tenant could not be created or dropped, before mapping into core's error.
@@ -200,10 +249,14 @@ async fn create_in(
     let mut params = Params::default();
     let name = params.push(schema.as_str().to_string(), Type::TEXT);
     let role_param = params.push(role.as_str().to_string(), Type::TEXT);
+    let latest = params.push(LATEST_MIGRATION as i32, Type::INT4);
+    // Every migration runs below in this same transaction, so the version recorded is true
+    // once it commits.
     let inserted = transaction
         .typed(
             &format!(
-                "INSERT INTO {} (name, schema, role) VALUES ({name}, {name}, {role_param}) \
+                "INSERT INTO {} (name, schema, role, migrated_version) \
+                 VALUES ({name}, {name}, {role_param}, {latest}) \
                  ON CONFLICT DO NOTHING RETURNING name",
                 directory_table()
             ),
@@ -213,6 +266,18 @@ async fn create_in(
     if inserted.is_empty() {
         return Ok(AdminOutcome::Exists);
     }
+    // A new tenant has no jobs: its signal row exists, not due.
+    let mut params = Params::default();
+    let name = params.push(schema.as_str().to_string(), Type::TEXT);
+    transaction
+        .typed(
+            &format!(
+                "INSERT INTO {} (schema) VALUES ({name}) ON CONFLICT DO NOTHING",
+                signals_table()
+            ),
+            &params,
+        )
+        .await?;
     if role_exists(transaction, role).await? {
         // Left behind by a tenant of this database whose directory row is gone (or by a
         // dropped database whose OID this one reuses): say how to clear it.

@@ -164,11 +164,8 @@ impl PostgresTenant {
                JOIN {memories} m ON m.bank_id = s.bank_id AND m.id = s.memory_id \
              ORDER BY s.score DESC, m.effective_at DESC, m.id, m.bank_id LIMIT {limit}"
         );
-        let rows = self
-            .begin("")
-            .await?
-            .typed_then_commit(&sql, &params)
-            .await?;
+        // Recall: a replica may answer.
+        let rows = self.read_rows("", &sql, &params).await?;
         let hits = rows
             .iter()
             .map(|row| {

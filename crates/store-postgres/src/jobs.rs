@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use astrocyte_core::jobs::{Job, JobCounts, JobQueue, JobState, NewJob};
+use astrocyte_core::jobs::{DueTenant, Job, JobCounts, JobQueue, JobSignals, JobState, NewJob};
+use astrocyte_core::Schema;
 use astrocyte_core::{Error, Result, Timestamp};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -13,6 +14,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 use tracing::instrument;
 
+use crate::directory::signals_table;
 use crate::error::{PgError, PgResult};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::{to_i64, Params};
@@ -133,6 +135,7 @@ impl PgJobQueue {
             table = self.binding.tables.jobs
         );
         if let Some(job) = one_job(&transaction.typed(&sql, &params).await?)? {
+            self.raise_signal(transaction, job.run_at).await?;
             return Ok(job);
         }
         let key =
@@ -140,6 +143,29 @@ impl PgJobQueue {
         self.by_idempotency_key(transaction, &key)
             .await?
             .ok_or_else(|| Error::Internal(format!("job with idempotency key {key:?} vanished")))
+    }
+
+    /// Raises the tenant's job signal in the enqueue's transaction, so the job and its signal
+    /// commit together. The signal table is the store's, not the tenant's: the statement runs
+    /// as the pool's user (`SET LOCAL ROLE NONE`), after every tenant statement of the
+    /// transaction.
+    async fn raise_signal(
+        &self,
+        transaction: &TenantTransaction,
+        run_at: Timestamp,
+    ) -> PgResult<()> {
+        transaction.batch("SET LOCAL ROLE NONE").await?;
+        let mut params = Params::default();
+        let schema = params.push(self.binding.schema.as_str().to_string(), Type::TEXT);
+        let run_at = params.push(run_at, Type::TIMESTAMPTZ);
+        let sql = format!(
+            "INSERT INTO {signals} AS s (schema, due_at) VALUES ({schema}, {run_at}) \
+             ON CONFLICT (schema) DO UPDATE SET due_at = LEAST(s.due_at, EXCLUDED.due_at), \
+               version = s.version + 1",
+            signals = signals_table()
+        );
+        transaction.typed(&sql, &params).await?;
+        Ok(())
     }
 
     /// Dead-letters jobs whose worker died during their last allowed attempt, so a claim never
@@ -287,6 +313,23 @@ impl JobQueue for PgJobQueue {
             .collect()
     }
 
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        let table = &self.binding.tables.jobs;
+        // Each minimum reads one partial index; LEAST skips the NULL of an empty one.
+        let sql = format!(
+            "SELECT LEAST(\
+               (SELECT min(j.run_at) FROM {table} j WHERE j.state = 'queued'), \
+               (SELECT min(j.lease_until) FROM {table} j WHERE j.state = 'running')) AS at"
+        );
+        let rows = self.run(&sql, &Params::default()).await?;
+        Ok(rows
+            .first()
+            .map(|row| row.try_get::<_, Option<Timestamp>>("at"))
+            .transpose()
+            .map_err(PgError::from)?
+            .flatten())
+    }
+
     async fn counts(&self) -> Result<JobCounts> {
         let sql = format!(
             "SELECT j.state, count(*) AS n FROM {} j \
@@ -300,5 +343,92 @@ impl JobQueue for PgJobQueue {
             counts.add(&state, u64::try_from(count).unwrap_or(0));
         }
         Ok(counts)
+    }
+}
+
+/// The job signals of every tenant of the database, in `public` beside the directory: an
+/// enqueue raises its tenant's row in its own transaction, so every process sees every job.
+#[derive(Debug, Clone)]
+pub(crate) struct PgJobSignals {
+    pool: Pool,
+}
+
+impl PgJobSignals {
+    pub(crate) fn new(pool: Pool) -> Self {
+        PgJobSignals { pool }
+    }
+}
+
+#[async_trait]
+impl JobSignals for PgJobSignals {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTenant>> {
+        let client = self.pool.get().await.map_err(PgError::from)?;
+        let limit = to_i64(limit);
+        let rows = client
+            .query_typed(
+                &format!(
+                    "SELECT s.schema, s.version FROM {} s WHERE s.due_at <= $1 \
+                     ORDER BY s.due_at, s.schema LIMIT $2",
+                    signals_table()
+                ),
+                &[(&now, Type::TIMESTAMPTZ), (&limit, Type::INT8)],
+            )
+            .await
+            .map_err(PgError::from)?;
+        rows.iter()
+            .map(|row| {
+                let schema: String = row.try_get("schema").map_err(PgError::from)?;
+                let version: i64 = row.try_get("version").map_err(PgError::from)?;
+                Ok(DueTenant {
+                    schema: Schema::new(schema)
+                        .map_err(|error| PgError::Decode(error.to_string()))?,
+                    version: u64::try_from(version).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn settle(
+        &self,
+        schema: &Schema,
+        version: Option<u64>,
+        next_due: Option<Timestamp>,
+    ) -> Result<()> {
+        let client = self.pool.get().await.map_err(PgError::from)?;
+        let table = signals_table();
+        match version {
+            Some(version) => {
+                // Only the version read: an enqueue since bumped it, and its signal stands.
+                let version = i64::try_from(version).unwrap_or(i64::MAX);
+                client
+                    .query_typed(
+                        &format!(
+                            "UPDATE {table} SET due_at = $3 WHERE schema = $1 AND version = $2"
+                        ),
+                        &[
+                            (&schema.as_str(), Type::TEXT),
+                            (&version, Type::INT8),
+                            (&next_due, Type::TIMESTAMPTZ),
+                        ],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+            }
+            None => {
+                let Some(at) = next_due else { return Ok(()) };
+                client
+                    .query_typed(
+                        &format!("UPDATE {table} SET due_at = LEAST(due_at, $2) WHERE schema = $1"),
+                        &[(&schema.as_str(), Type::TEXT), (&at, Type::TIMESTAMPTZ)],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }

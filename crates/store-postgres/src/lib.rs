@@ -8,6 +8,11 @@
 //! meta table. A later space with another model or dimension is a `DimensionMismatch`;
 //! `replace_embeddings` may switch the model, and the dimension only while the tenant holds no
 //! memory (`Unsupported` otherwise).
+//!
+//! HNSW parameters: the index is built with [`PostgresOptions`]' `hnsw_m` and
+//! `hnsw_ef_construction` when the dimension is fixed, so a tenant keeps the parameters its
+//! index was built with (a dimension change on an empty tenant rebuilds it with the current
+//! ones); `hnsw_ef_search` is set on every scan and so applies at once.
 #![deny(missing_docs)]
 
 mod analyze;
@@ -19,6 +24,7 @@ mod jobs;
 mod keys;
 mod migrate;
 mod names;
+mod replica;
 mod search;
 mod session;
 mod sql;
@@ -31,6 +37,7 @@ pub use jobs::PgJobQueue;
 pub use keys::PgKeyDirectory;
 pub use migrate::{MigrationReport, MigrationStatus, TenantMigration, LATEST_MIGRATION};
 pub use names::{DatabaseTag, RoleName};
+pub use replica::ReplicaOptions;
 pub use session::TenantTransaction;
 pub use store::{PostgresOptions, PostgresStore};
 pub use tenant::PostgresTenant;

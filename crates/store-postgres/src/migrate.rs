@@ -396,6 +396,7 @@ pub(crate) async fn migrate_tenant(pool: &Pool, binding: &TenantBinding) -> Migr
         }
     };
     if from >= LATEST_MIGRATION {
+        remember(pool, binding, from).await;
         return MigrationStatus::AlreadyCurrent { version: from };
     }
     let mut reached = from;
@@ -413,11 +414,20 @@ pub(crate) async fn migrate_tenant(pool: &Pool, binding: &TenantBinding) -> Migr
             }
         }
     }
+    remember(pool, binding, reached).await;
     if applied_any {
         info!(from, to = reached, "migrated");
         MigrationStatus::Applied { from, to: reached }
     } else {
         MigrationStatus::AlreadyCurrent { version: reached }
+    }
+}
+
+/// Records the version in the directory; a failure only costs the next fan-out a look at
+/// this tenant's ledger.
+async fn remember(pool: &Pool, binding: &TenantBinding, version: u32) {
+    if let Err(error) = crate::directory::record_version(pool, &binding.schema, version).await {
+        warn!(%error, "recording the migrated version failed");
     }
 }
 

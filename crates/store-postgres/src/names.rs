@@ -220,17 +220,36 @@ pub(crate) struct VectorSql {
     pub(crate) cosine_ops: String,
     /// The extension's schema.
     pub(crate) schema: Schema,
+    /// The HNSW parameters of the indexes built and scanned.
+    pub(crate) hnsw: HnswParams,
+}
+
+/// pgvector HNSW parameters, within pgvector's bounds (checked by the store's options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HnswParams {
+    pub(crate) m: usize,
+    pub(crate) ef_construction: usize,
+    pub(crate) ef_search: usize,
 }
 
 impl VectorSql {
-    pub(crate) fn new(schema: Schema) -> Self {
+    pub(crate) fn new(schema: Schema, hnsw: HnswParams) -> Self {
         let quoted = quoted_schema(&schema);
         VectorSql {
             vector: format!("{quoted}.vector"),
             cosine: format!("OPERATOR({quoted}.<=>)"),
             cosine_ops: format!("{quoted}.vector_cosine_ops"),
             schema,
+            hnsw,
         }
+    }
+
+    /// The `WITH (...)` storage parameters of a new HNSW index.
+    pub(crate) fn hnsw_with(&self) -> String {
+        format!(
+            "WITH (m = {}, ef_construction = {})",
+            self.hnsw.m, self.hnsw.ef_construction
+        )
     }
 }
 

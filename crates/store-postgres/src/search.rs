@@ -98,10 +98,11 @@ pub(crate) fn filter_sql(
     }
 }
 
-/// Settings for the search transaction: HNSW iterative scans keep going until enough rows
-/// pass the filter (pgvector >= 0.8), in strict distance order so the LIMIT keeps the best.
-pub(crate) fn search_settings(fetch: usize) -> String {
-    let ef_search = fetch.clamp(40, 1000);
+/// Settings for the search transaction: the candidate list is the configured `ef_search`, or
+/// the fetch when larger (pgvector's cap is 1000); HNSW iterative scans keep going until enough
+/// rows pass the filter (pgvector >= 0.8), in strict distance order so the LIMIT keeps the best.
+pub(crate) fn search_settings(fetch: usize, ef_search: usize) -> String {
+    let ef_search = fetch.max(ef_search).clamp(1, 1000);
     format!("SET LOCAL hnsw.ef_search = {ef_search}; SET LOCAL hnsw.iterative_scan = strict_order;")
 }
 
@@ -216,4 +217,17 @@ pub(crate) fn search_sql(
         ctes = ctes.join(", "),
         union = selects.join(" UNION ALL "),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_settings;
+
+    #[test]
+    fn ef_search_is_the_configured_floor_raised_by_the_fetch_and_capped() {
+        assert!(search_settings(1, 12).contains("hnsw.ef_search = 12;"));
+        assert!(search_settings(26, 12).contains("hnsw.ef_search = 26;"));
+        assert!(search_settings(26, 64).contains("hnsw.ef_search = 64;"));
+        assert!(search_settings(5_000, 40).contains("hnsw.ef_search = 1000;"));
+    }
 }

@@ -91,6 +91,41 @@ impl TenantTransaction {
         Ok(transaction)
     }
 
+    /// Opens a read-only transaction as the tenant's role on a replica, in the same round trip
+    /// asking how far the replica has replayed the primary's WAL (`None`: not in recovery).
+    pub(crate) async fn begin_standby(
+        pool: &Pool,
+        binding: &TenantBinding,
+        settings: &str,
+    ) -> PgResult<(Self, Option<u64>)> {
+        let client = pool.get().await?;
+        let mut transaction = TenantTransaction {
+            client: Some(client),
+            schema: binding.schema.clone(),
+        };
+        // One simple-protocol string: if the role switch fails, the rest is not run.
+        let begin = format!(
+            "BEGIN READ ONLY; {} {settings} SELECT pg_last_wal_replay_lsn()::text",
+            binding.context_sql()
+        );
+        match transaction.raw()?.simple_query(&begin).await {
+            Ok(messages) => Ok((transaction, replay_position(&messages))),
+            Err(error) => {
+                transaction.discard();
+                Err(error.into())
+            }
+        }
+    }
+
+    /// How far the replica this transaction runs on has replayed (`None`: not in recovery).
+    pub(crate) async fn replay_position(&self) -> PgResult<Option<u64>> {
+        let messages = self
+            .raw()?
+            .simple_query("SELECT pg_last_wal_replay_lsn()::text")
+            .await?;
+        Ok(replay_position(&messages))
+    }
+
     /// Opens a plain transaction as the pool's own user, for tenant administration (creating
     /// the role and schema before switching to the role for the migrations).
     pub(crate) async fn begin_admin(pool: &Pool, schema: &Schema) -> PgResult<Self> {
@@ -228,6 +263,16 @@ impl TenantTransaction {
             drop(Object::take(client));
         }
     }
+}
+
+/// The replay position a simple query's first row holds, parsed.
+fn replay_position(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<u64> {
+    messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => {
+            row.get(0).and_then(crate::replica::parse_lsn)
+        }
+        _ => None,
+    })
 }
 
 impl Drop for TenantTransaction {

@@ -17,13 +17,14 @@ use tokio_postgres::NoTls;
 use tracing::{info, instrument};
 
 use crate::directory::{self, AdminOutcome, OrphanRole, RolePrune, TenantRecord};
-use crate::error::PgError;
+use crate::error::{PgError, PgResult};
 use crate::keys::PgKeyDirectory;
 use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
 };
-use crate::names::{validate_role_prefix, DatabaseTag, RoleName, VectorSql};
+use crate::names::{validate_role_prefix, DatabaseTag, HnswParams, RoleName, VectorSql};
+use crate::replica::{ReplicaOptions, ReplicaSet, TenantReads};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::tenant::PostgresTenant;
 
@@ -45,6 +46,17 @@ pub struct PostgresOptions {
     pub role_prefix: String,
     /// Tenants migrated at once by [`PostgresStore::migrate_all_tenants`].
     pub migration_concurrency: usize,
+    /// Streaming replicas that recall, the change feed and export may read from.
+    pub replicas: ReplicaOptions,
+    /// pgvector HNSW `m` (links per node) of the indexes this store builds. An index is built
+    /// once per tenant, when its vector dimension is fixed: a change applies to tenants whose
+    /// index is built afterwards, existing ones keep theirs.
+    pub hnsw_m: usize,
+    /// pgvector HNSW `ef_construction` of the indexes this store builds (same rule as `m`).
+    pub hnsw_ef_construction: usize,
+    /// pgvector `hnsw.ef_search`: the least candidate list of every HNSW scan (a search
+    /// fetching more raises it to its fetch); applies at once to every tenant.
+    pub hnsw_ef_search: usize,
 }
 
 impl Default for PostgresOptions {
@@ -56,7 +68,45 @@ impl Default for PostgresOptions {
             auto_create_tenants: false,
             role_prefix: "astro_t_".into(),
             migration_concurrency: 4,
+            replicas: ReplicaOptions::default(),
+            hnsw_m: HNSW_DEFAULT_M,
+            hnsw_ef_construction: HNSW_DEFAULT_EF_CONSTRUCTION,
+            hnsw_ef_search: HNSW_DEFAULT_EF_SEARCH,
         }
+    }
+}
+
+const HNSW_DEFAULT_M: usize = 16;
+const HNSW_DEFAULT_EF_CONSTRUCTION: usize = 64;
+const HNSW_DEFAULT_EF_SEARCH: usize = 40;
+
+impl PostgresOptions {
+    /// The HNSW parameters, checked against pgvector's bounds so a bad value fails at
+    /// start-up, not at a tenant's first insert.
+    fn hnsw(&self) -> Result<HnswParams> {
+        let (m, ef_construction, ef_search) =
+            (self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search);
+        if !(2..=100).contains(&m) {
+            return Err(Error::invalid(format!(
+                "HNSW m must be between 2 and 100, got {m}"
+            )));
+        }
+        if !(4..=1000).contains(&ef_construction) || ef_construction < 2 * m {
+            return Err(Error::invalid(format!(
+                "HNSW ef_construction must be between 4 and 1000 and at least 2 x m ({}), got {ef_construction}",
+                2 * m
+            )));
+        }
+        if !(1..=1000).contains(&ef_search) {
+            return Err(Error::invalid(format!(
+                "HNSW ef_search must be between 1 and 1000, got {ef_search}"
+            )));
+        }
+        Ok(HnswParams {
+            m,
+            ef_construction,
+            ef_search,
+        })
     }
 }
 
@@ -77,6 +127,8 @@ struct Inner {
     /// Open tenant handles; a handle is checked (exists, migrated) once, then reused.
     handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
     keys: Arc<PgKeyDirectory>,
+    /// Replicas tenant reads may go to, when configured.
+    replicas: Option<Arc<ReplicaSet>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -94,42 +146,30 @@ impl PostgresStore {
     #[instrument(skip_all)]
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
         validate_role_prefix(&options.role_prefix)?;
+        let hnsw = options.hnsw()?;
         check_migrations()?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| PgError::Config(format!("invalid database url: {error}")))?;
-        if let Some(timeout) = options.statement_timeout {
-            let existing = config.get_options().unwrap_or_default().to_string();
-            config
-                .options(format!("{existing} -c statement_timeout={}", timeout.as_millis()).trim());
-        }
         if config.get_application_name().is_none() {
             config.application_name("astrocyte");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.pool_wait_timeout))
-            .create_timeout(Some(options.pool_wait_timeout))
-            .build()
-            .map_err(PgError::from)?;
+        let pool = build_pool(config.clone(), &options)?;
         let (vector_schema, database) = directory::bootstrap(&pool).await?;
         info!(pgvector_schema = %vector_schema, database_tag = %database, "connected");
+        let replicas = ReplicaSet::start(&pool, &config, options.replicas.clone(), |replica| {
+            build_pool(replica, &options)
+        })
+        .await?;
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 keys: Arc::new(PgKeyDirectory::new(pool.clone())),
                 pool,
                 options,
-                vector: Arc::new(VectorSql::new(vector_schema)),
+                vector: Arc::new(VectorSql::new(vector_schema, hnsw)),
                 database,
                 handles: Mutex::new(HashMap::new()),
+                replicas,
             }),
         })
     }
@@ -193,13 +233,17 @@ impl PostgresStore {
     }
 
     async fn binding(&self, schema: &Schema) -> Result<TenantBinding> {
+        Ok(self.binding_and_version(schema).await?.0)
+    }
+
+    /// The tenant's binding and the migration version its directory row records.
+    async fn binding_and_version(&self, schema: &Schema) -> Result<(TenantBinding, Option<u32>)> {
         let record = directory::lookup(&self.inner.pool, schema)
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenant {schema} does not exist")))?;
-        Ok(TenantBinding::new(
-            record.schema,
-            record.role,
-            self.inner.vector.clone(),
+        Ok((
+            TenantBinding::new(record.schema, record.role, self.inner.vector.clone()),
+            record.migrated_version,
         ))
     }
 
@@ -210,20 +254,22 @@ impl PostgresStore {
         if let Some(handle) = self.inner.handles.lock().get(schema) {
             return Ok(handle.clone());
         }
-        let binding = match self.binding(schema).await {
-            Ok(binding) => binding,
+        let (binding, recorded) = match self.binding_and_version(schema).await {
+            Ok(found) => found,
             Err(Error::NotFound(_)) if self.inner.options.auto_create_tenants => {
                 match self.create_tenant(schema).await {
                     // Another request (or process) created it first: just as good.
                     Ok(()) | Err(Error::Conflict(_)) => {}
                     Err(error) => return Err(error),
                 }
-                self.binding(schema).await?
+                self.binding_and_version(schema).await?
             }
             Err(error) => return Err(error),
         };
-        // A tenant created by an older release is brought up to date before first use.
-        if current_version(&self.inner.pool, &binding).await? < LATEST_MIGRATION {
+        // A tenant created by an older release is brought up to date before first use; one
+        // the directory records as current needs no look at its ledger.
+        let current = recorded.is_some_and(|v| v >= LATEST_MIGRATION);
+        if !current && current_version(&self.inner.pool, &binding).await? < LATEST_MIGRATION {
             if let MigrationStatus::Failed { message, .. } =
                 migrate_tenant(&self.inner.pool, &binding).await
             {
@@ -232,7 +278,8 @@ impl PostgresStore {
                 )));
             }
         }
-        let handle = Arc::new(PostgresTenant::new(self.inner.pool.clone(), binding));
+        let reads = TenantReads::open(self.inner.replicas.clone(), &self.inner.pool).await;
+        let handle = Arc::new(PostgresTenant::new(self.inner.pool.clone(), binding, reads));
         let mut handles = self.inner.handles.lock();
         Ok(handles.entry(schema.clone()).or_insert(handle).clone())
     }
@@ -254,12 +301,24 @@ impl PostgresStore {
     /// Migrates every tenant in the directory (a few at a time) and reports each tenant's
     /// outcome; one tenant failing does not stop the others. Safe to run from several
     /// processes at once and to re-run after a crash.
-    #[instrument(skip_all)]
     pub async fn migrate_all_tenants(&self) -> Result<MigrationReport> {
+        self.migrate_tenants(None).await
+    }
+
+    /// [`PostgresStore::migrate_all_tenants`] over the tenants whose schema starts with
+    /// `prefix` (all with `None`). One directory query finds the tenants behind; those its
+    /// rows record as current are reported without opening their schemas, so a re-run over
+    /// thousands of current tenants takes one query.
+    #[instrument(skip_all)]
+    pub async fn migrate_tenants(&self, prefix: Option<&str>) -> Result<MigrationReport> {
         let records = directory::list(&self.inner.pool).await?;
+        let (current, behind): (Vec<TenantRecord>, Vec<TenantRecord>) = records
+            .into_iter()
+            .filter(|r| prefix.is_none_or(|p| r.schema.as_str().starts_with(p)))
+            .partition(|r| r.migrated_version.is_some_and(|v| v >= LATEST_MIGRATION));
         let pool = &self.inner.pool;
         let vector = &self.inner.vector;
-        let mut tenants: Vec<TenantMigration> = futures::stream::iter(records)
+        let mut tenants: Vec<TenantMigration> = futures::stream::iter(behind)
             .map(|record| async move {
                 let binding =
                     TenantBinding::new(record.schema.clone(), record.role, vector.clone());
@@ -271,6 +330,12 @@ impl PostgresStore {
             .buffer_unordered(self.inner.options.migration_concurrency.max(1))
             .collect()
             .await;
+        tenants.extend(current.into_iter().map(|record| TenantMigration {
+            status: MigrationStatus::AlreadyCurrent {
+                version: record.migrated_version.unwrap_or(LATEST_MIGRATION),
+            },
+            schema: record.schema,
+        }));
         tenants.sort_by(|a, b| a.schema.cmp(&b.schema));
         let report = MigrationReport { tenants };
         info!(
@@ -282,6 +347,27 @@ impl PostgresStore {
     }
 }
 
+/// A pool on `config` with the store's size, timeouts and statement timeout.
+fn build_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -> PgResult<Pool> {
+    if let Some(timeout) = options.statement_timeout {
+        let existing = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{existing} -c statement_timeout={}", timeout.as_millis()).trim());
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(options.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(options.pool_wait_timeout))
+        .create_timeout(Some(options.pool_wait_timeout))
+        .build()?)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -290,6 +376,16 @@ impl Store for PostgresStore {
 
     async fn tenant(&self, schema: &Schema) -> Result<Arc<dyn TenantStore>> {
         Ok(self.open_tenant(schema).await?)
+    }
+
+    async fn existing_tenant(&self, schema: &Schema) -> Result<Option<Arc<dyn TenantStore>>> {
+        check_bound(schema)?;
+        let known = self.inner.handles.lock().contains_key(schema);
+        // Looked up first so that auto-creation never brings back a dropped tenant.
+        if !known && directory::lookup(&self.inner.pool, schema).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.open_tenant(schema).await?))
     }
 
     #[instrument(skip_all, fields(tenant = %schema))]
@@ -329,6 +425,12 @@ impl Store for PostgresStore {
 
     fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
         Some(self.inner.keys.clone())
+    }
+
+    fn job_signals(&self) -> Option<Arc<dyn astrocyte_core::jobs::JobSignals>> {
+        Some(Arc::new(crate::jobs::PgJobSignals::new(
+            self.inner.pool.clone(),
+        )))
     }
 
     async fn health(&self) -> Result<()> {

@@ -21,6 +21,7 @@ use astrocyte_core::{
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use tokio_postgres::types::Type;
+use tokio_postgres::Row;
 use tracing::instrument;
 
 use crate::analyze::StatisticsRefresh;
@@ -28,6 +29,7 @@ use crate::entities::EntityRows;
 use crate::error::{PgError, PgResult};
 use crate::jobs::PgJobQueue;
 use crate::names::{HNSW_INDEX, LOCK_SPACE};
+use crate::replica::TenantReads;
 use crate::search::{search_settings, search_sql, KEYWORD, RECENCY, SEMANTIC, SEMANTIC_TIE_MARGIN};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::{memory_from_row, to_i64, Params, EMBEDDING_COLUMN, MEMORY_COLUMNS};
@@ -54,6 +56,8 @@ pub struct PostgresTenant {
     statistics: Arc<StatisticsRefresh>,
     /// The tenant's job queue, sharing the pool and binding.
     jobs: Arc<PgJobQueue>,
+    /// Where recall, change-feed and export reads go (replicas, when configured).
+    reads: TenantReads,
 }
 
 /// The embedding space as recorded in the tenant's meta table.
@@ -64,8 +68,9 @@ struct StoredSpace {
 }
 
 impl PostgresTenant {
-    pub(crate) fn new(pool: Pool, binding: TenantBinding) -> Self {
+    pub(crate) fn new(pool: Pool, binding: TenantBinding, reads: TenantReads) -> Self {
         PostgresTenant {
+            reads,
             dimension: AtomicUsize::new(0),
             statistics: Arc::new(StatisticsRefresh::default()),
             jobs: Arc::new(PgJobQueue::new(pool.clone(), binding.clone())),
@@ -86,6 +91,24 @@ impl PostgresTenant {
 
     pub(crate) async fn begin(&self, settings: &str) -> PgResult<TenantTransaction> {
         TenantTransaction::begin(&self.pool, &self.binding, settings).await
+    }
+
+    /// Runs one read-only statement that a replica may serve (`replica`): recall, the change
+    /// feed and export.
+    pub(crate) async fn read_rows(
+        &self,
+        settings: &str,
+        sql: &str,
+        params: &Params,
+    ) -> PgResult<Vec<Row>> {
+        self.reads
+            .rows(&self.pool, &self.binding, settings, sql, params)
+            .await
+    }
+
+    /// Notes a committed write, so this tenant's next reads see it on a replica too.
+    pub(crate) async fn wrote(&self) {
+        self.reads.after_write(&self.pool).await;
     }
 
     /// Serialises space changes for this tenant, then reads the recorded space.
@@ -138,8 +161,9 @@ impl PostgresTenant {
         );
         if dimension <= HNSW_MAX_DIMENSION {
             ddl.push_str(&format!(
-                "CREATE INDEX {HNSW_INDEX} ON {table} USING hnsw (embedding {ops})",
-                ops = vector.cosine_ops
+                "CREATE INDEX {HNSW_INDEX} ON {table} USING hnsw (embedding {ops}) {with}",
+                ops = vector.cosine_ops,
+                with = vector.hnsw_with()
             ));
         }
         transaction.batch(&ddl).await?;
@@ -373,14 +397,19 @@ impl PostgresTenant {
     /// Runs a statement that yields one `n` column (a count) in a tenant transaction.
     async fn count_rows(&self, sql: &str, params: &Params) -> Result<u64> {
         let rows = self.begin("").await?.typed_then_commit(sql, params).await?;
-        let count: i64 = rows
-            .first()
-            .map(|row| row.try_get("n"))
-            .transpose()
-            .map_err(PgError::from)?
-            .unwrap_or(0);
-        Ok(u64::try_from(count).unwrap_or(0))
+        first_count(&rows)
     }
+}
+
+/// The `n` column of the first row (0 without a row).
+fn first_count(rows: &[Row]) -> Result<u64> {
+    let count: i64 = rows
+        .first()
+        .map(|row| row.try_get("n"))
+        .transpose()
+        .map_err(PgError::from)?
+        .unwrap_or(0);
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 #[async_trait]
@@ -522,6 +551,7 @@ impl TenantStore for PostgresTenant {
             vector = self.binding.vector.vector,
         );
         transaction.typed_then_commit(&sql, &params).await?;
+        self.wrote().await;
         self.remember_dimension(known);
         self.statistics
             .note_inserted(count, &self.pool, &self.binding);
@@ -563,7 +593,7 @@ impl TenantStore for PostgresTenant {
         // statistics say: every path that is not an ordered index scan is switched off.
         let settings = format!(
             "{} SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;",
-            search_settings(1)
+            search_settings(1, self.binding.vector.hnsw.ef_search)
         );
         let transaction = self.begin(&settings).await?;
         let rows = transaction.typed_then_commit(&sql, &params).await?;
@@ -590,10 +620,16 @@ impl TenantStore for PostgresTenant {
             return Ok(SearchResponse::default());
         };
         let started = Instant::now();
-        let transaction = self
-            .begin(&search_settings(request.limit + SEMANTIC_TIE_MARGIN))
+        let rows = self
+            .read_rows(
+                &search_settings(
+                    request.limit + SEMANTIC_TIE_MARGIN,
+                    self.binding.vector.hnsw.ef_search,
+                ),
+                &sql,
+                &params,
+            )
             .await?;
-        let rows = transaction.typed_then_commit(&sql, &params).await?;
         // The three strategies ran in one statement; each reports the statement's time.
         let elapsed = started.elapsed();
         let mut semantic = Vec::new();
@@ -754,7 +790,9 @@ impl TenantStore for PostgresTenant {
                 clauses.join(" AND ")
             ),
         };
-        self.count_rows(&sql, &params).await
+        let forgotten = self.count_rows(&sql, &params).await?;
+        self.wrote().await;
+        Ok(forgotten)
     }
 
     async fn list(&self, bank: &BankId, query: &ListQuery) -> Result<Vec<Memory>> {
@@ -885,6 +923,7 @@ impl TenantStore for PostgresTenant {
             .await?
             .typed_then_commit(&sql, &params)
             .await?;
+        self.wrote().await;
         Ok(())
     }
 
@@ -911,11 +950,8 @@ impl TenantStore for PostgresTenant {
             include_embeddings,
             &format!("{condition} ORDER BY m.id LIMIT {limit}"),
         );
-        let rows = self
-            .begin("")
-            .await?
-            .typed_then_commit(&sql, &params)
-            .await?;
+        // Export's pages (and the workers' scans): a replica may answer.
+        let rows = self.read_rows("", &sql, &params).await?;
         rows.iter()
             .map(|row| Ok(memory_from_row(row, include_embeddings)?))
             .collect()
@@ -950,6 +986,7 @@ impl TenantStore for PostgresTenant {
                 return Err(error);
             }
         }
+        self.wrote().await;
         self.remember_dimension(space.dimension);
         Ok(())
     }
@@ -1020,6 +1057,8 @@ impl TenantStore for PostgresTenant {
             "SELECT count(*) AS n FROM {} m WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL",
             self.binding.tables.memories
         );
-        self.count_rows(&sql, &params).await
+        // Export's header: a replica may answer.
+        let rows = self.read_rows("", &sql, &params).await?;
+        first_count(&rows)
     }
 }

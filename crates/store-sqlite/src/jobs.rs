@@ -15,6 +15,7 @@ use tracing::instrument;
 use crate::error::{StoreError, StoreResult};
 use crate::inner::{run_blocking, TenantInner};
 use crate::rows::{from_micros, to_micros};
+use crate::signals::LocalSignals;
 
 const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, last_error, result, \
      idempotency_key, run_at, lease_owner, lease_until, created_at, updated_at";
@@ -23,11 +24,12 @@ const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, las
 /// database open, like any other handle.
 pub(crate) struct SqliteJobQueue {
     inner: Arc<TenantInner>,
+    signals: Arc<LocalSignals>,
 }
 
 impl SqliteJobQueue {
-    pub(crate) fn new(inner: Arc<TenantInner>) -> Self {
-        SqliteJobQueue { inner }
+    pub(crate) fn new(inner: Arc<TenantInner>, signals: Arc<LocalSignals>) -> Self {
+        SqliteJobQueue { inner, signals }
     }
 }
 
@@ -283,6 +285,20 @@ impl TenantInner {
         raw.into_iter().map(RawJob::into_job).collect()
     }
 
+    fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        let reader = self.readers.get()?;
+        // Two index-backed minimums rather than one scan over both states.
+        let next: Option<i64> = reader
+            .prepare_cached(
+                "SELECT MIN(at) FROM (
+                     SELECT MIN(run_at) AS at FROM jobs WHERE state = 'queued'
+                     UNION ALL
+                     SELECT MIN(lease_until) AS at FROM jobs WHERE state = 'running')",
+            )?
+            .query_row([], |row| row.get(0))?;
+        next.map(from_micros).transpose()
+    }
+
     fn job_counts(&self) -> StoreResult<JobCounts> {
         let reader = self.readers.get()?;
         let mut statement = reader.prepare_cached(
@@ -303,7 +319,11 @@ impl TenantInner {
 impl JobQueue for SqliteJobQueue {
     #[instrument(skip_all, fields(tenant = %self.inner.schema, kind = %job.kind))]
     async fn enqueue(&self, job: NewJob) -> astrocyte_core::Result<Job> {
-        run_blocking(&self.inner, move |inner| inner.enqueue_job(job)).await
+        let job = run_blocking(&self.inner, move |inner| inner.enqueue_job(job)).await?;
+        if job.state == JobState::Queued {
+            self.signals.raise(&self.inner.schema, job.run_at);
+        }
+        Ok(job)
     }
 
     #[instrument(skip_all, fields(tenant = %self.inner.schema, worker = %worker))]
@@ -364,5 +384,9 @@ impl JobQueue for SqliteJobQueue {
 
     async fn counts(&self) -> astrocyte_core::Result<JobCounts> {
         run_blocking(&self.inner, |inner| inner.job_counts()).await
+    }
+
+    async fn next_due(&self) -> astrocyte_core::Result<Option<Timestamp>> {
+        run_blocking(&self.inner, |inner| inner.next_due()).await
     }
 }

@@ -81,6 +81,7 @@ mod migrations;
 mod options;
 mod rows;
 mod search;
+mod signals;
 mod store;
 mod tenant;
 mod vectors;

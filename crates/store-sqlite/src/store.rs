@@ -2,6 +2,7 @@
 //! opened lazily and cached, plus the API-key directory file. It creates, drops and lists
 //! tenant files; everything inside a tenant lives in `inner.rs` and the modules above it.
 
+use astrocyte_core::jobs::JobSignals;
 use astrocyte_core::store::KeyDirectory;
 use astrocyte_core::tenancy::{check_bound, Tenant};
 use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
@@ -15,6 +16,7 @@ use crate::error::StoreError;
 use crate::inner::TenantInner;
 use crate::keys::SqliteKeyDirectory;
 use crate::options::SqliteOptions;
+use crate::signals::LocalSignals;
 use crate::tenant::SqliteTenant;
 
 /// The embedded store: `<data_dir>/<schema>.db` per tenant.
@@ -25,6 +27,8 @@ pub struct SqliteStore {
     tenants: tokio::sync::Mutex<OpenTenants>,
     /// API keys, in their own file beside the tenants.
     keys: SqliteKeyDirectory,
+    /// Tenants with jobs enqueued through this store.
+    signals: Arc<LocalSignals>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -51,6 +55,7 @@ impl SqliteStore {
             keys: SqliteKeyDirectory::new(data_dir, options.clone()),
             options,
             tenants: tokio::sync::Mutex::new(OpenTenants::default()),
+            signals: Arc::default(),
         })
     }
 
@@ -159,9 +164,10 @@ impl OpenTenants {
     }
 }
 
-fn handle(inner: &Arc<TenantInner>) -> Arc<dyn TenantStore> {
+fn handle(inner: &Arc<TenantInner>, signals: &Arc<LocalSignals>) -> Arc<dyn TenantStore> {
     Arc::new(SqliteTenant {
         inner: Arc::clone(inner),
+        signals: Arc::clone(signals),
     })
 }
 
@@ -178,13 +184,29 @@ impl Store for SqliteStore {
         check_bound(schema)?;
         let mut tenants = self.tenants.lock().await;
         if let Some(inner) = tenants.touch(schema) {
-            return Ok(handle(&inner));
+            return Ok(handle(&inner, &self.signals));
         }
         tenants.settle(schema).await;
         let inner = self.open_tenant(schema, true).await?;
         tenants.insert(schema.clone(), Arc::clone(&inner));
         tenants.evict_idle(self.options.max_open_tenants);
-        Ok(handle(&inner))
+        Ok(handle(&inner, &self.signals))
+    }
+
+    async fn existing_tenant(&self, schema: &Schema) -> Result<Option<Arc<dyn TenantStore>>> {
+        check_bound(schema)?;
+        let mut tenants = self.tenants.lock().await;
+        if let Some(inner) = tenants.touch(schema) {
+            return Ok(Some(handle(&inner, &self.signals)));
+        }
+        tenants.settle(schema).await;
+        if !self.path_of(schema).exists() {
+            return Ok(None);
+        }
+        let inner = self.open_tenant(schema, false).await?;
+        tenants.insert(schema.clone(), Arc::clone(&inner));
+        tenants.evict_idle(self.options.max_open_tenants);
+        Ok(Some(handle(&inner, &self.signals)))
     }
 
     #[instrument(skip_all, fields(tenant = %schema))]
@@ -211,6 +233,7 @@ impl Store for SqliteStore {
         tenants.settle(schema).await;
         // Keys first: a key left behind would recreate the tenant on its next use.
         let keys_removed = self.keys.remove_tenant(schema).await?;
+        self.signals.forget(schema);
         let cached = tenants.open.remove(schema).map(|(inner, _)| inner);
         if cached.is_none() && !path.exists() {
             if keys_removed > 0 {
@@ -270,6 +293,10 @@ impl Store for SqliteStore {
     /// Hashed API keys in `<data_dir>/_directory.keys.db` ([`crate::KEY_DIRECTORY_FILE`]).
     fn key_directory(&self) -> Option<Arc<dyn KeyDirectory>> {
         Some(Arc::new(self.keys.clone()))
+    }
+
+    fn job_signals(&self) -> Option<Arc<dyn JobSignals>> {
+        Some(self.signals.clone())
     }
 
     async fn health(&self) -> Result<()> {

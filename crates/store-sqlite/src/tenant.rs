@@ -31,6 +31,7 @@ use crate::keyword::Document;
 use crate::rows::{
     encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
 };
+use crate::signals::LocalSignals;
 use crate::vectors::{BankIndex, BankSlot};
 
 impl TenantInner {
@@ -741,6 +742,8 @@ fn check_space(stored: &EmbeddingSpace, wanted: &EmbeddingSpace) -> StoreResult<
 /// The [`TenantStore`] handle handed out by [`crate::SqliteStore::tenant`].
 pub(crate) struct SqliteTenant {
     pub(crate) inner: Arc<TenantInner>,
+    /// The store's job signals, raised when this tenant enqueues.
+    pub(crate) signals: Arc<LocalSignals>,
 }
 
 impl SqliteTenant {
@@ -962,7 +965,10 @@ impl TenantStore for SqliteTenant {
     }
 
     fn jobs(&self) -> Option<Arc<dyn astrocyte_core::jobs::JobQueue>> {
-        Some(Arc::new(SqliteJobQueue::new(Arc::clone(&self.inner))))
+        Some(Arc::new(SqliteJobQueue::new(
+            Arc::clone(&self.inner),
+            Arc::clone(&self.signals),
+        )))
     }
 }
 

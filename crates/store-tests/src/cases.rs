@@ -488,6 +488,77 @@ pub async fn near_duplicates_are_skipped(test_store: TestStore) {
     fx.finish().await;
 }
 
+/// One batch holding near-duplicates of a stored memory and of each other: a twin of a stored
+/// memory points at it, a later twin of an earlier item of the batch points at that item, the
+/// same text in another bank is stored, and the bank ends up with one copy of each.
+pub async fn batch_near_duplicates_of_the_bank_and_of_each_other(test_store: TestStore) {
+    let fx = Fixture::new(test_store).await;
+    let stored = fx
+        .retain("herons", "The blue heron nests by the quiet northern lake")
+        .await
+        .memory_id
+        .expect("stored id");
+    let request = |bank: &str, content: &str| RetainRequest {
+        bank_id: bank.into(),
+        content: content.into(),
+        ..Default::default()
+    };
+    let outcomes = fx
+        .engine
+        .retain_many(
+            &fx.schema,
+            vec![
+                request("herons", "Paint the old garden fence white on Saturday"),
+                request("herons", "the blue heron nests by the quiet northern lake!"),
+                request("herons", "paint the old garden fence white on saturday."),
+                request("herons-2", "Paint the old garden fence white on Saturday"),
+                request(
+                    "herons",
+                    "The train to Porto leaves at nine from platform four",
+                ),
+                request("herons", "THE BLUE HERON NESTS BY THE QUIET NORTHERN LAKE"),
+            ],
+        )
+        .await
+        .expect("retain_many");
+    let fence = outcomes[0].memory_id.clone().expect("fence stored");
+    assert!(outcomes[0].stored && !outcomes[0].deduplicated);
+    for twin_of_stored in [&outcomes[1], &outcomes[5]] {
+        assert!(
+            !twin_of_stored.stored && twin_of_stored.deduplicated,
+            "{twin_of_stored:?}"
+        );
+        assert_eq!(twin_of_stored.memory_id.as_deref(), Some(stored.as_str()));
+    }
+    assert!(
+        !outcomes[2].stored && outcomes[2].deduplicated,
+        "{:?}",
+        outcomes[2]
+    );
+    assert_eq!(outcomes[2].memory_id.as_deref(), Some(fence.as_str()));
+    assert!(
+        outcomes[3].stored && !outcomes[3].deduplicated,
+        "another bank"
+    );
+    assert!(outcomes[4].stored && !outcomes[4].deduplicated);
+    let tenant = fx.tenant().await;
+    assert_eq!(tenant.count(&bank_id("herons")).await.expect("count"), 3);
+    assert_eq!(tenant.count(&bank_id("herons-2")).await.expect("count"), 1);
+    // Only what was stored reached the change feed.
+    let created = tenant
+        .changes(
+            &bank_id("herons"),
+            &astrocyte_core::browse::ChangeQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("changes");
+    assert_eq!(created.len(), 3, "{created:?}");
+    fx.finish().await;
+}
+
 /// A multi-chunk retain stores every chunk with one group; a batch insert that fails part way
 /// (a duplicate id) stores none of it.
 pub async fn multi_chunk_retain_and_batch_insert_are_atomic(test_store: TestStore) {

@@ -73,6 +73,7 @@ macro_rules! store_conformance_tests {
             recall_spans_several_banks,
             max_results_is_clamped_and_tokens_trimmed,
             near_duplicates_are_skipped,
+            batch_near_duplicates_of_the_bank_and_of_each_other,
             multi_chunk_retain_and_batch_insert_are_atomic,
             forget_by_ids,
             forget_by_tags_before_and_combined,

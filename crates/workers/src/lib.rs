@@ -1,6 +1,7 @@
-//! Background workers. One loop per tenant drains that tenant's job queue with the tenant's
-//! schema bound; the set of tenants is re-read periodically so tenants created after start-up
-//! are served without a restart, and dropped ones stop being polled.
+//! Background workers. A fixed number of worker tasks drain the queues of the tenants that have
+//! due jobs, with the tenant's schema bound; the store's job signals say which (one query for
+//! any number of tenants), so tenants created after start-up are served without a restart and
+//! idle ones cost nothing, or, where the signals see only this process, a rare rate-limited poll.
 //!
 //! Queues live in the stores (`TenantStore::jobs`), so several server processes can share the
 //! work: a claim is atomic and leased, and a worker that dies loses its lease, not the job.

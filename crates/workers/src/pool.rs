@@ -1,19 +1,22 @@
-//! The worker pool: discovers tenants, runs one polling loop per tenant, retries failed jobs
-//! with exponential backoff and dead-letters them after `max_attempts`.
+//! The worker pool: a fixed number of worker tasks visit tenants that have work. Which ones is
+//! the store's job signals' answer (one query however many tenants there are), plus, where
+//! those signals only see this process, idle tenants polled with a backoff and a global rate.
+//! A visit claims and runs due jobs, retries failed ones with exponential backoff and
+//! dead-letters them after `max_attempts`, then settles the tenant's signal to its next due time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use astrocyte_core::jobs::{Job, JobCounts, JobQueue};
+use astrocyte_core::jobs::{Job, JobCounts, JobQueue, JobSignals};
 use astrocyte_core::tenancy::{use_schema, Tenant};
-use astrocyte_core::{Engine, Result, Schema, Store};
+use astrocyte_core::{Engine, Result, Schema, Store, Timestamp};
 use async_trait::async_trait;
 use chrono::Utc;
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 use crate::handlers;
 
@@ -39,7 +42,8 @@ impl TenantSource for StoreTenants {
 pub struct WorkerConfig {
     /// Identifies this process's workers in leases (unique per process).
     pub worker_id: String,
-    /// Sleep when a tenant's queue is empty.
+    /// How often the job signals are read, and the first wait before re-polling an idle
+    /// tenant.
     pub poll_interval: Duration,
     /// How often the tenant list is re-read.
     pub tenant_refresh_interval: Duration,
@@ -49,6 +53,13 @@ pub struct WorkerConfig {
     pub base_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// Worker tasks, i.e. tenants worked on at once, however many tenants there are.
+    pub concurrency: usize,
+    /// Longest wait between two polls of an idle tenant, where the store's signals do not see
+    /// other processes' jobs (the embedded store); the wait doubles from `poll_interval`.
+    pub idle_poll_max: Duration,
+    /// Most idle-tenant polls per second over all tenants.
+    pub idle_polls_per_second: u32,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +71,9 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(60),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            concurrency: 4,
+            idle_poll_max: Duration::from_secs(60),
+            idle_polls_per_second: 50,
         }
     }
 }
@@ -72,21 +86,48 @@ fn uuid_like() -> String {
 pub trait JobObserver: Send + Sync {
     /// A job attempt ended: `done`, `retry` or `dead`.
     fn finished(&self, outcome: &'static str);
-    /// A tenant's queue as last counted (at most every [`COUNT_EVERY`] per tenant).
+    /// A tenant's queue as last counted (when visited, at most every [`COUNT_EVERY`]).
     fn counted(&self, tenant: &Schema, counts: JobCounts);
-    /// A tenant's worker stopped (the tenant was dropped): forget its counts.
+    /// A tenant was dropped: forget its counts.
     fn forgotten(&self, tenant: &Schema);
+    /// A worker asked a tenant's queue for a job.
+    fn polled(&self, _tenant: &Schema) {}
 }
 
-/// How often a tenant loop recounts its queue for the observer.
+/// How often a visited tenant's queue is recounted for the observer.
 pub const COUNT_EVERY: Duration = Duration::from_secs(15);
 
-/// Runs per-tenant job loops until shut down.
+/// Runs the worker tasks until shut down.
 pub struct WorkerPool {
     engine: Arc<Engine>,
     tenants: Arc<dyn TenantSource>,
     config: WorkerConfig,
     observer: Option<Arc<dyn JobObserver>>,
+}
+
+/// One tenant handed to a worker task.
+struct Visit {
+    schema: Schema,
+    /// The signal version that prompted the visit, if a signal did.
+    version: Option<u64>,
+    /// Whether to recount the queue for the observer.
+    count: bool,
+}
+
+/// What a visit found.
+struct Visited {
+    schema: Schema,
+    ran: usize,
+    /// The tenant no longer exists.
+    gone: bool,
+}
+
+/// The dispatcher's view of one known tenant.
+struct TenantState {
+    next_poll: Instant,
+    backoff: Duration,
+    in_flight: bool,
+    counted_at: Option<Instant>,
 }
 
 impl WorkerPool {
@@ -108,113 +149,324 @@ impl WorkerPool {
 
     /// Runs until `shutdown` turns true; in-flight jobs finish before it returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut loops: HashMap<Schema, JoinHandle<()>> = HashMap::new();
-        loop {
-            match self.tenants.tenants().await {
-                Ok(tenants) => {
-                    let current: Vec<Schema> = tenants.into_iter().map(|t| t.schema).collect();
-                    loops.retain(|schema, handle| {
-                        let keep = current.contains(schema) && !handle.is_finished();
-                        if !keep {
-                            // The tenant was dropped: stop polling it (its jobs went with it).
-                            debug!(tenant = %schema, "stopping tenant worker");
-                            handle.abort();
-                            if let Some(observer) = &self.observer {
-                                observer.forgotten(schema);
+        let concurrency = self.config.concurrency.max(1);
+        let signals = self.engine.store().job_signals();
+        // Shared signals see every process's jobs: idle tenants need no polling at all.
+        let poll_idle = !signals.as_ref().is_some_and(|s| s.shared());
+        let (visits, inbox) = mpsc::channel::<Visit>(concurrency);
+        let inbox = Arc::new(Mutex::new(inbox));
+        let (report, mut reports) = mpsc::unbounded_channel::<Visited>();
+        let workers: Vec<JoinHandle<()>> = (0..concurrency)
+            .map(|_| {
+                tokio::spawn(worker(
+                    self.engine.clone(),
+                    signals.clone(),
+                    self.config.clone(),
+                    self.observer.clone(),
+                    inbox.clone(),
+                    report.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        drop(report);
+
+        let mut known: HashMap<Schema, TenantState> = HashMap::new();
+        let mut in_flight = 0usize;
+        let mut refresh_at = Instant::now();
+        let mut idle_budget = 0.0f64;
+        let mut budget_at = Instant::now();
+        while !*shutdown.borrow() {
+            let now = Instant::now();
+            if now >= refresh_at {
+                refresh_at = now + self.config.tenant_refresh_interval;
+                self.refresh(&mut known, now).await;
+            }
+            while let Ok(done) = reports.try_recv() {
+                in_flight -= 1;
+                self.visited(&mut known, done);
+            }
+            let mut batch: Vec<Visit> = Vec::new();
+            if let Some(signals) = &signals {
+                let limit = in_flight + concurrency * 2;
+                match signals.due(Utc::now(), limit).await {
+                    Ok(due) => {
+                        for tenant in due {
+                            if in_flight + batch.len() >= concurrency {
+                                break;
                             }
-                        }
-                        keep
-                    });
-                    for schema in current {
-                        if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(schema)
-                        {
-                            let schema = slot.key().clone();
-                            info!(tenant = %schema, "starting tenant worker");
-                            slot.insert(tokio::spawn(tenant_loop(
-                                self.engine.clone(),
-                                schema,
-                                self.config.clone(),
-                                self.observer.clone(),
-                                shutdown.clone(),
-                            )));
+                            let state = known.entry(tenant.schema.clone()).or_insert_with(|| {
+                                TenantState::new(now, self.config.poll_interval)
+                            });
+                            if state.in_flight {
+                                continue;
+                            }
+                            state.in_flight = true;
+                            batch.push(Visit {
+                                count: state.count_due(),
+                                schema: tenant.schema,
+                                version: Some(tenant.version),
+                            });
                         }
                     }
+                    Err(error) => warn!(%error, "reading the job signals failed"),
                 }
-                Err(error) => warn!(%error, "listing tenants failed"),
+            }
+            if poll_idle {
+                let rate = f64::from(self.config.idle_polls_per_second.max(1));
+                idle_budget = (idle_budget + budget_at.elapsed().as_secs_f64() * rate).min(rate);
+                budget_at = Instant::now();
+                let free = concurrency.saturating_sub(in_flight + batch.len());
+                let mut idle: Vec<(&Schema, &TenantState)> = known
+                    .iter()
+                    .filter(|(_, s)| !s.in_flight && s.next_poll <= now)
+                    .collect();
+                idle.sort_by_key(|(_, s)| s.next_poll);
+                let take = free.min(idle_budget.floor() as usize);
+                let chosen: Vec<Schema> = idle
+                    .into_iter()
+                    .take(take)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                idle_budget -= chosen.len() as f64;
+                for schema in chosen {
+                    if let Some(state) = known.get_mut(&schema) {
+                        state.in_flight = true;
+                        batch.push(Visit {
+                            count: state.count_due(),
+                            schema,
+                            version: None,
+                        });
+                    }
+                }
+            }
+            for visit in batch {
+                // Never blocks: at most `concurrency` visits are out, the channel's capacity.
+                if visits.send(visit).await.is_err() {
+                    break;
+                }
+                in_flight += 1;
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.config.tenant_refresh_interval) => {}
-                _ = shutdown.changed() => break,
-            }
-            if *shutdown.borrow() {
-                break;
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                done = reports.recv() => {
+                    // A worker is free: look for more work at once.
+                    if let Some(done) = done {
+                        in_flight -= 1;
+                        self.visited(&mut known, done);
+                    }
+                }
+                _ = shutdown.changed() => {}
             }
         }
-        for (_, handle) in loops {
+        drop(visits);
+        for handle in workers {
             let _ = handle.await;
+        }
+    }
+
+    /// Re-reads the tenant list: new tenants are polled soon, dropped ones forgotten.
+    async fn refresh(&self, known: &mut HashMap<Schema, TenantState>, now: Instant) {
+        let tenants = match self.tenants.tenants().await {
+            Ok(tenants) => tenants,
+            Err(error) => {
+                warn!(%error, "listing tenants failed");
+                return;
+            }
+        };
+        let current: std::collections::HashSet<Schema> =
+            tenants.into_iter().map(|t| t.schema).collect();
+        known.retain(|schema, state| {
+            // One being visited stays until its visit ends.
+            let keep = current.contains(schema) || state.in_flight;
+            if !keep {
+                debug!(tenant = %schema, "forgetting a dropped tenant");
+                if let Some(observer) = &self.observer {
+                    observer.forgotten(schema);
+                }
+            }
+            keep
+        });
+        for schema in current {
+            known
+                .entry(schema)
+                .or_insert_with(|| TenantState::new(now, self.config.poll_interval));
+        }
+    }
+
+    fn visited(&self, known: &mut HashMap<Schema, TenantState>, done: Visited) {
+        if done.gone {
+            if known.remove(&done.schema).is_some() {
+                if let Some(observer) = &self.observer {
+                    observer.forgotten(&done.schema);
+                }
+            }
+            return;
+        }
+        if let Some(state) = known.get_mut(&done.schema) {
+            state.in_flight = false;
+            state.backoff = if done.ran > 0 {
+                self.config.poll_interval
+            } else {
+                state
+                    .backoff
+                    .saturating_mul(2)
+                    .min(self.config.idle_poll_max.max(self.config.poll_interval))
+            };
+            state.next_poll = Instant::now() + state.backoff;
         }
     }
 }
 
-async fn tenant_loop(
+impl TenantState {
+    fn new(now: Instant, poll_interval: Duration) -> Self {
+        TenantState {
+            next_poll: now,
+            backoff: poll_interval,
+            in_flight: false,
+            counted_at: None,
+        }
+    }
+
+    /// Whether this visit recounts the queue (and notes that it does).
+    fn count_due(&mut self) -> bool {
+        let due = self.counted_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY);
+        if due {
+            self.counted_at = Some(Instant::now());
+        }
+        due
+    }
+}
+
+/// Jobs one visit runs at most before handing the worker to another tenant.
+const JOBS_PER_VISIT: usize = 32;
+
+async fn worker(
     engine: Arc<Engine>,
-    schema: Schema,
+    signals: Option<Arc<dyn JobSignals>>,
     config: WorkerConfig,
     observer: Option<Arc<dyn JobObserver>>,
-    mut shutdown: watch::Receiver<bool>,
+    inbox: Arc<Mutex<mpsc::Receiver<Visit>>>,
+    report: mpsc::UnboundedSender<Visited>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let span = info_span!("tenant_worker", tenant = %schema);
-    use_schema(schema.clone(), async move {
-        let queue = match engine.store().tenant(&schema).await.map(|t| t.jobs()) {
-            Ok(Some(queue)) => queue,
-            Ok(None) => {
+    loop {
+        let next = inbox.lock().await.recv().await;
+        let Some(job) = next else { return };
+        let schema = job.schema.clone();
+        let span = info_span!("tenant_worker", tenant = %schema);
+        let done = use_schema(
+            schema.clone(),
+            visit(
+                &engine,
+                signals.as_deref(),
+                &config,
+                observer.as_deref(),
+                job,
+                &shutdown,
+            )
+            .instrument(span),
+        )
+        .await;
+        if report.send(done).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the tenant's due jobs (up to [`JOBS_PER_VISIT`]), then settles its signal.
+async fn visit(
+    engine: &Engine,
+    signals: Option<&dyn JobSignals>,
+    config: &WorkerConfig,
+    observer: Option<&dyn JobObserver>,
+    job: Visit,
+    shutdown: &watch::Receiver<bool>,
+) -> Visited {
+    let Visit {
+        schema,
+        version,
+        count,
+    } = job;
+    let mut done = Visited {
+        schema: schema.clone(),
+        ran: 0,
+        gone: false,
+    };
+    // Never `tenant()`: on the embedded store that would recreate a tenant dropped meanwhile.
+    let queue = match engine.store().existing_tenant(&schema).await {
+        Ok(Some(tenant)) => match tenant.jobs() {
+            Some(queue) => queue,
+            None => {
                 debug!("this store keeps no job queue");
-                return;
+                return done;
             }
+        },
+        Ok(None) => {
+            // Its signal, if any, is stale: cleared so it prompts no further visits.
+            if let Some(signals) = signals {
+                let _ = signals.settle(&schema, version, None).await;
+            }
+            done.gone = true;
+            return done;
+        }
+        Err(error) => {
+            warn!(%error, "opening the tenant failed");
+            return done;
+        }
+    };
+    while done.ran < JOBS_PER_VISIT && !*shutdown.borrow() {
+        if let Some(observer) = observer {
+            observer.polled(&schema);
+        }
+        match queue
+            .claim(&config.worker_id, config.lease, Utc::now())
+            .await
+        {
+            Ok(Some(job)) => {
+                let outcome = execute(engine, &schema, queue.as_ref(), config, job).await;
+                if let Some(observer) = observer {
+                    observer.finished(outcome);
+                }
+                done.ran += 1;
+            }
+            Ok(None) => break,
             Err(error) => {
-                warn!(%error, "opening the tenant failed; retrying at the next refresh");
-                return;
-            }
-        };
-        let mut counted_at: Option<std::time::Instant> = None;
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if let Some(observer) = &observer {
-                if counted_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY) {
-                    counted_at = Some(std::time::Instant::now());
-                    match queue.counts().await {
-                        Ok(counts) => observer.counted(&schema, counts),
-                        Err(error) => debug!(%error, "counting the queue failed"),
-                    }
-                }
-            }
-            let claimed = queue
-                .claim(&config.worker_id, config.lease, Utc::now())
-                .await;
-            match claimed {
-                Ok(Some(job)) => {
-                    let outcome = execute(&engine, &schema, queue.as_ref(), &config, job).await;
-                    if let Some(observer) = &observer {
-                        observer.finished(outcome);
-                    }
-                }
-                Ok(None) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(config.poll_interval) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, "claiming a job failed");
-                    tokio::time::sleep(config.poll_interval).await;
-                }
+                warn!(%error, "claiming a job failed");
+                break;
             }
         }
-    })
-    .instrument(span)
-    .await
+    }
+    if let Some(signals) = signals {
+        settle(signals, queue.as_ref(), &schema, version).await;
+    }
+    if let Some(observer) = observer {
+        if count || done.ran > 0 {
+            match queue.counts().await {
+                Ok(counts) => observer.counted(&schema, counts),
+                Err(error) => debug!(%error, "counting the queue failed"),
+            }
+        }
+    }
+    done
+}
+
+async fn settle(
+    signals: &dyn JobSignals,
+    queue: &dyn JobQueue,
+    schema: &Schema,
+    version: Option<u64>,
+) {
+    let next: Result<Option<Timestamp>> = queue.next_due().await;
+    match next {
+        Ok(next) => {
+            if let Err(error) = signals.settle(schema, version, next).await {
+                warn!(%error, "settling the job signal failed");
+            }
+        }
+        // The signal stays as it is: the tenant is visited again.
+        Err(error) => warn!(%error, "reading the next due job failed"),
+    }
 }
 
 async fn execute(

@@ -4,13 +4,17 @@
 //! one bank and many tenants. Prints a table or JSON and writes an SVG chart of recall latency
 //! against bank size next to the JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use astrocyte_core::{Embedder, Engine, EngineConfig, RecallRequest, RetainRequest, Schema};
+use astrocyte_core::store::SearchRequest;
+use astrocyte_core::{
+    BankId, EmbedPurpose, Embedder, Engine, EngineConfig, RecallFilter, RecallRequest,
+    RetainRequest, Schema,
+};
 use astrocyte_settings::Loaded;
 use chrono::{TimeZone, Utc};
 use clap::Args;
@@ -424,6 +428,8 @@ async fn bank_run(
         .into_iter()
         .map(|(name, samples)| (name, percentiles(samples)))
         .collect();
+    let semantic_recall =
+        semantic_recall_at_10(&engine, &schema, bank, &embedder, &queries).await?;
     let queries = Arc::new(queries);
     let rps1 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 1).await?;
     let rps8 = recalls_per_second(engine.clone(), schema.clone(), bank, queries.clone(), 8).await?;
@@ -449,50 +455,204 @@ async fn bank_run(
         "recall_strategy_ms": strategies,
         "restart": restart,
         "recalls_per_second": {"concurrency_1": round3(rps1), "concurrency_8": round3(rps8)},
+        "semantic_recall_at_10": round3(semantic_recall),
         "peak_rss_mib": round3(peak_rss_mib()),
     }))
 }
 
-/// Runs the many-tenants scenario: the same total spread over `tenants` schemas.
+/// Top-k of the recall (ANN) measure.
+const RECALL_K: usize = 10;
+
+/// Recall@10 of the store's vector index against an exact search: each query's top 10 from
+/// the semantic strategy alone, against cosine over every stored vector of the bank (scanned
+/// out and compared here, so no index is involved). A hit counts when its exact similarity
+/// reaches the exact 10th best: ties at the boundary are interchangeable.
+async fn semantic_recall_at_10(
+    engine: &Engine,
+    schema: &Schema,
+    bank: &str,
+    embedder: &Arc<dyn Embedder>,
+    queries: &[String],
+) -> anyhow::Result<f64> {
+    let tenant = engine.tenant(schema).await?;
+    let bank_id = BankId::new(bank)?;
+    let mut stored: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = tenant.scan(&bank_id, after.as_ref(), 5_000, true).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for memory in page {
+            let vector = memory
+                .embedding
+                .context("a scan with embeddings returned a memory without one")?;
+            stored.push((memory.id, unit(vector)));
+        }
+    }
+    if stored.is_empty() || queries.is_empty() {
+        return Ok(0.0);
+    }
+    let position: HashMap<&str, usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.as_str(), i))
+        .collect();
+    let vectors = embedder.embed(queries, EmbedPurpose::Query).await?;
+    let k = RECALL_K.min(stored.len());
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for vector in vectors {
+        let query = unit(vector.clone());
+        let exact: Vec<f32> = stored.iter().map(|(_, v)| dot(&query, v)).collect();
+        let mut best = exact.clone();
+        best.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        // Similarities differ in the last bits between the store's arithmetic and ours.
+        let boundary = best[k - 1] - 1e-5;
+        let response = tenant
+            .search(&SearchRequest {
+                banks: vec![bank_id.clone()],
+                vector: Some(vector),
+                text: None,
+                recency: false,
+                limit: RECALL_K,
+                filter: RecallFilter::default(),
+            })
+            .await?;
+        let hits = response.semantic.map(|s| s.hits).unwrap_or_default();
+        found += hits
+            .iter()
+            .take(k)
+            .filter(|hit| {
+                position
+                    .get(hit.memory.id.as_str())
+                    .is_some_and(|i| exact[*i] >= boundary)
+            })
+            .count();
+        wanted += k;
+    }
+    Ok(found as f64 / wanted as f64)
+}
+
+fn unit(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    vector
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// Resident set size of this process now, in MiB (VmRSS).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Tenants created (or dropped) at once on PostgreSQL.
+const TENANT_ADMIN_CONCURRENCY: usize = 8;
+
+/// Runs the many-tenants scenario: `tenants` schemas created, the same total of memories spread
+/// over them, then a mixed load (recall and retain) over random tenants, the first request of
+/// tenants not open, and the open files and memory it all takes.
 async fn tenants_scenario(
     loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
+    use futures::StreamExt;
     let scratch = ScratchStore::open(loaded, "bench_tenants").await?;
     let store = scratch.store();
     // The other tenants are named after the throw-away one, so they never meet real ones.
     let schemas: Vec<Schema> = (0..args.tenants)
-        .map(|i| Schema::new(format!("{}_{i:04}", scratch.schema())))
+        .map(|i| Schema::new(format!("{}_{i:05}", scratch.schema())))
         .collect::<Result<_, _>>()?;
-    let on_postgres = store.backend() == "postgres";
-    if on_postgres {
-        for schema in &schemas {
-            store.create_tenant(schema).await?;
+    let started = Instant::now();
+    let created: Vec<(Schema, astrocyte_core::Result<()>)> = futures::stream::iter(schemas.clone())
+        .map(|schema| {
+            let store = store.clone();
+            async move {
+                let outcome = store.create_tenant(&schema).await;
+                (schema, outcome)
+            }
+        })
+        .buffer_unordered(TENANT_ADMIN_CONCURRENCY)
+        .collect()
+        .await;
+    let create_seconds = started.elapsed().as_secs_f64();
+    let mut made = Vec::new();
+    let mut failure = None;
+    for (schema, outcome) in created {
+        match outcome {
+            Ok(()) => made.push(schema),
+            Err(error) => failure = Some(format!("creating tenant {schema}: {error}")),
         }
     }
-    let result = tenants_run(store.clone(), &schemas, embedder, args).await;
-    if on_postgres {
-        for schema in &schemas {
-            store.drop_tenant(schema).await?;
+    let result = match failure {
+        Some(failure) => Err(anyhow::anyhow!(failure)),
+        None => {
+            tenants_run(
+                loaded,
+                store.clone(),
+                &schemas,
+                embedder,
+                args,
+                create_seconds,
+            )
+            .await
         }
-    }
+    };
+    // Dropped whatever happened above: on a shared database they are nobody's.
+    let dropped: Vec<astrocyte_core::Result<()>> = futures::stream::iter(made)
+        .map(|schema| {
+            let store = store.clone();
+            async move { store.drop_tenant(&schema).await }
+        })
+        .buffer_unordered(TENANT_ADMIN_CONCURRENCY)
+        .collect()
+        .await;
     scratch.drop().await?;
+    if let Some(Err(error)) = dropped.into_iter().find(|d| d.is_err()) {
+        anyhow::bail!("dropping a bench tenant: {error}");
+    }
     result
 }
 
 async fn tenants_run(
+    loaded: &Loaded,
     store: Arc<dyn astrocyte_core::Store>,
     schemas: &[Schema],
     embedder: Arc<dyn Embedder>,
     args: &BenchArgs,
+    create_seconds: f64,
 ) -> anyhow::Result<Value> {
-    let engine = Engine::new(store, embedder, EngineConfig::default());
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        embedder.clone(),
+        EngineConfig::default(),
+    ));
     let per_tenant = (args.tenant_memories / args.tenants.max(1)).max(1);
     let mut generator = MemoryGenerator::new(args.seed ^ 0x5eed);
     let bank = "bench-bank";
+    let mut max_fds = open_fds();
     let started = Instant::now();
-    for schema in schemas {
+    for (t, schema) in schemas.iter().enumerate() {
         let mut n = 0;
         while n < per_tenant {
             let take = args.batch.min(per_tenant - n);
@@ -502,19 +662,130 @@ async fn tenants_run(
             engine.retain_many(schema, batch).await?;
             n += take;
         }
+        if t % 100 == 0 {
+            max_fds = max_fds.max(open_fds());
+        }
     }
     let retained = per_tenant * schemas.len();
-    let retain_rate = retained as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
-    recall_latencies(&engine, schemas, bank, &queries).await?;
-    let latencies = recall_latencies(&engine, schemas, bank, &queries)
-        .await?
-        .total_ms;
+    let retain_seconds = started.elapsed().as_secs_f64();
+
+    // The mixed load: random tenants, four recalls to one retain, 8 requests in flight.
+    let mut rng = StdRng::seed_from_u64(args.seed ^ 0x11);
+    let operations: Vec<(usize, bool, String)> = (0..args.queries)
+        .map(|i| {
+            let tenant = rng.gen_range(0..schemas.len());
+            let recall = i % 5 != 4;
+            let text = if recall {
+                generator.query()
+            } else {
+                generator.memory(per_tenant + i)
+            };
+            (tenant, recall, text)
+        })
+        .collect();
+    let touched: std::collections::HashSet<usize> = operations.iter().map(|(t, _, _)| *t).collect();
+    let schemas_shared = Arc::new(schemas.to_vec());
+    let operations = Arc::new(operations);
+    let peak_fds = Arc::new(std::sync::atomic::AtomicUsize::new(max_fds));
+    let started = Instant::now();
+    let lanes = 8;
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let (engine, schemas, operations, peak_fds) = (
+            engine.clone(),
+            schemas_shared.clone(),
+            operations.clone(),
+            peak_fds.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let (mut recalls, mut retains) = (Vec::new(), Vec::new());
+            for (i, (tenant, recall, text)) in
+                operations.iter().enumerate().skip(lane).step_by(lanes)
+            {
+                let schema = &schemas[*tenant];
+                let t = Instant::now();
+                if *recall {
+                    engine
+                        .recall(
+                            schema,
+                            RecallRequest {
+                                query: text.clone(),
+                                banks: vec![bank.into()],
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    recalls.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    engine
+                        .retain(schema, request(bank, text.clone(), i))
+                        .await?;
+                    retains.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                if i % 50 == 0 {
+                    peak_fds.fetch_max(open_fds(), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Ok::<_, astrocyte_core::Error>((recalls, retains))
+        }));
+    }
+    let (mut recalls, mut retains) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (r, w) = task.await.context("a load task panicked")??;
+        recalls.extend(r);
+        retains.extend(w);
+    }
+    let mixed_seconds = started.elapsed().as_secs_f64();
+    let mut max_fds = peak_fds.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Cold tenants: untouched by the mixed load and retained into long ago (the embedded
+    // store keeps only the most recently used open); on PostgreSQL a fresh store, as a new
+    // process would be, whose first request to a tenant looks it up and checks its version.
+    let cold_store: Arc<dyn astrocyte_core::Store> = match &loaded.settings.database_url {
+        Some(url) => crate::backend::open_postgres(loaded, url.expose()).await?,
+        None => store.clone(),
+    };
+    let cold_engine = Engine::new(cold_store, embedder, EngineConfig::default());
+    let cold: Vec<&Schema> = schemas
+        .iter()
+        .enumerate()
+        .take(schemas.len() / 2)
+        .filter(|(t, _)| !touched.contains(t))
+        .map(|(_, s)| s)
+        .step_by(7)
+        .take(100)
+        .collect();
+    let mut cold_ms = Vec::with_capacity(cold.len());
+    for schema in &cold {
+        let t = Instant::now();
+        cold_engine
+            .recall(
+                schema,
+                RecallRequest {
+                    query: generator.query(),
+                    banks: vec![bank.into()],
+                    ..Default::default()
+                },
+            )
+            .await?;
+        cold_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    max_fds = max_fds.max(open_fds());
     Ok(json!({
         "tenants": schemas.len(),
         "memories_per_tenant": per_tenant,
-        "retain_batched_per_second": round3(retain_rate),
-        "recall_latency_ms": percentiles(latencies),
+        "create_seconds": round3(create_seconds),
+        "creates_per_second": round3(schemas.len() as f64 / create_seconds.max(1e-9)),
+        "retain_batched_per_second": round3(retained as f64 / retain_seconds.max(1e-9)),
+        "mixed_operations": recalls.len() + retains.len(),
+        "mixed_per_second": round3((recalls.len() + retains.len()) as f64 / mixed_seconds.max(1e-9)),
+        "recall_latency_ms": percentiles(recalls),
+        "retain_latency_ms": percentiles(retains),
+        "cold_first_request_ms": percentiles(cold_ms),
+        "cold_tenants": cold.len(),
+        "open_fds_max": max_fds,
+        "open_fds_end": open_fds(),
+        "rss_mib_end": round3(rss_mib()),
         "peak_rss_mib": round3(peak_rss_mib()),
     }))
 }
@@ -783,6 +1054,10 @@ pub async fn run(
             "           recall time by strategy, p50/p99 ms (embed overlaps keyword and recency): {}",
             parts.join("  ")
         );
+        println!(
+            "           semantic recall@10 of the vector index against exact search: {:.3}",
+            b["semantic_recall_at_10"].as_f64().unwrap_or(0.0)
+        );
         let bare = &b["recall_latency_without_embed_ms"];
         println!(
             "           recall without the query embedding: p50 {:.2} ms p99 {:.2} ms",
@@ -799,8 +1074,39 @@ pub async fn run(
         }
     }
     if let Some(t) = &tenants {
-        let l = &t["recall_latency_ms"];
-        println!("{} tenants x {} memories: retain {:.0}/s, recall p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms", t["tenants"], t["memories_per_tenant"], t["retain_batched_per_second"].as_f64().unwrap_or(0.0), l["p50"].as_f64().unwrap_or(0.0), l["p95"].as_f64().unwrap_or(0.0), l["p99"].as_f64().unwrap_or(0.0));
+        let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+        let (l, r, c) = (
+            &t["recall_latency_ms"],
+            &t["retain_latency_ms"],
+            &t["cold_first_request_ms"],
+        );
+        println!(
+            "{} tenants x {} memories: created in {:.1} s ({:.0}/s), retain {:.0}/s",
+            t["tenants"],
+            t["memories_per_tenant"],
+            f(&t["create_seconds"]),
+            f(&t["creates_per_second"]),
+            f(&t["retain_batched_per_second"])
+        );
+        println!(
+            "           mixed load over random tenants ({} ops, {:.0}/s): recall p50 {:.2} ms p99 {:.2} ms, retain p50 {:.2} ms p99 {:.2} ms",
+            t["mixed_operations"],
+            f(&t["mixed_per_second"]),
+            f(&l["p50"]),
+            f(&l["p99"]),
+            f(&r["p50"]),
+            f(&r["p99"])
+        );
+        println!(
+            "           cold tenant first request ({} tenants): p50 {:.2} ms p99 {:.2} ms; open fds max {} (end {}); RSS end {:.1} MiB, peak {:.1} MiB",
+            t["cold_tenants"],
+            f(&c["p50"]),
+            f(&c["p99"]),
+            t["open_fds_max"],
+            t["open_fds_end"],
+            f(&t["rss_mib_end"]),
+            f(&t["peak_rss_mib"])
+        );
     }
     if let Some(a) = &report["async_retain"].as_object() {
         let l = &a["enqueue_to_done_ms"];

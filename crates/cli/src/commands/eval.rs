@@ -585,6 +585,16 @@ async fn run_path(
                     "hit_ids": ranked,
                     "rows": rows,
                     "labels": labels,
+                    // For prototyping features offline: what each candidate is.
+                    "query": qa.question,
+                    "hits": result.hits.iter().map(|h| json!({
+                        "text": h.memory.text,
+                        "metadata": h.memory.metadata,
+                        "time": h.memory.effective_time(),
+                        "retained_at": h.memory.retained_at,
+                        "chunk": h.memory.chunk,
+                        "thread": h.memory.thread,
+                    })).collect::<Vec<_>>(),
                 });
                 writeln!(out, "{line}")?;
             }

@@ -1,6 +1,7 @@
 //! Tenant administration against whichever store is configured.
 
 use astrocyte_core::{Schema, Store};
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::args::TenantCommand;
@@ -8,14 +9,8 @@ use crate::output::print_json;
 
 pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyhow::Result<()> {
     match command {
-        TenantCommand::Create { name } => {
-            let schema = Schema::new(name)?;
-            store.create_tenant(&schema).await?;
-            if json {
-                print_json(&json!({"created": schema}))?;
-            } else {
-                println!("created tenant {schema}");
-            }
+        TenantCommand::Create { names, concurrency } => {
+            fan_out(store, names, concurrency, Admin::Create, json).await?;
         }
         TenantCommand::List => {
             let tenants = store.list_tenants().await?;
@@ -28,14 +23,8 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
                 }
             }
         }
-        TenantCommand::Drop { name } => {
-            let schema = Schema::new(name)?;
-            store.drop_tenant(&schema).await?;
-            if json {
-                print_json(&json!({"dropped": schema}))?;
-            } else {
-                println!("dropped tenant {schema}");
-            }
+        TenantCommand::Drop { names, concurrency } => {
+            fan_out(store, names, concurrency, Admin::Drop, json).await?;
         }
         TenantCommand::Roles | TenantCommand::PruneRoles => {
             anyhow::bail!("tenant roles and prune-roles are dispatched to `roles`")
@@ -44,19 +33,111 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
     Ok(())
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Admin {
+    Create,
+    Drop,
+}
+
+/// Creates or drops every named tenant, `concurrency` at a time, printing one line per tenant
+/// as each finishes; fails at the end if any failed (the others are done all the same).
+async fn fan_out(
+    store: &dyn Store,
+    names: Vec<String>,
+    concurrency: usize,
+    admin: Admin,
+    json: bool,
+) -> anyhow::Result<()> {
+    let schemas: Vec<Schema> = names
+        .into_iter()
+        .map(Schema::new)
+        .collect::<Result<_, _>>()?;
+    let verb = if admin == Admin::Create {
+        "created"
+    } else {
+        "dropped"
+    };
+    if let [schema] = schemas.as_slice() {
+        match admin {
+            Admin::Create => store.create_tenant(schema).await?,
+            Admin::Drop => store.drop_tenant(schema).await?,
+        }
+        if json {
+            print_json(&json!({ verb: schema }))?;
+        } else {
+            println!("{verb} tenant {schema}");
+        }
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut outcomes = futures::stream::iter(schemas)
+        .map(|schema| async move {
+            let outcome = match admin {
+                Admin::Create => store.create_tenant(&schema).await,
+                Admin::Drop => store.drop_tenant(&schema).await,
+            };
+            (schema, outcome)
+        })
+        .buffer_unordered(concurrency.max(1));
+    let (mut done, mut failed) = (Vec::new(), serde_json::Map::new());
+    while let Some((schema, outcome)) = outcomes.next().await {
+        match outcome {
+            Ok(()) => {
+                if !json {
+                    println!("{schema}: {verb}");
+                }
+                done.push(schema.to_string());
+            }
+            Err(error) => {
+                if !json {
+                    println!("{schema}: failed: {error}");
+                }
+                failed.insert(schema.to_string(), json!(error.to_string()));
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        print_json(&json!({ verb: done, "failed": failed, "seconds": seconds }))?;
+    } else {
+        eprintln!(
+            "{} {verb}, {} failed in {seconds:.1} s",
+            done.len(),
+            failed.len()
+        );
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} tenant(s) failed", failed.len());
+    }
+    Ok(())
+}
+
+/// Which tenants `migrate` covers and whether it only reports.
+pub struct MigrateScope {
+    /// Every tenant in the directory (else the one given by --tenant).
+    pub all_tenants: bool,
+    /// Only tenants whose schema starts with this.
+    pub prefix: Option<String>,
+    /// Report recorded versions, migrate nothing.
+    pub status_only: bool,
+}
+
 /// Migrates one tenant or all of them; prints a line per tenant and fails if any failed.
 pub async fn migrate(
     loaded: &astrocyte_settings::Loaded,
     schema: &Schema,
-    all_tenants: bool,
+    scope: MigrateScope,
     json: bool,
 ) -> anyhow::Result<()> {
     let Some(url) = &loaded.settings.database_url else {
         anyhow::bail!("migrate needs --database-url (the embedded store migrates each tenant file when it is opened)");
     };
     let store = crate::backend::connect_postgres(loaded, url.expose()).await?;
-    let report = if all_tenants {
-        store.migrate_all_tenants().await?
+    if scope.status_only {
+        return migration_status(&store, scope.prefix.as_deref(), json).await;
+    }
+    let report = if scope.all_tenants {
+        store.migrate_tenants(scope.prefix.as_deref()).await?
     } else {
         let schema = schema.clone();
         astrocyte_store_postgres::MigrationReport {
@@ -76,6 +157,53 @@ pub async fn migrate(
     }
     if !report.all_ok() {
         anyhow::bail!("{} tenant(s) failed to migrate", report.failed().count());
+    }
+    Ok(())
+}
+
+/// One line per tenant: the migration version its directory row records, and whether that is
+/// current. Reads the directory only (one query), never a tenant schema.
+async fn migration_status(
+    store: &astrocyte_store_postgres::PostgresStore,
+    prefix: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let latest = astrocyte_store_postgres::LATEST_MIGRATION;
+    let records: Vec<_> = store
+        .tenant_records()
+        .await?
+        .into_iter()
+        .filter(|r| prefix.is_none_or(|p| r.schema.as_str().starts_with(p)))
+        .collect();
+    let state = |version: Option<u32>| match version {
+        Some(v) if v >= latest => "current",
+        Some(_) => "behind",
+        None => "unrecorded",
+    };
+    if json {
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| json!({"tenant": r.schema.as_str(), "version": r.migrated_version, "state": state(r.migrated_version)}))
+            .collect();
+        print_json(&json!({"latest": latest, "tenants": rows}))?;
+    } else {
+        for r in &records {
+            match r.migrated_version {
+                Some(v) => println!("{}: {} ({v})", r.schema, state(Some(v))),
+                None => println!(
+                    "{}: unrecorded (migrate --all-tenants checks its ledger)",
+                    r.schema
+                ),
+            }
+        }
+        let behind = records
+            .iter()
+            .filter(|r| r.migrated_version.is_none_or(|v| v < latest))
+            .count();
+        eprintln!(
+            "{} tenants, {behind} not known to be at {latest}",
+            records.len()
+        );
     }
     Ok(())
 }

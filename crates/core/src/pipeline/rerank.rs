@@ -16,7 +16,7 @@ use crate::pipeline::fuse::{Fused, StrategyRank};
 use crate::pipeline::query::keyword_terms;
 
 /// Feature names, in the order of a feature row.
-pub const FEATURES: [&str; 13] = [
+pub const FEATURES: [&str; 14] = [
     "semantic_rr",
     "semantic_cosine",
     "keyword_rr",
@@ -30,6 +30,7 @@ pub const FEATURES: [&str; 13] = [
     "recency",
     "length",
     "entity_rr",
+    "episode_density",
 ];
 
 /// A feature row.
@@ -37,14 +38,18 @@ pub type Row = [f32; FEATURES.len()];
 
 /// Fitted weights, one per feature: `scripts/fit-reranker.py` on the rows of
 /// `astrocyte eval locomo --dump-features` with bge-small-en-v1.5, trained on conversations
-/// 0–4 (whole and turns paths), reported on 5–9: categories 1–4 frac@10 0.741 → 0.792 whole,
-/// 0.733 → 0.786 turns; frac@1 0.36 → 0.43. Longer memories, a fused rank, BM25 relative
-/// to the best, the speaker being the person asked about and rare query words covered count
-/// for; plain word coverage counts against once those are known (common words).
+/// 0–4 (all three paths), reported on 5–9: categories 1–4 frac@10 fused → reranked 0.741 →
+/// 0.804 whole, 0.733 → 0.803 turns, 0.705 → 0.787 document (the first 13 features alone:
+/// 0.792, 0.780, 0.764). Longer memories, a fused rank, the episode the head keeps returning
+/// to, the speaker being the person asked about and rare query words covered count for;
+/// plain word coverage counts against once those are known (common words).
 pub const WEIGHTS: Row = [
-    0.1702, 0.2605, 0.2318, 0.1440, 0.8258, 0.2662, -0.4680, 0.3518, -0.1204, 0.3088, -0.0603,
-    1.0000, 0.0000,
+    0.152, 0.276, 0.216, 0.117, 0.580, 0.180, -0.315, 0.320, -0.144, 0.295, -0.093, 1.000, 0.000,
+    0.707,
 ];
+
+/// How many of the fused head the episode-density feature looks at.
+const EPISODE_HEAD: usize = 10;
 
 /// Half-life of the relative-recency feature.
 const RECENCY_HALF_LIFE_DAYS: f32 = 30.0;
@@ -130,10 +135,19 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
     // Recency relative to the pool's newest: the same feature whether the bank is fresh or
     // years old.
     let newest = candidates.iter().map(|c| c.memory.effective_time()).max();
+    // An episode the fused head returns to again and again is likely the one asked about:
+    // its other memories deserve a look even where their own words match less.
+    let episodes: Vec<String> = candidates.iter().map(|c| episode(c.memory)).collect();
+    let head = EPISODE_HEAD.min(candidates.len());
+    let mut in_head: HashMap<&str, usize> = HashMap::new();
+    for key in &episodes[..head] {
+        *in_head.entry(key.as_str()).or_default() += 1;
+    }
     candidates
         .iter()
         .zip(&stems)
-        .map(|(c, s)| {
+        .enumerate()
+        .map(|(index, (c, s))| {
             let rank = |name: &str| c.ranks.iter().find(|r| r.strategy == name);
             let semantic = rank("semantic");
             let keyword = rank("keyword");
@@ -187,9 +201,26 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
                 }),
                 (1.0 + words).ln() / 5.0,
                 rank("entity").map_or(0.0, |r| 1.0 / r.rank as f32),
+                {
+                    let shared = in_head.get(episodes[index].as_str()).copied().unwrap_or(0);
+                    let others = shared.saturating_sub(usize::from(index < head));
+                    others as f32 / EPISODE_HEAD as f32
+                },
             ]
         })
         .collect()
+}
+
+/// The episode a memory belongs to: its thread, else the retain it was chunked from, else the
+/// day it happened (a conversation's session, or a day of an agent's turns).
+fn episode(memory: &Memory) -> String {
+    if let Some(thread) = &memory.thread {
+        return format!("t:{thread}");
+    }
+    match &memory.chunk {
+        Some(chunk) if chunk.count > 1 => format!("g:{}", chunk.group_id),
+        _ => format!("d:{}", memory.effective_time().date_naive()),
+    }
 }
 
 /// The weighted sum of a row.
@@ -248,7 +279,7 @@ pub fn rerank(query: &str, fused: &mut [Fused], depth: usize) {
 mod tests {
     use super::*;
     use crate::model::BankId;
-    use chrono::Utc;
+    use chrono::{TimeZone, Utc};
 
     fn fused(id: &str, text: &str, score: f32, keyword_rank: Option<usize>) -> Fused {
         let bank = BankId::new("b").expect("bank");
@@ -309,6 +340,54 @@ mod tests {
         let mut untouched = vec![fused("a", "alpha", 0.9, None)];
         rerank("anything", &mut untouched, 0);
         assert_eq!(untouched[0].score, 0.9);
+    }
+
+    #[test]
+    fn a_memory_from_the_episode_the_head_keeps_returning_to_counts_more() {
+        let day = |d: u32| {
+            Utc.with_ymd_and_hms(2023, 5, d, 12, 0, 0)
+                .single()
+                .expect("date")
+        };
+        let mut list: Vec<Fused> = (0..6)
+            .map(|i| fused(&format!("m{i}"), "a line", 0.5 - i as f32 * 0.01, None))
+            .collect();
+        for (i, f) in list.iter_mut().enumerate() {
+            f.memory.occurred_at = Some(day(if i < 4 { 1 } else { 2 + i as u32 }));
+        }
+        let rows = features(
+            &QueryFeatures::new("anything"),
+            &list
+                .iter()
+                .map(|f| Candidate {
+                    memory: &f.memory,
+                    ranks: &f.ranks,
+                    score: f.score,
+                })
+                .collect::<Vec<_>>(),
+        );
+        let density = FEATURES
+            .iter()
+            .position(|f| *f == "episode_density")
+            .unwrap_or(0);
+        // Three others of the head share day 1; days 6 and 7 share with no one.
+        assert_eq!(rows[0][density], 0.3);
+        assert_eq!(rows[4][density], 0.0);
+        // A thread outweighs the day: the same day in two threads is two episodes.
+        list[1].memory.thread = Some("other".into());
+        let rows = features(
+            &QueryFeatures::new("anything"),
+            &list
+                .iter()
+                .map(|f| Candidate {
+                    memory: &f.memory,
+                    ranks: &f.ranks,
+                    score: f.score,
+                })
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(rows[0][density], 0.2);
+        assert_eq!(rows[1][density], 0.0);
     }
 
     #[test]

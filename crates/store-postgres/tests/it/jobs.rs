@@ -393,7 +393,8 @@ async fn a_tenant_created_before_the_jobs_migration_gets_its_queue_on_open() {
              DROP TABLE jobs_old.astrocyte_jobs; DROP TABLE jobs_old.astrocyte_settings; \
              DROP INDEX jobs_old.astrocyte_memories_id; DROP INDEX jobs_old.astrocyte_memories_thread; \
              ALTER TABLE jobs_old.astrocyte_memories DROP COLUMN thread; \
-             DELETE FROM jobs_old.astrocyte_migrations WHERE version >= 4",
+             DELETE FROM jobs_old.astrocyte_migrations WHERE version >= 4; \
+             UPDATE public.astrocyte_tenants SET migrated_version = NULL WHERE schema = 'jobs_old'",
         )
         .await
         .expect("roll back");
@@ -408,4 +409,119 @@ async fn a_tenant_created_before_the_jobs_migration_gets_its_queue_on_open() {
         jobs.job(&job.id).await.expect("job").map(|j| j.id),
         Some(job.id)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_signals_name_the_tenants_with_due_jobs_across_processes() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    // Another process: its own pool, and it reads the signals the first one raised.
+    let other = db.store().await;
+    let signals = other.job_signals().expect("postgres keeps job signals");
+    assert!(signals.shared());
+    let busy = queue(&store, "sig_busy").await;
+    let _quiet = queue(&store, "sig_quiet").await;
+    let later = queue(&store, "sig_later").await;
+    assert!(
+        signals.due(now(), 10).await.expect("due").is_empty(),
+        "new tenants have nothing due"
+    );
+    busy.enqueue(new_job("retain", None, 1, now()))
+        .await
+        .expect("enqueue");
+    later
+        .enqueue(new_job("retain", None, 1, now() + seconds(3600)))
+        .await
+        .expect("enqueue");
+    let due = signals.due(now(), 10).await.expect("due");
+    let names: Vec<&str> = due.iter().map(|t| t.schema.as_str()).collect();
+    assert_eq!(names, ["sig_busy"]);
+    let names: Vec<String> = signals
+        .due(now() + seconds(7200), 10)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|t| t.schema.to_string())
+        .collect();
+    assert_eq!(names, ["sig_busy", "sig_later"]);
+
+    // A job enqueued after the signal was read keeps it raised whatever the visit settles.
+    let read = due[0].clone();
+    busy.enqueue(new_job("retain", None, 1, now()))
+        .await
+        .expect("enqueue");
+    signals
+        .settle(&read.schema, Some(read.version), None)
+        .await
+        .expect("settle");
+    let due = signals.due(now(), 10).await.expect("due");
+    assert_eq!(due.len(), 1, "the stale settle changed nothing");
+
+    // Claimed, both jobs run under a lease: the next due time is the lease's end.
+    let worker = "w1";
+    for _ in 0..2 {
+        busy.claim(worker, Duration::from_secs(60), now())
+            .await
+            .expect("claim")
+            .expect("a job");
+    }
+    let next = busy
+        .next_due()
+        .await
+        .expect("next due")
+        .expect("running jobs");
+    assert!(next > now() + seconds(50), "{next}");
+    signals
+        .settle(&due[0].schema, Some(due[0].version), Some(next))
+        .await
+        .expect("settle");
+    assert!(signals.due(now(), 10).await.expect("due").is_empty());
+    let due = signals.due(next, 10).await.expect("due");
+    assert_eq!(due.len(), 1, "due again when the lease ends");
+    assert_eq!(due[0].schema.as_str(), "sig_busy");
+
+    // A dropped tenant's signal goes with it.
+    store
+        .drop_tenant(&Schema::new("sig_later").expect("schema"))
+        .await
+        .expect("drop");
+    let names: Vec<String> = signals
+        .due(now() + seconds(7200), 10)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|t| t.schema.to_string())
+        .collect();
+    assert_eq!(names, ["sig_busy"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_from_before_the_signals_are_signalled_once_on_connect() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    queue(&store, "sig_legacy").await;
+    let admin = db.admin().await;
+    // As an older release left it: no signal table at all.
+    admin
+        .batch_execute("DROP TABLE public.astrocyte_job_signals")
+        .await
+        .expect("drop the signals");
+    let upgraded = db.store().await;
+    let signals = upgraded.job_signals().expect("signals");
+    let due = signals.due(now(), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].schema.as_str(), "sig_legacy");
+    signals
+        .settle(&due[0].schema, Some(due[0].version), None)
+        .await
+        .expect("settle");
+    // Connecting again does not raise it again.
+    let again = db.store().await;
+    assert!(again
+        .job_signals()
+        .expect("signals")
+        .due(now(), 10)
+        .await
+        .expect("due")
+        .is_empty());
 }

@@ -8,6 +8,7 @@ mod isolation;
 mod jobs;
 mod keys;
 mod migrations;
+mod replicas;
 mod roles;
 mod settings;
 mod support;

@@ -78,7 +78,11 @@ async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32
         sql.push_str(&format!("DROP TABLE \"{schema}\".astrocyte_memories; "));
     }
     sql.push_str(&format!(
-        "DELETE FROM \"{schema}\".astrocyte_migrations WHERE version > {version}"
+        "DELETE FROM \"{schema}\".astrocyte_migrations WHERE version > {version}; "
+    ));
+    // An older release recorded no version in the directory.
+    sql.push_str(&format!(
+        "UPDATE public.astrocyte_tenants SET migrated_version = NULL WHERE schema = '{schema}'"
     ));
     admin.batch_execute(&sql).await.expect("roll back");
 }
@@ -294,4 +298,70 @@ async fn two_processes_migrating_at_once_both_succeed() {
             "someone applied {name}'s migrations"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_skips_tenants_the_directory_records_as_current() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let admin = db.admin().await;
+    let schemas = create_tenants(&store, &["rec_a", "rec_b", "other_c"]).await;
+    for schema in &schemas {
+        let record = store
+            .tenant_record(schema)
+            .await
+            .expect("record")
+            .expect("exists");
+        assert_eq!(
+            record.migrated_version,
+            Some(LATEST_MIGRATION),
+            "recorded at creation"
+        );
+    }
+    // Tenant roles cannot even read their ledger any more: a fan-out that opened a schema
+    // recorded as current would fail on it.
+    admin
+        .batch_execute(
+            "REVOKE ALL ON rec_a.astrocyte_migrations FROM PUBLIC; \
+             ALTER TABLE rec_a.astrocyte_migrations OWNER TO postgres",
+        )
+        .await
+        .expect("lock the ledger");
+    let report = store.migrate_tenants(Some("rec_")).await.expect("fan-out");
+    assert!(report.all_ok(), "{:?}", report.failed().collect::<Vec<_>>());
+    let lines: Vec<String> = report.tenants.iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        lines,
+        ["rec_a: already current (7)", "rec_b: already current (7)"]
+    );
+
+    // One not recorded (an older release's) is checked through its ledger and recorded.
+    roll_back_to(&admin, "rec_b", 4).await;
+    assert_eq!(
+        store
+            .tenant_record(&schemas[1])
+            .await
+            .expect("record")
+            .expect("exists")
+            .migrated_version,
+        None
+    );
+    let report = store.migrate_tenants(Some("rec_b")).await.expect("fan-out");
+    assert_eq!(
+        report.tenants[0].status,
+        MigrationStatus::Applied {
+            from: 4,
+            to: LATEST_MIGRATION
+        }
+    );
+    assert_eq!(
+        store
+            .tenant_record(&schemas[1])
+            .await
+            .expect("record")
+            .expect("exists")
+            .migrated_version,
+        Some(LATEST_MIGRATION)
+    );
+    assert_eq!(ledger(&admin, "rec_b").await, ALL);
 }

@@ -196,3 +196,59 @@ async fn an_empty_tenant_may_change_its_dimension() {
         .get(0);
     assert_eq!(indexed, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hnsw_indexes_are_built_with_the_configured_parameters() {
+    let db = TestDb::create().await;
+    let store = db
+        .store_with(astrocyte_store_postgres::PostgresOptions {
+            hnsw_m: 8,
+            hnsw_ef_construction: 24,
+            hnsw_ef_search: 12,
+            ..db.options()
+        })
+        .await;
+    let schema = create(&store, "hnsw_params").await;
+    let tenant = store.tenant(&schema).await.expect("handle");
+    tenant
+        .insert(vec![memory("m1", unit(4, 1))])
+        .await
+        .expect("insert fixes the dimension and builds the index");
+    let options: Vec<String> = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'hnsw_params' AND c.relname = 'astrocyte_memories_embedding_hnsw'",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(options, vec!["m=8", "ef_construction=24"]);
+    let nearest = tenant
+        .nearest_each(&BankId::new("notes").expect("bank"), &[unit(4, 1)], 0.9)
+        .await
+        .expect("probe with the configured ef_search");
+    assert_eq!(nearest[0].as_ref().map(|(id, _)| id.as_str()), Some("m1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hnsw_parameters_outside_pgvector_bounds_are_refused_at_connect() {
+    let db = TestDb::create().await;
+    let base = db.options();
+    for (m, ef_construction, ef_search) in [(1, 64, 40), (16, 20, 40), (16, 64, 0), (16, 64, 1001)]
+    {
+        let options = astrocyte_store_postgres::PostgresOptions {
+            hnsw_m: m,
+            hnsw_ef_construction: ef_construction,
+            hnsw_ef_search: ef_search,
+            ..base.clone()
+        };
+        let error = PostgresStore::connect(&db.url, options)
+            .await
+            .expect_err("out of bounds");
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("HNSW"), "{error}");
+    }
+}

@@ -209,7 +209,14 @@ async fn public_can_be_a_tenant_and_dropping_it_keeps_the_directory() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(remaining, ["astrocyte_api_keys", "astrocyte_tenants"]);
+    assert_eq!(
+        remaining,
+        [
+            "astrocyte_api_keys",
+            "astrocyte_job_signals",
+            "astrocyte_tenants"
+        ]
+    );
     assert!(schema_exists(&admin, "public").await);
 }
 
