@@ -197,7 +197,8 @@ impl Service {
     ) -> Result<Vec<astrocyte_core::store::EntitySummary>, ApiError> {
         let bank = self.authorize(caller, bank_id, Permission::Read)?;
         self.admit_read(caller, &bank)?;
-        let kind = match kind.as_deref().filter(|k| !k.is_empty()) {
+        // An empty kind is not "any kind": the documented enum has no empty member.
+        let kind = match kind.as_deref() {
             None => None,
             Some(raw) => Some(astrocyte_core::entities::EntityKind::parse(raw).ok_or_else(
                 || {

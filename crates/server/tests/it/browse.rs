@@ -494,6 +494,7 @@ async fn rest_lists_a_banks_entities_and_recall_uses_them() {
     // Bad input is a 400 with the documented body.
     for path in [
         "/v1/banks/crew/entities?kind=planet",
+        "/v1/banks/crew/entities?kind=",
         "/v1/banks/crew/entities?limit=0",
         "/v1/banks/crew/entities?limit=abc",
         "/v1/banks/bad%20bank/entities",
