@@ -544,17 +544,26 @@ pub async fn batch_near_duplicates_of_the_bank_and_of_each_other(test_store: Tes
     let tenant = fx.tenant().await;
     assert_eq!(tenant.count(&bank_id("herons")).await.expect("count"), 3);
     assert_eq!(tenant.count(&bank_id("herons-2")).await.expect("count"), 1);
-    // Only what was stored reached the change feed.
-    let created = tenant
-        .changes(
-            &bank_id("herons"),
-            &astrocyte_core::browse::ChangeQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("changes");
+    // Only what was stored reached the change feed. The feed may lag (never skip) while a
+    // transaction elsewhere in the cluster is open, and other tests run beside this one: read
+    // until three entries show, for up to 20 s; there must be exactly three.
+    let started = std::time::Instant::now();
+    let created = loop {
+        let page = tenant
+            .changes(
+                &bank_id("herons"),
+                &astrocyte_core::browse::ChangeQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("changes");
+        if page.len() >= 3 || started.elapsed().as_secs() >= 20 {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(created.len(), 3, "{created:?}");
     fx.finish().await;
 }
