@@ -65,6 +65,16 @@ pub struct Candidate<'a> {
     pub score: f32,
 }
 
+impl<'a> From<&'a Fused> for Candidate<'a> {
+    fn from(f: &'a Fused) -> Self {
+        Candidate {
+            memory: &f.memory,
+            ranks: &f.ranks,
+            score: f.score,
+        }
+    }
+}
+
 /// What the reranker reads from a query once.
 #[derive(Debug, Clone)]
 pub struct QueryFeatures {
@@ -239,14 +249,7 @@ pub fn rerank(query: &str, fused: &mut [Fused], depth: usize) {
     }
     let query = QueryFeatures::new(query);
     let rows = {
-        let candidates: Vec<Candidate<'_>> = fused[..depth]
-            .iter()
-            .map(|f| Candidate {
-                memory: &f.memory,
-                ranks: &f.ranks,
-                score: f.score,
-            })
-            .collect();
+        let candidates: Vec<Candidate<'_>> = fused[..depth].iter().map(Candidate::from).collect();
         features(&query, &candidates)
     };
     for (candidate, row) in fused[..depth].iter_mut().zip(&rows) {
@@ -357,14 +360,7 @@ mod tests {
         }
         let rows = features(
             &QueryFeatures::new("anything"),
-            &list
-                .iter()
-                .map(|f| Candidate {
-                    memory: &f.memory,
-                    ranks: &f.ranks,
-                    score: f.score,
-                })
-                .collect::<Vec<_>>(),
+            &list.iter().map(Candidate::from).collect::<Vec<_>>(),
         );
         let density = FEATURES
             .iter()
@@ -377,14 +373,7 @@ mod tests {
         list[1].memory.thread = Some("other".into());
         let rows = features(
             &QueryFeatures::new("anything"),
-            &list
-                .iter()
-                .map(|f| Candidate {
-                    memory: &f.memory,
-                    ranks: &f.ranks,
-                    score: f.score,
-                })
-                .collect::<Vec<_>>(),
+            &list.iter().map(Candidate::from).collect::<Vec<_>>(),
         );
         assert_eq!(rows[0][density], 0.2);
         assert_eq!(rows[1][density], 0.0);
@@ -393,14 +382,7 @@ mod tests {
     #[test]
     fn features_are_finite_and_named() {
         let list = [fused("a", "Caroline: hi", 0.5, Some(1))];
-        let candidates: Vec<Candidate<'_>> = list
-            .iter()
-            .map(|f| Candidate {
-                memory: &f.memory,
-                ranks: &f.ranks,
-                score: f.score,
-            })
-            .collect();
+        let candidates: Vec<Candidate<'_>> = list.iter().map(Candidate::from).collect();
         let rows = features(&QueryFeatures::new("Caroline?"), &candidates);
         assert_eq!(rows[0].len(), FEATURES.len());
         assert!(rows[0].iter().all(|x| x.is_finite()));
