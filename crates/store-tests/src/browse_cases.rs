@@ -11,7 +11,7 @@ use astrocyte_core::{
 };
 use serde_json::json;
 
-use crate::fixture::{bank_id, day, sorted, Fixture};
+use crate::fixture::{bank_id, day, read_until, sorted, Fixture};
 use crate::TestStore;
 
 async fn list_all(fx: &Fixture, bank: &str, mut query: ListQuery) -> Vec<String> {
@@ -461,14 +461,9 @@ pub async fn change_feed_logs_every_change_in_order(test_store: TestStore) {
         (ChangeKind::Forgotten, ids[1].clone()),
         (ChangeKind::Forgotten, ids[2].clone()),
     ];
-    // The feed may lag (never skip) while a transaction elsewhere in the cluster is still
-    // open (PostgreSQL: entries wait below the oldest running transaction), and other tests
-    // run beside this one: read until the entries show, for up to 20 s.
-    let started = std::time::Instant::now();
-    let whole = loop {
-        let page = fx
-            .engine
-            .changes(
+    let whole = read_until(
+        || {
+            fx.engine.changes(
                 &fx.schema,
                 "feed",
                 ChangeQuery {
@@ -476,13 +471,14 @@ pub async fn change_feed_logs_every_change_in_order(test_store: TestStore) {
                     ..Default::default()
                 },
             )
-            .await
-            .expect("changes");
-        if page.changes.len() >= expected.len() || started.elapsed().as_secs() >= 20 {
-            break page;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+        },
+        |page| {
+            page.as_ref()
+                .map_or(true, |p| p.changes.len() >= expected.len())
+        },
+    )
+    .await
+    .expect("changes");
     let seen: Vec<(ChangeKind, String)> = whole
         .changes
         .iter()

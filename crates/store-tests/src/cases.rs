@@ -23,7 +23,7 @@ pub use crate::entity_cases::{
     entities_are_isolated_between_tenants, entities_are_listed_with_counts,
     entity_hits_score_rare_entities_higher, forgotten_memories_leave_the_entity_counts,
 };
-use crate::fixture::{bank_id, day, sorted, Fixture};
+use crate::fixture::{bank_id, day, read_until, sorted, Fixture};
 use crate::TestStore;
 
 fn metadata(pairs: &[(&str, serde_json::Value)]) -> Metadata {
@@ -544,26 +544,18 @@ pub async fn batch_near_duplicates_of_the_bank_and_of_each_other(test_store: Tes
     let tenant = fx.tenant().await;
     assert_eq!(tenant.count(&bank_id("herons")).await.expect("count"), 3);
     assert_eq!(tenant.count(&bank_id("herons-2")).await.expect("count"), 1);
-    // Only what was stored reached the change feed. The feed may lag (never skip) while a
-    // transaction elsewhere in the cluster is open, and other tests run beside this one: read
-    // until three entries show, for up to 20 s; there must be exactly three.
-    let started = std::time::Instant::now();
-    let created = loop {
-        let page = tenant
-            .changes(
-                &bank_id("herons"),
-                &astrocyte_core::browse::ChangeQuery {
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("changes");
-        if page.len() >= 3 || started.elapsed().as_secs() >= 20 {
-            break page;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Only what was stored reached the change feed: exactly three entries, once it settles.
+    let query = astrocyte_core::browse::ChangeQuery {
+        limit: 100,
+        ..Default::default()
     };
+    let herons = bank_id("herons");
+    let created = read_until(
+        || tenant.changes(&herons, &query),
+        |page| page.as_ref().map_or(true, |p| p.len() >= 3),
+    )
+    .await
+    .expect("changes");
     assert_eq!(created.len(), 3, "{created:?}");
     fx.finish().await;
 }

@@ -249,6 +249,24 @@ pub fn day(year: i32, month: u32, date: u32) -> Timestamp {
 }
 
 /// Sorted copy.
+/// Reads until `settled` holds, for up to 20 s. The change feed may lag (never skip) while a
+/// transaction elsewhere in the cluster is open (PostgreSQL: entries wait below the oldest
+/// running transaction), and other tests run beside the checks.
+pub async fn read_until<T, F, Fut>(mut read: F, settled: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let value = read().await;
+        if settled(&value) || started.elapsed().as_secs() >= 20 {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids

@@ -413,6 +413,11 @@ async fn bank_run(
             .await?;
     }
     let single = singles as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    // Retains of a large bank take minutes: say where the run is.
+    eprintln!(
+        "bench: {size} memories retained in {:.0} s; measuring recall",
+        started.elapsed().as_secs_f64()
+    );
     let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
     // Warm the index and caches once; first-touch costs are a start-up figure, not a latency.
     recall_latencies(

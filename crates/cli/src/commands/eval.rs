@@ -159,6 +159,10 @@ fn turn_text(turn: &Turn) -> String {
     }
 }
 
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Evidence ids as listed, tolerating the few entries that pack several ids in one string.
 fn evidence_ids(evidence: &[String]) -> Vec<String> {
     let mut ids: Vec<String> = evidence
@@ -419,7 +423,8 @@ async fn run_path(
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
         );
         let t0 = Instant::now();
-        // For the document path: which turn a chunk's text came from.
+        // For the document path: which turn a chunk's text came from, whitespace collapsed (the
+        // chunker packs a turn's sentences with single spaces).
         let mut turn_texts: Vec<(String, String)> = Vec::new();
         let mut session = 1;
         while let Some(turns) = sample.conversation.get(&format!("session_{session}")) {
@@ -445,7 +450,7 @@ async fn run_path(
                         turns
                             .iter()
                             .zip(&texts)
-                            .map(|(turn, text)| (text.clone(), turn.dia_id.clone())),
+                            .map(|(turn, text)| (collapse_whitespace(text), turn.dia_id.clone())),
                     );
                     let mut metadata = Metadata::new();
                     metadata.insert("session".into(), json!(session));
@@ -548,14 +553,16 @@ async fn run_path(
                 .map(
                     |h| match h.memory.metadata.get("dia_id").and_then(Value::as_str) {
                         Some(id) => vec![id],
-                        None => turn_texts
-                            .iter()
-                            .filter(|(text, _)| {
-                                h.memory.text.contains(text.as_str())
-                                    || text.contains(h.memory.text.as_str())
-                            })
-                            .map(|(_, id)| id.as_str())
-                            .collect(),
+                        None => {
+                            let hit = collapse_whitespace(&h.memory.text);
+                            turn_texts
+                                .iter()
+                                .filter(|(text, _)| {
+                                    hit.contains(text.as_str()) || text.contains(hit.as_str())
+                                })
+                                .map(|(_, id)| id.as_str())
+                                .collect()
+                        }
                     },
                 )
                 .collect();
