@@ -59,7 +59,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub embedder: Option<String>,
     /// Directory of the local model [env: ASTROCYTE_MODEL_DIR] [default:
-    /// models/all-MiniLM-L6-v2].
+    /// models/bge-small-en-v1.5].
     #[arg(long, global = true)]
     pub model_dir: Option<String>,
     /// Base URL of an OpenAI-compatible embeddings API, with --embedder openai [env:
