@@ -648,3 +648,174 @@ async fn a_move_stopped_at_any_step_stays_readable_and_finishes_when_run_again()
         .expect("row");
     assert_eq!((record.server, record.move_to), (None, None));
 }
+
+/// Environment of [`move_in_a_child_process`]: the home URL, the other URL and the tenant.
+const CHILD_ENV: [&str; 3] = [
+    "ASTROCYTE_TEST_MOVE_HOME",
+    "ASTROCYTE_TEST_MOVE_OTHER",
+    "ASTROCYTE_TEST_MOVE_TENANT",
+];
+
+/// The process `a_move_killed_mid_copy_is_finished_by_a_rerun` kills: it only moves a
+/// tenant. Ignored when the suite runs; the parent test starts it by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started (and killed) by a_move_killed_mid_copy_is_finished_by_a_rerun"]
+async fn move_in_a_child_process() {
+    let [home, other, tenant] = CHILD_ENV.map(|name| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the parent test"))
+    });
+    let store = PostgresStore::connect(
+        &home,
+        PostgresOptions {
+            pool_size: 4,
+            server_urls: vec![other.clone()],
+            placement: Placement::Home,
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
+    let target = ServerKey::parse(&other).expect("key");
+    store
+        .move_tenant(&schema(&tenant), &target, MoveOptions::default())
+        .await
+        .expect("move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::Home).await;
+    let tenant = schema("pl_killed");
+    store.create_tenant(&tenant).await.expect("create");
+    let writer = engine(Arc::new(store.clone()));
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        ids.push(
+            retain(
+                &writer,
+                &tenant,
+                "notes",
+                &noisy(&format!("killed note {n}")),
+            )
+            .await,
+        );
+    }
+    ids.sort();
+
+    // The move runs in a process of its own, killed (SIGKILL) once the source is fenced,
+    // that is in the middle of the copy, or a little later.
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "placement::move_in_a_child_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .envs(CHILD_ENV.into_iter().zip([
+            servers.home.url(),
+            servers.other.url(),
+            tenant.to_string(),
+        ]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("child starts");
+    let home = connect(&servers.home.url()).await;
+    let started = std::time::Instant::now();
+    loop {
+        let fenced: i64 = home
+            .query_one(
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'pl_killed' AND t.tgname = 'astrocyte_moving'",
+                &[],
+            )
+            .await
+            .expect("catalog")
+            .get(0);
+        if fenced > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("child state").is_none(),
+            "the child ended before the fence was seen"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the fence never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().expect("kill the mover");
+    child.wait().expect("reap the mover");
+
+    let record = store
+        .tenant_record(&tenant)
+        .await
+        .expect("lookup")
+        .expect("row");
+    eprintln!(
+        "killed at: server {:?}, moving to {:?}, old copy on {:?}",
+        record.server, record.move_to, record.stale_on
+    );
+    // A restarted process reads every memory, wherever the directory places the tenant.
+    let restarted = engine(Arc::new(servers.store(Placement::Home).await));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        match restarted
+            .recall(
+                &tenant,
+                RecallRequest {
+                    query: "killed note".into(),
+                    banks: vec!["notes".into()],
+                    max_results: Some(500),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(result) => {
+                seen = result.hits.into_iter().map(|hit| hit.memory.id).collect();
+                break;
+            }
+            Err(error) if error.kind() == ErrorKind::Unavailable => continue,
+            Err(error) => panic!("unreadable after the kill: {error}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ids, "every memory readable after the kill");
+
+    // The re-run finishes the move; everything is on the other server, once.
+    let report = store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("re-run");
+    assert!(report.resumed);
+    assert_eq!(report.reached, MoveStep::Cleaned);
+    assert_eq!(ids_on(&servers.other.url(), &tenant).await, ids);
+    assert!(schemas_on(&servers.home.url()).await.is_empty());
+    // The restarted process's handle still names the old copy: its first write is refused
+    // ("unavailable, retry") and the retry lands on the other server.
+    let content = noisy("after the re-run");
+    let first = restarted
+        .retain(
+            &tenant,
+            RetainRequest {
+                bank_id: "notes".into(),
+                content: content.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let second = match first {
+        Ok(outcome) => outcome.memory_id.expect("stored"),
+        Err(error) if error.kind() == ErrorKind::Unavailable => {
+            retain(&restarted, &tenant, "notes", &content).await
+        }
+        Err(error) => panic!("write after the re-run: {error}"),
+    };
+    assert!(ids_on(&servers.other.url(), &tenant)
+        .await
+        .contains(&second));
+}
