@@ -23,7 +23,9 @@ use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
 };
-use crate::names::{validate_role_prefix, DatabaseTag, HnswParams, RoleName, VectorSql};
+use crate::names::{
+    validate_role_prefix, DatabaseTag, HnswParams, RoleName, VectorSql, LOCK_PLACEMENT,
+};
 use crate::replica::{redact, ReplicaOptions, ReplicaSet, TenantReads};
 use crate::servers::{Placement, Server, ServerKey};
 use crate::session::{TenantBinding, TenantTransaction};
@@ -241,15 +243,42 @@ impl PostgresStore {
         self.inner.servers.iter().map(|s| s.key.clone()).collect()
     }
 
-    /// The server a new tenant goes to under the placement policy (the home server for
-    /// `public`, whose tables share the directory's schema).
-    async fn place(&self, schema: &Schema) -> Result<Arc<Server>> {
+    /// Creates a tenant on the server the placement policy picks (the home server for
+    /// `public`, whose tables share the directory's schema). With several servers, creations
+    /// are serialised by a session lock on the home database, so tenants created at the same
+    /// moment (a `tenant create` fan-out, several gateways) are counted one after another and
+    /// spread instead of all landing on the same emptiest server.
+    async fn create_placed(&self, schema: &Schema) -> Result<AdminOutcome> {
         let servers = &self.inner.servers;
+        let home = self.inner.home();
         if servers.len() == 1 || *schema == Schema::public() {
-            return Ok(self.inner.home().clone());
+            return self.create_on(home, schema).await;
         }
-        let counts = directory::counts(&self.inner.home().pool).await?;
-        Ok(crate::servers::choose(self.inner.options.placement, servers, &counts).clone())
+        let lock = home.pool.get().await.map_err(PgError::from)?;
+        lock.query_one("SELECT pg_advisory_lock($1, 0)", &[&LOCK_PLACEMENT])
+            .await
+            .map_err(PgError::from)?;
+        let outcome = async {
+            let counts = directory::counts(&home.pool).await?;
+            let server = crate::servers::choose(self.inner.options.placement, servers, &counts);
+            self.create_on(server, schema).await
+        }
+        .await;
+        if lock
+            .query_one("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_PLACEMENT])
+            .await
+            .is_err()
+        {
+            // Closing the connection releases the lock; pooled, it would keep it.
+            drop(deadpool_postgres::Object::take(lock));
+        }
+        outcome
+    }
+
+    async fn create_on(&self, server: &Arc<Server>, schema: &Schema) -> Result<AdminOutcome> {
+        // The role carries the tag of the database holding the schema: unique on its cluster.
+        let role = RoleName::derive(&self.inner.options.role_prefix, &server.database, schema)?;
+        Ok(directory::create(&self.inner.home().pool, server, schema, &role).await?)
     }
 
     /// The options the store was opened with.
@@ -492,10 +521,7 @@ impl Store for PostgresStore {
 
     #[instrument(skip_all, fields(tenant = %schema))]
     async fn create_tenant(&self, schema: &Schema) -> Result<()> {
-        let server = self.place(schema).await?;
-        // The role carries the tag of the database holding the schema: unique on its cluster.
-        let role = RoleName::derive(&self.inner.options.role_prefix, &server.database, schema)?;
-        match directory::create(&self.inner.home().pool, &server, schema, &role).await? {
+        match self.create_placed(schema).await? {
             AdminOutcome::Done => Ok(()),
             AdminOutcome::Exists => Err(Error::Conflict(format!("tenant {schema} already exists"))),
             AdminOutcome::Missing => {

@@ -230,6 +230,25 @@ async fn new_tenants_are_spread_and_each_server_serves_and_isolates_its_own() {
     let due = signals.due(soon, 10).await.expect("due");
     assert!(due.iter().all(|d| d.schema != tenants[3]), "{due:?}");
 
+    // Tenants created at the same moment by two processes are still spread: four more end
+    // up two on each server.
+    let elsewhere = servers.store(Placement::LeastTenants).await;
+    let batch: Vec<Schema> = (6..=9).map(|i| schema(&format!("pl_{i}"))).collect();
+    futures::future::try_join_all(batch.iter().enumerate().map(|(i, tenant)| {
+        let creator = if i % 2 == 0 { &store } else { &elsewhere };
+        creator.create_tenant(tenant)
+    }))
+    .await
+    .expect("concurrent creates");
+    let on_other = store
+        .tenant_records()
+        .await
+        .expect("records")
+        .into_iter()
+        .filter(|record| record.server.is_some())
+        .count();
+    assert_eq!(on_other, 4, "eight tenants, four on each server");
+
     // The home policy keeps new tenants at home.
     let homebound = servers.store(Placement::Home).await;
     homebound
@@ -244,6 +263,9 @@ async fn new_tenants_are_spread_and_each_server_serves_and_isolates_its_own() {
     assert_eq!(record.server, None);
 
     // Dropping a tenant of the other server removes its schema and role there.
+    for tenant in &batch {
+        store.drop_tenant(tenant).await.expect("drop");
+    }
     let role = store
         .tenant_record(&tenants[1])
         .await
