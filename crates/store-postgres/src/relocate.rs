@@ -46,10 +46,11 @@ const FENCE_LOCK_TIMEOUT_MS: u32 = 500;
 const FENCE_ATTEMPTS: u32 = 40;
 
 /// Settings both ends of the copy share, so values are written and read back in one text form
-/// (COPY's text format and the checksums depend on them).
+/// (COPY's text format and the checksums depend on them). The copy of a large tenant is one
+/// long statement per table, so the store's statement timeout is lifted for it.
 const TEXT_FORM: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; \
      SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; \
-     SET LOCAL bytea_output = 'hex';";
+     SET LOCAL bytea_output = 'hex'; SET LOCAL statement_timeout = 0;";
 
 /// What a statement's error says about where the tenant is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
