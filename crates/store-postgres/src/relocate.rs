@@ -1,6 +1,7 @@
 //! Moving a tenant between servers ([`PostgresStore::move_tenant`]): the target gets the
-//! tenant's role, schema and tables from our own migrations, the source is fenced against
-//! writes, every table is copied and checked (row count and checksum), the directory row is
+//! tenant's role, schema and tables from our own migrations, every table is copied while
+//! writes go on, the source is fenced against writes, the rows changed meanwhile are brought
+//! over by key and hash, every table is checked (row count and checksum), the directory row is
 //! flipped to the target, and the old copy is dropped. Progress lives in the directory row, so
 //! a crash at any step leaves the tenant readable on its old server and a re-run finishes (or,
 //! aimed back at the tenant's own server, abandons) the move. No replication, no consensus:
@@ -107,9 +108,9 @@ pub enum MoveStep {
     Marked,
     /// The target holds the tenant's role, schema and empty tables.
     Prepared,
-    /// The source refuses writes.
+    /// The target holds a copy made while writes went on, and the source refuses writes.
     Fenced,
-    /// Every table is copied to the target and checked.
+    /// The target equals the source, table by table, checked.
     Copied,
     /// The directory places the tenant on the target.
     Flipped,
@@ -153,6 +154,9 @@ pub struct MoveReport {
     pub tables: Vec<TableCheck>,
     /// How long this run refused the tenant's writes (fence to flip).
     pub fenced_for: Option<Duration>,
+    /// Rows deleted or copied under the fence to bring the online copy level with the
+    /// source (what was written, changed or removed while it was being made).
+    pub synced_rows: u64,
     /// Whether this run abandoned an unfinished move instead (the target named the tenant's
     /// own server): the target's copy is dropped and the source writable again.
     pub abandoned: bool,
@@ -232,6 +236,7 @@ impl PostgresStore {
             reached: MoveStep::Cleaned,
             tables: Vec::new(),
             fenced_for: None,
+            synced_rows: 0,
             abandoned: false,
         };
         if let (Some(stale_on), Some(stale_role)) = (&record.stale_on, &record.stale_role) {
@@ -351,17 +356,25 @@ impl PostgresStore {
         if options.stop_after == Some(MoveStep::Prepared) {
             return Ok(false);
         }
+        // Copied while writes continue; only the rows written meanwhile are copied under
+        // the fence.
+        bulk_copy(source, source_binding, target, target_binding).await?;
         let tables = fence(source, source_binding).await?;
         let fenced_at = Instant::now();
         report.reached = MoveStep::Fenced;
         if options.stop_after == Some(MoveStep::Fenced) {
             return Ok(false);
         }
-        report.tables =
-            copy_tables(source, source_binding, target, target_binding, &tables).await?;
+        let (checks, synced) =
+            sync_and_check(source, source_binding, target, target_binding, &tables).await?;
+        report.tables = checks;
+        report.synced_rows = synced;
         report.fenced_for = Some(fenced_at.elapsed());
         report.reached = MoveStep::Copied;
-        info!(tables = report.tables.len(), "tenant copied and checked");
+        info!(
+            tables = report.tables.len(),
+            synced, "tenant copied and checked"
+        );
         Ok(options.stop_after != Some(MoveStep::Copied))
     }
 
@@ -619,30 +632,127 @@ async fn check_table(
     Ok((first.try_get("n")?, first.try_get("sum")?))
 }
 
-/// Copies every table from the fenced source into the prepared target in one target
-/// transaction, checks each, and commits.
-async fn copy_tables(
+/// A source transaction (as the source role) and a target transaction (as the target
+/// role), committed together when the work in them succeeded.
+struct Both {
+    reading: TenantTransaction,
+    writing: TenantTransaction,
+}
+
+impl Both {
+    async fn begin(
+        source: &Server,
+        source_binding: &TenantBinding,
+        reading_settings: &str,
+        target: &Server,
+        target_binding: &TenantBinding,
+    ) -> Result<Both> {
+        let mut reading =
+            TenantTransaction::begin(&source.pool, source_binding, reading_settings).await?;
+        match TenantTransaction::begin(&target.pool, target_binding, TEXT_FORM).await {
+            Ok(writing) => Ok(Both { reading, writing }),
+            Err(error) => {
+                let _ = reading.finish("ROLLBACK").await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Commits both after `outcome` succeeded, else rolls both back; passes `outcome` on.
+    async fn end<T>(mut self, outcome: Result<T>) -> Result<T> {
+        match outcome {
+            Ok(value) => {
+                self.writing.finish("COMMIT").await?;
+                self.reading.finish("COMMIT").await?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self.writing.finish("ROLLBACK").await;
+                let _ = self.reading.finish("ROLLBACK").await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The online copy, before the fence: every table from one snapshot of the source
+/// (repeatable read, so rows of different tables agree), with the vector column typed first
+/// and the indexes built, while the tenant's writes carry on.
+async fn bulk_copy(
+    source: &Server,
+    source_binding: &TenantBinding,
+    target: &Server,
+    target_binding: &TenantBinding,
+) -> Result<()> {
+    let schema = &source_binding.schema;
+    let settings = format!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; {TEXT_FORM}");
+    let both = Both::begin(source, source_binding, &settings, target, target_binding).await?;
+    let outcome = async {
+        let tables = tenant_tables(&both.reading, schema).await?;
+        copy_in_transactions(&both.reading, &both.writing, schema, target, &tables).await
+    }
+    .await;
+    both.end(outcome).await
+}
+
+/// Under the fence: brings the target's copy level with the (now still) source, row by row
+/// where they differ, then checks every table and commits.
+async fn sync_and_check(
     source: &Server,
     source_binding: &TenantBinding,
     target: &Server,
     target_binding: &TenantBinding,
     tables: &[String],
-) -> Result<Vec<TableCheck>> {
+) -> Result<(Vec<TableCheck>, u64)> {
     let schema = &source_binding.schema;
-    let mut reading = TenantTransaction::begin(&source.pool, source_binding, TEXT_FORM).await?;
-    let mut writing = TenantTransaction::begin(&target.pool, target_binding, TEXT_FORM).await?;
-    match copy_in_transactions(&reading, &writing, schema, target, tables).await {
-        Ok(checks) => {
-            writing.finish("COMMIT").await?;
-            reading.finish("COMMIT").await?;
-            Ok(checks)
-        }
-        Err(error) => {
-            let _ = writing.finish("ROLLBACK").await;
-            let _ = reading.finish("ROLLBACK").await;
-            Err(error)
-        }
+    let both = Both::begin(source, source_binding, TEXT_FORM, target, target_binding).await?;
+    let outcome = async {
+        let (reading, writing) = (&both.reading, &both.writing);
+        let order = copy_order(reading, schema, tables).await?;
+        let changed = sync_rows(reading, writing, schema, &order).await?;
+        continue_sequences(writing, schema, &order).await?;
+        let checks = check_tables(reading, writing, schema, &order).await?;
+        Ok((checks, changed))
     }
+    .await;
+    both.end(outcome).await
+}
+
+/// A table's stored columns, the same on both servers (else the move stops).
+async fn same_columns(
+    reading: &TenantTransaction,
+    writing: &TenantTransaction,
+    table: &str,
+    name: &str,
+) -> Result<Vec<String>> {
+    let columns = stored_columns(reading, name).await?;
+    let target_columns = stored_columns(writing, name).await?;
+    if columns != target_columns {
+        return Err(Error::Storage(format!(
+            "table {table} has other columns on the target ({target_columns:?} vs {columns:?})"
+        )));
+    }
+    Ok(columns)
+}
+
+/// What a copied column is selected as: a change-log entry's transaction id means nothing on
+/// another server, so it arrives as the oldest possible transaction, which the target's feed
+/// orders before everything written there and never waits on.
+fn copied_as(table: &str, column: &str) -> String {
+    if table == CHANGES_TABLE && column == "\"xid\"" {
+        "'3'::xid8".to_string()
+    } else {
+        column.to_string()
+    }
+}
+
+/// The columns compared between the copies (all but the change log's rewritten ids).
+fn compared(table: &str, columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|column| !(table == CHANGES_TABLE && column.as_str() == "\"xid\""))
+        .cloned()
+        .collect()
 }
 
 async fn copy_in_transactions(
@@ -651,7 +761,7 @@ async fn copy_in_transactions(
     schema: &Schema,
     target: &Server,
     tables: &[String],
-) -> Result<Vec<TableCheck>> {
+) -> Result<()> {
     let memories = qualified(schema, MEMORIES_TABLE)?;
     // The vector column is typed (and its index built) the way the tenant's first vectors
     // did it on the source: typed before the copy, indexed after it.
@@ -665,28 +775,12 @@ async fn copy_in_transactions(
             ))
             .await?;
     }
-    let mut checks = Vec::new();
     for table in copy_order(reading, schema, tables).await? {
         let name = qualified(schema, &table)?;
-        let columns = stored_columns(reading, &name).await?;
-        let target_columns = stored_columns(writing, &name).await?;
-        if columns != target_columns {
-            return Err(Error::Storage(format!(
-                "table {table} has other columns on the target ({target_columns:?} vs {columns:?})"
-            )));
-        }
-        // Change-log entries carry their writing transaction's id, which means nothing on
-        // another server: they arrive as the oldest possible transaction, so the target's
-        // feed orders them before everything written there and never waits on them.
+        let columns = same_columns(reading, writing, &table, &name).await?;
         let select = columns
             .iter()
-            .map(|column| {
-                if table == CHANGES_TABLE && column == "\"xid\"" {
-                    "'3'::xid8".to_string()
-                } else {
-                    column.clone()
-                }
-            })
+            .map(|column| copied_as(&table, column))
             .collect::<Vec<_>>()
             .join(", ");
         let list = columns.join(", ");
@@ -703,7 +797,192 @@ async fn copy_in_transactions(
                 .map_err(PgError::from)?;
         }
         sink.as_mut().finish().await.map_err(PgError::from)?;
-        // Serial columns continue after the copied values.
+        writing.batch(&format!("ANALYZE {name}")).await?;
+    }
+    if dimension.is_some_and(|d| d <= HNSW_MAX_DIMENSION) {
+        writing
+            .batch(&format!(
+                "CREATE INDEX {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) {with}",
+                ops = target.vector.cosine_ops,
+                with = target.vector.hnsw_with()
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The key of a table's rows as compared across servers: its primary key (for the change
+/// log without the rewritten transaction id; its sequence number is unique on its own).
+async fn key_columns(
+    transaction: &TenantTransaction,
+    table: &str,
+    name: &str,
+) -> Result<Vec<String>> {
+    let mut params = Params::default();
+    let relation = params.push(name.to_string(), Type::TEXT);
+    let rows = transaction
+        .typed(
+            &format!(
+                "SELECT a.attname::text AS name FROM pg_catalog.pg_index i \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid \
+                   AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = {relation}::regclass AND i.indisprimary ORDER BY a.attnum"
+            ),
+            &params,
+        )
+        .await?;
+    let mut keys = Vec::new();
+    for row in &rows {
+        let column = format!(
+            "\"{}\"",
+            row.try_get::<_, String>("name").map_err(PgError::from)?
+        );
+        if !(table == CHANGES_TABLE && column == "\"xid\"") {
+            keys.push(column);
+        }
+    }
+    if keys.is_empty() {
+        return Err(Error::Storage(format!(
+            "table {table} has no primary key to compare its copies by"
+        )));
+    }
+    Ok(keys)
+}
+
+/// Each row's key and a hash of its compared columns.
+async fn row_hashes(
+    transaction: &TenantTransaction,
+    name: &str,
+    keys: &[String],
+    columns: &[String],
+) -> Result<std::collections::HashMap<String, String>> {
+    let key = keys
+        .iter()
+        .map(|k| format!("t.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = columns
+        .iter()
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = transaction
+        .typed(
+            &format!("SELECT ROW({key}, 0)::text AS k, md5(ROW({row})::text) AS h FROM {name} t"),
+            &Params::default(),
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, String>("k").map_err(PgError::from)?,
+                r.try_get::<_, String>("h").map_err(PgError::from)?,
+            ))
+        })
+        .collect()
+}
+
+/// Rows copied per statement while syncing.
+const SYNC_BATCH: usize = 500;
+
+/// Makes every table of the target equal to the fenced source: rows the source no longer
+/// has, or has otherwise, are deleted on the target (children first, so a cascade cannot
+/// remove what is compared later), then rows the target lacks are copied (parents first,
+/// compared afresh after the deletes). Returns the rows deleted and inserted.
+async fn sync_rows(
+    reading: &TenantTransaction,
+    writing: &TenantTransaction,
+    schema: &Schema,
+    order: &[String],
+) -> Result<u64> {
+    let mut changed = 0u64;
+    let mut plans = Vec::new();
+    for table in order {
+        let name = qualified(schema, table)?;
+        let columns = same_columns(reading, writing, table, &name).await?;
+        let keys = key_columns(reading, table, &name).await?;
+        let source = row_hashes(reading, &name, &keys, &compared(table, &columns)).await?;
+        plans.push((table.clone(), name, columns, keys, source));
+    }
+    for (table, name, columns, keys, source) in plans.iter().rev() {
+        let target = row_hashes(writing, name, keys, &compared(table, columns)).await?;
+        let stale: Vec<String> = target
+            .iter()
+            .filter(|(key, hash)| source.get(*key) != Some(*hash))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let key = keys.join(", ");
+        for batch in stale.chunks(SYNC_BATCH) {
+            let mut params = Params::default();
+            let list = params.push(batch.to_vec(), Type::TEXT_ARRAY);
+            writing
+                .typed(
+                    &format!("DELETE FROM {name} t WHERE ROW({key}, 0)::text = ANY({list})"),
+                    &params,
+                )
+                .await?;
+        }
+        changed += stale.len() as u64;
+    }
+    for (table, name, columns, keys, source) in &plans {
+        let target = row_hashes(writing, name, keys, &compared(table, columns)).await?;
+        let missing: Vec<String> = source
+            .keys()
+            .filter(|key| !target.contains_key(*key))
+            .cloned()
+            .collect();
+        let key = keys.join(", ");
+        let list_columns = columns.join(", ");
+        let select = columns
+            .iter()
+            .map(|column| copied_as(table, column))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for batch in missing.chunks(SYNC_BATCH) {
+            let mut params = Params::default();
+            let list = params.push(batch.to_vec(), Type::TEXT_ARRAY);
+            let rows = reading
+                .typed(
+                    &format!(
+                        "SELECT json_agg(row_to_json(t))::text AS rows FROM {name} t \
+                         WHERE ROW({key}, 0)::text = ANY({list})"
+                    ),
+                    &params,
+                )
+                .await?;
+            let json: Option<String> = rows
+                .first()
+                .map(|row| row.try_get("rows"))
+                .transpose()
+                .map_err(PgError::from)?
+                .flatten();
+            let Some(json) = json else { continue };
+            let mut params = Params::default();
+            let json = params.push(json, Type::TEXT);
+            // Through the table's own row type, so every value parses as it was stored.
+            writing
+                .typed(
+                    &format!(
+                        "INSERT INTO {name} ({list_columns}) SELECT {select} \
+                         FROM json_populate_recordset(NULL::{name}, {json}::json)"
+                    ),
+                    &params,
+                )
+                .await?;
+        }
+        changed += missing.len() as u64;
+    }
+    Ok(changed)
+}
+
+/// Serial columns continue after the copied values.
+async fn continue_sequences(
+    writing: &TenantTransaction,
+    schema: &Schema,
+    order: &[String],
+) -> Result<()> {
+    for table in order {
+        let name = qualified(schema, table)?;
         let mut params = Params::default();
         let table_param = params.push(name.clone(), Type::TEXT);
         for row in writing
@@ -732,35 +1011,34 @@ async fn copy_in_transactions(
                 )
                 .await?;
         }
-        // The checksum leaves out the change log's transaction ids, rewritten above.
-        let checked: Vec<String> = columns
-            .iter()
-            .filter(|column| !(table == CHANGES_TABLE && column.as_str() == "\"xid\""))
-            .cloned()
-            .collect();
-        let (rows, checksum) = check_table(reading, &name, &checked).await?;
-        let (copied_rows, copied_checksum) = check_table(writing, &name, &checked).await?;
+    }
+    Ok(())
+}
+
+/// Compares every table's row count and checksum between the copies.
+async fn check_tables(
+    reading: &TenantTransaction,
+    writing: &TenantTransaction,
+    schema: &Schema,
+    order: &[String],
+) -> Result<Vec<TableCheck>> {
+    let mut checks = Vec::new();
+    for table in order {
+        let name = qualified(schema, table)?;
+        let columns = compared(table, &same_columns(reading, writing, table, &name).await?);
+        let (rows, checksum) = check_table(reading, &name, &columns).await?;
+        let (copied_rows, copied_checksum) = check_table(writing, &name, &columns).await?;
         if (rows, &checksum) != (copied_rows, &copied_checksum) {
             return Err(Error::Storage(format!(
                 "table {table} differs after the copy: {rows} rows (checksum {checksum}) on the \
                  source, {copied_rows} (checksum {copied_checksum}) on the target"
             )));
         }
-        writing.batch(&format!("ANALYZE {name}")).await?;
         checks.push(TableCheck {
-            table,
+            table: table.clone(),
             rows,
             checksum,
         });
-    }
-    if dimension.is_some_and(|d| d <= HNSW_MAX_DIMENSION) {
-        writing
-            .batch(&format!(
-                "CREATE INDEX {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) {with}",
-                ops = target.vector.cosine_ops,
-                with = target.vector.hnsw_with()
-            ))
-            .await?;
     }
     Ok(checks)
 }

@@ -303,6 +303,7 @@ pub async fn move_tenant(
             "resumed": report.resumed,
             "abandoned": report.abandoned,
             "writes_refused_ms": report.fenced_for.map(|d| d.as_millis() as u64),
+            "rows_synced_under_fence": report.synced_rows,
             "tables": tables,
         }))?;
     } else {
@@ -323,7 +324,11 @@ pub async fn move_tenant(
             println!("{schema}: stopped after {step}; re-run to carry on");
         }
         if let Some(fenced) = report.fenced_for {
-            eprintln!("writes refused for {:.1} s", fenced.as_secs_f64());
+            eprintln!(
+                "writes refused for {:.1} s ({} rows brought over under the fence)",
+                fenced.as_secs_f64(),
+                report.synced_rows
+            );
         }
     }
     Ok(())

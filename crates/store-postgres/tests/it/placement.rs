@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use astrocyte_core::jobs::NewJob;
-use astrocyte_core::{Engine, ErrorKind, RecallRequest, RetainRequest, Schema, Store};
+use astrocyte_core::{
+    Engine, ErrorKind, ForgetMode, ForgetSelector, RecallRequest, RetainRequest, Schema, Store,
+};
 use astrocyte_store_postgres::{
     MoveOptions, MoveStep, Placement, PostgresOptions, PostgresStore, ServerKey,
 };
@@ -350,7 +352,7 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
     // The writers are another process: their store learns of the move only from the fence.
     let writer = Arc::new(engine(Arc::new(servers.store(Placement::Home).await)));
     let mut seeded = Vec::new();
-    for n in 0..30 {
+    for n in 0..60 {
         let content = noisy(&format!("seed note {n}"));
         seeded.push(retain(&writer, &moving, "notes", &content).await);
     }
@@ -391,6 +393,57 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
                     }
                     Err(error) => failures.lock().expect("failures").push(error),
                 }
+            }
+        }));
+    }
+    // Seeds are forgotten meanwhile, alternately soft (an update) and purged (a delete), so
+    // the rows brought over under the fence include changes and removals, not only inserts.
+    let soft = Arc::new(Mutex::new(Vec::<String>::new()));
+    let purged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let uncertain = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let (writer, moving, victims) = (writer.clone(), moving.clone(), seeded[30..].to_vec());
+        let (soft, purged, uncertain) = (soft.clone(), purged.clone(), uncertain.clone());
+        let (failures, stop) = (failures.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            for (n, victim) in victims.into_iter().enumerate() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let mode = if n % 2 == 0 {
+                    ForgetMode::Soft
+                } else {
+                    ForgetMode::Purge
+                };
+                let selector = ForgetSelector {
+                    memory_ids: Some(vec![victim.clone()]),
+                    ..Default::default()
+                };
+                loop {
+                    match writer.forget(&moving, "notes", &selector, mode).await {
+                        Ok(_) => {
+                            let done = if mode == ForgetMode::Soft {
+                                &soft
+                            } else {
+                                &purged
+                            };
+                            done.lock().expect("ids").push(victim.clone());
+                            break;
+                        }
+                        Err(error) if error.kind() == ErrorKind::Unavailable => {
+                            if stop.load(Ordering::SeqCst) {
+                                uncertain.lock().expect("ids").push(victim.clone());
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(error) => {
+                            failures.lock().expect("failures").push(error.to_string());
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }));
     }
@@ -440,8 +493,9 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
     assert!(failures.is_empty(), "failures under the move: {failures:?}");
     let acknowledged = acknowledged.lock().expect("ids").clone();
     eprintln!(
-        "move: writes refused for {:?}, {} refusals, {} read retries, {} acknowledged ({} before the move, {} during it)",
+        "move: writes refused for {:?}, {} rows synced under the fence, {} refusals, {} read retries, {} acknowledged ({} before the move, {} during it)",
         report.fenced_for,
+        report.synced_rows,
         refusals.load(Ordering::SeqCst),
         read_retries.load(Ordering::SeqCst),
         acknowledged.len(),
@@ -450,21 +504,50 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
     );
     assert_eq!(report.reached, MoveStep::Cleaned);
     assert_eq!(report.to, servers.other_key());
+    // Writes went on during the online copy: the fence had rows to bring over.
+    assert!(
+        report.synced_rows > 0,
+        "nothing was written during the online copy"
+    );
     assert!(before_move > 0, "no load before the move");
     assert!(
         acknowledged.len() > after_move,
         "no write was acknowledged after the move: the writers never found the new server"
     );
 
-    // Every acknowledged write (and every seed) is on the new server, and nothing else but
-    // what the attempts abandoned at the end may have stored.
+    // Every acknowledged write (and every seed not purged) is on the new server, purged
+    // ones are not, soft-forgotten ones are there marked forgotten, and nothing else but what
+    // the attempts abandoned at the end may have stored.
     let on_target = ids_on(&servers.other.url(), &moving).await;
+    let (soft, purged, uncertain) = (
+        soft.lock().expect("ids").clone(),
+        purged.lock().expect("ids").clone(),
+        uncertain.lock().expect("ids").clone(),
+    );
+    assert!(
+        !soft.is_empty() && !purged.is_empty(),
+        "nothing was forgotten"
+    );
     let missing: Vec<&String> = seeded
         .iter()
+        .filter(|id| !purged.contains(id) && !uncertain.contains(id))
         .chain(&acknowledged)
         .filter(|id| !on_target.contains(id))
         .collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    let resurrected: Vec<&String> = purged.iter().filter(|id| on_target.contains(id)).collect();
+    assert!(resurrected.is_empty(), "purged but moved: {resurrected:?}");
+    let forgotten: i64 = connect(&servers.other.url())
+        .await
+        .query_one(
+            "SELECT count(*) FROM pl_moving.astrocyte_memories \
+             WHERE id = ANY($1) AND forgotten_at IS NOT NULL",
+            &[&soft],
+        )
+        .await
+        .expect("forgotten")
+        .get(0);
+    assert_eq!(forgotten, soft.len() as i64, "soft forgets moved");
     let mut distinct = acknowledged.clone();
     distinct.sort();
     distinct.dedup();
@@ -473,10 +556,13 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
         acknowledged.len(),
         "an id acknowledged twice"
     );
-    let extra = on_target.len() - seeded.len() - acknowledged.len();
+    let known = seeded.len() - purged.len() + acknowledged.len();
     assert!(
-        extra <= abandoned.load(Ordering::SeqCst),
-        "{extra} unacknowledged memories on the target"
+        on_target.len() >= known - uncertain.len()
+            && on_target.len() - (known - uncertain.len())
+                <= abandoned.load(Ordering::SeqCst) + uncertain.len(),
+        "{} memories on the target, {known} known",
+        on_target.len()
     );
     assert!(
         schemas_on(&servers.home.url()).await.is_empty(),
@@ -487,7 +573,8 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
         .iter()
         .find(|t| t.table == "astrocyte_memories")
         .expect("memories checked");
-    assert!(memories.rows >= (seeded.len() + before_move) as i64);
+    // Checked at the flip; writes went on after it.
+    assert!(memories.rows > 0 && memories.rows <= on_target.len() as i64);
     let record = mover
         .tenant_record(&moving)
         .await
