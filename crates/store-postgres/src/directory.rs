@@ -416,6 +416,8 @@ pub(crate) enum AdminOutcome {
     Done,
     Exists,
     Missing,
+    /// A drop refused: a move of the tenant to this server is unfinished.
+    Moving(ServerKey),
 }
 
 /// Creates the tenant on `server`. On the home server the directory row, role, schema and
@@ -657,6 +659,11 @@ async fn drop_in(
     let Some(row) = deleted.first() else {
         return Ok((AdminOutcome::Missing, Vec::new()));
     };
+    if let Some(to) = row.try_get::<_, Option<String>>("move_to")? {
+        // The move's partial copy on its target is named nowhere else: the move is finished
+        // or abandoned first (the caller rolls this delete back).
+        return Ok((AdminOutcome::Moving(ServerKey::stored(to)), Vec::new()));
+    }
     let role = RoleName::parse(&row.try_get::<_, String>("role")?)?;
     let server = row
         .try_get::<_, Option<String>>("server")?

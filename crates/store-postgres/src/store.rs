@@ -524,9 +524,9 @@ impl Store for PostgresStore {
         match self.create_placed(schema).await? {
             AdminOutcome::Done => Ok(()),
             AdminOutcome::Exists => Err(Error::Conflict(format!("tenant {schema} already exists"))),
-            AdminOutcome::Missing => {
-                Err(Error::Internal("create reported a missing tenant".into()))
-            }
+            AdminOutcome::Missing | AdminOutcome::Moving(_) => Err(Error::Internal(
+                "create reported a missing or moving tenant".into(),
+            )),
         }
     }
 
@@ -554,6 +554,10 @@ impl Store for PostgresStore {
                 Err(Error::NotFound(format!("tenant {schema} does not exist")))
             }
             AdminOutcome::Exists => Err(Error::Internal("drop reported an existing tenant".into())),
+            AdminOutcome::Moving(to) => Err(Error::Conflict(format!(
+                "tenant {schema} has an unfinished move to {to}; finish it (re-run the move) or \
+                 abandon it (move it to its current server) before dropping it"
+            ))),
         }
     }
 

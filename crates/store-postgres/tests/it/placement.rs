@@ -731,6 +731,11 @@ async fn a_move_stopped_at_any_step_stays_readable_and_finishes_when_run_again()
         )
         .await
         .expect("stopped move");
+    // An unfinished move is finished or abandoned before its tenant can be dropped.
+    assert_eq!(
+        store.drop_tenant(&tenant).await.err().map(|e| e.kind()),
+        Some(ErrorKind::Conflict)
+    );
     let report = store
         .move_tenant(&tenant, &servers.home_key(), MoveOptions::default())
         .await
