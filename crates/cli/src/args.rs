@@ -49,6 +49,11 @@ pub struct GlobalArgs {
     /// several [env: ASTROCYTE_POSTGRES_REPLICA_URLS, comma-separated].
     #[arg(long = "replica-url", global = true)]
     pub replica_urls: Vec<String>,
+    /// Further PostgreSQL server tenants may be placed on (besides --database-url, which keeps
+    /// the tenant directory); repeat for several [env: ASTROCYTE_POSTGRES_SERVER_URLS,
+    /// comma-separated].
+    #[arg(long = "server-url", global = true)]
+    pub server_urls: Vec<String>,
     /// Tenant schema to act in [env: ASTROCYTE_TENANT] [default: public].
     #[arg(long, global = true)]
     pub tenant: Option<String>,
@@ -93,6 +98,7 @@ impl GlobalArgs {
         .chain(
             (!self.replica_urls.is_empty()).then(|| ("--replica-url", self.replica_urls.join(","))),
         )
+        .chain((!self.server_urls.is_empty()).then(|| ("--server-url", self.server_urls.join(","))))
         .collect()
     }
 }
@@ -421,6 +427,39 @@ pub enum TenantCommand {
     Roles,
     /// Remove orphaned tenant roles that own nothing; prints what it removed.
     PruneRoles,
+    /// Move a tenant to another PostgreSQL server (PostgreSQL): copy, fence writes, check,
+    /// flip, drop the old copy. Re-run it after a crash to finish; aim it at the tenant's
+    /// current server to abandon an unfinished move.
+    Move {
+        /// The tenant's schema.
+        name: String,
+        /// The server: --database-url's or one of --server-url's (as a URL or as
+        /// `host:port/database`).
+        #[arg(long)]
+        to: String,
+        /// Stop once this step is committed (marked, prepared, fenced, copied, flipped), to
+        /// rehearse a move step by step; a re-run carries on.
+        #[arg(long, value_parser = parse_move_step)]
+        stop_after: Option<astrocyte_store_postgres::MoveStep>,
+    },
+    /// Show which server holds each tenant, and any move under way (PostgreSQL).
+    Placement,
+}
+
+fn parse_move_step(raw: &str) -> Result<astrocyte_store_postgres::MoveStep, String> {
+    use astrocyte_store_postgres::MoveStep;
+    Ok(match raw {
+        "marked" => MoveStep::Marked,
+        "prepared" => MoveStep::Prepared,
+        "fenced" => MoveStep::Fenced,
+        "copied" => MoveStep::Copied,
+        "flipped" => MoveStep::Flipped,
+        other => {
+            return Err(format!(
+                "unknown step {other:?} (marked, prepared, fenced, copied, flipped)"
+            ))
+        }
+    })
 }
 
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
@@ -464,5 +503,50 @@ mod tests {
                 "{args:?}: {flags:?}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_server_urls_become_one_list_setting_and_move_parses() {
+        let cli = Cli::try_parse_from([
+            "astrocyte",
+            "tenant",
+            "move",
+            "acme",
+            "--to",
+            "db2:5432/astrocyte",
+            "--stop-after",
+            "fenced",
+            "--server-url",
+            "postgres://a/db",
+            "--server-url",
+            "postgres://b/db",
+        ])
+        .expect("parses");
+        assert!(cli
+            .global
+            .flags()
+            .contains(&("--server-url", "postgres://a/db,postgres://b/db".into())));
+        match cli.command {
+            super::Command::Tenant(super::TenantCommand::Move {
+                name,
+                to,
+                stop_after,
+            }) => {
+                assert_eq!((name.as_str(), to.as_str()), ("acme", "db2:5432/astrocyte"));
+                assert_eq!(stop_after, Some(astrocyte_store_postgres::MoveStep::Fenced));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from([
+            "astrocyte",
+            "tenant",
+            "move",
+            "acme",
+            "--to",
+            "x/y",
+            "--stop-after",
+            "never"
+        ])
+        .is_err());
     }
 }

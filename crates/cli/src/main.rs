@@ -194,6 +194,14 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<()> {
         Command::Tenant(TenantCommand::PruneRoles) => {
             commands::tenant::roles(&loaded, true, json).await
         }
+        Command::Tenant(TenantCommand::Move {
+            name,
+            to,
+            stop_after,
+        }) => commands::tenant::move_tenant(&loaded, &name, &to, stop_after, json).await,
+        Command::Tenant(TenantCommand::Placement) => {
+            commands::tenant::placement(&loaded, json).await
+        }
         Command::Tenant(command) => {
             let store = backend::open_store(&loaded).await?;
             commands::tenant::run(store.as_ref(), command, json).await

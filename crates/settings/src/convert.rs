@@ -303,6 +303,8 @@ impl Loaded {
             hnsw_m: s.postgres_hnsw_m,
             hnsw_ef_construction: s.postgres_hnsw_ef_construction,
             hnsw_ef_search: s.postgres_hnsw_ef_search,
+            server_urls: s.postgres_server_urls.clone(),
+            placement: s.postgres_placement,
         }
     }
 
@@ -438,6 +440,32 @@ mod tests {
             error.0.starts_with("OTEL_EXPORTER_OTLP_ENDPOINT"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn placement_settings_reach_the_postgres_options() {
+        let defaults = with(&[], "").postgres_options();
+        assert!(defaults.server_urls.is_empty());
+        assert_eq!(
+            defaults.placement,
+            astrocyte_store_postgres::Placement::LeastTenants
+        );
+        let options = with(
+            &[(
+                "ASTROCYTE_POSTGRES_SERVER_URLS",
+                "postgres://a@db2/x,postgres://a@db3/x",
+            )],
+            "postgres:\n  placement: home\n",
+        )
+        .postgres_options();
+        assert_eq!(
+            options.server_urls,
+            vec![
+                "postgres://a@db2/x".to_string(),
+                "postgres://a@db3/x".to_string()
+            ]
+        );
+        assert_eq!(options.placement, astrocyte_store_postgres::Placement::Home);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use astrocyte_server::access::DefaultPolicy;
 use astrocyte_server::config::{AuthMode, LogFormat, Secret, TenantExtensionKind};
 use astrocyte_server::mcp::DEFAULT_MAX_RESULTS_LIMIT;
 use astrocyte_server::policy::pii::{PiiAction, PiiMode};
-use astrocyte_store_postgres::PostgresOptions;
+use astrocyte_store_postgres::{Placement, PostgresOptions};
 use astrocyte_store_sqlite::SqliteOptions;
 use astrocyte_workers::WorkerConfig;
 
@@ -194,6 +194,10 @@ settings! {
     postgres_replica_max_lag_ms: u64 = millis(postgres().replicas.max_lag), yaml "postgres.replica_max_lag_ms", env ["ASTROCYTE_POSTGRES_REPLICA_MAX_LAG_MS"], example "250";
     /// PostgreSQL: how long a read after the tenant's own write waits for a replica to replay it before reading from the primary, in milliseconds.
     postgres_replica_wait_ms: u64 = millis(postgres().replicas.wait), yaml "postgres.replica_wait_ms", env ["ASTROCYTE_POSTGRES_REPLICA_WAIT_MS"], example "10";
+    /// PostgreSQL: further servers tenants may be placed on, beside the home database of `database_url` (which keeps the tenant directory and API keys); see docs/scaling.md.
+    postgres_server_urls: Vec<String> = postgres().server_urls, yaml "postgres.server_urls", env ["ASTROCYTE_POSTGRES_SERVER_URLS"], flag "--server-url", secret true, example "postgres://astrocyte@db2:5432/astrocyte";
+    /// PostgreSQL: where new tenants go: `least_tenants` (the server with the fewest tenants in the directory) or `home` (the database of `database_url`; other servers only receive tenants moved there).
+    postgres_placement: Placement = postgres().placement, yaml "postgres.placement", env ["ASTROCYTE_POSTGRES_PLACEMENT"], example "home";
     /// PostgreSQL: pgvector HNSW `m` (links per node, 2 to 100) of the vector indexes built from now on; a tenant's index is built once, when its first vectors arrive, and keeps the parameters it was built with.
     postgres_hnsw_m: usize = postgres().hnsw_m, yaml "postgres.hnsw_m", env ["ASTROCYTE_POSTGRES_HNSW_M"], example "24";
     /// PostgreSQL: pgvector HNSW `ef_construction` (candidate list while inserting, 4 to 1000 and at least twice `hnsw_m`) of the vector indexes built from now on; same rule as `hnsw_m`.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use astrocyte_server::access::{DefaultPolicy, Grant, Permission};
 use astrocyte_server::config::{AuthMode, LogFormat, Secret, TenantExtensionKind};
 use astrocyte_server::policy::pii::{PiiAction, PiiMode};
+use astrocyte_store_postgres::Placement;
 use serde_yaml::Value as Yaml;
 
 /// A raw value before parsing: text from the environment or a flag, or a YAML node.
@@ -233,6 +234,8 @@ choice!(PiiAction, "one of redact, reject, warn",
 choice!(DefaultPolicy, "one of owner_only, open, deny",
     DefaultPolicy::OwnerOnly => "owner_only", DefaultPolicy::Open => "open", DefaultPolicy::Deny => "deny");
 choice!(LogFormat, "one of text, json", LogFormat::Text => "text", LogFormat::Json => "json");
+choice!(Placement, "one of least_tenants, home",
+    Placement::LeastTenants => "least_tenants", Placement::Home => "home");
 
 /// The embedding provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use astrocyte_core::tenancy::fq_table;
 use astrocyte_core::{Schema, Timestamp};
 use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tracing::{info, instrument};
 
-use crate::error::{PgError, PgResult};
+use crate::error::{has_code, PgError, PgResult};
 use crate::migrate::{apply_in, LATEST_MIGRATION, MIGRATIONS};
 use crate::names::{
     is_tagged_role, quoted_schema, DatabaseTag, RoleName, VectorSql, DIRECTORY_TABLE, KEYS_TABLE,
     LOCK_BOOTSTRAP, LOCK_TENANT,
 };
+use crate::servers::{Server, ServerKey};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
 
@@ -36,7 +38,19 @@ pub struct TenantRecord {
     /// The migration version its ledger reached when last migrated here; `None` when not
     /// recorded (created by an older release), so only its ledger tells.
     pub migrated_version: Option<u32>,
+    /// The server holding the tenant's schema; `None`: the home database.
+    pub server: Option<ServerKey>,
+    /// While a move is under way (before its flip): the server it goes to.
+    pub move_to: Option<ServerKey>,
+    /// After a move's flip, until the old copy is dropped: the server holding it.
+    pub stale_on: Option<ServerKey>,
+    /// The role owning the old copy on `stale_on`.
+    pub stale_role: Option<RoleName>,
 }
+
+/// The directory columns [`record_from_row`] reads.
+const RECORD_COLUMNS: &str =
+    "name, schema, role, created_at, state, migrated_version, server, move_to, stale_on, stale_role";
 
 /// The directory's fully qualified name.
 pub(crate) fn directory_table() -> String {
@@ -55,11 +69,27 @@ pub(crate) fn keys_table() -> String {
     fq_table(&Schema::public(), KEYS_TABLE).expect("the key table name is a valid identifier")
 }
 
-/// Ensures pgvector, the directory and the key table exist, and returns the schema pgvector
-/// lives in and this database's tag (see [`DatabaseTag`]).
-/// Serialised by an advisory lock so concurrent first connections do not race on
-/// `CREATE EXTENSION`.
-pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
+/// The table holding one server's identity: a random id made once per database, so two
+/// configured URLs reaching the same database (another host spelling) are refused.
+pub(crate) fn identity_table() -> String {
+    fq_table(&Schema::public(), "astrocyte_server")
+        .expect("the server identity table name is a valid identifier")
+}
+
+/// What bootstrapping one server found.
+pub(crate) struct Bootstrapped {
+    /// The schema pgvector lives in.
+    pub(crate) vector_schema: Schema,
+    /// This database's tag (see [`DatabaseTag`]).
+    pub(crate) database: DatabaseTag,
+    /// This database's identity (see [`identity_table`]).
+    pub(crate) identity: String,
+}
+
+/// Ensures pgvector and the job signal table exist on a server, and on the home server
+/// (`home`) the directory and the key table too. Serialised by an advisory lock so concurrent
+/// first connections do not race on `CREATE EXTENSION`.
+pub(crate) async fn bootstrap(pool: &Pool, home: bool) -> PgResult<Bootstrapped> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     transaction
@@ -71,6 +101,33 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
     let directory = directory_table();
     let keys = keys_table();
     let signals = signals_table();
+    let identity = identity_table();
+    transaction
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {identity} (\
+               one boolean PRIMARY KEY DEFAULT true CHECK (one), \
+               id uuid NOT NULL DEFAULT gen_random_uuid()); \
+             REVOKE ALL ON TABLE {identity} FROM PUBLIC; \
+             INSERT INTO {identity} DEFAULT VALUES ON CONFLICT DO NOTHING"
+        ))
+        .await?;
+    if !home {
+        // Another server holds tenant schemas and their job signals only; the directory
+        // names which tenants live here, so the signal rows have no key to reference.
+        transaction
+            .batch_execute(&format!(
+                "CREATE EXTENSION IF NOT EXISTS vector; \
+                 CREATE TABLE IF NOT EXISTS {signals} (\
+                   schema text COLLATE \"C\" PRIMARY KEY, \
+                   due_at timestamptz, \
+                   version bigint NOT NULL DEFAULT 1); \
+                 CREATE INDEX IF NOT EXISTS astrocyte_job_signals_due ON {signals} (due_at) \
+                   WHERE due_at IS NOT NULL; \
+                 REVOKE ALL ON TABLE {signals} FROM PUBLIC"
+            ))
+            .await?;
+        return bootstrap_finish(transaction, &identity).await;
+    }
     // The directory and the key table are readable by no tenant role: REVOKE from PUBLIC
     // (owner-only access) means a tenant query that strays into `public` cannot list or alter
     // other tenants or read key hashes. Keys reference their tenant's directory row, so
@@ -97,7 +154,13 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
              DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
                WHERE attrelid = '{directory}'::regclass AND attname = 'migrated_version' \
                AND NOT attisdropped) THEN \
-               ALTER TABLE {directory} ADD COLUMN migrated_version integer; END IF; END $$; \
+               ALTER TABLE {directory} ADD COLUMN migrated_version integer; END IF; \
+               IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+               WHERE attrelid = '{directory}'::regclass AND attname = 'server' \
+               AND NOT attisdropped) THEN \
+               ALTER TABLE {directory} ADD COLUMN server text COLLATE \"C\", \
+                 ADD COLUMN move_to text COLLATE \"C\", ADD COLUMN stale_on text COLLATE \"C\", \
+                 ADD COLUMN stale_role text COLLATE \"C\"; END IF; END $$; \
              CREATE TABLE IF NOT EXISTS {signals} (\
                schema text COLLATE \"C\" PRIMARY KEY REFERENCES {directory} (schema) ON DELETE CASCADE, \
                due_at timestamptz, \
@@ -107,13 +170,25 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
              REVOKE ALL ON TABLE {signals} FROM PUBLIC; \
              INSERT INTO {signals} (schema, due_at) \
                SELECT t.schema, '-infinity' FROM {directory} t \
-               WHERE NOT EXISTS (SELECT 1 FROM {signals} s WHERE s.schema = t.schema) \
+               WHERE t.server IS NULL AND NOT EXISTS (SELECT 1 FROM {signals} s WHERE s.schema = t.schema) \
              ON CONFLICT DO NOTHING"
         ))
         .await?;
-    // The column is added only when missing: ALTER TABLE would lock the directory against
-    // every reader on each connect. The INSERT above: a tenant without a signal row was created by an older release, whose
-    // queue may hold jobs; it is visited once and settled like any other.
+    // The columns are added only when missing: ALTER TABLE would lock the directory against
+    // every reader on each connect. The INSERT above: a tenant of this server without a signal
+    // row was created by an older release, whose queue may hold jobs; it is visited once and
+    // settled like any other.
+    bootstrap_finish(transaction, &identity).await
+}
+
+/// Reads pgvector's schema, the database tag and identity, and commits the bootstrap.
+async fn bootstrap_finish(
+    transaction: deadpool_postgres::Transaction<'_>,
+    identity: &str,
+) -> PgResult<Bootstrapped> {
+    let id = transaction
+        .query_typed(&format!("SELECT id::text AS id FROM {identity}"), &[])
+        .await?;
     let rows = transaction
         .query_typed(
             "SELECT n.nspname::text AS schema FROM pg_catalog.pg_extension e \
@@ -138,7 +213,15 @@ pub(crate) async fn bootstrap(pool: &Pool) -> PgResult<(Schema, DatabaseTag)> {
         .try_get("schema")?;
     let schema =
         Schema::new(name).map_err(|error| PgError::Config(format!("pgvector schema: {error}")))?;
-    Ok((schema, DatabaseTag::from_oid(oid)))
+    let identity: String = id
+        .first()
+        .ok_or_else(|| PgError::Config("the server identity row is missing".into()))?
+        .try_get("id")?;
+    Ok(Bootstrapped {
+        vector_schema: schema,
+        database: DatabaseTag::from_oid(oid),
+        identity,
+    })
 }
 
 fn record_from_row(row: &tokio_postgres::Row) -> PgResult<TenantRecord> {
@@ -153,6 +236,19 @@ fn record_from_row(row: &tokio_postgres::Row) -> PgResult<TenantRecord> {
         migrated_version: row
             .try_get::<_, Option<i32>>("migrated_version")?
             .map(|v| u32::try_from(v).unwrap_or(0)),
+        server: row
+            .try_get::<_, Option<String>>("server")?
+            .map(ServerKey::stored),
+        move_to: row
+            .try_get::<_, Option<String>>("move_to")?
+            .map(ServerKey::stored),
+        stale_on: row
+            .try_get::<_, Option<String>>("stale_on")?
+            .map(ServerKey::stored),
+        stale_role: row
+            .try_get::<_, Option<String>>("stale_role")?
+            .map(|role| RoleName::parse(&role))
+            .transpose()?,
     })
 }
 
@@ -162,7 +258,7 @@ pub(crate) async fn lookup(pool: &Pool, schema: &Schema) -> PgResult<Option<Tena
     let rows = client
         .query_typed(
             &format!(
-                "SELECT name, schema, role, created_at, state, migrated_version FROM {} WHERE schema = $1",
+                "SELECT {RECORD_COLUMNS} FROM {} WHERE schema = $1",
                 directory_table()
             ),
             &[(&schema.as_str(), Type::TEXT)],
@@ -177,13 +273,36 @@ pub(crate) async fn list(pool: &Pool) -> PgResult<Vec<TenantRecord>> {
     let rows = client
         .query_typed(
             &format!(
-                "SELECT name, schema, role, created_at, state, migrated_version FROM {} ORDER BY schema",
+                "SELECT {RECORD_COLUMNS} FROM {} ORDER BY schema",
                 directory_table()
             ),
             &[],
         )
         .await?;
     rows.iter().map(record_from_row).collect()
+}
+
+/// How many tenants each server holds, by the directory's `server` column (`None`: home).
+pub(crate) async fn counts(pool: &Pool) -> PgResult<Vec<(Option<ServerKey>, i64)>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT server, count(*) AS n FROM {} GROUP BY server",
+                directory_table()
+            ),
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<_, Option<String>>("server")?
+                    .map(ServerKey::stored),
+                row.try_get::<_, i64>("n")?,
+            ))
+        })
+        .collect()
 }
 
 /// Records that `schema`'s ledger reached `version`, so a later fan-out skips it without
@@ -204,59 +323,165 @@ pub(crate) async fn record_version(pool: &Pool, schema: &Schema, version: u32) -
     Ok(())
 }
 
+/// Records that a move to `to` is under way (`None`: that none is). Refused (`Conflict`)
+/// while a move elsewhere is recorded.
+pub(crate) async fn mark_move(
+    pool: &Pool,
+    schema: &Schema,
+    to: Option<&ServerKey>,
+) -> astrocyte_core::Result<()> {
+    let client = pool.get().await.map_err(PgError::from)?;
+    let table = directory_table();
+    let updated = match to {
+        Some(to) => client
+            .query_typed(
+                &format!(
+                    "UPDATE {table} SET move_to = $2 WHERE schema = $1 \
+                     AND (move_to IS NULL OR move_to = $2) RETURNING name"
+                ),
+                &[(&schema.as_str(), Type::TEXT), (&to.as_str(), Type::TEXT)],
+            )
+            .await
+            .map_err(PgError::from)?,
+        None => client
+            .query_typed(
+                &format!("UPDATE {table} SET move_to = NULL WHERE schema = $1 RETURNING name"),
+                &[(&schema.as_str(), Type::TEXT)],
+            )
+            .await
+            .map_err(PgError::from)?,
+    };
+    if updated.is_empty() && to.is_some() {
+        return Err(astrocyte_core::Error::Conflict(format!(
+            "tenant {schema} is gone or being moved elsewhere"
+        )));
+    }
+    Ok(())
+}
+
+/// The flip of a move: the directory places the tenant on `target` under `role`, and notes
+/// the old copy (`stale_on`, `stale_role`) still to drop. Only while the move to `target` is
+/// recorded; returns whether the row was flipped.
+pub(crate) async fn flip(
+    pool: &Pool,
+    schema: &Schema,
+    target: &Server,
+    role: &RoleName,
+    stale_on: &ServerKey,
+    stale_role: &RoleName,
+) -> PgResult<bool> {
+    let client = pool.get().await?;
+    let placed = (!target.home).then(|| target.key.as_str());
+    let latest = LATEST_MIGRATION as i32;
+    let updated = client
+        .query_typed(
+            &format!(
+                "UPDATE {} SET server = $2, role = $3, move_to = NULL, stale_on = $4, \
+                 stale_role = $5, migrated_version = $6 \
+                 WHERE schema = $1 AND move_to = $7 RETURNING name",
+                directory_table()
+            ),
+            &[
+                (&schema.as_str(), Type::TEXT),
+                (&placed, Type::TEXT),
+                (&role.as_str(), Type::TEXT),
+                (&stale_on.as_str(), Type::TEXT),
+                (&stale_role.as_str(), Type::TEXT),
+                (&latest, Type::INT4),
+                (&target.key.as_str(), Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(!updated.is_empty())
+}
+
+/// Forgets the old copy of a moved tenant once it is dropped.
+pub(crate) async fn clear_stale(pool: &Pool, schema: &Schema) -> PgResult<()> {
+    let client = pool.get().await?;
+    client
+        .query_typed(
+            &format!(
+                "UPDATE {} SET stale_on = NULL, stale_role = NULL WHERE schema = $1",
+                directory_table()
+            ),
+            &[(&schema.as_str(), Type::TEXT)],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Why a tenant could not be created or dropped, before mapping into core's error.
 #[derive(Debug)]
 pub(crate) enum AdminOutcome {
     Done,
     Exists,
     Missing,
+    /// A drop refused: a move of the tenant to this server is unfinished.
+    Moving(ServerKey),
 }
 
-/// Creates the tenant's role and schema and runs every migration, all in one transaction: a
-/// crash or error leaves no half-created tenant behind.
-#[instrument(skip_all, fields(tenant = %schema))]
+/// Creates the tenant on `server`. On the home server the directory row, role, schema and
+/// every migration commit in one transaction: a crash or error leaves no half-created tenant
+/// behind. On another server the directory transaction (row and tenant lock) stays open
+/// while the server's own transaction creates role, schema, migrations and signal row, and
+/// commits last: a crash between the two commits leaves an orphan schema on that server with
+/// no directory row, which the next create of the name replaces.
+#[instrument(skip_all, fields(tenant = %schema, server = %server.key))]
 pub(crate) async fn create(
-    pool: &Pool,
+    home: &Pool,
+    server: &Server,
     schema: &Schema,
     role: &RoleName,
-    vector: &Arc<VectorSql>,
 ) -> PgResult<AdminOutcome> {
-    let mut transaction = TenantTransaction::begin_admin(pool, schema).await?;
-    match create_in(&transaction, schema, role, vector).await {
+    let mut directory = TenantTransaction::begin_admin(home, schema).await?;
+    let outcome = match create_in(&directory, server, schema, role).await {
+        Ok(AdminOutcome::Done) if !server.home => match install_on(server, schema, role).await {
+            Ok(()) => Ok(AdminOutcome::Done),
+            Err(error) => Err(error),
+        },
+        other => other,
+    };
+    match outcome {
         Ok(AdminOutcome::Done) => {
-            transaction.finish("COMMIT").await?;
+            directory.finish("COMMIT").await?;
             info!(%role, "tenant created");
             Ok(AdminOutcome::Done)
         }
         Ok(other) => {
-            transaction.finish("ROLLBACK").await?;
+            directory.finish("ROLLBACK").await?;
             Ok(other)
         }
         Err(error) => {
-            let _ = transaction.finish("ROLLBACK").await;
+            let _ = directory.finish("ROLLBACK").await;
             Err(error)
         }
     }
 }
 
+/// Inserts the directory row (and, on the home server, everything else) in the directory's
+/// transaction.
 async fn create_in(
     transaction: &TenantTransaction,
+    server: &Server,
     schema: &Schema,
     role: &RoleName,
-    vector: &Arc<VectorSql>,
 ) -> PgResult<AdminOutcome> {
     lock_tenant(transaction, schema).await?;
     let mut params = Params::default();
     let name = params.push(schema.as_str().to_string(), Type::TEXT);
     let role_param = params.push(role.as_str().to_string(), Type::TEXT);
     let latest = params.push(LATEST_MIGRATION as i32, Type::INT4);
-    // Every migration runs below in this same transaction, so the version recorded is true
-    // once it commits.
+    let placed = params.push(
+        (!server.home).then(|| server.key.as_str().to_string()),
+        Type::TEXT,
+    );
+    // Every migration runs in the same transaction as the row (or in the server's, which
+    // commits first), so the version recorded is true once it commits.
     let inserted = transaction
         .typed(
             &format!(
-                "INSERT INTO {} (name, schema, role, migrated_version) \
-                 VALUES ({name}, {name}, {role_param}, {latest}) \
+                "INSERT INTO {} (name, schema, role, migrated_version, server) \
+                 VALUES ({name}, {name}, {role_param}, {latest}, {placed}) \
                  ON CONFLICT DO NOTHING RETURNING name",
                 directory_table()
             ),
@@ -266,18 +491,10 @@ async fn create_in(
     if inserted.is_empty() {
         return Ok(AdminOutcome::Exists);
     }
-    // A new tenant has no jobs: its signal row exists, not due.
-    let mut params = Params::default();
-    let name = params.push(schema.as_str().to_string(), Type::TEXT);
-    transaction
-        .typed(
-            &format!(
-                "INSERT INTO {} (schema) VALUES ({name}) ON CONFLICT DO NOTHING",
-                signals_table()
-            ),
-            &params,
-        )
-        .await?;
+    if !server.home {
+        return Ok(AdminOutcome::Done);
+    }
+    insert_signal(transaction, schema, false).await?;
     if role_exists(transaction, role).await? {
         // Left behind by a tenant of this database whose directory row is gone (or by a
         // dropped database whose OID this one reuses): say how to clear it.
@@ -286,10 +503,81 @@ async fn create_in(
              `astrocyte tenant roles` lists such roles and `astrocyte tenant prune-roles` removes them"
         )));
     }
+    install_in(transaction, schema, role, &server.vector).await?;
+    Ok(AdminOutcome::Done)
+}
+
+/// Creates the tenant's role, schema and (empty) tables on a server that does not hold the
+/// tenant (a new tenant placed away from home, or a move's target), in one transaction of
+/// that server. Whatever a crashed create or move left under this name there (schema, role's
+/// objects) is removed first: the directory places no live copy there, and the caller holds
+/// the directory row's lock (a create) or the tenant's move lock (a move).
+pub(crate) async fn install_on(server: &Server, schema: &Schema, role: &RoleName) -> PgResult<()> {
+    let mut transaction = TenantTransaction::begin_admin(&server.pool, schema).await?;
+    let outcome = async {
+        lock_tenant(&transaction, schema).await?;
+        let mut ddl = format!("DROP SCHEMA IF EXISTS {} CASCADE; ", quoted_schema(schema));
+        if role_exists(&transaction, role).await? {
+            // The role name carries this server's database tag, so only this database's
+            // tenants ever had it: it is a leftover of this very tenant.
+            ddl.push_str(&format!("DROP OWNED BY {} CASCADE; ", role.quoted()));
+        }
+        transaction.batch(&ddl).await?;
+        install_in(&transaction, schema, role, &server.vector).await?;
+        // The signal row is the store's: written as the pool's user again.
+        transaction.batch("SET LOCAL ROLE NONE").await?;
+        insert_signal(&transaction, schema, false).await
+    }
+    .await;
+    match outcome {
+        Ok(()) => transaction.finish("COMMIT").await,
+        Err(error) => {
+            let _ = transaction.finish("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+/// Inserts the tenant's job signal row on the transaction's server: not due for a new tenant,
+/// due at once (`due`) for a tenant arriving with its queue.
+pub(crate) async fn insert_signal(
+    transaction: &TenantTransaction,
+    schema: &Schema,
+    due: bool,
+) -> PgResult<()> {
+    let mut params = Params::default();
+    let name = params.push(schema.as_str().to_string(), Type::TEXT);
+    let due_at = if due { "'-infinity'" } else { "NULL" };
+    transaction
+        .typed(
+            &format!(
+                "INSERT INTO {} AS s (schema, due_at) VALUES ({name}, {due_at}) \
+                 ON CONFLICT (schema) DO UPDATE SET due_at = LEAST(s.due_at, EXCLUDED.due_at), \
+                   version = s.version + 1",
+                signals_table()
+            ),
+            &params,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Creates the role (or grants the pool's user an existing one) and the schema, then runs
+/// every migration as the role, inside `transaction` (the pool's user).
+async fn install_in(
+    transaction: &TenantTransaction,
+    schema: &Schema,
+    role: &RoleName,
+    vector: &Arc<VectorSql>,
+) -> PgResult<()> {
     let role_sql = role.quoted();
     // NOLOGIN: the role is only ever entered through SET ROLE by the pool's user, which is
     // granted membership so this also works for a non-superuser owner role.
-    let mut ddl = format!("CREATE ROLE {role_sql} NOLOGIN; GRANT {role_sql} TO CURRENT_USER; ");
+    let mut ddl = if role_exists(transaction, role).await? {
+        format!("GRANT {role_sql} TO CURRENT_USER; ")
+    } else {
+        format!("CREATE ROLE {role_sql} NOLOGIN; GRANT {role_sql} TO CURRENT_USER; ")
+    };
     if *schema == Schema::public() {
         // `public` as a tenant (single-tenant deployments): its tables live in public, owned
         // by its role like any other tenant's.
@@ -315,19 +603,31 @@ async fn create_in(
     for migration in MIGRATIONS {
         apply_in(transaction, &binding, migration).await?;
     }
-    Ok(AdminOutcome::Done)
+    Ok(())
 }
 
-/// Drops the tenant's schema, everything its role owns, the role, and its directory row, in one
-/// transaction.
+/// A copy of a tenant on some server that is no longer (or never was) in the directory and
+/// still has to be dropped there.
+#[derive(Debug, Clone)]
+pub(crate) struct Leftover {
+    /// The server holding it; `None`: the home server.
+    pub(crate) server: Option<ServerKey>,
+    /// The role owning it.
+    pub(crate) role: RoleName,
+}
+
+/// Drops the tenant: its directory row, and in the same transaction its schema, role and data
+/// when they live on the home server. A tenant on another server is dropped from the
+/// directory first (so it is gone for every reader at once); its copy there, and any old copy
+/// of an unfinished move, are returned for the caller to drop with [`drop_copy`].
 #[instrument(skip_all, fields(tenant = %schema))]
-pub(crate) async fn drop(pool: &Pool, schema: &Schema) -> PgResult<AdminOutcome> {
+pub(crate) async fn drop(pool: &Pool, schema: &Schema) -> PgResult<(AdminOutcome, Vec<Leftover>)> {
     let mut transaction = TenantTransaction::begin_admin(pool, schema).await?;
     match drop_in(&transaction, schema).await {
-        Ok(AdminOutcome::Done) => {
+        Ok((AdminOutcome::Done, leftovers)) => {
             transaction.finish("COMMIT").await?;
             info!("tenant dropped");
-            Ok(AdminOutcome::Done)
+            Ok((AdminOutcome::Done, leftovers))
         }
         Ok(other) => {
             transaction.finish("ROLLBACK").await?;
@@ -340,23 +640,48 @@ pub(crate) async fn drop(pool: &Pool, schema: &Schema) -> PgResult<AdminOutcome>
     }
 }
 
-async fn drop_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<AdminOutcome> {
+async fn drop_in(
+    transaction: &TenantTransaction,
+    schema: &Schema,
+) -> PgResult<(AdminOutcome, Vec<Leftover>)> {
     lock_tenant(transaction, schema).await?;
     let mut params = Params::default();
     let name = params.push(schema.as_str().to_string(), Type::TEXT);
     let deleted = transaction
         .typed(
             &format!(
-                "DELETE FROM {} WHERE schema = {name} RETURNING role",
+                "DELETE FROM {} WHERE schema = {name} RETURNING role, server, move_to, stale_on, stale_role",
                 directory_table()
             ),
             &params,
         )
         .await?;
     let Some(row) = deleted.first() else {
-        return Ok(AdminOutcome::Missing);
+        return Ok((AdminOutcome::Missing, Vec::new()));
     };
+    if let Some(to) = row.try_get::<_, Option<String>>("move_to")? {
+        // The move's partial copy on its target is named nowhere else: the move is finished
+        // or abandoned first (the caller rolls this delete back).
+        return Ok((AdminOutcome::Moving(ServerKey::stored(to)), Vec::new()));
+    }
     let role = RoleName::parse(&row.try_get::<_, String>("role")?)?;
+    let server = row
+        .try_get::<_, Option<String>>("server")?
+        .map(ServerKey::stored);
+    let mut leftovers = Vec::new();
+    if let (Some(stale_on), Some(stale_role)) = (
+        row.try_get::<_, Option<String>>("stale_on")?,
+        row.try_get::<_, Option<String>>("stale_role")?,
+    ) {
+        leftovers.push(Leftover {
+            server: Some(ServerKey::stored(stale_on)),
+            role: RoleName::parse(&stale_role)?,
+        });
+    }
+    if server.is_some() {
+        leftovers.push(Leftover { server, role });
+        return Ok((AdminOutcome::Done, leftovers));
+    }
     let mut ddl = String::new();
     if *schema != Schema::public() {
         ddl.push_str(&format!(
@@ -373,7 +698,57 @@ async fn drop_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<A
         ));
     }
     transaction.batch(&ddl).await?;
-    Ok(AdminOutcome::Done)
+    Ok((AdminOutcome::Done, leftovers))
+}
+
+/// Drops one copy of a tenant on a server: its schema, what its role owns in this database,
+/// its signal row, and the role unless it still owns something in another database of the
+/// cluster. Idempotent, so a crashed clean-up is simply run again.
+pub(crate) async fn drop_copy(pool: &Pool, schema: &Schema, role: &RoleName) -> PgResult<()> {
+    let mut transaction = TenantTransaction::begin_admin(pool, schema).await?;
+    let outcome = async {
+        lock_tenant(&transaction, schema).await?;
+        let mut params = Params::default();
+        let name = params.push(schema.as_str().to_string(), Type::TEXT);
+        transaction
+            .typed(
+                &format!("DELETE FROM {} WHERE schema = {name}", signals_table()),
+                &params,
+            )
+            .await?;
+        transaction
+            .batch(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quoted_schema(schema)
+            ))
+            .await?;
+        if role_exists(&transaction, role).await? {
+            let role_sql = role.quoted();
+            transaction
+                .batch(&format!(
+                    "DROP OWNED BY {role_sql} CASCADE; SAVEPOINT role_drop"
+                ))
+                .await?;
+            match transaction.batch(&format!("DROP ROLE {role_sql}")).await {
+                Ok(()) => {}
+                // Still owning objects in another database of this cluster (another server
+                // of the deployment on the same cluster): that database's drop removes it.
+                Err(error) if has_code(&error, &SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => {
+                    transaction.batch("ROLLBACK TO SAVEPOINT role_drop").await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => transaction.finish("COMMIT").await,
+        Err(error) => {
+            let _ = transaction.finish("ROLLBACK").await;
+            Err(error)
+        }
+    }
 }
 
 async fn role_exists(transaction: &TenantTransaction, role: &RoleName) -> PgResult<bool> {

@@ -25,6 +25,10 @@ pub enum PgError {
     /// A stored row could not be turned back into a domain value.
     #[error("corrupt row: {0}")]
     Decode(String),
+    /// The tenant's copy on this server is fenced for a move, or gone (its schema or role
+    /// dropped after a move): the directory may place it elsewhere now.
+    #[error("tenant not on this server any more: {0}")]
+    Relocated(tokio_postgres::Error),
 }
 
 /// Result alias of this crate's internals.
@@ -40,6 +44,11 @@ impl From<PgError> for Error {
             PgError::Config(message) => Error::InvalidInput(message),
             PgError::Decode(message) => Error::Internal(format!("corrupt row: {message}")),
             PgError::Finished => Error::Internal("transaction already finished".into()),
+            // The next attempt looks the tenant up again and goes where it is now.
+            PgError::Relocated(db) => Error::StorageUnavailable(format!(
+                "tenant moved or moving between servers, retry: {}",
+                db.as_db_error().map(|e| e.message()).unwrap_or("")
+            )),
         }
     }
 }
@@ -60,6 +69,11 @@ pub(crate) fn map_db_error(error: tokio_postgres::Error) -> Error {
         None => db.message().to_string(),
     };
     let code = db.code();
+    if code.code() == crate::relocate::FENCED_SQLSTATE {
+        // A write reached a tenant fenced for a move (outside a tenant transaction, which
+        // reports `Relocated`).
+        return Error::StorageUnavailable(format!("tenant is moving between servers: {detail}"));
+    }
     if *code == SqlState::UNIQUE_VIOLATION
         || *code == SqlState::DUPLICATE_SCHEMA
         || *code == SqlState::DUPLICATE_OBJECT
@@ -109,7 +123,7 @@ fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
 /// Whether a driver error carries this SQLSTATE.
 pub(crate) fn has_code(error: &PgError, state: &SqlState) -> bool {
     match error {
-        PgError::Db(db) => db.code() == Some(state),
+        PgError::Db(db) | PgError::Relocated(db) => db.code() == Some(state),
         _ => false,
     }
 }

@@ -3,6 +3,8 @@
 //! any number of workers in any number of processes never hold the same job. What a job does
 //! and when to retry it are the worker runtime's business, not this module's.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use astrocyte_core::jobs::{DueTenant, Job, JobCounts, JobQueue, JobSignals, JobState, NewJob};
@@ -10,12 +12,14 @@ use astrocyte_core::Schema;
 use astrocyte_core::{Error, Result, Timestamp};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use parking_lot::Mutex;
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
-use tracing::instrument;
+use tracing::{instrument, warn};
 
 use crate::directory::signals_table;
 use crate::error::{PgError, PgResult};
+use crate::servers::Server;
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::{to_i64, Params};
 
@@ -346,23 +350,27 @@ impl JobQueue for PgJobQueue {
     }
 }
 
-/// The job signals of every tenant of the database, in `public` beside the directory: an
-/// enqueue raises its tenant's row in its own transaction, so every process sees every job.
-#[derive(Debug, Clone)]
+/// The job signals of every tenant, one table per server in `public`: an enqueue raises its
+/// tenant's row in its own transaction on the tenant's server, so every process sees every job.
+/// `due` asks every server; `settle` goes to the server that reported the tenant (or, for a
+/// tenant not seen yet, the one the directory places it on).
+#[derive(Debug)]
 pub(crate) struct PgJobSignals {
-    pool: Pool,
+    servers: Vec<Arc<Server>>,
+    /// Which server (index into `servers`) last reported each due tenant.
+    reported: Mutex<HashMap<Schema, usize>>,
 }
 
 impl PgJobSignals {
-    pub(crate) fn new(pool: Pool) -> Self {
-        PgJobSignals { pool }
+    pub(crate) fn new(servers: Vec<Arc<Server>>) -> Self {
+        PgJobSignals {
+            servers,
+            reported: Mutex::new(HashMap::new()),
+        }
     }
-}
 
-#[async_trait]
-impl JobSignals for PgJobSignals {
-    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTenant>> {
-        let client = self.pool.get().await.map_err(PgError::from)?;
+    async fn due_on(server: &Server, now: Timestamp, limit: usize) -> PgResult<Vec<DueTenant>> {
+        let client = server.pool.get().await?;
         let limit = to_i64(limit);
         let rows = client
             .query_typed(
@@ -373,12 +381,11 @@ impl JobSignals for PgJobSignals {
                 ),
                 &[(&now, Type::TIMESTAMPTZ), (&limit, Type::INT8)],
             )
-            .await
-            .map_err(PgError::from)?;
+            .await?;
         rows.iter()
             .map(|row| {
-                let schema: String = row.try_get("schema").map_err(PgError::from)?;
-                let version: i64 = row.try_get("version").map_err(PgError::from)?;
+                let schema: String = row.try_get("schema")?;
+                let version: i64 = row.try_get("version")?;
                 Ok(DueTenant {
                     schema: Schema::new(schema)
                         .map_err(|error| PgError::Decode(error.to_string()))?,
@@ -388,13 +395,70 @@ impl JobSignals for PgJobSignals {
             .collect()
     }
 
+    /// The server holding `schema`'s signal row: the one whose `due` reported it (an entry
+    /// used once, so a tenant moved since is looked up afresh next time), else the directory's.
+    async fn server_of(&self, schema: &Schema) -> Result<Arc<Server>> {
+        let reported = self.reported.lock().remove(schema);
+        if let Some(index) = reported {
+            return Ok(self.servers[index].clone());
+        }
+        let home = &self.servers[0];
+        let record = crate::directory::lookup(&home.pool, schema).await?;
+        let key = record.and_then(|record| record.server);
+        Ok(self
+            .servers
+            .iter()
+            .find(|server| match &key {
+                None => server.home,
+                Some(key) => server.key == *key,
+            })
+            .unwrap_or(home)
+            .clone())
+    }
+}
+
+#[async_trait]
+impl JobSignals for PgJobSignals {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTenant>> {
+        let mut per_server = Vec::with_capacity(self.servers.len());
+        for (index, server) in self.servers.iter().enumerate() {
+            match Self::due_on(server, now, limit).await {
+                Ok(due) => per_server.push((index, due.into_iter())),
+                // The home server's failure is the caller's to handle; another server being
+                // down only delays its own tenants' jobs.
+                Err(error) if server.home => return Err(error.into()),
+                Err(error) => warn!(server = %server.key, %error, "job signals unreadable"),
+            }
+        }
+        // Taken in turn from each server, so one server's backlog cannot starve another's.
+        let mut due = Vec::new();
+        let mut reported = self.reported.lock();
+        while due.len() < limit {
+            let mut any = false;
+            for (index, tenants) in per_server.iter_mut() {
+                if let Some(tenant) = tenants.next() {
+                    any = true;
+                    reported.insert(tenant.schema.clone(), *index);
+                    if due.len() < limit {
+                        due.push(tenant);
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
     async fn settle(
         &self,
         schema: &Schema,
         version: Option<u64>,
         next_due: Option<Timestamp>,
     ) -> Result<()> {
-        let client = self.pool.get().await.map_err(PgError::from)?;
+        let server = self.server_of(schema).await?;
+        let client = server.pool.get().await.map_err(PgError::from)?;
         let table = signals_table();
         match version {
             Some(version) => {

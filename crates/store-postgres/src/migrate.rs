@@ -383,9 +383,14 @@ pub(crate) async fn current_version(pool: &Pool, binding: &TenantBinding) -> PgR
     }
 }
 
-/// Brings one tenant to [`LATEST_MIGRATION`], one transaction per migration.
+/// Brings one tenant to [`LATEST_MIGRATION`], one transaction per migration, on the server
+/// `pool` reaches; the version reached is recorded in the directory on `directory`.
 #[instrument(skip_all, fields(tenant = %binding.schema))]
-pub(crate) async fn migrate_tenant(pool: &Pool, binding: &TenantBinding) -> MigrationStatus {
+pub(crate) async fn migrate_tenant(
+    directory: &Pool,
+    pool: &Pool,
+    binding: &TenantBinding,
+) -> MigrationStatus {
     let from = match current_version(pool, binding).await {
         Ok(version) => version,
         Err(error) => {
@@ -396,7 +401,7 @@ pub(crate) async fn migrate_tenant(pool: &Pool, binding: &TenantBinding) -> Migr
         }
     };
     if from >= LATEST_MIGRATION {
-        remember(pool, binding, from).await;
+        remember(directory, binding, from).await;
         return MigrationStatus::AlreadyCurrent { version: from };
     }
     let mut reached = from;
@@ -414,7 +419,7 @@ pub(crate) async fn migrate_tenant(pool: &Pool, binding: &TenantBinding) -> Migr
             }
         }
     }
-    remember(pool, binding, reached).await;
+    remember(directory, binding, reached).await;
     if applied_any {
         info!(from, to = reached, "migrated");
         MigrationStatus::Applied { from, to: reached }

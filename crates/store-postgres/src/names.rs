@@ -39,6 +39,10 @@ pub(crate) const LOCK_TENANT: i32 = 0x4153_5431;
 pub(crate) const LOCK_SPACE: i32 = 0x4153_5331;
 /// Advisory-lock class for the one-time bootstrap (extension and directory).
 pub(crate) const LOCK_BOOTSTRAP: i32 = 0x4153_4231;
+/// Advisory-lock class (key 0, on the home database) serialising placed tenant creations.
+pub(crate) const LOCK_PLACEMENT: i32 = 0x4153_504c;
+/// Advisory-lock class held (per tenant, on the home database) by a running move.
+pub(crate) const LOCK_MOVE: i32 = 0x4153_4d56;
 
 /// Hex digits of the schema hash appended to every role name: 48 bits keeps collisions out of
 /// reach for any realistic tenant count while leaving room for a readable schema prefix.

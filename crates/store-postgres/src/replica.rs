@@ -62,7 +62,7 @@ impl std::fmt::Debug for ReplicaOptions {
 }
 
 /// A connection string without its password (URL or key/value form), for logs and `Debug`.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());

@@ -2,6 +2,7 @@
 //! `SET LOCAL ROLE <tenant role>` with a search path that holds no user schema. This module
 //! does not build tenant SQL; it only guarantees where that SQL runs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use astrocyte_core::{Result, Schema};
@@ -21,6 +22,10 @@ pub(crate) struct TenantBinding {
     pub(crate) role: RoleName,
     pub(crate) tables: TenantTables,
     pub(crate) vector: Arc<VectorSql>,
+    /// Set when a statement found the tenant fenced for a move or its schema or role gone:
+    /// the directory may place the tenant elsewhere now, so the store looks it up again
+    /// instead of reusing a handle built on this binding.
+    pub(crate) relocated: Arc<AtomicBool>,
 }
 
 impl TenantBinding {
@@ -30,7 +35,13 @@ impl TenantBinding {
             schema,
             role,
             vector,
+            relocated: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether a statement saw signs of a move (see `relocated`).
+    pub(crate) fn is_relocated(&self) -> bool {
+        self.relocated.load(Ordering::Acquire)
     }
 
     /// The statements that put a transaction in the tenant's context. `SET LOCAL ROLE` is the
@@ -58,6 +69,8 @@ impl TenantBinding {
 pub struct TenantTransaction {
     client: Option<Object>,
     schema: Schema,
+    /// The binding's `relocated` flag, raised by [`TenantTransaction::watch`].
+    relocated: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for TenantTransaction {
@@ -80,13 +93,15 @@ impl TenantTransaction {
         let mut transaction = TenantTransaction {
             client: Some(client),
             schema: binding.schema.clone(),
+            relocated: Some(binding.relocated.clone()),
         };
         // Awaited on its own before any tenant statement is sent: if the role switch failed,
         // nothing may run as the pool's (privileged) user.
         let begin = format!("BEGIN; {} {settings}", binding.context_sql());
-        if let Err(error) = transaction.raw()?.batch_execute(&begin).await {
+        let started = transaction.raw()?.batch_execute(&begin).await;
+        if let Err(error) = transaction.watch_as(started, true) {
             transaction.discard();
-            return Err(error.into());
+            return Err(error);
         }
         Ok(transaction)
     }
@@ -102,6 +117,7 @@ impl TenantTransaction {
         let mut transaction = TenantTransaction {
             client: Some(client),
             schema: binding.schema.clone(),
+            relocated: Some(binding.relocated.clone()),
         };
         // One simple-protocol string: if the role switch fails, the rest is not run.
         let begin = format!(
@@ -133,6 +149,7 @@ impl TenantTransaction {
         let mut transaction = TenantTransaction {
             client: Some(client),
             schema: schema.clone(),
+            relocated: None,
         };
         if let Err(error) = transaction.raw()?.batch_execute("BEGIN").await {
             transaction.discard();
@@ -161,29 +178,20 @@ impl TenantTransaction {
     /// Runs a statement with positional parameters and returns its rows. The statement is
     /// prepared for this call only and closed afterwards (no statement cache).
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        Ok(self
-            .raw()?
-            .query(sql, params)
-            .await
-            .map_err(PgError::from)?)
+        let rows = self.raw()?.query(sql, params).await;
+        Ok(self.watch(rows)?)
     }
 
     /// Runs a statement with positional parameters and returns the number of rows affected.
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        Ok(self
-            .raw()?
-            .execute(sql, params)
-            .await
-            .map_err(PgError::from)?)
+        let count = self.raw()?.execute(sql, params).await;
+        Ok(self.watch(count)?)
     }
 
     /// Runs one or more statements without parameters.
     pub async fn batch_execute(&self, sql: &str) -> Result<()> {
-        Ok(self
-            .raw()?
-            .batch_execute(sql)
-            .await
-            .map_err(PgError::from)?)
+        let done = self.raw()?.batch_execute(sql).await;
+        Ok(self.watch(done)?)
     }
 
     /// Commits and returns the connection to the pool.
@@ -198,12 +206,56 @@ impl TenantTransaction {
 
     /// Runs a one-shot typed statement (no named prepared statement is created).
     pub(crate) async fn typed(&self, sql: &str, params: &Params) -> PgResult<Vec<Row>> {
-        Ok(self.raw()?.query_typed(sql, &params.typed()).await?)
+        let rows = self.raw()?.query_typed(sql, &params.typed()).await;
+        self.watch(rows)
     }
 
     /// Runs a statement without parameters through the simple protocol.
     pub(crate) async fn batch(&self, sql: &str) -> PgResult<()> {
-        Ok(self.raw()?.batch_execute(sql).await?)
+        let done = self.raw()?.batch_execute(sql).await;
+        self.watch(done)
+    }
+
+    /// Starts `COPY … TO STDOUT` in this transaction (moving a tenant between servers).
+    pub(crate) async fn copy_out(&self, sql: &str) -> PgResult<tokio_postgres::CopyOutStream> {
+        Ok(self.raw()?.copy_out(sql).await?)
+    }
+
+    /// Starts `COPY … FROM STDIN` in this transaction (moving a tenant between servers).
+    pub(crate) async fn copy_in(
+        &self,
+        sql: &str,
+    ) -> PgResult<tokio_postgres::CopyInSink<bytes::Bytes>> {
+        Ok(self.raw()?.copy_in(sql).await?)
+    }
+
+    /// Passes a statement's outcome on, first raising the binding's `relocated` flag when the
+    /// error shows signs of a move (see [`crate::relocate::relocation_sign`]); a sure sign
+    /// becomes [`PgError::Relocated`] ("retry"), since the tenant lives elsewhere now.
+    fn watch<T>(&self, outcome: std::result::Result<T, tokio_postgres::Error>) -> PgResult<T> {
+        self.watch_as(outcome, false)
+    }
+
+    fn watch_as<T>(
+        &self,
+        outcome: std::result::Result<T, tokio_postgres::Error>,
+        entering: bool,
+    ) -> PgResult<T> {
+        use crate::relocate::{relocation_sign, RelocationSign};
+        match (outcome, &self.relocated) {
+            (Err(error), Some(flag)) => match relocation_sign(&error, &self.schema, entering) {
+                RelocationSign::Moved => {
+                    flag.store(true, Ordering::Release);
+                    Err(PgError::Relocated(error))
+                }
+                RelocationSign::Maybe => {
+                    flag.store(true, Ordering::Release);
+                    Err(error.into())
+                }
+                RelocationSign::None => Err(error.into()),
+            },
+            (outcome, _) => Ok(outcome?),
+        }
     }
 
     /// Runs the last statement of a transaction and its `COMMIT` in one round trip. If the
@@ -222,6 +274,7 @@ impl TenantTransaction {
             client.batch_execute("COMMIT")
         );
         drop(typed);
+        let rows = self.watch(rows);
         match (rows, commit) {
             (Ok(rows), Ok(())) => {
                 self.release();
@@ -229,7 +282,7 @@ impl TenantTransaction {
             }
             (Err(error), Ok(())) => {
                 self.release();
-                Err(error.into())
+                Err(error)
             }
             (_, Err(error)) => {
                 self.discard();

@@ -23,8 +23,11 @@ use crate::migrate::{
     check_migrations, current_version, migrate_tenant, MigrationReport, MigrationStatus,
     TenantMigration, LATEST_MIGRATION,
 };
-use crate::names::{validate_role_prefix, DatabaseTag, HnswParams, RoleName, VectorSql};
-use crate::replica::{ReplicaOptions, ReplicaSet, TenantReads};
+use crate::names::{
+    validate_role_prefix, DatabaseTag, HnswParams, RoleName, VectorSql, LOCK_PLACEMENT,
+};
+use crate::replica::{redact, ReplicaOptions, ReplicaSet, TenantReads};
+use crate::servers::{Placement, Server, ServerKey};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::tenant::PostgresTenant;
 
@@ -57,6 +60,12 @@ pub struct PostgresOptions {
     /// pgvector `hnsw.ef_search`: the least candidate list of every HNSW scan (a search
     /// fetching more raises it to its fetch); applies at once to every tenant.
     pub hnsw_ef_search: usize,
+    /// Further PostgreSQL servers tenants may be placed on, beside the home database given
+    /// to [`PostgresStore::connect`] (which keeps the directory, API keys and its own
+    /// tenants). Each gets a pool of `pool_size`.
+    pub server_urls: Vec<String>,
+    /// Where new tenants go.
+    pub placement: Placement,
 }
 
 impl Default for PostgresOptions {
@@ -72,6 +81,8 @@ impl Default for PostgresOptions {
             hnsw_m: HNSW_DEFAULT_M,
             hnsw_ef_construction: HNSW_DEFAULT_EF_CONSTRUCTION,
             hnsw_ef_search: HNSW_DEFAULT_EF_SEARCH,
+            server_urls: Vec::new(),
+            placement: Placement::default(),
         }
     }
 }
@@ -115,27 +126,47 @@ impl PostgresOptions {
 /// Cloning is cheap and shares the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    pool: Pool,
-    options: PostgresOptions,
-    vector: Arc<VectorSql>,
-    /// This database's tag, part of every tenant role it creates.
-    database: DatabaseTag,
-    /// Open tenant handles; a handle is checked (exists, migrated) once, then reused.
-    handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
+pub(crate) struct Inner {
+    /// Every server tenants may live on; the home server (directory, API keys) first.
+    pub(crate) servers: Vec<Arc<Server>>,
+    pub(crate) options: PostgresOptions,
+    /// Open tenant handles; a handle is checked (exists, migrated) once, then reused until a
+    /// statement finds signs of a move (see `TenantBinding::relocated`).
+    pub(crate) handles: Mutex<HashMap<Schema, Arc<PostgresTenant>>>,
     keys: Arc<PgKeyDirectory>,
-    /// Replicas tenant reads may go to, when configured.
-    replicas: Option<Arc<ReplicaSet>>,
+}
+
+impl Inner {
+    /// The home server: the directory, API keys, and the tenants placed nowhere else.
+    pub(crate) fn home(&self) -> &Arc<Server> {
+        &self.servers[0]
+    }
+
+    /// The server a directory column names (`None`: the home server).
+    pub(crate) fn server(&self, key: Option<&ServerKey>) -> Result<Arc<Server>> {
+        let Some(key) = key else {
+            return Ok(self.home().clone());
+        };
+        self.servers
+            .iter()
+            .find(|server| server.key == *key)
+            .cloned()
+            .ok_or_else(|| {
+                Error::StorageUnavailable(format!(
+                    "server {key} holds tenants but is not configured here (postgres.server_urls)"
+                ))
+            })
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("options", &self.inner.options)
-            .field("pgvector_schema", &self.inner.vector.schema)
+            .field("servers", &self.inner.servers)
             .finish()
     }
 }
@@ -155,23 +186,99 @@ impl PostgresStore {
             config.application_name("astrocyte");
         }
         let pool = build_pool(config.clone(), &options)?;
-        let (vector_schema, database) = directory::bootstrap(&pool).await?;
-        info!(pgvector_schema = %vector_schema, database_tag = %database, "connected");
+        let home = directory::bootstrap(&pool, true).await?;
+        info!(pgvector_schema = %home.vector_schema, database_tag = %home.database, "connected");
         let replicas = ReplicaSet::start(&pool, &config, options.replicas.clone(), |replica| {
             build_pool(replica, &options)
         })
         .await?;
+        let mut identities = vec![home.identity];
+        let mut servers = vec![Arc::new(Server {
+            key: ServerKey::of(&config),
+            home: true,
+            pool: pool.clone(),
+            vector: Arc::new(VectorSql::new(home.vector_schema, hnsw)),
+            database: home.database,
+            replicas,
+        })];
+        for url in &options.server_urls {
+            let mut server_config: tokio_postgres::Config = url.parse().map_err(|error| {
+                PgError::Config(format!("invalid server url {}: {error}", redact(url)))
+            })?;
+            if server_config.get_application_name().is_none() {
+                server_config.application_name("astrocyte");
+            }
+            let key = ServerKey::of(&server_config);
+            let server_pool = build_pool(server_config, &options)?;
+            let found = directory::bootstrap(&server_pool, false).await?;
+            // Two spellings of one database would let a move drop the tenant it copies.
+            if servers.iter().any(|s| s.key == key) || identities.contains(&found.identity) {
+                return Err(Error::invalid(format!(
+                    "server {key} is configured twice (or is the home database under another name)"
+                )));
+            }
+            info!(server = %key, database_tag = %found.database, "server connected");
+            identities.push(found.identity);
+            servers.push(Arc::new(Server {
+                key,
+                home: false,
+                pool: server_pool,
+                vector: Arc::new(VectorSql::new(found.vector_schema, hnsw)),
+                database: found.database,
+                replicas: None,
+            }));
+        }
         Ok(PostgresStore {
             inner: Arc::new(Inner {
-                keys: Arc::new(PgKeyDirectory::new(pool.clone())),
-                pool,
+                keys: Arc::new(PgKeyDirectory::new(pool)),
+                servers,
                 options,
-                vector: Arc::new(VectorSql::new(vector_schema, hnsw)),
-                database,
                 handles: Mutex::new(HashMap::new()),
-                replicas,
             }),
         })
+    }
+
+    /// The key of every server tenants may live on, the home server first.
+    pub fn servers(&self) -> Vec<ServerKey> {
+        self.inner.servers.iter().map(|s| s.key.clone()).collect()
+    }
+
+    /// Creates a tenant on the server the placement policy picks (the home server for
+    /// `public`, whose tables share the directory's schema). With several servers, creations
+    /// are serialised by a session lock on the home database, so tenants created at the same
+    /// moment (a `tenant create` fan-out, several gateways) are counted one after another and
+    /// spread instead of all landing on the same emptiest server.
+    async fn create_placed(&self, schema: &Schema) -> Result<AdminOutcome> {
+        let servers = &self.inner.servers;
+        let home = self.inner.home();
+        if servers.len() == 1 || *schema == Schema::public() {
+            return self.create_on(home, schema).await;
+        }
+        let lock = home.pool.get().await.map_err(PgError::from)?;
+        lock.query_one("SELECT pg_advisory_lock($1, 0)", &[&LOCK_PLACEMENT])
+            .await
+            .map_err(PgError::from)?;
+        let outcome = async {
+            let counts = directory::counts(&home.pool).await?;
+            let server = crate::servers::choose(self.inner.options.placement, servers, &counts);
+            self.create_on(server, schema).await
+        }
+        .await;
+        if lock
+            .query_one("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_PLACEMENT])
+            .await
+            .is_err()
+        {
+            // Closing the connection releases the lock; pooled, it would keep it.
+            drop(deadpool_postgres::Object::take(lock));
+        }
+        outcome
+    }
+
+    async fn create_on(&self, server: &Arc<Server>, schema: &Schema) -> Result<AdminOutcome> {
+        // The role carries the tag of the database holding the schema: unique on its cluster.
+        let role = RoleName::derive(&self.inner.options.role_prefix, &server.database, schema)?;
+        Ok(directory::create(&self.inner.home().pool, server, schema, &role).await?)
     }
 
     /// The options the store was opened with.
@@ -179,14 +286,15 @@ impl PostgresStore {
         &self.inner.options
     }
 
-    /// Every directory row (name, schema, role, creation time, state), sorted by schema.
+    /// Every directory row (name, schema, role, creation time, state, placement), sorted by
+    /// schema.
     pub async fn tenant_records(&self) -> Result<Vec<TenantRecord>> {
-        Ok(directory::list(&self.inner.pool).await?)
+        Ok(directory::list(&self.inner.home().pool).await?)
     }
 
     /// The directory row of one tenant, if it exists.
     pub async fn tenant_record(&self, schema: &Schema) -> Result<Option<TenantRecord>> {
-        Ok(directory::lookup(&self.inner.pool, schema).await?)
+        Ok(directory::lookup(&self.inner.home().pool, schema).await?)
     }
 
     /// The API-key directory (also what [`Store::key_directory`] returns).
@@ -194,19 +302,9 @@ impl PostgresStore {
         self.inner.keys.clone()
     }
 
-    /// The role name a new tenant with this schema gets. An existing tenant keeps the role
-    /// its directory row names (tenants created before the database tag keep untagged roles).
-    pub fn role_for(&self, schema: &Schema) -> Result<RoleName> {
-        Ok(RoleName::derive(
-            &self.inner.options.role_prefix,
-            &self.inner.database,
-            schema,
-        )?)
-    }
-
-    /// This database's tag (its OID in hex), part of every tenant role it creates.
+    /// The home database's tag (its OID in hex), part of every tenant role it creates.
     pub fn database_tag(&self) -> &DatabaseTag {
-        &self.inner.database
+        &self.inner.home().database
     }
 
     /// Tenant roles this database created (prefix and database tag) that no tenant in its
@@ -214,9 +312,9 @@ impl PostgresStore {
     /// listed: they carry another tag, and a role with anything in another database is skipped.
     pub async fn orphan_roles(&self) -> Result<Vec<OrphanRole>> {
         Ok(directory::orphan_roles(
-            &self.inner.pool,
+            &self.inner.home().pool,
             &self.inner.options.role_prefix,
-            &self.inner.database,
+            &self.inner.home().database,
         )
         .await?)
     }
@@ -225,36 +323,47 @@ impl PostgresStore {
     /// still owning objects in this database are kept and reported.
     pub async fn prune_orphan_roles(&self) -> Result<RolePrune> {
         Ok(directory::prune_orphan_roles(
-            &self.inner.pool,
+            &self.inner.home().pool,
             &self.inner.options.role_prefix,
-            &self.inner.database,
+            &self.inner.home().database,
         )
         .await?)
     }
 
-    async fn binding(&self, schema: &Schema) -> Result<TenantBinding> {
-        Ok(self.binding_and_version(schema).await?.0)
+    async fn binding(&self, schema: &Schema) -> Result<(Arc<Server>, TenantBinding)> {
+        let (server, binding, _) = self.binding_and_version(schema).await?;
+        Ok((server, binding))
     }
 
-    /// The tenant's binding and the migration version its directory row records.
-    async fn binding_and_version(&self, schema: &Schema) -> Result<(TenantBinding, Option<u32>)> {
-        let record = directory::lookup(&self.inner.pool, schema)
+    /// The tenant's server, binding and the migration version its directory row records.
+    async fn binding_and_version(
+        &self,
+        schema: &Schema,
+    ) -> Result<(Arc<Server>, TenantBinding, Option<u32>)> {
+        let record = directory::lookup(&self.inner.home().pool, schema)
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenant {schema} does not exist")))?;
-        Ok((
-            TenantBinding::new(record.schema, record.role, self.inner.vector.clone()),
-            record.migrated_version,
-        ))
+        let server = self.inner.server(record.server.as_ref())?;
+        let binding = TenantBinding::new(record.schema, record.role, server.vector.clone());
+        Ok((server, binding, record.migrated_version))
     }
 
     /// A typed handle on one tenant (what [`Store::tenant`] returns as a trait object). In
     /// strict mode only for the tenant bound to the calling task.
     pub async fn open_tenant(&self, schema: &Schema) -> Result<Arc<PostgresTenant>> {
         check_bound(schema)?;
-        if let Some(handle) = self.inner.handles.lock().get(schema) {
-            return Ok(handle.clone());
+        {
+            let mut handles = self.inner.handles.lock();
+            match handles.get(schema) {
+                // A handle that saw signs of a move is replaced by a fresh directory look-up.
+                Some(handle) if handle.binding.is_relocated() => {
+                    handles.remove(schema);
+                }
+                Some(handle) => return Ok(handle.clone()),
+                None => {}
+            }
         }
-        let (binding, recorded) = match self.binding_and_version(schema).await {
+        let (server, binding, recorded) = match self.binding_and_version(schema).await {
             Ok(found) => found,
             Err(Error::NotFound(_)) if self.inner.options.auto_create_tenants => {
                 match self.create_tenant(schema).await {
@@ -269,33 +378,40 @@ impl PostgresStore {
         // A tenant created by an older release is brought up to date before first use; one
         // the directory records as current needs no look at its ledger.
         let current = recorded.is_some_and(|v| v >= LATEST_MIGRATION);
-        if !current && current_version(&self.inner.pool, &binding).await? < LATEST_MIGRATION {
+        if !current && current_version(&server.pool, &binding).await? < LATEST_MIGRATION {
             if let MigrationStatus::Failed { message, .. } =
-                migrate_tenant(&self.inner.pool, &binding).await
+                migrate_tenant(&self.inner.home().pool, &server.pool, &binding).await
             {
                 return Err(Error::Storage(format!(
                     "tenant {schema} could not be migrated: {message}"
                 )));
             }
         }
-        let reads = TenantReads::open(self.inner.replicas.clone(), &self.inner.pool).await;
-        let handle = Arc::new(PostgresTenant::new(self.inner.pool.clone(), binding, reads));
+        let reads = TenantReads::open(server.replicas.clone(), &server.pool).await;
+        let handle = Arc::new(PostgresTenant::new(server.pool.clone(), binding, reads));
         let mut handles = self.inner.handles.lock();
-        Ok(handles.entry(schema.clone()).or_insert(handle).clone())
+        match handles.get(schema) {
+            // Another request opened it meanwhile: share that handle unless it is stale.
+            Some(existing) if !existing.binding.is_relocated() => Ok(existing.clone()),
+            _ => {
+                handles.insert(schema.clone(), handle.clone());
+                Ok(handle)
+            }
+        }
     }
 
     /// Opens a transaction running as the tenant's role, for hand-written SQL. Name tables
     /// with [`astrocyte_core::tenancy::fq_table`]; anything outside the tenant's schema is
     /// refused by PostgreSQL's privileges.
     pub async fn tenant_transaction(&self, schema: &Schema) -> Result<TenantTransaction> {
-        let binding = self.binding(schema).await?;
-        Ok(TenantTransaction::begin(&self.inner.pool, &binding, "").await?)
+        let (server, binding) = self.binding(schema).await?;
+        Ok(TenantTransaction::begin(&server.pool, &binding, "").await?)
     }
 
     /// Brings one tenant to the latest migration.
     pub async fn migrate_tenant(&self, schema: &Schema) -> Result<MigrationStatus> {
-        let binding = self.binding(schema).await?;
-        Ok(migrate_tenant(&self.inner.pool, &binding).await)
+        let (server, binding) = self.binding(schema).await?;
+        Ok(migrate_tenant(&self.inner.home().pool, &server.pool, &binding).await)
     }
 
     /// Migrates every tenant in the directory (a few at a time) and reports each tenant's
@@ -311,20 +427,31 @@ impl PostgresStore {
     /// thousands of current tenants takes one query.
     #[instrument(skip_all)]
     pub async fn migrate_tenants(&self, prefix: Option<&str>) -> Result<MigrationReport> {
-        let records = directory::list(&self.inner.pool).await?;
+        let records = directory::list(&self.inner.home().pool).await?;
         let (current, behind): (Vec<TenantRecord>, Vec<TenantRecord>) = records
             .into_iter()
             .filter(|r| prefix.is_none_or(|p| r.schema.as_str().starts_with(p)))
             .partition(|r| r.migrated_version.is_some_and(|v| v >= LATEST_MIGRATION));
-        let pool = &self.inner.pool;
-        let vector = &self.inner.vector;
+        let inner = &self.inner;
         let mut tenants: Vec<TenantMigration> = futures::stream::iter(behind)
             .map(|record| async move {
+                let server = match inner.server(record.server.as_ref()) {
+                    Ok(server) => server,
+                    Err(error) => {
+                        return TenantMigration {
+                            schema: record.schema,
+                            status: MigrationStatus::Failed {
+                                reached: record.migrated_version.unwrap_or(0),
+                                message: error.to_string(),
+                            },
+                        }
+                    }
+                };
                 let binding =
-                    TenantBinding::new(record.schema.clone(), record.role, vector.clone());
+                    TenantBinding::new(record.schema.clone(), record.role, server.vector.clone());
                 TenantMigration {
                     schema: record.schema,
-                    status: migrate_tenant(pool, &binding).await,
+                    status: migrate_tenant(&inner.home().pool, &server.pool, &binding).await,
                 }
             })
             .buffer_unordered(self.inner.options.migration_concurrency.max(1))
@@ -382,7 +509,11 @@ impl Store for PostgresStore {
         check_bound(schema)?;
         let known = self.inner.handles.lock().contains_key(schema);
         // Looked up first so that auto-creation never brings back a dropped tenant.
-        if !known && directory::lookup(&self.inner.pool, schema).await?.is_none() {
+        if !known
+            && directory::lookup(&self.inner.home().pool, schema)
+                .await?
+                .is_none()
+        {
             return Ok(None);
         }
         Ok(Some(self.open_tenant(schema).await?))
@@ -390,31 +521,48 @@ impl Store for PostgresStore {
 
     #[instrument(skip_all, fields(tenant = %schema))]
     async fn create_tenant(&self, schema: &Schema) -> Result<()> {
-        let role = self.role_for(schema)?;
-        match directory::create(&self.inner.pool, schema, &role, &self.inner.vector).await? {
+        match self.create_placed(schema).await? {
             AdminOutcome::Done => Ok(()),
             AdminOutcome::Exists => Err(Error::Conflict(format!("tenant {schema} already exists"))),
-            AdminOutcome::Missing => {
-                Err(Error::Internal("create reported a missing tenant".into()))
-            }
+            AdminOutcome::Missing | AdminOutcome::Moving(_) => Err(Error::Internal(
+                "create reported a missing or moving tenant".into(),
+            )),
         }
     }
 
     #[instrument(skip_all, fields(tenant = %schema))]
     async fn drop_tenant(&self, schema: &Schema) -> Result<()> {
-        let outcome = directory::drop(&self.inner.pool, schema).await?;
+        let (outcome, leftovers) = directory::drop(&self.inner.home().pool, schema).await?;
         self.inner.handles.lock().remove(schema);
+        // The directory row is gone, so the tenant is gone for every reader; its copies on
+        // other servers are dropped next. One that fails stays behind as an orphan schema,
+        // and the error says where.
+        for leftover in leftovers {
+            let server = self.inner.server(leftover.server.as_ref())?;
+            if let Err(error) = directory::drop_copy(&server.pool, schema, &leftover.role).await {
+                return Err(Error::Storage(format!(
+                    "tenant {schema} is dropped from the directory, but its schema on server {} \
+                     could not be removed (drop it there by hand): {}",
+                    server.key,
+                    Error::from(error)
+                )));
+            }
+        }
         match outcome {
             AdminOutcome::Done => Ok(()),
             AdminOutcome::Missing => {
                 Err(Error::NotFound(format!("tenant {schema} does not exist")))
             }
             AdminOutcome::Exists => Err(Error::Internal("drop reported an existing tenant".into())),
+            AdminOutcome::Moving(to) => Err(Error::Conflict(format!(
+                "tenant {schema} has an unfinished move to {to}; finish it (re-run the move) or \
+                 abandon it (move it to its current server) before dropping it"
+            ))),
         }
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        Ok(directory::list(&self.inner.pool)
+        Ok(directory::list(&self.inner.home().pool)
             .await?
             .into_iter()
             .map(|record| Tenant {
@@ -429,12 +577,14 @@ impl Store for PostgresStore {
 
     fn job_signals(&self) -> Option<Arc<dyn astrocyte_core::jobs::JobSignals>> {
         Some(Arc::new(crate::jobs::PgJobSignals::new(
-            self.inner.pool.clone(),
+            self.inner.servers.clone(),
         )))
     }
 
+    /// Checks the home database only: a server of a few tenants being down must not take
+    /// the whole gateway out of its load balancer.
     async fn health(&self) -> Result<()> {
-        let client = self.inner.pool.get().await.map_err(PgError::from)?;
+        let client = self.inner.home().pool.get().await.map_err(PgError::from)?;
         client
             .simple_query("SELECT 1")
             .await

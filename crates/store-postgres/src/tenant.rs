@@ -36,7 +36,7 @@ use crate::sql::{memory_from_row, to_i64, Params, EMBEDDING_COLUMN, MEMORY_COLUM
 
 /// pgvector's HNSW index accepts `vector` columns up to this many dimensions; larger spaces
 /// are stored and searched exactly, without an index.
-const HNSW_MAX_DIMENSION: usize = 2000;
+pub(crate) const HNSW_MAX_DIMENSION: usize = 2000;
 
 /// pgvector's `vector` type holds at most this many dimensions.
 const VECTOR_MAX_DIMENSION: usize = 16000;

@@ -26,8 +26,11 @@ pub async fn run(store: &dyn Store, command: TenantCommand, json: bool) -> anyho
         TenantCommand::Drop { names, concurrency } => {
             fan_out(store, names, concurrency, Admin::Drop, json).await?;
         }
-        TenantCommand::Roles | TenantCommand::PruneRoles => {
-            anyhow::bail!("tenant roles and prune-roles are dispatched to `roles`")
+        TenantCommand::Roles
+        | TenantCommand::PruneRoles
+        | TenantCommand::Move { .. }
+        | TenantCommand::Placement => {
+            anyhow::bail!("PostgreSQL-only tenant commands are dispatched on their own")
         }
     }
     Ok(())
@@ -249,6 +252,126 @@ pub async fn roles(
             for o in &orphans {
                 println!("{}\t{} owned objects", o.role, o.owned_objects);
             }
+        }
+    }
+    Ok(())
+}
+
+/// The configured PostgreSQL store, for the PostgreSQL-only tenant commands.
+async fn postgres(
+    loaded: &astrocyte_settings::Loaded,
+    command: &str,
+) -> anyhow::Result<astrocyte_store_postgres::PostgresStore> {
+    let Some(url) = &loaded.settings.database_url else {
+        anyhow::bail!("tenant {command} needs --database-url (the embedded store has one server)");
+    };
+    crate::backend::connect_postgres(loaded, url.expose()).await
+}
+
+/// Moves one tenant to another configured server, printing each table's check.
+pub async fn move_tenant(
+    loaded: &astrocyte_settings::Loaded,
+    name: &str,
+    to: &str,
+    stop_after: Option<astrocyte_store_postgres::MoveStep>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let schema = Schema::new(name)?;
+    let store = postgres(loaded, "move").await?;
+    let target = astrocyte_store_postgres::ServerKey::parse(to)?;
+    if !store.servers().contains(&target) {
+        let known: Vec<String> = store.servers().iter().map(|s| s.to_string()).collect();
+        anyhow::bail!(
+            "{target} is not a configured server (configured: {}); add it with --server-url",
+            known.join(", ")
+        );
+    }
+    let options = astrocyte_store_postgres::MoveOptions { stop_after };
+    let report = store.move_tenant(&schema, &target, options).await?;
+    let step = format!("{:?}", report.reached).to_lowercase();
+    if json {
+        let tables: Vec<_> = report
+            .tables
+            .iter()
+            .map(|t| json!({"table": t.table, "rows": t.rows, "checksum": t.checksum}))
+            .collect();
+        print_json(&json!({
+            "tenant": schema.as_str(),
+            "from": report.from.as_str(),
+            "to": report.to.as_str(),
+            "reached": step,
+            "resumed": report.resumed,
+            "abandoned": report.abandoned,
+            "writes_refused_ms": report.fenced_for.map(|d| d.as_millis() as u64),
+            "rows_synced_under_fence": report.synced_rows,
+            "tables": tables,
+        }))?;
+    } else {
+        for table in &report.tables {
+            println!(
+                "{}: {} rows, checksum {} (same on both servers)",
+                table.table, table.rows, table.checksum
+            );
+        }
+        if report.abandoned {
+            println!(
+                "abandoned the unfinished move of {schema}; it stays on {}",
+                report.to
+            );
+        } else if report.reached == astrocyte_store_postgres::MoveStep::Cleaned {
+            println!("{schema} is on {}", report.to);
+        } else {
+            println!("{schema}: stopped after {step}; re-run to carry on");
+        }
+        if let Some(fenced) = report.fenced_for {
+            eprintln!(
+                "writes refused for {:.1} s ({} rows brought over under the fence)",
+                fenced.as_secs_f64(),
+                report.synced_rows
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line per tenant: its server, and any move under way.
+pub async fn placement(loaded: &astrocyte_settings::Loaded, json: bool) -> anyhow::Result<()> {
+    let store = postgres(loaded, "placement").await?;
+    let home = store
+        .servers()
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let records = store.tenant_records().await?;
+    let server_of = |r: &astrocyte_store_postgres::TenantRecord| {
+        r.server
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| home.clone())
+    };
+    if json {
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| {
+                json!({
+                    "tenant": r.schema.as_str(),
+                    "server": server_of(r),
+                    "moving_to": r.move_to.as_ref().map(|s| s.to_string()),
+                    "old_copy_on": r.stale_on.as_ref().map(|s| s.to_string()),
+                })
+            })
+            .collect();
+        print_json(&json!({"home": home, "tenants": rows}))?;
+    } else {
+        for r in &records {
+            let mut line = format!("{}\t{}", r.schema, server_of(r));
+            if let Some(to) = &r.move_to {
+                line.push_str(&format!("\tmoving to {to}"));
+            }
+            if let Some(stale) = &r.stale_on {
+                line.push_str(&format!("\told copy on {stale}"));
+            }
+            println!("{line}");
         }
     }
     Ok(())

@@ -4,10 +4,12 @@
 mod behaviour;
 mod conformance;
 mod defence;
+mod instances;
 mod isolation;
 mod jobs;
 mod keys;
 mod migrations;
+mod placement;
 mod replicas;
 mod roles;
 mod settings;

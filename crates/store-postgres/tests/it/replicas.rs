@@ -4,8 +4,7 @@
 //! write is always visible to its next read, a replica too far behind is skipped, and a replica
 //! killed under load sends reads to the primary without a failed read or a lost write.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,118 +13,31 @@ use astrocyte_core::browse::ChangeQuery;
 use astrocyte_core::{Engine, RecallRequest, Schema, Store};
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore, ReplicaOptions};
 
+use crate::instances::{as_postgres, data_root, Instance};
 use crate::support::connect;
 use crate::{engine, retain};
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn as_postgres(program: &str, args: &[&str]) {
-    let status = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(Path::new(PG_BIN).join(program))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .expect("runuser runs");
-    assert!(status.success(), "{program} {args:?} failed");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// One PostgreSQL server of the test's own, stopped (immediately) when dropped.
-struct Server {
-    data: PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn start(&self) {
-        let data = self.data.to_string_lossy().to_string();
-        let options = format!("-p {} -k {data} -c listen_addresses=127.0.0.1", self.port);
-        let log = self.data.join("server.log").to_string_lossy().to_string();
-        as_postgres(
-            "pg_ctl",
-            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// The postmaster's process id, from its pid file.
-    fn pid(&self) -> String {
-        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("pid file");
-        text.lines().next().expect("pid line").trim().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("pg_ctl"))
-            .args([
-                "-D",
-                &self.data.to_string_lossy(),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// A primary and one streaming replica of it.
 struct Pair {
     // Dropped last: the servers stop before their directory goes.
-    primary: Server,
-    replica: Server,
+    primary: Instance,
+    replica: Instance,
     _dir: tempfile::TempDir,
 }
 
 impl Pair {
     async fn start() -> Pair {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let status = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .expect("chown");
-        assert!(status.success());
-        let primary = Server {
-            data: dir.path().join("primary"),
-            port: free_port(),
-        };
-        let primary_data = primary.data.to_string_lossy().to_string();
-        as_postgres(
-            "initdb",
-            &[
-                "-D",
-                &primary_data,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        std::fs::write(
-            primary.data.join("postgresql.auto.conf"),
+        let dir = data_root();
+        let primary = Instance::init(
+            dir.path(),
+            "primary",
             "wal_level = replica\nmax_wal_senders = 4\nfsync = off\n",
-        )
-        .expect("primary settings");
+        );
         primary.start();
-        let replica = Server {
+        // The replica is no initdb: pg_basebackup fills its data directory.
+        let replica = Instance {
             data: dir.path().join("replica"),
-            port: free_port(),
+            port: crate::instances::free_port(),
         };
         let replica_data = replica.data.to_string_lossy().to_string();
         let port = primary.port.to_string();

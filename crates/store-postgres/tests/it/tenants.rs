@@ -214,6 +214,7 @@ async fn public_can_be_a_tenant_and_dropping_it_keeps_the_directory() {
         [
             "astrocyte_api_keys",
             "astrocyte_job_signals",
+            "astrocyte_server",
             "astrocyte_tenants"
         ]
     );
