@@ -24,8 +24,7 @@
 //!   ids to `u64` keys and express scoping as a filter;
 //! - no internal locking for writers: mutation takes `&mut self`, so callers
 //!   wrap it in a `RwLock`; searches take `&self` and may run concurrently;
-//! - no distance metrics other than cosine, and no lossy storage: the f32
-//!   vectors are always kept (the int8 copies below only steer the walk);
+//! - no distance metrics other than cosine;
 //! - no parallel build and no in-place graph repair on removal: removed
 //!   entries become tombstones until [`HnswIndex::compact`] rebuilds.
 //!
@@ -35,6 +34,12 @@
 //! (a quarter of the memory traffic, which dominates at 100k+ vectors); the
 //! candidates it finds are then rescored with the f32 vectors, so returned
 //! scores are exact and identical to [`HnswIndex::search_exact`]'s.
+//!
+//! An index made with [`HnswIndex::new_codes_only`] keeps the int8 codes and
+//! no f32 vectors, a quarter of the memory: its scores come from the codes,
+//! and a caller that stores the vectors elsewhere rescores a shortlist
+//! exactly (asking for `ef` results rather than `k`), as the SQLite store
+//! does. [`HnswIndex::similarity_bound`] bounds the error of such a score.
 //!
 //! ```
 //! use astrocyte_ann::{HnswIndex, HnswParams};

@@ -5,10 +5,15 @@
 //!         m u32 | ef_construction u32 | ef_search u32 | seed u64
 //!         node_count u64 | entry u32 (u32::MAX = none) | max_level u32
 //! node*   key u64 | flags u8 (bit 0 = tombstone) | level u8
-//!         vector: dimension x f32
+//!         version 1: vector: dimension x f32
+//!         version 2: codes: dimension x i8 | scale f32 | l1 f32
 //!         for each layer 0..=level: count u16 | count x neighbour u32
 //! trailer checksum u64 over every preceding byte
 //! ```
+//!
+//! Version 1 is written by an index that keeps its vectors, version 2 by a
+//! codes-only one ([`HnswIndex::new_codes_only`]): a quarter of the size, and
+//! loaded without quantising anything.
 //!
 //! Tombstones are kept because they still carry graph edges; `compact`
 //! before writing to drop them. Everything read is bounds-checked before use
@@ -24,7 +29,10 @@ use crate::index::{sanitise, splitmix64, HnswIndex, MAX_LEVEL, MAX_NODES};
 use crate::{AnnError, HnswParams};
 
 const MAGIC: &[u8; 8] = b"ASTRHNSW";
+/// Nodes carry f32 vectors.
 const VERSION: u32 = 1;
+/// Nodes carry int8 codes with their scale and L1 norm.
+const VERSION_CODES: u32 = 2;
 /// Largest dimension a snapshot may hold (no real embedding is close); a
 /// bound so a corrupt header cannot request a huge buffer.
 const MAX_DIM: usize = 1 << 16;
@@ -188,7 +196,11 @@ impl HnswIndex {
             ));
         }
         out.put(MAGIC)?;
-        out.u32(VERSION)?;
+        out.u32(if self.keep_vectors {
+            VERSION
+        } else {
+            VERSION_CODES
+        })?;
         out.u32(to_u32(self.dim, "dimension")?)?;
         out.u32(to_u32(self.params.m, "m")?)?;
         out.u32(to_u32(self.params.ef_construction, "ef_construction")?)?;
@@ -204,8 +216,15 @@ impl HnswIndex {
             out.u8(u8::from(self.deleted[i]))?;
             out.u8(self.levels[i])?;
             vbuf.clear();
-            for x in self.vec(i as u32) {
-                vbuf.extend_from_slice(&x.to_le_bytes());
+            if self.keep_vectors {
+                for x in self.vec(i as u32) {
+                    vbuf.extend_from_slice(&x.to_le_bytes());
+                }
+            } else {
+                let start = i * self.dim;
+                vbuf.extend(self.codes[start..start + self.dim].iter().map(|&c| c as u8));
+                vbuf.extend_from_slice(&self.scales[i].to_le_bytes());
+                vbuf.extend_from_slice(&self.l1[i].to_le_bytes());
             }
             out.put(&vbuf)?;
             for lc in 0..=self.levels[i] as usize {
@@ -240,9 +259,10 @@ impl HnswIndex {
             return Err(corrupt("not an astrocyte-ann snapshot (bad magic)"));
         }
         let version = inp.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_CODES {
             return Err(corrupt(format!("unsupported snapshot version {version}")));
         }
+        let with_vectors = version == VERSION;
         let dim = inp.u32()? as usize;
         if dim > MAX_DIM {
             return Err(corrupt(format!("implausible dimension {dim}")));
@@ -267,17 +287,24 @@ impl HnswIndex {
             return Err(corrupt("max level out of range"));
         }
 
-        let mut idx = HnswIndex::new(dim, params);
+        let mut idx = if with_vectors {
+            HnswIndex::new(dim, params)
+        } else {
+            HnswIndex::new_codes_only(dim, params)
+        };
         let m = idx.params.m;
         // Reserve for a plausible prefix only; a lying count cannot force a
         // large allocation before the data is actually there.
         let reserve = nodes.min(1 << 16);
-        idx.vectors.reserve(reserve * dim);
+        if with_vectors {
+            idx.vectors.reserve(reserve * dim);
+        }
         idx.codes.reserve(reserve * dim);
+        idx.l1.reserve(reserve);
         idx.keys.reserve(reserve);
         idx.links0.reserve(reserve * (idx.m0 + 1));
 
-        let mut vbuf = vec![0u8; dim * 4];
+        let mut vbuf = vec![0u8; if with_vectors { dim * 4 } else { dim + 8 }];
         let mut lbuf = Vec::new();
         for i in 0..nodes {
             let key = inp.u64()?;
@@ -290,18 +317,33 @@ impl HnswIndex {
                 return Err(corrupt(format!("node {i}: level {level} out of range")));
             }
             inp.take(&mut vbuf)?;
-            let start = idx.vectors.len();
-            for c in vbuf.chunks_exact(4) {
-                let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                if !x.is_finite() {
-                    return Err(corrupt(format!("node {i}: non-finite component")));
+            if with_vectors {
+                let start = idx.vectors.len();
+                for c in vbuf.chunks_exact(4) {
+                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    if !x.is_finite() {
+                        return Err(corrupt(format!("node {i}: non-finite component")));
+                    }
+                    idx.vectors.push(x);
                 }
-                idx.vectors.push(x);
+                // Navigation codes are derived, not stored: recomputing them is
+                // deterministic and keeps the format independent of them.
+                let v = &idx.vectors[start..];
+                idx.l1.push(v.iter().map(|x| x.abs()).sum());
+                let scale = quantize(v, &mut idx.codes);
+                idx.scales.push(scale);
+            } else {
+                idx.codes.extend(vbuf[..dim].iter().map(|&b| b as i8));
+                let tail = &vbuf[dim..];
+                let scale = f32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+                let l1 = f32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]);
+                let plausible = |x: f32| x.is_finite() && x >= 0.0;
+                if !plausible(scale) || !plausible(l1) {
+                    return Err(corrupt(format!("node {i}: bad scale or norm")));
+                }
+                idx.scales.push(scale);
+                idx.l1.push(l1);
             }
-            // Navigation codes are derived, not stored: recomputing them is
-            // deterministic and keeps the format independent of them.
-            let scale = quantize(&idx.vectors[start..], &mut idx.codes);
-            idx.scales.push(scale);
             idx.keys.push(key);
             idx.deleted.push(flags == 1);
             idx.levels.push(level);

@@ -501,3 +501,203 @@ fn stale_hints_are_ignored() {
         .expect("insert");
     assert_eq!(idx.search(&data[2999], 1, &all)[0].0, 2999);
 }
+
+// ----- codes-only indexes ---------------------------------------------------
+
+/// The exact cosine of two unit vectors, computed independently of the index.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum::<f64>() as f32
+}
+
+/// A shortlist from a codes-only index, rescored with the caller's own vectors: the top `k`.
+fn rescored(idx: &HnswIndex, data: &[Vec<f32>], q: &[f32], k: usize) -> Vec<(u64, f32)> {
+    let ef = idx.params().ef_search;
+    let mut out: Vec<(u64, f32)> = idx
+        .search_with_ef(q, ef, ef, &all)
+        .into_iter()
+        .map(|(key, _)| (key, cosine(q, &data[key as usize])))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
+}
+
+/// Brute force over the caller's vectors.
+fn brute_force(data: &[Vec<f32>], q: &[f32], k: usize) -> Vec<(u64, f32)> {
+    let mut out: Vec<(u64, f32)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, cosine(q, v)))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
+}
+
+/// A codes-only index over seeded clustered data, 384 dimensions as the local model gives:
+/// its `ef` shortlist rescored exactly finds the exact top 10 at least 98% of the time, and it
+/// holds a fraction of the memory of an index that keeps its vectors.
+#[test]
+fn codes_only_shortlists_rescored_keep_recall() {
+    const DIM384: usize = 384;
+    let mut gen = Clustered::new(DIM384, 60, 32, 77);
+    let data = gen.take(4000);
+    let queries = gen.take(60);
+    let mut codes = HnswIndex::new_codes_only(DIM384, HnswParams::default());
+    let mut full = HnswIndex::new(DIM384, HnswParams::default());
+    for (i, v) in data.iter().enumerate() {
+        codes.insert(i as u64, v).expect("insert");
+        full.insert(i as u64, v).expect("insert");
+    }
+    assert!(!codes.keeps_vectors() && full.keeps_vectors());
+    assert!(codes.get(3).is_none() && full.get(3).is_some());
+    assert!(
+        codes.memory_bytes() * 2 < full.memory_bytes(),
+        "{} vs {}",
+        codes.memory_bytes(),
+        full.memory_bytes()
+    );
+    let mut total = 0.0;
+    for q in &queries {
+        let exact = brute_force(&data, q, 10);
+        let got = rescored(&codes, &data, q, 10);
+        assert_eq!(got.len(), 10);
+        total += recall(&got, &exact);
+    }
+    let r = total / queries.len() as f64;
+    assert!(r >= 0.98, "codes-only recall@10 after rescoring = {r}");
+}
+
+/// Every similarity a codes-only index computes is within its stated bound of the exact
+/// cosine, for clustered data and for spiky vectors (one large component), where int8 steps
+/// are coarsest.
+#[test]
+fn similarity_bounds_hold() {
+    let mut gen = Clustered::new(DIM, 10, 8, 5);
+    let mut data = gen.take(1500);
+    let mut rng = Rng::new(9);
+    for _ in 0..100 {
+        let mut v: Vec<f32> = (0..DIM).map(|_| rng.gauss() * 0.05).collect();
+        v[(rng.next_u64() % DIM as u64) as usize] = 1.0;
+        normalise(&mut v);
+        data.push(v);
+    }
+    let mut idx = HnswIndex::new_codes_only(DIM, HnswParams::default());
+    for (i, v) in data.iter().enumerate() {
+        idx.insert(i as u64, v).expect("insert");
+    }
+    let queries: Vec<Vec<f32>> = gen
+        .take(10)
+        .into_iter()
+        .chain(data[1500..1510].iter().cloned())
+        .collect();
+    let mut widest = 0.0f32;
+    for q in &queries {
+        for (key, approx) in idx.search_exact(q, data.len(), &all) {
+            let exact = cosine(q, &data[key as usize]);
+            let bound = idx.similarity_bound(q, key).expect("live key");
+            assert!(
+                (approx - exact).abs() <= bound,
+                "key {key}: approx {approx} exact {exact} bound {bound}"
+            );
+            widest = widest.max(bound);
+        }
+    }
+    assert!(widest < 0.2, "bounds are useful, not vacuous: {widest}");
+    assert_eq!(idx.similarity_bound(&queries[0], 1_000_000), None);
+}
+
+/// Near-duplicate candidates: a vector close to a stored one yields that one as a candidate
+/// at a high threshold; a threshold no stored vector can reach yields none (the bound rules
+/// them all out without rescoring).
+#[test]
+fn nearest_candidates_are_ruled_out_by_their_bounds() {
+    let mut gen = Clustered::new(DIM, 40, 16, 13);
+    let data = gen.take(3000);
+    let mut idx = HnswIndex::new_codes_only(DIM, HnswParams::default());
+    for (i, v) in data.iter().enumerate() {
+        idx.insert(i as u64, v).expect("insert");
+    }
+    let mut near = data[1234].clone();
+    near[0] += 0.01;
+    normalise(&mut near);
+    let (candidates, hint) = idx.nearest_candidates_with_hint(&near, 0.95);
+    assert!(hint.is_some());
+    assert!(
+        candidates.iter().any(|(key, _)| *key == 1234),
+        "{candidates:?}"
+    );
+    let other = gen.sample();
+    let threshold = brute_force(&data, &other, 1)[0].1 + 0.25;
+    let (none, _) = idx.nearest_candidates_with_hint(&other, threshold);
+    assert!(none.is_empty(), "{none:?}");
+    // An index that keeps its vectors answers with the exact best, if it reaches the threshold.
+    let (full, _, _) = build(1200, 3);
+    let q = full.get(17).expect("kept").to_vec();
+    let (best, _) = full.nearest_candidates_with_hint(&q, 0.99);
+    assert_eq!(best.first().map(|(key, _)| *key), Some(17));
+}
+
+/// A codes-only snapshot stores codes (version 2, about a quarter of the bytes), loads back
+/// answering identically, and compaction of a codes-only index keeps it searchable.
+#[test]
+fn codes_only_snapshots_and_compaction() {
+    let mut gen = Clustered::new(DIM, 40, 16, 21);
+    let data = gen.take(2500);
+    let mut codes = HnswIndex::new_codes_only(DIM, HnswParams::default());
+    let mut full = HnswIndex::new(DIM, HnswParams::default());
+    for (i, v) in data.iter().enumerate() {
+        codes.insert(i as u64, v).expect("insert");
+        full.insert(i as u64, v).expect("insert");
+    }
+    let small = snapshot(&codes);
+    let large = snapshot(&full);
+    assert!(
+        small.len() * 2 < large.len(),
+        "{} vs {}",
+        small.len(),
+        large.len()
+    );
+    let loaded = HnswIndex::read_from(&mut small.as_slice()).expect("read");
+    assert!(!loaded.keeps_vectors());
+    let queries = gen.take(20);
+    for q in &queries {
+        assert_eq!(loaded.search(q, 10, &all), codes.search(q, 10, &all));
+    }
+    // Damage is caught as for version 1.
+    let mut damaged = small.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x20;
+    assert!(matches!(
+        HnswIndex::read_from(&mut damaged.as_slice()),
+        Err(AnnError::Corrupt(_))
+    ));
+    // A full index's snapshot can be loaded and turned codes-only.
+    let mut converted = HnswIndex::read_from(&mut large.as_slice()).expect("read");
+    converted.drop_vectors();
+    assert_eq!(snapshot(&converted), small, "same graph, same codes");
+    // Compaction after removals: live entries only, still found by rescoring.
+    for key in (0..2500u64).filter(|k| k % 2 == 0) {
+        codes.remove(key);
+    }
+    codes.compact();
+    assert_eq!((codes.len(), codes.tombstones()), (1250, 0));
+    let live: Vec<Vec<f32>> = data.clone();
+    let mut total = 0.0;
+    for q in &queries {
+        let exact: Vec<(u64, f32)> = brute_force(&live, q, data.len())
+            .into_iter()
+            .filter(|(key, _)| key % 2 == 1)
+            .take(10)
+            .collect();
+        total += recall(&rescored(&codes, &live, q, 10), &exact);
+    }
+    assert!(
+        total / queries.len() as f64 >= 0.95,
+        "{}",
+        total / queries.len() as f64
+    );
+}

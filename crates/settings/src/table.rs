@@ -166,7 +166,7 @@ settings! {
     sqlite_busy_timeout_ms: u64 = millis(sqlite().busy_timeout), yaml "sqlite.busy_timeout_ms", env ["ASTROCYTE_SQLITE_BUSY_TIMEOUT_MS"], example "10000";
     /// SQLite: idle read-only connections kept per tenant.
     sqlite_max_idle_readers: usize = sqlite().max_idle_readers, yaml "sqlite.max_idle_readers", env ["ASTROCYTE_SQLITE_MAX_IDLE_READERS"], example "8";
-    /// SQLite: index changes after which a bank's vector index snapshot is rewritten.
+    /// SQLite: index changes after which a bank's vector or keyword index snapshot is rewritten (once they are also a quarter of the index).
     sqlite_snapshot_every: u64 = sqlite().snapshot_every, yaml "sqlite.snapshot_every", env ["ASTROCYTE_SQLITE_SNAPSHOT_EVERY"], example "50000";
     /// SQLite: filtered semantic searches with at most this many candidate rows are scored exactly.
     sqlite_exact_scan_limit: usize = sqlite().exact_scan_limit, yaml "sqlite.exact_scan_limit", env ["ASTROCYTE_SQLITE_EXACT_SCAN_LIMIT"], example "5000";

@@ -79,6 +79,7 @@ mod keyword;
 mod maintenance;
 mod migrations;
 mod options;
+mod pieces;
 mod rows;
 mod search;
 mod signals;

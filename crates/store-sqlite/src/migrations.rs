@@ -259,6 +259,53 @@ CREATE TRIGGER vector_index_chunks_follow AFTER DELETE ON vector_index BEGIN
 END;
 "#,
     },
+    Migration {
+        version: 8,
+        name: "keyword_index_snapshots",
+        sql: r#"
+-- Snapshots of the per-bank keyword index (store-sqlite keyword/snapshot.rs): one row per bank
+-- with the highest row id it covers and a checksum of its bytes, which are in the pieces.
+CREATE TABLE keyword_index (
+    bank_id    TEXT    PRIMARY KEY,
+    max_rowid  INTEGER NOT NULL,
+    pieces     INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    checksum   INTEGER NOT NULL,
+    written_at INTEGER NOT NULL
+);
+CREATE TABLE keyword_index_chunks (
+    bank_id TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    data    BLOB    NOT NULL,
+    PRIMARY KEY (bank_id, seq)
+);
+-- Rows a snapshot covers whose words or visibility changed after it was written; a load
+-- re-reads them. Written by triggers in the transaction of the change, so no write path can
+-- leave a snapshot stale, and only while the bank has a snapshot covering the row.
+CREATE TABLE keyword_index_changed (
+    bank_id      TEXT    NOT NULL,
+    memory_rowid INTEGER NOT NULL,
+    PRIMARY KEY (bank_id, memory_rowid)
+) WITHOUT ROWID;
+CREATE TRIGGER keyword_index_follow AFTER DELETE ON keyword_index BEGIN
+    DELETE FROM keyword_index_chunks WHERE bank_id = old.bank_id;
+    DELETE FROM keyword_index_changed WHERE bank_id = old.bank_id;
+END;
+CREATE TRIGGER keyword_index_changed_update
+AFTER UPDATE OF bank_id, text, index_text, index_context, forgotten_at ON memories
+WHEN EXISTS (SELECT 1 FROM keyword_index k WHERE k.bank_id IN (old.bank_id, new.bank_id) AND old.rowid <= k.max_rowid)
+BEGIN
+    INSERT OR IGNORE INTO keyword_index_changed (bank_id, memory_rowid)
+        SELECT k.bank_id, old.rowid FROM keyword_index k
+        WHERE k.bank_id IN (old.bank_id, new.bank_id) AND old.rowid <= k.max_rowid;
+END;
+CREATE TRIGGER keyword_index_changed_delete AFTER DELETE ON memories
+WHEN EXISTS (SELECT 1 FROM keyword_index k WHERE k.bank_id = old.bank_id AND old.rowid <= k.max_rowid)
+BEGIN
+    INSERT OR IGNORE INTO keyword_index_changed (bank_id, memory_rowid) VALUES (old.bank_id, old.rowid);
+END;
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.

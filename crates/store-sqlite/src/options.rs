@@ -16,9 +16,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Idle read-only connections kept per tenant.
     pub max_idle_readers: usize,
-    /// Index changes (inserts and removals) after which a bank's vector index snapshot is
-    /// rewritten in the background, once they are also a quarter of the index (a snapshot
-    /// rewrites all of it); bounds the rows re-indexed after a crash.
+    /// Index changes (inserts and removals) after which a bank's vector or keyword index
+    /// snapshot is rewritten in the background, once they are also a quarter of the index (a
+    /// snapshot rewrites all of it); bounds the rows re-indexed after a crash.
     pub snapshot_every: u64,
     /// A filtered semantic search whose SQL candidate set has at most this many rows scores
     /// them exactly instead of walking the HNSW graph.

@@ -94,18 +94,40 @@ impl TenantInner {
         let mut hits = Vec::new();
         for (bank, conditions) in per_bank {
             let scored: Vec<(i64, f32)> = if !is_selective(filter) {
-                self.with_index(conn, bank, vector.len(), |index| {
-                    index.hnsw.search(vector, limit, &|_| true)
-                })?
-                .into_iter()
-                .map(|(key, score)| (key as i64, score))
-                .collect()
+                self.index_search(conn, bank, conditions, vector, &query, limit, &|_| true)?
             } else {
                 self.filtered_semantic(conn, bank, conditions, filter, vector, &query, limit)?
             };
             hits.extend(fetch_scored(conn, conditions, &scored)?);
         }
         Ok(best_first(hits, limit))
+    }
+
+    /// The bank's index search, rescored exactly. The index keeps int8 codes only, so it ranks
+    /// a shortlist (`ef_search` long, as its own walk keeps) by approximate similarity; the
+    /// shortlist's stored vectors, read from the rows with every condition applied, give the
+    /// exact scores and the final `limit`.
+    #[allow(clippy::too_many_arguments)]
+    fn index_search(
+        self: &Arc<Self>,
+        conn: &Connection,
+        bank: &BankId,
+        conditions: &Conditions,
+        vector: &[f32],
+        query: &[f32],
+        limit: usize,
+        filter: &dyn Fn(u64) -> bool,
+    ) -> StoreResult<Vec<(i64, f32)>> {
+        let shortlist: Vec<i64> = self
+            .with_index(conn, bank, vector.len(), |index| {
+                let ef = index.hnsw.params().ef_search.max(limit);
+                index.hnsw.search_with_ef(vector, ef, ef, filter)
+            })?
+            .into_iter()
+            .map(|(key, _)| key as i64)
+            .collect();
+        let vectors = stored_vectors(conn, conditions, &shortlist, false)?;
+        score_exactly(query, vectors, limit)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -151,15 +173,10 @@ impl TenantInner {
         }
         let allowed: HashSet<u64> = candidates.iter().map(|rowid| *rowid as u64).collect();
         drop(candidates);
-        let mut scored: Vec<(i64, f32)> = self
-            .with_index(conn, bank, vector.len(), |index| {
-                index
-                    .hnsw
-                    .search(vector, limit, &|key| allowed.contains(&key))
-            })?
-            .into_iter()
-            .map(|(key, score)| (key as i64, score))
-            .collect();
+        let mut scored =
+            self.index_search(conn, bank, conditions, vector, query, limit, &|key| {
+                allowed.contains(&key)
+            })?;
         if filter.as_of.is_some() {
             // Rows forgotten since `as_of` are out of the index but were visible then.
             let rowids: Vec<i64> = allowed.iter().map(|key| *key as i64).collect();
@@ -475,14 +492,14 @@ fn plan_keyword(conn: &Connection, words: Vec<String>, budget: usize) -> StoreRe
     })
 }
 
-fn normalised(vector: &[f32]) -> Vec<f32> {
+pub(crate) fn normalised(vector: &[f32]) -> Vec<f32> {
     let mut copy = vector.to_vec();
     astrocyte_core::embed::l2_normalize(&mut copy);
     copy
 }
 
 /// Cosine similarity with an already normalised query.
-fn cosine(query: &[f32], stored: &[f32]) -> f32 {
+pub(crate) fn cosine(query: &[f32], stored: &[f32]) -> f32 {
     let norm = stored.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm == 0.0 {
         return 0.0;

@@ -29,7 +29,8 @@ use crate::inner::{read_space, run_blocking, TenantInner};
 use crate::jobs::SqliteJobQueue;
 use crate::keyword::Document;
 use crate::rows::{
-    encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN, MEMORY_COLUMNS,
+    decode_vector, encode_vector, to_micros, vector_hash, RawMemory, EMBEDDING_COLUMN,
+    MEMORY_COLUMNS,
 };
 use crate::signals::LocalSignals;
 use crate::vectors::{BankIndex, BankSlot};
@@ -257,11 +258,16 @@ impl TenantInner {
                         // The stored snapshot holds the purged vectors: it goes too, and is
                         // rewritten (compacted) from the live index later.
                         tx.execute("DELETE FROM vector_index WHERE bank_id = ?1", [bank.as_str()])?;
+                        // So does the keyword snapshot: it holds the purged words.
+                        tx.execute("DELETE FROM keyword_index WHERE bank_id = ?1", [bank.as_str()])?;
                     }
                     rowids
                 }
             };
             tx.commit()?;
+            if mode == ForgetMode::Purge && !rowids.is_empty() {
+                self.keyword_snapshot_deleted(bank);
+            }
             self.update_keyword_index(bank, [], &rowids);
             let purged = mode == ForgetMode::Purge;
             // Looked up after the commit: an index whose load began before it already has its
@@ -317,10 +323,11 @@ impl TenantInner {
                     .filter(|&i| index.twins.may_hold(hashes[i]))
                     .collect();
                 let found = in_parallel(vectors.iter().collect(), |vector| {
-                    index.hnsw.nearest_with_hint(vector)
+                    index.hnsw.nearest_candidates_with_hint(vector, min_score)
                 });
                 (suspects, found)
             })?;
+        let found = rescore_nearest(&reader, vectors, found)?;
         // Exact twins through the hash column, for the vectors whose hash some row stores: a
         // graph walk can miss even an identical vector, and "the same text retained twice" must
         // always be caught.
@@ -515,7 +522,11 @@ impl TenantInner {
     }
 
     /// Rewrites the keyword index of memories in one transaction (the FTS triggers follow).
-    fn set_index_context(&self, bank: &BankId, updates: &[ContextUpdate]) -> StoreResult<()> {
+    fn set_index_context(
+        self: &Arc<Self>,
+        bank: &BankId,
+        updates: &[ContextUpdate],
+    ) -> StoreResult<()> {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut rewritten: Vec<(i64, &ContextUpdate)> = Vec::new();
@@ -600,6 +611,50 @@ type IndexWrite<'a> = (
     &'a [RowVector<'a>],
     Vec<Option<InsertHint>>,
 );
+
+/// The nearest row to each vector among its index candidates, scored exactly from the stored
+/// vectors (the index keeps int8 codes only). The candidates are those the codes cannot rule
+/// out as near-duplicates, usually none, so most retains read no vector at all.
+#[allow(clippy::type_complexity)]
+fn rescore_nearest(
+    conn: &rusqlite::Connection,
+    vectors: &[Vec<f32>],
+    found: Vec<(Vec<(u64, f32)>, Option<InsertHint>)>,
+) -> StoreResult<Vec<(Option<(u64, f32)>, Option<InsertHint>)>> {
+    let mut rowids: Vec<i64> = found
+        .iter()
+        .flat_map(|(candidates, _)| candidates.iter().map(|(key, _)| *key as i64))
+        .collect();
+    rowids.sort_unstable();
+    rowids.dedup();
+    let mut stored: HashMap<i64, Vec<f32>> = HashMap::with_capacity(rowids.len());
+    if !rowids.is_empty() {
+        let mut statement = conn.prepare_cached(
+            "SELECT rowid, embedding FROM memories WHERE rowid IN (SELECT value FROM json_each(?1))",
+        )?;
+        let mut rows = statement.query([json_list(&rowids)])?;
+        while let Some(row) = rows.next()? {
+            let blob: Vec<u8> = row.get(1)?;
+            stored.insert(row.get(0)?, decode_vector(&blob)?);
+        }
+    }
+    Ok(found
+        .into_iter()
+        .zip(vectors)
+        .map(|((candidates, hint), vector)| {
+            let query = crate::search::normalised(vector);
+            let best = candidates
+                .iter()
+                .filter_map(|(key, _)| {
+                    let stored = stored.get(&(*key as i64))?;
+                    (stored.len() == query.len())
+                        .then(|| (*key, crate::search::cosine(&query, stored)))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+            (best, hint)
+        })
+        .collect())
+}
 
 /// Inserts the prepared rows (and their tags) under the given row ids, inside `tx`.
 fn write_rows(
@@ -1235,6 +1290,282 @@ mod tests {
         };
         let tagged = find(&inner, "apple", tagged);
         assert!(tagged.is_empty(), "no memory has the tag: {tagged:?}");
+    }
+
+    /// A bank of generated texts for the keyword snapshot tests: memories over a small
+    /// vocabulary, so queries match many documents and ties happen.
+    fn keyword_bank(inner: &Arc<TenantInner>, bank: &BankId, from: usize, to: usize) {
+        const WORDS: [&str; 12] = [
+            "apple", "river", "stone", "garden", "violin", "cloud", "ember", "harbor", "lantern",
+            "meadow", "orbit", "quartz",
+        ];
+        let memories = (from..to)
+            .map(|i| {
+                let text: Vec<&str> = (0..1 + i % 7)
+                    .map(|j| WORDS[(i * 7 + j * j * 3 + i / 5) % WORDS.len()])
+                    .collect();
+                NewMemory::plain(
+                    Memory::new(format!("m{i}"), bank.clone(), text.join(" ")),
+                    vec![1.0, 0.0],
+                )
+            })
+            .collect();
+        inner.insert(memories).expect("insert");
+    }
+
+    /// A keyword index's answers to a list of queries.
+    type Answers = Vec<Vec<(i64, f32)>>;
+
+    /// A way to damage a stored snapshot.
+    type Damage<'a> = &'a dyn Fn(&mut Connection) -> StoreResult<()>;
+
+    /// Every one- and two-word query over the test vocabulary, at two depths: what the loaded
+    /// index answers, scores included.
+    fn keyword_answers(index: &crate::keyword::KeywordIndex) -> Answers {
+        const WORDS: [&str; 13] = [
+            "apple", "river", "stone", "garden", "violin", "cloud", "ember", "harbor", "lantern",
+            "meadow", "orbit", "quartz", "jam",
+        ];
+        let mut answers = Vec::new();
+        for a in WORDS {
+            for b in WORDS {
+                let words = crate::keyword::KeywordIndex::query_stems(&[a.into(), b.into()]);
+                answers.push(index.top(&words, 5));
+                answers.push(index.top(&words, 1000));
+            }
+        }
+        answers
+    }
+
+    /// The bank's keyword index as loaded (snapshot or rebuild) and as rebuilt from the rows
+    /// now: answers of both, and whether the load found a usable snapshot.
+    fn loaded_and_rebuilt(
+        inner: &Arc<TenantInner>,
+        bank: &BankId,
+    ) -> (Answers, Answers, bool, u64) {
+        let reader = inner.readers.get().expect("reader");
+        let (loaded, from_snapshot, unsaved) = inner
+            .with_keyword_index(&reader, bank, |index| {
+                (
+                    keyword_answers(index),
+                    !index.snapshot_missing,
+                    index.unsaved,
+                )
+            })
+            .expect("keyword index");
+        let rebuilt = crate::keyword::KeywordIndex::build(&reader, bank).expect("build");
+        (loaded, keyword_answers(&rebuilt), from_snapshot, unsaved)
+    }
+
+    fn keyword_snapshots(inner: &Arc<TenantInner>) -> (i64, i64) {
+        let reader = inner.readers.get().expect("reader");
+        reader
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM keyword_index), (SELECT COUNT(*) FROM keyword_index_chunks)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("count")
+    }
+
+    /// A keyword snapshot is written in pieces, loads back, and catches up with everything
+    /// that changed after it (new rows, rewritten contexts, soft forgets, even an edit that
+    /// bypassed the store): the loaded index answers exactly, scores and ties included, as one
+    /// rebuilt from the rows.
+    #[test]
+    fn a_keyword_snapshot_catches_up_and_ranks_as_a_rebuild() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank = BankId::new("b").expect("bank");
+        {
+            let inner = open_tenant(dir.path());
+            keyword_bank(&inner, &bank, 0, 900);
+            let (loaded, rebuilt, from_snapshot, _) = loaded_and_rebuilt(&inner, &bank);
+            assert!(!from_snapshot, "none written yet");
+            assert_eq!(loaded, rebuilt);
+            // Some rows change before the snapshot, so the live index has dead numbers and
+            // rows out of row-id order that the snapshot must not carry over.
+            inner
+                .set_index_context(
+                    &bank,
+                    &[ContextUpdate {
+                        id: "m3".into(),
+                        index_text: "quartz quartz".into(),
+                        index_context: Some("jam".into()),
+                    }],
+                )
+                .expect("context");
+            inner.save_all_snapshots(false).expect("snapshot");
+            let (rows, pieces) = keyword_snapshots(&inner);
+            assert_eq!(rows, 1);
+            assert!(pieces >= 2, "{pieces} pieces");
+            inner.close();
+        }
+        {
+            let inner = open_tenant(dir.path());
+            let (loaded, rebuilt, from_snapshot, unsaved) = loaded_and_rebuilt(&inner, &bank);
+            assert!(from_snapshot && unsaved == 0, "loaded as written");
+            assert_eq!(loaded, rebuilt);
+            inner.close();
+        }
+        let inner = open_tenant(dir.path());
+        keyword_bank(&inner, &bank, 900, 940);
+        inner
+            .set_index_context(
+                &bank,
+                &[ContextUpdate {
+                    id: "m10".into(),
+                    index_text: "orbit".into(),
+                    index_context: Some("jam jam".into()),
+                }],
+            )
+            .expect("context");
+        let selector = ForgetSelector {
+            memory_ids: Some(vec!["m20".into(), "m21".into(), "m905".into()]),
+            ..Default::default()
+        };
+        inner
+            .forget(&bank, &selector, ForgetMode::Soft, chrono::Utc::now())
+            .expect("forget");
+        inner
+            .with_writer(|conn| {
+                conn.execute(
+                    "UPDATE memories SET text = 'jam violin' WHERE bank_id = 'b' AND id = 'm40'",
+                    [],
+                )?;
+                Ok(())
+            })
+            .expect("edit by hand");
+        let (loaded, rebuilt, from_snapshot, unsaved) = loaded_and_rebuilt(&inner, &bank);
+        assert!(from_snapshot, "caught up rather than rebuilt");
+        assert!(unsaved >= 40 + 3 + 2, "{unsaved} changes caught up");
+        assert_eq!(loaded, rebuilt, "stale snapshot caught up exactly");
+        let reader = inner.readers.get().expect("reader");
+        let jam: Vec<i64> = inner
+            .with_keyword_index(&reader, &bank, |index| {
+                index
+                    .top(&["jam".to_string()], 10)
+                    .into_iter()
+                    .map(|(rowid, _)| rowid)
+                    .collect()
+            })
+            .expect("search");
+        // m3 (row 4) before the snapshot, m10 (row 11) and m40 (row 41) after it.
+        // "jam" weighs 2 in m40's text and in m10's context (twice, at half weight), 1 in m3's.
+        assert_eq!(
+            jam,
+            vec![41, 11, 4],
+            "the shorter document first, then the heavier"
+        );
+    }
+
+    /// A damaged or truncated keyword snapshot is not used: the index is rebuilt from the rows
+    /// and answers as before.
+    #[test]
+    fn a_corrupt_keyword_snapshot_is_rebuilt() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank = BankId::new("b").expect("bank");
+        {
+            let inner = open_tenant(dir.path());
+            keyword_bank(&inner, &bank, 0, 900);
+            let reader = inner.readers.get().expect("reader");
+            inner
+                .with_keyword_index(&reader, &bank, |_| ())
+                .expect("load");
+            drop(reader);
+            inner.save_all_snapshots(false).expect("snapshot");
+            inner.close();
+        }
+        let flip_a_bit = |conn: &mut Connection| -> StoreResult<()> {
+            let mut data: Vec<u8> = conn.query_row(
+                "SELECT data FROM keyword_index_chunks WHERE seq = 2",
+                [],
+                |row| row.get(0),
+            )?;
+            data[1000] ^= 0x04;
+            conn.execute(
+                "UPDATE keyword_index_chunks SET data = ?1 WHERE seq = 2",
+                [data],
+            )?;
+            Ok(())
+        };
+        let drop_last_piece = |conn: &mut Connection| -> StoreResult<()> {
+            conn.execute(
+                "DELETE FROM keyword_index_chunks WHERE seq = (SELECT MAX(seq) FROM keyword_index_chunks)",
+                [],
+            )?;
+            Ok(())
+        };
+        let garbage_header = |conn: &mut Connection| -> StoreResult<()> {
+            conn.execute(
+                "UPDATE keyword_index_chunks SET data = zeroblob(4096) WHERE seq = 1",
+                [],
+            )?;
+            Ok(())
+        };
+        let cases: [Damage; 3] = [&flip_a_bit, &drop_last_piece, &garbage_header];
+        for (case, damage) in cases.iter().enumerate() {
+            let inner = open_tenant(dir.path());
+            inner.with_writer(|conn| damage(conn)).expect("damage");
+            let (loaded, rebuilt, from_snapshot, _) = loaded_and_rebuilt(&inner, &bank);
+            assert!(!from_snapshot, "case {case}: damaged snapshot used");
+            assert_eq!(loaded, rebuilt, "case {case}");
+            // A fresh snapshot for the next case to damage.
+            inner.save_all_snapshots(false).expect("snapshot");
+            assert_eq!(keyword_snapshots(&inner).0, 1);
+            inner.close();
+        }
+    }
+
+    /// Forgetting after a snapshot: a soft forget is caught up at the next load; a purge deletes
+    /// the snapshot (it holds the purged words), and the next close writes a new one.
+    #[test]
+    fn forgets_after_a_keyword_snapshot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank = BankId::new("b").expect("bank");
+        let forget = |inner: &Arc<TenantInner>, id: &str, mode| {
+            let selector = ForgetSelector {
+                memory_ids: Some(vec![id.into()]),
+                ..Default::default()
+            };
+            inner
+                .forget(&bank, &selector, mode, chrono::Utc::now())
+                .expect("forget");
+        };
+        let has = |answers: &[Vec<(i64, f32)>], rowid: i64| {
+            answers.iter().any(|a| a.iter().any(|(r, _)| *r == rowid))
+        };
+        {
+            let inner = open_tenant(dir.path());
+            keyword_bank(&inner, &bank, 0, 900);
+            let reader = inner.readers.get().expect("reader");
+            inner
+                .with_keyword_index(&reader, &bank, |_| ())
+                .expect("load");
+            drop(reader);
+            inner.save_all_snapshots(false).expect("snapshot");
+            inner.close();
+        }
+        {
+            let inner = open_tenant(dir.path());
+            // Not loaded: only the trigger sees this forget.
+            forget(&inner, "m6", ForgetMode::Soft);
+            let (loaded, rebuilt, from_snapshot, _) = loaded_and_rebuilt(&inner, &bank);
+            assert!(from_snapshot);
+            assert_eq!(loaded, rebuilt);
+            assert!(!has(&loaded, 7), "the forgotten row (row id 7) is gone");
+            forget(&inner, "m8", ForgetMode::Purge);
+            assert_eq!(keyword_snapshots(&inner), (0, 0), "deleted with the purge");
+            // What dropping the last handle runs: save what is worth saving.
+            inner.save_all_snapshots(true).expect("close");
+            inner.close();
+        }
+        let inner = open_tenant(dir.path());
+        assert_eq!(keyword_snapshots(&inner).0, 1, "written again on close");
+        let (loaded, rebuilt, from_snapshot, _) = loaded_and_rebuilt(&inner, &bank);
+        assert!(from_snapshot);
+        assert_eq!(loaded, rebuilt);
+        assert!(!has(&loaded, 7) && !has(&loaded, 9));
+        assert!(has(&loaded, 10));
     }
 
     /// A snapshot is stored in pieces (4 KiB in unit tests, 256 MiB otherwise: SQLite refuses

@@ -24,8 +24,10 @@ pub(crate) struct BankSlot {
     /// Bumped (under the writer lock) by every purge: a snapshot captured before a purge may
     /// hold the purged vectors and must not be written after it.
     pub(crate) purge_generation: AtomicU64,
-    /// Whether a background snapshot of this bank is queued or running.
+    /// Whether a background snapshot of this bank's vector index is queued or running.
     pub(crate) snapshot_scheduled: AtomicBool,
+    /// Whether a background snapshot of this bank's keyword index is queued or running.
+    pub(crate) keyword_snapshot_scheduled: AtomicBool,
     /// Where the near-duplicate check found each new vector's neighbourhood, for the insert.
     pub(crate) hints: Mutex<HintCache>,
 }
@@ -163,7 +165,9 @@ const SNAPSHOT_WHEN_MISSING_FROM: usize = 1_000;
 impl BankIndex {
     fn empty(dimension: usize, params: &HnswParams) -> Self {
         BankIndex {
-            hnsw: HnswIndex::new(dimension, params.clone()),
+            // Codes only: the exact vectors are in the rows, read back to rescore shortlists,
+            // which keeps a bank of 1M vectors of 384 dimensions at 0.5 GB rather than 2 GB.
+            hnsw: HnswIndex::new_codes_only(dimension, params.clone()),
             twins: TwinFilter::default(),
             max_rowid: 0,
             unsaved: 0,
@@ -188,6 +192,18 @@ impl BankIndex {
     pub(crate) fn wants_snapshot_after_load(&self, snapshot_every: u64) -> bool {
         self.wants_background_snapshot(snapshot_every)
             || (self.snapshot_missing && self.hnsw.len() >= SNAPSHOT_WHEN_MISSING_FROM)
+    }
+
+    /// Whether a snapshot should be written now: there are unsaved changes, and with
+    /// `on_close` they are worth saving.
+    pub(crate) fn wants_saving(&self, on_close: bool) -> bool {
+        self.unsaved > 0 && (!on_close || self.worth_saving_on_close())
+    }
+
+    /// Whether a snapshot must be written from a compacted copy: purged rows' vectors sit in
+    /// tombstones (they must not be persisted), or tombstones are a fifth of the graph.
+    pub(crate) fn needs_compaction(&self) -> bool {
+        self.purged_tombstones || self.hnsw.tombstones() > self.hnsw.len() / 4
     }
 
     /// Whether writing a snapshot on close pays for itself: it is missing, or re-indexing the
@@ -260,6 +276,7 @@ pub(crate) fn load_index(
     dimension: usize,
     params: &HnswParams,
 ) -> StoreResult<BankIndex> {
+    let started = std::time::Instant::now();
     let tx = conn.unchecked_transaction()?;
     let snapshot: Option<(i64, i64, Vec<u8>)> = tx
         .query_row(
@@ -278,8 +295,12 @@ pub(crate) fn load_index(
                 next_seq: 1,
             };
             match HnswIndex::read_from(&mut pieces) {
-                Ok(hnsw) if hnsw.dimension() == dimension => BankIndex {
-                    hnsw,
+                Ok(mut hnsw) if hnsw.dimension() == dimension => BankIndex {
+                    hnsw: {
+                        // A snapshot written before the index kept codes only.
+                        hnsw.drop_vectors();
+                        hnsw
+                    },
                     twins: TwinFilter::default(),
                     max_rowid,
                     unsaved: 0,
@@ -321,7 +342,7 @@ pub(crate) fn load_index(
     )?;
     index.max_rowid = index.max_rowid.max(newest);
     index.twins = TwinFilter::load(&tx, bank)?;
-    tracing::debug!(bank = %bank, vectors = index.hnsw.len(), caught_up = index.unsaved, "vector index loaded");
+    tracing::debug!(bank = %bank, vectors = index.hnsw.len(), caught_up = index.unsaved, ms = started.elapsed().as_millis() as u64, "vector index loaded");
     Ok(index)
 }
 
@@ -427,12 +448,12 @@ pub(crate) fn capture_snapshot(
         let Some(index) = guard.as_ref() else {
             return Ok(None);
         };
-        if index.unsaved == 0 || (on_close && !index.worth_saving_on_close()) {
+        if !index.wants_saving(on_close) {
             return Ok(None);
         }
         let mut data = Vec::new();
         index.hnsw.write_to(&mut data)?;
-        let compact = index.purged_tombstones || index.hnsw.tombstones() > index.hnsw.len() / 4;
+        let compact = index.needs_compaction();
         (
             data,
             index.max_rowid,

@@ -274,7 +274,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("journal mode"),
     );
-    assert_eq!(count, 7, "each of the seven migrations recorded once");
+    assert_eq!(count, 8, "each of the eight migrations recorded once");
     assert_eq!(journal, "wal");
 }
 
@@ -288,7 +288,17 @@ fn stored_snapshot(db: &Path, bank_name: &str) -> Option<(i64, astrocyte_ann::Hn
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ok();
-    row.map(|(max, data)| {
+    row.map(|(max, mut data)| {
+        // The first piece is in vector_index (empty when streamed), the rest follow in order.
+        let mut statement = conn
+            .prepare("SELECT data FROM vector_index_chunks WHERE bank_id = ?1 ORDER BY seq")
+            .expect("prepare");
+        let pieces = statement
+            .query_map([bank_name], |r| r.get::<_, Vec<u8>>(0))
+            .expect("pieces");
+        for piece in pieces {
+            data.extend(piece.expect("piece"));
+        }
         (
             max,
             astrocyte_ann::HnswIndex::read_from(&mut data.as_slice()).expect("readable snapshot"),
