@@ -435,10 +435,12 @@ pub(crate) async fn create(
 ) -> PgResult<AdminOutcome> {
     let mut directory = TenantTransaction::begin_admin(home, schema).await?;
     let outcome = match create_in(&directory, server, schema, role).await {
-        Ok(AdminOutcome::Done) if !server.home => match install_on(server, schema, role).await {
-            Ok(()) => Ok(AdminOutcome::Done),
-            Err(error) => Err(error),
-        },
+        Ok(AdminOutcome::Done) if !server.home => {
+            match install_on(server, schema, role, false).await {
+                Ok(()) => Ok(AdminOutcome::Done),
+                Err(error) => Err(error),
+            }
+        }
         other => other,
     };
     match outcome {
@@ -511,8 +513,14 @@ async fn create_in(
 /// tenant (a new tenant placed away from home, or a move's target), in one transaction of
 /// that server. Whatever a crashed create or move left under this name there (schema, role's
 /// objects) is removed first: the directory places no live copy there, and the caller holds
-/// the directory row's lock (a create) or the tenant's move lock (a move).
-pub(crate) async fn install_on(server: &Server, schema: &Schema, role: &RoleName) -> PgResult<()> {
+/// the directory row's lock (a create) or the tenant's move lock (a move). A move's copy is
+/// created `fenced` (see [`crate::relocate::fence_tables`]); the move lifts it at the flip.
+pub(crate) async fn install_on(
+    server: &Server,
+    schema: &Schema,
+    role: &RoleName,
+    fenced: bool,
+) -> PgResult<()> {
     let mut transaction = TenantTransaction::begin_admin(&server.pool, schema).await?;
     let outcome = async {
         lock_tenant(&transaction, schema).await?;
@@ -524,6 +532,9 @@ pub(crate) async fn install_on(server: &Server, schema: &Schema, role: &RoleName
         }
         transaction.batch(&ddl).await?;
         install_in(&transaction, schema, role, &server.vector).await?;
+        if fenced {
+            crate::relocate::fence_tables(&transaction, schema).await?;
+        }
         // The signal row is the store's: written as the pool's user again.
         transaction.batch("SET LOCAL ROLE NONE").await?;
         insert_signal(&transaction, schema, false).await

@@ -241,7 +241,13 @@ impl PostgresStore {
         };
         if let (Some(stale_on), Some(stale_role)) = (&record.stale_on, &record.stale_role) {
             // An earlier move flipped but did not drop its old copy: finish that first.
-            self.clean_up(schema, &source, stale_on, stale_role).await?;
+            self.clean_up(
+                &source,
+                &source_binding_of(&record, &source),
+                stale_on,
+                stale_role,
+            )
+            .await?;
         }
         if source.key == target.key {
             if let Some(abandoned) = &record.move_to {
@@ -325,15 +331,18 @@ impl PostgresStore {
                  flipped"
             )));
         }
-        report.fenced_for = report.fenced_for.map(|fence| fence + fenced_at.elapsed());
         inner.handles.lock().remove(schema);
+        // The copy is the tenant's now: writable (a crash before this leaves it to the
+        // re-run's clean-up, which lifts it first).
+        unfence(target, &target_binding).await?;
+        report.fenced_for = report.fenced_for.map(|fence| fence + fenced_at.elapsed());
         report.to = target.key.clone();
         report.reached = MoveStep::Flipped;
         info!(from = %source.key, "tenant flipped to its new server");
         if options.stop_after == Some(MoveStep::Flipped) {
             return Ok(report);
         }
-        self.clean_up(schema, target, &source.key, &record.role)
+        self.clean_up(target, &target_binding, &source.key, &record.role)
             .await?;
         report.reached = MoveStep::Cleaned;
         Ok(report)
@@ -351,7 +360,7 @@ impl PostgresStore {
         report: &mut MoveReport,
     ) -> Result<bool> {
         let schema = &source_binding.schema;
-        directory::install_on(target, schema, &target_binding.role).await?;
+        directory::install_on(target, schema, &target_binding.role, true).await?;
         report.reached = MoveStep::Prepared;
         if options.stop_after == Some(MoveStep::Prepared) {
             return Ok(false);
@@ -378,15 +387,18 @@ impl PostgresStore {
         Ok(options.stop_after != Some(MoveStep::Copied))
     }
 
-    /// After the flip: makes the tenant's job signal due on its server (its queue arrived
-    /// with it), drops the old copy and clears the directory's note of it. Idempotent.
+    /// After the flip: lifts the fence the copy was created with, makes the tenant's job
+    /// signal due on its server (its queue arrived with it), drops the old copy and clears the
+    /// directory's note of it. Idempotent.
     async fn clean_up(
         &self,
-        schema: &Schema,
         current: &Server,
+        binding: &TenantBinding,
         stale_on: &ServerKey,
         stale_role: &RoleName,
     ) -> Result<()> {
+        let schema = &binding.schema;
+        unfence(current, binding).await?;
         let mut transaction = TenantTransaction::begin_admin(&current.pool, schema).await?;
         match directory::insert_signal(&transaction, schema, true).await {
             Ok(()) => transaction.finish("COMMIT").await?,
@@ -420,6 +432,15 @@ impl PostgresStore {
     }
 }
 
+/// The binding of the tenant's copy on `server`, where its directory row places it.
+fn source_binding_of(record: &directory::TenantRecord, server: &Server) -> TenantBinding {
+    TenantBinding::new(
+        record.schema.clone(),
+        record.role.clone(),
+        server.vector.clone(),
+    )
+}
+
 /// The tenant's tables on a server (the ledger included), memories first: writers take it
 /// first too, which keeps the fence's lock waits short.
 async fn tenant_tables(transaction: &TenantTransaction, schema: &Schema) -> PgResult<Vec<String>> {
@@ -449,16 +470,57 @@ fn qualified(schema: &Schema, table: &str) -> PgResult<String> {
 /// first), a statement trigger refusing every write is created on each, and committed.
 /// Idempotent. Returns the tables.
 async fn fence(source: &Server, binding: &TenantBinding) -> Result<Vec<String>> {
+    let tables = under_table_locks(source, binding, FenceChange::Raise).await?;
+    info!("source fenced");
+    Ok(tables)
+}
+
+/// What [`under_table_locks`] does to the fence.
+#[derive(Debug, Clone, Copy)]
+enum FenceChange {
+    Raise,
+    Lift,
+}
+
+/// Raises or lifts the fence in a transaction of the tenant that first locks every table of
+/// its schema, memories first as writers do. The lock waits are short and retried: when the
+/// fence's DDL and a writer wait for each other, the DDL gives way instead of the deadlock
+/// detector cancelling the writer. Returns the tables.
+async fn under_table_locks(
+    server: &Server,
+    binding: &TenantBinding,
+    change: FenceChange,
+) -> Result<Vec<String>> {
+    // Creating a trigger blocks writes; dropping one (PostgreSQL 15) locks reads out too.
+    let mode = match change {
+        FenceChange::Raise => "SHARE ROW EXCLUSIVE",
+        FenceChange::Lift => "ACCESS EXCLUSIVE",
+    };
     let schema = &binding.schema;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let settings = format!("SET LOCAL lock_timeout = {FENCE_LOCK_TIMEOUT_MS};");
-        let mut transaction = TenantTransaction::begin(&source.pool, binding, &settings).await?;
-        match fence_in(&transaction, schema).await {
+        let mut transaction = TenantTransaction::begin(&server.pool, binding, &settings).await?;
+        let outcome = async {
+            let tables = tenant_tables(&transaction, schema).await?;
+            let names = tables
+                .iter()
+                .map(|table| qualified(schema, table))
+                .collect::<PgResult<Vec<_>>>()?;
+            transaction
+                .batch(&format!("LOCK TABLE {} IN {mode} MODE", names.join(", ")))
+                .await?;
+            match change {
+                FenceChange::Raise => fence_tables(&transaction, schema).await?,
+                FenceChange::Lift => unfence_in(&transaction, schema).await?,
+            }
+            Ok(tables)
+        }
+        .await;
+        match outcome {
             Ok(tables) => {
                 transaction.finish("COMMIT").await?;
-                info!(attempts = attempt, "source fenced");
                 return Ok(tables);
             }
             Err(error) => {
@@ -474,61 +536,65 @@ async fn fence(source: &Server, binding: &TenantBinding) -> Result<Vec<String>> 
     }
 }
 
-async fn fence_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<Vec<String>> {
-    let tables = tenant_tables(transaction, schema).await?;
-    let names = tables
-        .iter()
-        .map(|table| qualified(schema, table))
-        .collect::<PgResult<Vec<_>>>()?;
-    transaction
-        .batch(&format!(
-            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            names.join(", ")
-        ))
-        .await?;
+/// Creates the fence on every table of the tenant's schema in `transaction` (as the tenant's
+/// role): the source's, and a move's target copy from its creation until the flip, so a
+/// process still holding a handle on that server from an earlier stay there cannot write into
+/// the unfinished copy (the sync would delete such rows as stale). Only a transaction that set
+/// [`MOVER_SETTING`] to the tenant, which only the mover does, gets through.
+pub(crate) async fn fence_tables(transaction: &TenantTransaction, schema: &Schema) -> PgResult<()> {
     let function = qualified(schema, FENCE)?;
     let mut ddl = format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fence$ \
-         BEGIN RAISE EXCEPTION USING ERRCODE = '{FENCED_SQLSTATE}', \
-           MESSAGE = 'tenant is moving to another server, retry shortly'; END $fence$; "
+         BEGIN \
+           IF current_setting('{MOVER_SETTING}', true) = TG_TABLE_SCHEMA THEN RETURN NULL; END IF; \
+           RAISE EXCEPTION USING ERRCODE = '{FENCED_SQLSTATE}', \
+             MESSAGE = 'tenant is moving to another server, retry shortly'; END $fence$; "
     );
-    for name in &names {
+    for table in tenant_tables(transaction, schema).await? {
+        let name = qualified(schema, &table)?;
         ddl.push_str(&format!(
             "DROP TRIGGER IF EXISTS {FENCE} ON {name}; \
              CREATE TRIGGER {FENCE} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {name} \
              FOR EACH STATEMENT EXECUTE FUNCTION {function}(); "
         ));
     }
-    transaction.batch(&ddl).await?;
-    Ok(tables)
+    transaction.batch(&ddl).await
 }
 
-/// Lifts the fence (a move undone). Idempotent.
-async fn unfence(source: &Server, binding: &TenantBinding) -> Result<()> {
-    let schema = &binding.schema;
-    let mut transaction = TenantTransaction::begin(&source.pool, binding, "").await?;
-    let outcome = async {
-        let mut ddl = String::new();
-        for table in tenant_tables(&transaction, schema).await? {
-            ddl.push_str(&format!(
-                "DROP TRIGGER IF EXISTS {FENCE} ON {}; ",
-                qualified(schema, &table)?
-            ));
-        }
+/// The setting the mover's transactions on a target copy carry (the tenant's schema name):
+/// the fence lets them write there.
+const MOVER_SETTING: &str = "astrocyte.moving";
+
+/// The settings of the mover's transactions on the target: [`TEXT_FORM`] and the pass
+/// through the target copy's fence.
+fn mover_settings(schema: &Schema) -> String {
+    format!(
+        "{TEXT_FORM} SET LOCAL {MOVER_SETTING} = '{}';",
+        schema.as_str().replace('\'', "''")
+    )
+}
+
+/// Lifts the fence: from the source (a move undone), or from the target's copy (at the flip).
+/// `DROP TRIGGER` locks each table exclusively, so the tables are locked first, in the
+/// writers' order (see [`under_table_locks`]). Idempotent.
+async fn unfence(server: &Server, binding: &TenantBinding) -> Result<()> {
+    under_table_locks(server, binding, FenceChange::Lift).await?;
+    Ok(())
+}
+
+async fn unfence_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<()> {
+    let mut ddl = String::new();
+    for table in tenant_tables(transaction, schema).await? {
         ddl.push_str(&format!(
-            "DROP FUNCTION IF EXISTS {}()",
-            qualified(schema, FENCE)?
+            "DROP TRIGGER IF EXISTS {FENCE} ON {}; ",
+            qualified(schema, &table)?
         ));
-        transaction.batch(&ddl).await
     }
-    .await;
-    match outcome {
-        Ok(()) => Ok(transaction.finish("COMMIT").await?),
-        Err(error) => {
-            let _ = transaction.finish("ROLLBACK").await;
-            Err(error.into())
-        }
-    }
+    ddl.push_str(&format!(
+        "DROP FUNCTION IF EXISTS {}()",
+        qualified(schema, FENCE)?
+    ));
+    transaction.batch(&ddl).await
 }
 
 /// A table's stored columns (generated ones are recomputed by the target), in order.
@@ -649,7 +715,8 @@ impl Both {
     ) -> Result<Both> {
         let mut reading =
             TenantTransaction::begin(&source.pool, source_binding, reading_settings).await?;
-        match TenantTransaction::begin(&target.pool, target_binding, TEXT_FORM).await {
+        let settings = mover_settings(&target_binding.schema);
+        match TenantTransaction::begin(&target.pool, target_binding, &settings).await {
             Ok(writing) => Ok(Both { reading, writing }),
             Err(error) => {
                 let _ = reading.finish("ROLLBACK").await;

@@ -292,6 +292,7 @@ async fn new_tenants_are_spread_and_each_server_serves_and_isolates_its_own() {
 }
 
 /// What one retain under the move came to.
+#[derive(Debug)]
 enum Attempt {
     /// Stored (or found stored by an earlier attempt that was answered "unavailable").
     Acknowledged(String),
@@ -761,6 +762,78 @@ async fn a_move_stopped_at_any_step_stays_readable_and_finishes_when_run_again()
         .expect("lookup")
         .expect("row");
     assert_eq!((record.server, record.move_to), (None, None));
+}
+
+/// A process that served a tenant on a server, then sat idle while the tenant moved away and
+/// back, still holds a handle on that server: while the move back is unfinished its writes
+/// are refused (the incoming copy is fenced from its creation), never taken into the copy the
+/// sync would then overwrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_handle_cannot_write_into_the_copy_of_a_move_back() {
+    let servers = Servers::start();
+    let mover = servers.store(Placement::Home).await;
+    let gateway = engine(Arc::new(servers.store(Placement::Home).await));
+    let tenant = schema("pl_stale");
+    mover.create_tenant(&tenant).await.expect("create");
+    // The gateway's handle points at the home server from here on.
+    let first = retain(&gateway, &tenant, "notes", &noisy("before the moves")).await;
+    mover
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("move away");
+    let back = MoveOptions {
+        stop_after: Some(MoveStep::Prepared),
+    };
+    let report = mover
+        .move_tenant(&tenant, &servers.home_key(), back)
+        .await
+        .expect("move back, stopped with the copy prepared");
+    assert_eq!(report.reached, MoveStep::Prepared);
+    let stale_write = gateway
+        .retain(
+            &tenant,
+            RetainRequest {
+                bank_id: "notes".into(),
+                content: noisy("through the stale handle"),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        stale_write.err().map(|e| e.kind()),
+        Some(ErrorKind::Unavailable),
+        "a write through the stale handle must be refused"
+    );
+    assert!(ids_on(&servers.home.url(), &tenant).await.is_empty());
+    // Looked up again, the gateway writes where the tenant lives (the move has not fenced it).
+    let second = retain(&gateway, &tenant, "notes", &noisy("after the refusal")).await;
+    let report = mover
+        .move_tenant(&tenant, &servers.home_key(), MoveOptions::default())
+        .await
+        .expect("move back, finished");
+    assert_eq!(report.reached, MoveStep::Cleaned);
+    // The gateway's handle now points at the dropped copy: one "unavailable", then home.
+    let (refusals, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let third = match retain_retrying(
+        &gateway,
+        &tenant,
+        &noisy("after the move back"),
+        &refusals,
+        &stop,
+    )
+    .await
+    {
+        Ok(Attempt::Acknowledged(id)) => id,
+        other => panic!("write after the move back: {other:?}"),
+    };
+    let mut expected = vec![first, second, third];
+    let mut seen = ids_on(&servers.home.url(), &tenant).await;
+    expected.sort();
+    seen.sort();
+    assert_eq!(
+        seen, expected,
+        "every acknowledged write is on the tenant's server"
+    );
 }
 
 /// Environment of [`move_in_a_child_process`]: the home URL, the other URL and the tenant.
