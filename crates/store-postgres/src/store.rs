@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio_postgres::NoTls;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::directory::{self, AdminOutcome, OrphanRole, RolePrune, TenantRecord};
 use crate::error::{PgError, PgResult};
@@ -245,7 +245,7 @@ impl PostgresStore {
 
     /// Creates a tenant on the server the placement policy picks (the home server for
     /// `public`, whose tables share the directory's schema). With several servers, creations
-    /// are serialised by a session lock on the home database, so tenants created at the same
+    /// are serialised by a session lock on the home database (on a connection of its own), so tenants created at the same
     /// moment (a `tenant create` fan-out, several gateways) are counted one after another and
     /// spread instead of all landing on the same emptiest server.
     async fn create_placed(&self, schema: &Schema) -> Result<AdminOutcome> {
@@ -254,7 +254,11 @@ impl PostgresStore {
         if servers.len() == 1 || *schema == Schema::public() {
             return self.create_on(home, schema).await;
         }
+        // Detached from the pool: if this future is dropped mid-create, the connection closes
+        // and PostgreSQL releases the lock, instead of a pooled connection keeping it and
+        // blocking every later create.
         let lock = home.pool.get().await.map_err(PgError::from)?;
+        let lock = deadpool_postgres::Object::take(lock);
         lock.query_one("SELECT pg_advisory_lock($1, 0)", &[&LOCK_PLACEMENT])
             .await
             .map_err(PgError::from)?;
@@ -264,14 +268,15 @@ impl PostgresStore {
             self.create_on(server, schema).await
         }
         .await;
-        if lock
+        // Released at once (closing the connection releases it too, but a create right after
+        // could beat the server noticing).
+        if let Err(error) = lock
             .query_one("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_PLACEMENT])
             .await
-            .is_err()
         {
-            // Closing the connection releases the lock; pooled, it would keep it.
-            drop(deadpool_postgres::Object::take(lock));
+            warn!(%error, "releasing the placement lock failed; closing its connection releases it");
         }
+        drop(lock);
         outcome
     }
 

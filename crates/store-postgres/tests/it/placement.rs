@@ -836,6 +836,43 @@ async fn a_stale_handle_cannot_write_into_the_copy_of_a_move_back() {
     );
 }
 
+/// A create given up while it waits for the placement lock (a client gone, a timeout) must
+/// not leave that lock held by a pooled connection, which would block every later create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_create_does_not_block_later_creates() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::LeastTenants).await;
+    // The placement lock's key (names.rs), held here so the create waits for it.
+    const LOCK_PLACEMENT: i32 = 0x4153_504c;
+    let holder = connect(&servers.home.url()).await;
+    holder
+        .query_one("SELECT pg_advisory_lock($1, 0)", &[&LOCK_PLACEMENT])
+        .await
+        .expect("hold the placement lock");
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        store.create_tenant(&schema("pl_cancelled")),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the create should have waited for the lock"
+    );
+    holder
+        .query_one("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_PLACEMENT])
+        .await
+        .expect("release");
+    for n in 0..4 {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            store.create_tenant(&schema(&format!("pl_after_{n}"))),
+        )
+        .await
+        .expect("a later create is not blocked by the cancelled one")
+        .expect("create");
+    }
+}
+
 /// Environment of [`move_in_a_child_process`]: the home URL, the other URL and the tenant.
 const CHILD_ENV: [&str; 3] = [
     "ASTROCYTE_TEST_MOVE_HOME",
