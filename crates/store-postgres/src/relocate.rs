@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use astrocyte_core::tenancy::fq_table;
+use astrocyte_core::tenancy::{fq_table, validate_identifier, IdentifierLabel};
 use astrocyte_core::{Error, Result, Schema};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::error::SqlState;
@@ -25,7 +25,9 @@ use tracing::{info, instrument, warn};
 use crate::directory;
 use crate::error::{has_code, PgError, PgResult};
 use crate::migrate::{migrate_tenant, MigrationStatus};
-use crate::names::{RoleName, CHANGES_TABLE, HNSW_INDEX, LEDGER_TABLE, LOCK_MOVE, MEMORIES_TABLE};
+use crate::names::{
+    quoted_schema, RoleName, CHANGES_TABLE, HNSW_INDEX, LEDGER_TABLE, LOCK_MOVE, MEMORIES_TABLE,
+};
 use crate::servers::{Server, ServerKey};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
@@ -108,6 +110,9 @@ pub enum MoveStep {
     Marked,
     /// The target holds the tenant's role, schema and empty tables.
     Prepared,
+    /// The target holds a copy of one snapshot of the source, made while writes went on;
+    /// the source still takes writes. A re-run keeps this copy and carries on from it.
+    Snapshotted,
     /// The target holds a copy made while writes went on, and the source refuses writes.
     Fenced,
     /// The target equals the source, table by table, checked.
@@ -360,14 +365,24 @@ impl PostgresStore {
         report: &mut MoveReport,
     ) -> Result<bool> {
         let schema = &source_binding.schema;
-        directory::install_on(target, schema, &target_binding.role, true).await?;
+        // What an earlier run of this move left on the target, if anything.
+        let found = copy_progress(target, schema).await?;
+        if found.is_none() {
+            directory::install_on(target, schema, &target_binding.role, true).await?;
+        }
         report.reached = MoveStep::Prepared;
         if options.stop_after == Some(MoveStep::Prepared) {
             return Ok(false);
         }
         // Copied while writes continue; only the rows written meanwhile are copied under
         // the fence.
-        bulk_copy(source, source_binding, target, target_binding).await?;
+        if found != Some(MoveStep::Snapshotted) {
+            bulk_copy(source, source_binding, target, target_binding).await?;
+        }
+        report.reached = MoveStep::Snapshotted;
+        if options.stop_after == Some(MoveStep::Snapshotted) {
+            return Ok(false);
+        }
         let tables = fence(source, source_binding).await?;
         let fenced_at = Instant::now();
         report.reached = MoveStep::Fenced;
@@ -430,6 +445,32 @@ impl PostgresStore {
         info!(target = %target.key, "move undone");
         Ok(())
     }
+}
+
+/// The comment a move's copy carries on its schema until the flip: how far it got.
+const SNAPSHOT_MARK: &str = "astrocyte move: snapshot copied";
+
+/// How far an earlier run got with the copy on the target: `None` when there is no
+/// (finished) copy there, `Prepared` for the empty tables, `Snapshotted` once the online copy
+/// committed. Only a fenced copy (created by a move, never yet flipped to) counts.
+async fn copy_progress(target: &Server, schema: &Schema) -> Result<Option<MoveStep>> {
+    let client = target.pool.get().await.map_err(PgError::from)?;
+    let function = qualified(schema, FENCE)?;
+    let row = client
+        .query_one(
+            "SELECT to_regprocedure($1 || '()') IS NOT NULL AS fenced, \
+               obj_description(to_regnamespace(quote_ident($2)), 'pg_namespace') AS mark",
+            &[&function, &schema.as_str()],
+        )
+        .await
+        .map_err(PgError::from)?;
+    let fenced: bool = row.try_get("fenced").map_err(PgError::from)?;
+    let mark: Option<String> = row.try_get("mark").map_err(PgError::from)?;
+    Ok(match (fenced, mark.as_deref()) {
+        (false, _) => None,
+        (true, Some(SNAPSHOT_MARK)) => Some(MoveStep::Snapshotted),
+        (true, _) => Some(MoveStep::Prepared),
+    })
 }
 
 /// The binding of the tenant's copy on `server`, where its directory row places it.
@@ -591,20 +632,27 @@ async fn unfence_in(transaction: &TenantTransaction, schema: &Schema) -> PgResul
         ));
     }
     ddl.push_str(&format!(
-        "DROP FUNCTION IF EXISTS {}()",
-        qualified(schema, FENCE)?
+        "DROP FUNCTION IF EXISTS {}(); COMMENT ON SCHEMA {} IS NULL",
+        qualified(schema, FENCE)?,
+        quoted_schema(schema)
     ));
     transaction.batch(&ddl).await
 }
 
-/// A table's stored columns (generated ones are recomputed by the target), in order.
-async fn stored_columns(transaction: &TenantTransaction, table: &str) -> PgResult<Vec<String>> {
+/// A table's stored columns (generated ones are recomputed by the target), in order, each
+/// with its type: the type's own name and modifier (a vector's dimension), not its schema,
+/// which may differ between servers.
+async fn stored_columns(
+    transaction: &TenantTransaction,
+    table: &str,
+) -> PgResult<Vec<(String, String)>> {
     let mut params = Params::default();
     let name = params.push(table.to_string(), Type::TEXT);
     let rows = transaction
         .typed(
             &format!(
-                "SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a \
+                "SELECT a.attname::text AS name, t.typname::text || '/' || a.atttypmod AS ty \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
                  WHERE a.attrelid = {name}::regclass AND a.attnum > 0 AND NOT a.attisdropped \
                    AND a.attgenerated = '' ORDER BY a.attnum"
             ),
@@ -612,7 +660,12 @@ async fn stored_columns(transaction: &TenantTransaction, table: &str) -> PgResul
         )
         .await?;
     rows.iter()
-        .map(|row| Ok(format!("\"{}\"", row.try_get::<_, String>("name")?)))
+        .map(|row| {
+            Ok((
+                quoted_column(&row.try_get::<_, String>("name")?)?,
+                row.try_get::<_, String>("ty")?,
+            ))
+        })
         .collect()
 }
 
@@ -756,7 +809,14 @@ async fn bulk_copy(
     let both = Both::begin(source, source_binding, &settings, target, target_binding).await?;
     let outcome = async {
         let tables = tenant_tables(&both.reading, schema).await?;
-        copy_in_transactions(&both.reading, &both.writing, schema, target, &tables).await
+        copy_in_transactions(&both.reading, &both.writing, schema, target, &tables).await?;
+        both.writing
+            .batch(&format!(
+                "COMMENT ON SCHEMA {} IS '{SNAPSHOT_MARK}'",
+                quoted_schema(schema)
+            ))
+            .await?;
+        Ok(())
     }
     .await;
     both.end(outcome).await
@@ -776,6 +836,9 @@ async fn sync_and_check(
     let outcome = async {
         let (reading, writing) = (&both.reading, &both.writing);
         let order = copy_order(reading, schema, tables).await?;
+        if level_embedding(reading, writing, schema, target).await? {
+            info!("vector column typed and indexed on the target under the fence");
+        }
         let changed = sync_rows(reading, writing, schema, &order).await?;
         continue_sequences(writing, schema, &order).await?;
         let checks = check_tables(reading, writing, schema, &order).await?;
@@ -785,7 +848,7 @@ async fn sync_and_check(
     both.end(outcome).await
 }
 
-/// A table's stored columns, the same on both servers (else the move stops).
+/// A table's stored columns, the same (names and types) on both servers, else the move stops.
 async fn same_columns(
     reading: &TenantTransaction,
     writing: &TenantTransaction,
@@ -799,14 +862,28 @@ async fn same_columns(
             "table {table} has other columns on the target ({target_columns:?} vs {columns:?})"
         )));
     }
-    Ok(columns)
+    Ok(columns.into_iter().map(|(column, _)| column).collect())
+}
+
+/// A column name as SQL: validated by the identifier rule (every column of our migrations
+/// passes), so quoting it needs no escaping; anything else stops the move.
+fn quoted_column(name: &str) -> PgResult<String> {
+    validate_identifier(name, IdentifierLabel::Column)
+        .map(|name| format!("\"{name}\""))
+        .map_err(|error| PgError::Decode(error.to_string()))
+}
+
+/// Whether `column` (quoted) is the change log's transaction id, which a copy rewrites (see
+/// [`copied_as`]) and the comparisons leave out.
+fn is_rewritten(table: &str, column: &str) -> bool {
+    table == CHANGES_TABLE && column == "\"xid\""
 }
 
 /// What a copied column is selected as: a change-log entry's transaction id means nothing on
 /// another server, so it arrives as the oldest possible transaction, which the target's feed
 /// orders before everything written there and never waits on.
 fn copied_as(table: &str, column: &str) -> String {
-    if table == CHANGES_TABLE && column == "\"xid\"" {
+    if is_rewritten(table, column) {
         "'3'::xid8".to_string()
     } else {
         column.to_string()
@@ -817,7 +894,7 @@ fn copied_as(table: &str, column: &str) -> String {
 fn compared(table: &str, columns: &[String]) -> Vec<String> {
     columns
         .iter()
-        .filter(|column| !(table == CHANGES_TABLE && column.as_str() == "\"xid\""))
+        .filter(|column| !is_rewritten(table, column))
         .cloned()
         .collect()
 }
@@ -834,13 +911,7 @@ async fn copy_in_transactions(
     // did it on the source: typed before the copy, indexed after it.
     let dimension = source_dimension(reading, schema).await?;
     if let Some(dimension) = dimension {
-        writing
-            .batch(&format!(
-                "ALTER TABLE {memories} ALTER COLUMN embedding TYPE {ty}({dimension}) \
-                 USING embedding::{ty}({dimension})",
-                ty = target.vector.vector
-            ))
-            .await?;
+        type_embedding(writing, &memories, target, dimension).await?;
     }
     for table in copy_order(reading, schema, tables).await? {
         let name = qualified(schema, &table)?;
@@ -866,16 +937,67 @@ async fn copy_in_transactions(
         sink.as_mut().finish().await.map_err(PgError::from)?;
         writing.batch(&format!("ANALYZE {name}")).await?;
     }
-    if dimension.is_some_and(|d| d <= HNSW_MAX_DIMENSION) {
-        writing
-            .batch(&format!(
-                "CREATE INDEX {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) {with}",
-                ops = target.vector.cosine_ops,
-                with = target.vector.hnsw_with()
-            ))
-            .await?;
+    if let Some(dimension) = dimension {
+        index_embedding(writing, &memories, target, dimension).await?;
     }
     Ok(())
+}
+
+/// Types the target's vector column with the dimension the tenant's first vectors fixed.
+async fn type_embedding(
+    writing: &TenantTransaction,
+    memories: &str,
+    target: &Server,
+    dimension: usize,
+) -> PgResult<()> {
+    writing
+        .batch(&format!(
+            "ALTER TABLE {memories} ALTER COLUMN embedding TYPE {ty}({dimension}) \
+             USING embedding::{ty}({dimension})",
+            ty = target.vector.vector
+        ))
+        .await
+}
+
+/// Builds the target's HNSW index, as the source has one for vectors of this dimension.
+async fn index_embedding(
+    writing: &TenantTransaction,
+    memories: &str,
+    target: &Server,
+    dimension: usize,
+) -> PgResult<()> {
+    if dimension > HNSW_MAX_DIMENSION {
+        return Ok(());
+    }
+    writing
+        .batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) \
+             {with}",
+            ops = target.vector.cosine_ops,
+            with = target.vector.hnsw_with()
+        ))
+        .await
+}
+
+/// Under the fence: when the tenant's first vectors arrived after the snapshot, the source's
+/// vector column got its dimension (and index) since; the target's gets them now, before the
+/// rows are brought over. Returns whether it did.
+async fn level_embedding(
+    reading: &TenantTransaction,
+    writing: &TenantTransaction,
+    schema: &Schema,
+    target: &Server,
+) -> Result<bool> {
+    let Some(dimension) = source_dimension(reading, schema).await? else {
+        return Ok(false);
+    };
+    let memories = qualified(schema, MEMORIES_TABLE)?;
+    if stored_columns(reading, &memories).await? == stored_columns(writing, &memories).await? {
+        return Ok(false);
+    }
+    type_embedding(writing, &memories, target, dimension).await?;
+    index_embedding(writing, &memories, target, dimension).await?;
+    Ok(true)
 }
 
 /// The key of a table's rows as compared across servers: its primary key (for the change
@@ -900,11 +1022,8 @@ async fn key_columns(
         .await?;
     let mut keys = Vec::new();
     for row in &rows {
-        let column = format!(
-            "\"{}\"",
-            row.try_get::<_, String>("name").map_err(PgError::from)?
-        );
-        if !(table == CHANGES_TABLE && column == "\"xid\"") {
+        let column = quoted_column(&row.try_get::<_, String>("name").map_err(PgError::from)?)?;
+        if !is_rewritten(table, &column) {
             keys.push(column);
         }
     }
@@ -1068,11 +1187,12 @@ async fn continue_sequences(
             let mut params = Params::default();
             let table_param = params.push(name.clone(), Type::TEXT);
             let column_param = params.push(column.clone(), Type::TEXT);
+            let quoted = quoted_column(&column)?;
             writing
                 .typed(
                     &format!(
                         "SELECT setval(pg_get_serial_sequence({table_param}, {column_param}), \
-                           COALESCE((SELECT max(\"{column}\") FROM {name}), 0) + 1, false)"
+                           COALESCE((SELECT max({quoted}) FROM {name}), 0) + 1, false)"
                     ),
                     &params,
                 )

@@ -618,6 +618,7 @@ async fn a_move_stopped_at_any_step_stays_readable_and_finishes_when_run_again()
     let steps = [
         MoveStep::Marked,
         MoveStep::Prepared,
+        MoveStep::Snapshotted,
         MoveStep::Fenced,
         MoveStep::Copied,
         MoveStep::Flipped,
@@ -871,6 +872,65 @@ async fn a_cancelled_create_does_not_block_later_creates() {
         .expect("a later create is not blocked by the cancelled one")
         .expect("create");
     }
+}
+
+/// The vector column's type and whether the HNSW index exists, for `schema` at `url`.
+async fn vector_setup(url: &str, schema: &Schema) -> (String, bool) {
+    let row = connect(url)
+        .await
+        .query_one(
+            "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
+               to_regclass(quote_ident($1) || '.astrocyte_memories_embedding_hnsw') IS NOT NULL \
+             FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass(quote_ident($1) || '.astrocyte_memories') \
+               AND a.attname = 'embedding'",
+            &[&schema.as_str()],
+        )
+        .await
+        .expect("vector column");
+    (row.get(0), row.get(1))
+}
+
+/// A tenant whose first vector arrives after the online copy's snapshot: the target's vector
+/// column is typed and indexed under the fence, as the source's was meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_vector_written_during_the_online_copy_is_indexed_on_the_target() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::Home).await;
+    let tenant = schema("pl_first_vector");
+    store.create_tenant(&tenant).await.expect("create");
+    let report = store
+        .move_tenant(
+            &tenant,
+            &servers.other_key(),
+            MoveOptions {
+                stop_after: Some(MoveStep::Snapshotted),
+            },
+        )
+        .await
+        .expect("online copy");
+    assert_eq!(report.reached, MoveStep::Snapshotted);
+    let (untyped, indexed) = vector_setup(&servers.other.url(), &tenant).await;
+    assert!(!indexed && !untyped.contains('('), "{untyped}");
+    // The source takes writes until the fence: the tenant's first vector.
+    let writer = engine(Arc::new(servers.store(Placement::Home).await));
+    let first = retain(&writer, &tenant, "notes", &noisy("first vector")).await;
+    let source = vector_setup(&servers.home.url(), &tenant).await;
+    assert!(source.1 && source.0.contains('('), "{source:?}");
+    let report = store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("resumed move");
+    assert_eq!(report.reached, MoveStep::Cleaned);
+    assert_eq!(vector_setup(&servers.other.url(), &tenant).await, source);
+    assert_eq!(
+        ids_on(&servers.other.url(), &tenant).await,
+        vec![first.clone()]
+    );
+    let reader = engine(Arc::new(servers.store(Placement::Home).await));
+    assert!(recalled(&reader, &tenant, "first vector")
+        .await
+        .contains(&first));
 }
 
 /// Environment of [`move_in_a_child_process`]: the home URL, the other URL and the tenant.
