@@ -82,15 +82,16 @@ pub(crate) fn relocation_sign(
     let code = db.code();
     // Only the tenant's own schema missing says it moved (PostgreSQL reports a qualified
     // name whose schema is gone as a missing relation); a query naming anything else, or
-    // an unqualified name, is the query's own mistake.
+    // an unqualified name, is the query's own mistake. Told apart by SQLSTATE and the name in
+    // the message, which is never translated (the words and quotes around it may be).
     let own_schema_missing = (*code == SqlState::INVALID_SCHEMA_NAME
-        && db.message() == format!("schema \"{schema}\" does not exist"))
-        || (*code == SqlState::UNDEFINED_TABLE
-            && db.message().starts_with(&format!("relation \"{schema}.")));
+        && names(db.message(), schema.as_str(), false))
+        || (*code == SqlState::UNDEFINED_TABLE && names(db.message(), schema.as_str(), true));
     if code.code() == FENCED_SQLSTATE
         || own_schema_missing
         // `SET ROLE` of a role that no longer exists.
-        || (entering && *code == SqlState::INVALID_PARAMETER_VALUE)
+        || (entering
+            && (*code == SqlState::INVALID_PARAMETER_VALUE || *code == SqlState::UNDEFINED_OBJECT))
     {
         RelocationSign::Moved
     } else if *code == SqlState::INVALID_SCHEMA_NAME
@@ -101,6 +102,22 @@ pub(crate) fn relocation_sign(
     } else {
         RelocationSign::None
     }
+}
+
+/// Whether `message` names `schema` as a whole identifier (followed by a `.` when
+/// `qualifying`, as in a relation's qualified name).
+fn names(message: &str, schema: &str, qualifying: bool) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    message.match_indices(schema).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + schema.len()..].chars().next();
+        !before.is_some_and(is_ident)
+            && if qualifying {
+                after == Some('.')
+            } else {
+                !after.is_some_and(is_ident) && after != Some('.')
+            }
+    })
 }
 
 /// The steps of a move, in order; each one's effect is committed before the next begins.
@@ -187,7 +204,7 @@ impl PostgresStore {
         }
         let inner = &self.inner;
         let home = inner.home().clone();
-        let target = inner.server(Some(to))?;
+        let target = inner.configured(to)?;
         // One move of a tenant at a time: a second one would drop the copy the first is
         // filling. A session lock on its own connection, closed at the end (also by a crash).
         let guard = home.pool.get().await.map_err(PgError::from)?;
@@ -1252,6 +1269,37 @@ async fn source_dimension(reading: &TenantTransaction, schema: &Schema) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_schema_is_recognised_by_its_name_in_any_language() {
+        // English, and the forms German messages take (other words and quotes).
+        assert!(names(
+            "relation \"pl_a.astrocyte_memories\" does not exist",
+            "pl_a",
+            true
+        ));
+        assert!(names(
+            "Relation »pl_a.astrocyte_memories« existiert nicht",
+            "pl_a",
+            true
+        ));
+        assert!(names("Schema »pl_a« existiert nicht", "pl_a", false));
+        // Another schema whose name contains this one's, an unqualified table, a table
+        // named like the schema.
+        assert!(!names("relation \"xpl_a.t\" does not exist", "pl_a", true));
+        assert!(!names("relation \"pl_ab.t\" does not exist", "pl_a", true));
+        assert!(!names(
+            "relation \"astrocyte_memories\" does not exist",
+            "pl_a",
+            true
+        ));
+        assert!(!names(
+            "relation \"other.pl_a\" does not exist",
+            "pl_a",
+            true
+        ));
+        assert!(!names("Schema »pl_ab« existiert nicht", "pl_a", false));
+    }
 
     #[test]
     fn steps_are_ordered() {

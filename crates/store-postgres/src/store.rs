@@ -160,6 +160,21 @@ impl Inner {
                 ))
             })
     }
+
+    /// A server named by an operator (a move's target): one not configured is a mistake in
+    /// the request, not an outage.
+    pub(crate) fn configured(&self, key: &ServerKey) -> Result<Arc<Server>> {
+        self.servers
+            .iter()
+            .find(|server| server.key == *key)
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "server {key} is not configured here (the home database or \
+                     postgres.server_urls)"
+                ))
+            })
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {

@@ -910,6 +910,16 @@ async fn a_first_vector_written_during_the_online_copy_is_indexed_on_the_target(
         .await
         .expect("online copy");
     assert_eq!(report.reached, MoveStep::Snapshotted);
+    // A target that is not configured is a mistake in the request, not an outage.
+    let nowhere = ServerKey::parse("postgres://postgres@127.0.0.1:1/nowhere").expect("key");
+    assert_eq!(
+        store
+            .move_tenant(&tenant, &nowhere, MoveOptions::default())
+            .await
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
     let (untyped, indexed) = vector_setup(&servers.other.url(), &tenant).await;
     assert!(!indexed && !untyped.contains('('), "{untyped}");
     // The source takes writes until the fence: the tenant's first vector.
