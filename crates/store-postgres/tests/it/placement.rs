@@ -291,6 +291,18 @@ async fn new_tenants_are_spread_and_each_server_serves_and_isolates_its_own() {
     );
 }
 
+/// Waits (polling, up to a minute) until `done` holds; panics naming `what` otherwise.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What one retain under the move came to.
 #[derive(Debug)]
 enum Attempt {
@@ -397,8 +409,57 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    // Seeds are forgotten meanwhile, alternately soft (an update) and purged (a delete), so
-    // the rows brought over under the fence include changes and removals, not only inserts.
+    {
+        let (writer, moving) = (writer.clone(), moving.clone());
+        let (failures, read_retries, stop) = (failures.clone(), read_retries.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match writer
+                    .recall(
+                        &moving,
+                        RecallRequest {
+                            query: "seed note".into(),
+                            banks: vec!["notes".into()],
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                {
+                    Ok(result) if !result.hits.is_empty() => {}
+                    Ok(_) => failures
+                        .lock()
+                        .expect("failures")
+                        .push("a recall found nothing".into()),
+                    // A stale handle's first read after the old copy is dropped.
+                    Err(error) if error.kind() == ErrorKind::Unavailable => {
+                        read_retries.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(error) => failures.lock().expect("failures").push(error.to_string()),
+                }
+            }
+        }));
+    }
+    // The load runs before the move, between its online copy and its fence (held there by
+    // stopping after the snapshot), and after it: each phase waits for the writes it needs
+    // instead of sleeping and hoping they landed.
+    let acked = || acknowledged.lock().expect("ids").len();
+    wait_for("writes before the move", || acked() >= 10).await;
+    let before_move = acked();
+    let snapshot = mover
+        .move_tenant(
+            &moving,
+            &servers.other_key(),
+            MoveOptions {
+                stop_after: Some(MoveStep::Snapshotted),
+            },
+        )
+        .await
+        .expect("online copy");
+    assert_eq!(snapshot.reached, MoveStep::Snapshotted);
+    let at_snapshot = acked();
+    // Seeds are forgotten from here on, alternately soft (an update) and purged (a delete),
+    // so the rows brought over under the fence include changes and removals, not only
+    // inserts.
     let soft = Arc::new(Mutex::new(Vec::<String>::new()));
     let purged = Arc::new(Mutex::new(Vec::<String>::new()));
     let uncertain = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -448,44 +509,19 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    {
-        let (writer, moving) = (writer.clone(), moving.clone());
-        let (failures, read_retries, stop) = (failures.clone(), read_retries.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                match writer
-                    .recall(
-                        &moving,
-                        RecallRequest {
-                            query: "seed note".into(),
-                            banks: vec!["notes".into()],
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                {
-                    Ok(result) if !result.hits.is_empty() => {}
-                    Ok(_) => failures
-                        .lock()
-                        .expect("failures")
-                        .push("a recall found nothing".into()),
-                    // A stale handle's first read after the old copy is dropped.
-                    Err(error) if error.kind() == ErrorKind::Unavailable => {
-                        read_retries.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(error) => failures.lock().expect("failures").push(error.to_string()),
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let before_move = acknowledged.lock().expect("ids").len();
+    wait_for("writes and forgets after the snapshot", || {
+        acked() >= at_snapshot + 10
+            && !soft.lock().expect("ids").is_empty()
+            && !purged.lock().expect("ids").is_empty()
+    })
+    .await;
     let report = mover
         .move_tenant(&moving, &servers.other_key(), MoveOptions::default())
         .await
         .expect("move");
-    let after_move = acknowledged.lock().expect("ids").len();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(report.resumed);
+    let after_move = acked();
+    wait_for("a write after the move", || acked() > after_move).await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.expect("task");
@@ -970,11 +1006,20 @@ async fn move_in_a_child_process() {
     .await
     .expect("connect");
     let target = ServerKey::parse(&other).expect("key");
-    store
-        .move_tenant(&schema(&tenant), &target, MoveOptions::default())
+    // Held at the fence, as if busy copying, until the parent kills this process.
+    let options = MoveOptions {
+        stop_after: Some(MoveStep::Fenced),
+    };
+    let report = store
+        .move_tenant(&schema(&tenant), &target, options)
         .await
         .expect("move");
+    println!("{CHILD_REACHED} {:?}", report.reached);
+    std::future::pending::<()>().await;
 }
+
+/// What [`move_in_a_child_process`] prints once the source is fenced.
+const CHILD_REACHED: &str = "child move reached";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
@@ -997,8 +1042,9 @@ async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
     }
     ids.sort();
 
-    // The move runs in a process of its own, killed (SIGKILL) once the source is fenced,
-    // that is in the middle of the copy, or a little later.
+    // The move runs in a process of its own, which stops once the source is fenced (as
+    // if in the middle of the copy) with its connections and move lock held, and is killed
+    // (SIGKILL) there.
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -1011,36 +1057,27 @@ async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
             servers.other.url(),
             tenant.to_string(),
         ]))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("child starts");
-    let home = connect(&servers.home.url()).await;
-    let started = std::time::Instant::now();
-    loop {
-        let fenced: i64 = home
-            .query_one(
-                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = 'pl_killed' AND t.tgname = 'astrocyte_moving'",
-                &[],
-            )
-            .await
-            .expect("catalog")
-            .get(0);
-        if fenced > 0 {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("child state").is_none(),
-            "the child ended before the fence was seen"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the fence never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let stdout = child.stdout.take().expect("child stdout");
+    let reached = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find(|line| line.contains(CHILD_REACHED))
+    });
+    let reached = tokio::time::timeout(Duration::from_secs(120), reached)
+        .await
+        .expect("the child reaches the fence")
+        .expect("reader");
+    assert_eq!(
+        reached.as_deref().map(|line| line.ends_with("Fenced")),
+        Some(true),
+        "{reached:?}"
+    );
     child.kill().expect("kill the mover");
     child.wait().expect("reap the mover");
 
@@ -1049,9 +1086,10 @@ async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
         .await
         .expect("lookup")
         .expect("row");
-    eprintln!(
-        "killed at: server {:?}, moving to {:?}, old copy on {:?}",
-        record.server, record.move_to, record.stale_on
+    // Killed before the flip: the home server still holds the tenant, fenced.
+    assert_eq!(
+        (record.server, record.move_to, record.stale_on),
+        (None, Some(servers.other_key()), None)
     );
     // A restarted process reads every memory, wherever the directory places the tenant.
     let restarted = engine(Arc::new(servers.store(Placement::Home).await));
