@@ -440,7 +440,7 @@ impl PostgresStore {
             }
         }
         let stale = self.inner.server(Some(stale_on))?;
-        directory::drop_copy(&stale.pool, schema, stale_role).await?;
+        directory::drop_copy(&self.inner.home().pool, &stale, schema, stale_role).await?;
         directory::clear_stale(&self.inner.home().pool, schema).await?;
         info!(stale_on = %stale.key, "old copy dropped");
         Ok(())
@@ -456,7 +456,7 @@ impl PostgresStore {
         target: &Server,
         target_role: &RoleName,
     ) -> Result<()> {
-        directory::drop_copy(&target.pool, schema, target_role).await?;
+        directory::drop_copy(&self.inner.home().pool, target, schema, target_role).await?;
         unfence(source, source_binding).await?;
         directory::mark_move(&self.inner.home().pool, schema, None).await?;
         info!(target = %target.key, "move undone");

@@ -559,7 +559,9 @@ impl Store for PostgresStore {
         // and the error says where.
         for leftover in leftovers {
             let server = self.inner.server(leftover.server.as_ref())?;
-            if let Err(error) = directory::drop_copy(&server.pool, schema, &leftover.role).await {
+            if let Err(error) =
+                directory::drop_copy(&self.inner.home().pool, &server, schema, &leftover.role).await
+            {
                 return Err(Error::Storage(format!(
                     "tenant {schema} is dropped from the directory, but its schema on server {} \
                      could not be removed (drop it there by hand): {}",
