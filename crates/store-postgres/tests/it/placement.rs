@@ -979,6 +979,56 @@ async fn a_first_vector_written_during_the_online_copy_is_indexed_on_the_target(
         .contains(&first));
 }
 
+/// Dropping an old copy never drops the tenant's live one: even when the directory (here
+/// damaged on purpose, as a create racing a drop would leave it) names the tenant's own
+/// server as holding a copy to drop, the copy the directory places there stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_the_directory_places_on_a_server_is_never_dropped_as_stale() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::Home).await;
+    let tenant = schema("pl_live");
+    store.create_tenant(&tenant).await.expect("create");
+    store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("move");
+    let writer = engine(Arc::new(store.clone()));
+    let kept = retain(&writer, &tenant, "notes", &noisy("live copy")).await;
+    let record = store
+        .tenant_record(&tenant)
+        .await
+        .expect("lookup")
+        .expect("row");
+    connect(&servers.home.url())
+        .await
+        .execute(
+            "UPDATE public.astrocyte_tenants SET stale_on = server, stale_role = role \
+             WHERE schema = $1",
+            &[&tenant.as_str()],
+        )
+        .await
+        .expect("damage the directory");
+    // A re-run first drops the noted old copy: here, the live one, which must stay.
+    store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("re-run");
+    assert_eq!(
+        ids_on(&servers.other.url(), &tenant).await,
+        vec![kept.clone()]
+    );
+    let after = store
+        .tenant_record(&tenant)
+        .await
+        .expect("lookup")
+        .expect("row");
+    assert_eq!((after.server, after.stale_on), (record.server, None));
+    let reader = engine(Arc::new(servers.store(Placement::Home).await));
+    assert!(recalled(&reader, &tenant, "live copy")
+        .await
+        .contains(&kept));
+}
+
 /// Environment of [`move_in_a_child_process`]: the home URL, the other URL and the tenant.
 const CHILD_ENV: [&str; 3] = [
     "ASTROCYTE_TEST_MOVE_HOME",
