@@ -437,7 +437,7 @@ pub enum TenantCommand {
         /// `host:port/database`).
         #[arg(long)]
         to: String,
-        /// Stop once this step is committed (marked, prepared, fenced, copied, flipped), to
+        /// Stop once this step is committed (marked, prepared, snapshotted, fenced, copied, flipped), to
         /// rehearse a move step by step; a re-run carries on.
         #[arg(long, value_parser = parse_move_step)]
         stop_after: Option<astrocyte_store_postgres::MoveStep>,
@@ -451,12 +451,13 @@ fn parse_move_step(raw: &str) -> Result<astrocyte_store_postgres::MoveStep, Stri
     Ok(match raw {
         "marked" => MoveStep::Marked,
         "prepared" => MoveStep::Prepared,
+        "snapshotted" => MoveStep::Snapshotted,
         "fenced" => MoveStep::Fenced,
         "copied" => MoveStep::Copied,
         "flipped" => MoveStep::Flipped,
         other => {
             return Err(format!(
-                "unknown step {other:?} (marked, prepared, fenced, copied, flipped)"
+                "unknown step {other:?} (marked, prepared, snapshotted, fenced, copied, flipped)"
             ))
         }
     })

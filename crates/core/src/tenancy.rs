@@ -31,6 +31,8 @@ pub enum IdentifierLabel {
     Schema,
     /// A table name.
     Table,
+    /// A column name.
+    Column,
 }
 
 impl fmt::Display for IdentifierLabel {
@@ -38,6 +40,7 @@ impl fmt::Display for IdentifierLabel {
         f.write_str(match self {
             IdentifierLabel::Schema => "schema",
             IdentifierLabel::Table => "table",
+            IdentifierLabel::Column => "column",
         })
     }
 }

@@ -435,10 +435,12 @@ pub(crate) async fn create(
 ) -> PgResult<AdminOutcome> {
     let mut directory = TenantTransaction::begin_admin(home, schema).await?;
     let outcome = match create_in(&directory, server, schema, role).await {
-        Ok(AdminOutcome::Done) if !server.home => match install_on(server, schema, role).await {
-            Ok(()) => Ok(AdminOutcome::Done),
-            Err(error) => Err(error),
-        },
+        Ok(AdminOutcome::Done) if !server.home => {
+            match install_on(server, schema, role, false).await {
+                Ok(()) => Ok(AdminOutcome::Done),
+                Err(error) => Err(error),
+            }
+        }
         other => other,
     };
     match outcome {
@@ -511,8 +513,14 @@ async fn create_in(
 /// tenant (a new tenant placed away from home, or a move's target), in one transaction of
 /// that server. Whatever a crashed create or move left under this name there (schema, role's
 /// objects) is removed first: the directory places no live copy there, and the caller holds
-/// the directory row's lock (a create) or the tenant's move lock (a move).
-pub(crate) async fn install_on(server: &Server, schema: &Schema, role: &RoleName) -> PgResult<()> {
+/// the directory row's lock (a create) or the tenant's move lock (a move). A move's copy is
+/// created `fenced` (see [`crate::relocate::fence_tables`]); the move lifts it at the flip.
+pub(crate) async fn install_on(
+    server: &Server,
+    schema: &Schema,
+    role: &RoleName,
+    fenced: bool,
+) -> PgResult<()> {
     let mut transaction = TenantTransaction::begin_admin(&server.pool, schema).await?;
     let outcome = async {
         lock_tenant(&transaction, schema).await?;
@@ -524,6 +532,9 @@ pub(crate) async fn install_on(server: &Server, schema: &Schema, role: &RoleName
         }
         transaction.batch(&ddl).await?;
         install_in(&transaction, schema, role, &server.vector).await?;
+        if fenced {
+            crate::relocate::fence_tables(&transaction, schema).await?;
+        }
         // The signal row is the store's: written as the pool's user again.
         transaction.batch("SET LOCAL ROLE NONE").await?;
         insert_signal(&transaction, schema, false).await
@@ -704,10 +715,76 @@ async fn drop_in(
 /// Drops one copy of a tenant on a server: its schema, what its role owns in this database,
 /// its signal row, and the role unless it still owns something in another database of the
 /// cluster. Idempotent, so a crashed clean-up is simply run again.
-pub(crate) async fn drop_copy(pool: &Pool, schema: &Schema, role: &RoleName) -> PgResult<()> {
+///
+/// Nothing is dropped when the directory (on `home`) places the tenant on this server: a
+/// tenant of the same name created there since (an auto-create right after a drop) is not
+/// the copy the caller meant. Checked under the directory's tenant lock, which a create
+/// holds until its row and its install on the server are both committed; taken before the
+/// server's, in the order a create takes them.
+pub(crate) async fn drop_copy(
+    home: &Pool,
+    server: &Server,
+    schema: &Schema,
+    role: &RoleName,
+) -> PgResult<()> {
+    if server.home {
+        // The directory is in this very database: checked in the drop's own transaction.
+        return drop_copy_in(&server.pool, server, schema, role).await;
+    }
+    let mut directory = TenantTransaction::begin_admin(home, schema).await?;
+    let outcome = async {
+        lock_tenant(&directory, schema).await?;
+        if placed_on(&directory, schema, server).await? {
+            return Ok(());
+        }
+        drop_copy_in(&server.pool, server, schema, role).await
+    }
+    .await;
+    let _ = directory.finish("ROLLBACK").await;
+    outcome
+}
+
+/// Whether the directory row (read in `transaction` on the home database) places the tenant
+/// on `server`.
+async fn placed_on(
+    transaction: &TenantTransaction,
+    schema: &Schema,
+    server: &Server,
+) -> PgResult<bool> {
+    let mut params = Params::default();
+    let name = params.push(schema.as_str().to_string(), Type::TEXT);
+    let rows = transaction
+        .typed(
+            &format!(
+                "SELECT server FROM {} WHERE schema = {name}",
+                directory_table()
+            ),
+            &params,
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(false);
+    };
+    let placed: Option<String> = row.try_get("server")?;
+    let here = placed.map_or(server.home, |key| key == server.key.as_str());
+    if here {
+        info!(server = %server.key, "not dropped: the directory places the tenant here");
+    }
+    Ok(here)
+}
+
+async fn drop_copy_in(
+    pool: &Pool,
+    server: &Server,
+    schema: &Schema,
+    role: &RoleName,
+) -> PgResult<()> {
     let mut transaction = TenantTransaction::begin_admin(pool, schema).await?;
     let outcome = async {
         lock_tenant(&transaction, schema).await?;
+        if server.home && placed_on(&transaction, schema, server).await? {
+            return Ok(());
+        }
         let mut params = Params::default();
         let name = params.push(schema.as_str().to_string(), Type::TEXT);
         transaction

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use astrocyte_core::tenancy::fq_table;
+use astrocyte_core::tenancy::{fq_table, validate_identifier, IdentifierLabel};
 use astrocyte_core::{Error, Result, Schema};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::error::SqlState;
@@ -25,7 +25,9 @@ use tracing::{info, instrument, warn};
 use crate::directory;
 use crate::error::{has_code, PgError, PgResult};
 use crate::migrate::{migrate_tenant, MigrationStatus};
-use crate::names::{RoleName, CHANGES_TABLE, HNSW_INDEX, LEDGER_TABLE, LOCK_MOVE, MEMORIES_TABLE};
+use crate::names::{
+    quoted_schema, RoleName, CHANGES_TABLE, HNSW_INDEX, LEDGER_TABLE, LOCK_MOVE, MEMORIES_TABLE,
+};
 use crate::servers::{Server, ServerKey};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
@@ -80,15 +82,16 @@ pub(crate) fn relocation_sign(
     let code = db.code();
     // Only the tenant's own schema missing says it moved (PostgreSQL reports a qualified
     // name whose schema is gone as a missing relation); a query naming anything else, or
-    // an unqualified name, is the query's own mistake.
+    // an unqualified name, is the query's own mistake. Told apart by SQLSTATE and the name in
+    // the message, which is never translated (the words and quotes around it may be).
     let own_schema_missing = (*code == SqlState::INVALID_SCHEMA_NAME
-        && db.message() == format!("schema \"{schema}\" does not exist"))
-        || (*code == SqlState::UNDEFINED_TABLE
-            && db.message().starts_with(&format!("relation \"{schema}.")));
+        && names(db.message(), schema.as_str(), false))
+        || (*code == SqlState::UNDEFINED_TABLE && names(db.message(), schema.as_str(), true));
     if code.code() == FENCED_SQLSTATE
         || own_schema_missing
         // `SET ROLE` of a role that no longer exists.
-        || (entering && *code == SqlState::INVALID_PARAMETER_VALUE)
+        || (entering
+            && (*code == SqlState::INVALID_PARAMETER_VALUE || *code == SqlState::UNDEFINED_OBJECT))
     {
         RelocationSign::Moved
     } else if *code == SqlState::INVALID_SCHEMA_NAME
@@ -101,6 +104,22 @@ pub(crate) fn relocation_sign(
     }
 }
 
+/// Whether `message` names `schema` as a whole identifier (followed by a `.` when
+/// `qualifying`, as in a relation's qualified name).
+fn names(message: &str, schema: &str, qualifying: bool) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    message.match_indices(schema).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + schema.len()..].chars().next();
+        !before.is_some_and(is_ident)
+            && if qualifying {
+                after == Some('.')
+            } else {
+                !after.is_some_and(is_ident) && after != Some('.')
+            }
+    })
+}
+
 /// The steps of a move, in order; each one's effect is committed before the next begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MoveStep {
@@ -108,6 +127,9 @@ pub enum MoveStep {
     Marked,
     /// The target holds the tenant's role, schema and empty tables.
     Prepared,
+    /// The target holds a copy of one snapshot of the source, made while writes went on;
+    /// the source still takes writes. A re-run keeps this copy and carries on from it.
+    Snapshotted,
     /// The target holds a copy made while writes went on, and the source refuses writes.
     Fenced,
     /// The target equals the source, table by table, checked.
@@ -182,7 +204,7 @@ impl PostgresStore {
         }
         let inner = &self.inner;
         let home = inner.home().clone();
-        let target = inner.server(Some(to))?;
+        let target = inner.configured(to)?;
         // One move of a tenant at a time: a second one would drop the copy the first is
         // filling. A session lock on its own connection, closed at the end (also by a crash).
         let guard = home.pool.get().await.map_err(PgError::from)?;
@@ -241,7 +263,13 @@ impl PostgresStore {
         };
         if let (Some(stale_on), Some(stale_role)) = (&record.stale_on, &record.stale_role) {
             // An earlier move flipped but did not drop its old copy: finish that first.
-            self.clean_up(schema, &source, stale_on, stale_role).await?;
+            self.clean_up(
+                &source,
+                &source_binding_of(&record, &source),
+                stale_on,
+                stale_role,
+            )
+            .await?;
         }
         if source.key == target.key {
             if let Some(abandoned) = &record.move_to {
@@ -325,15 +353,18 @@ impl PostgresStore {
                  flipped"
             )));
         }
-        report.fenced_for = report.fenced_for.map(|fence| fence + fenced_at.elapsed());
         inner.handles.lock().remove(schema);
+        // The copy is the tenant's now: writable (a crash before this leaves it to the
+        // re-run's clean-up, which lifts it first).
+        unfence(target, &target_binding).await?;
+        report.fenced_for = report.fenced_for.map(|fence| fence + fenced_at.elapsed());
         report.to = target.key.clone();
         report.reached = MoveStep::Flipped;
         info!(from = %source.key, "tenant flipped to its new server");
         if options.stop_after == Some(MoveStep::Flipped) {
             return Ok(report);
         }
-        self.clean_up(schema, target, &source.key, &record.role)
+        self.clean_up(target, &target_binding, &source.key, &record.role)
             .await?;
         report.reached = MoveStep::Cleaned;
         Ok(report)
@@ -351,14 +382,24 @@ impl PostgresStore {
         report: &mut MoveReport,
     ) -> Result<bool> {
         let schema = &source_binding.schema;
-        directory::install_on(target, schema, &target_binding.role).await?;
+        // What an earlier run of this move left on the target, if anything.
+        let found = copy_progress(target, schema).await?;
+        if found.is_none() {
+            directory::install_on(target, schema, &target_binding.role, true).await?;
+        }
         report.reached = MoveStep::Prepared;
         if options.stop_after == Some(MoveStep::Prepared) {
             return Ok(false);
         }
         // Copied while writes continue; only the rows written meanwhile are copied under
         // the fence.
-        bulk_copy(source, source_binding, target, target_binding).await?;
+        if found != Some(MoveStep::Snapshotted) {
+            bulk_copy(source, source_binding, target, target_binding).await?;
+        }
+        report.reached = MoveStep::Snapshotted;
+        if options.stop_after == Some(MoveStep::Snapshotted) {
+            return Ok(false);
+        }
         let tables = fence(source, source_binding).await?;
         let fenced_at = Instant::now();
         report.reached = MoveStep::Fenced;
@@ -378,15 +419,18 @@ impl PostgresStore {
         Ok(options.stop_after != Some(MoveStep::Copied))
     }
 
-    /// After the flip: makes the tenant's job signal due on its server (its queue arrived
-    /// with it), drops the old copy and clears the directory's note of it. Idempotent.
+    /// After the flip: lifts the fence the copy was created with, makes the tenant's job
+    /// signal due on its server (its queue arrived with it), drops the old copy and clears the
+    /// directory's note of it. Idempotent.
     async fn clean_up(
         &self,
-        schema: &Schema,
         current: &Server,
+        binding: &TenantBinding,
         stale_on: &ServerKey,
         stale_role: &RoleName,
     ) -> Result<()> {
+        let schema = &binding.schema;
+        unfence(current, binding).await?;
         let mut transaction = TenantTransaction::begin_admin(&current.pool, schema).await?;
         match directory::insert_signal(&transaction, schema, true).await {
             Ok(()) => transaction.finish("COMMIT").await?,
@@ -396,7 +440,7 @@ impl PostgresStore {
             }
         }
         let stale = self.inner.server(Some(stale_on))?;
-        directory::drop_copy(&stale.pool, schema, stale_role).await?;
+        directory::drop_copy(&self.inner.home().pool, &stale, schema, stale_role).await?;
         directory::clear_stale(&self.inner.home().pool, schema).await?;
         info!(stale_on = %stale.key, "old copy dropped");
         Ok(())
@@ -412,12 +456,47 @@ impl PostgresStore {
         target: &Server,
         target_role: &RoleName,
     ) -> Result<()> {
-        directory::drop_copy(&target.pool, schema, target_role).await?;
+        directory::drop_copy(&self.inner.home().pool, target, schema, target_role).await?;
         unfence(source, source_binding).await?;
         directory::mark_move(&self.inner.home().pool, schema, None).await?;
         info!(target = %target.key, "move undone");
         Ok(())
     }
+}
+
+/// The comment a move's copy carries on its schema until the flip: how far it got.
+const SNAPSHOT_MARK: &str = "astrocyte move: snapshot copied";
+
+/// How far an earlier run got with the copy on the target: `None` when there is no
+/// (finished) copy there, `Prepared` for the empty tables, `Snapshotted` once the online copy
+/// committed. Only a fenced copy (created by a move, never yet flipped to) counts.
+async fn copy_progress(target: &Server, schema: &Schema) -> Result<Option<MoveStep>> {
+    let client = target.pool.get().await.map_err(PgError::from)?;
+    let function = qualified(schema, FENCE)?;
+    let row = client
+        .query_one(
+            "SELECT to_regprocedure($1 || '()') IS NOT NULL AS fenced, \
+               obj_description(to_regnamespace(quote_ident($2)), 'pg_namespace') AS mark",
+            &[&function, &schema.as_str()],
+        )
+        .await
+        .map_err(PgError::from)?;
+    let fenced: bool = row.try_get("fenced").map_err(PgError::from)?;
+    let mark: Option<String> = row.try_get("mark").map_err(PgError::from)?;
+    Ok(match (fenced, mark.as_deref()) {
+        (false, _) => None,
+        (true, Some(SNAPSHOT_MARK)) => Some(MoveStep::Snapshotted),
+        (true, _) => Some(MoveStep::Prepared),
+    })
+}
+
+/// The binding of the tenant's copy on `server`, where its directory row places it.
+fn source_binding_of(record: &directory::TenantRecord, server: &Server) -> TenantBinding {
+    TenantBinding::new(
+        record.schema.clone(),
+        record.role.clone(),
+        server.vector.clone(),
+    )
 }
 
 /// The tenant's tables on a server (the ledger included), memories first: writers take it
@@ -449,16 +528,57 @@ fn qualified(schema: &Schema, table: &str) -> PgResult<String> {
 /// first), a statement trigger refusing every write is created on each, and committed.
 /// Idempotent. Returns the tables.
 async fn fence(source: &Server, binding: &TenantBinding) -> Result<Vec<String>> {
+    let tables = under_table_locks(source, binding, FenceChange::Raise).await?;
+    info!("source fenced");
+    Ok(tables)
+}
+
+/// What [`under_table_locks`] does to the fence.
+#[derive(Debug, Clone, Copy)]
+enum FenceChange {
+    Raise,
+    Lift,
+}
+
+/// Raises or lifts the fence in a transaction of the tenant that first locks every table of
+/// its schema, memories first as writers do. The lock waits are short and retried: when the
+/// fence's DDL and a writer wait for each other, the DDL gives way instead of the deadlock
+/// detector cancelling the writer. Returns the tables.
+async fn under_table_locks(
+    server: &Server,
+    binding: &TenantBinding,
+    change: FenceChange,
+) -> Result<Vec<String>> {
+    // Creating a trigger blocks writes; dropping one (PostgreSQL 15) locks reads out too.
+    let mode = match change {
+        FenceChange::Raise => "SHARE ROW EXCLUSIVE",
+        FenceChange::Lift => "ACCESS EXCLUSIVE",
+    };
     let schema = &binding.schema;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let settings = format!("SET LOCAL lock_timeout = {FENCE_LOCK_TIMEOUT_MS};");
-        let mut transaction = TenantTransaction::begin(&source.pool, binding, &settings).await?;
-        match fence_in(&transaction, schema).await {
+        let mut transaction = TenantTransaction::begin(&server.pool, binding, &settings).await?;
+        let outcome = async {
+            let tables = tenant_tables(&transaction, schema).await?;
+            let names = tables
+                .iter()
+                .map(|table| qualified(schema, table))
+                .collect::<PgResult<Vec<_>>>()?;
+            transaction
+                .batch(&format!("LOCK TABLE {} IN {mode} MODE", names.join(", ")))
+                .await?;
+            match change {
+                FenceChange::Raise => fence_tables(&transaction, schema).await?,
+                FenceChange::Lift => unfence_in(&transaction, schema).await?,
+            }
+            Ok(tables)
+        }
+        .await;
+        match outcome {
             Ok(tables) => {
                 transaction.finish("COMMIT").await?;
-                info!(attempts = attempt, "source fenced");
                 return Ok(tables);
             }
             Err(error) => {
@@ -474,71 +594,82 @@ async fn fence(source: &Server, binding: &TenantBinding) -> Result<Vec<String>> 
     }
 }
 
-async fn fence_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<Vec<String>> {
-    let tables = tenant_tables(transaction, schema).await?;
-    let names = tables
-        .iter()
-        .map(|table| qualified(schema, table))
-        .collect::<PgResult<Vec<_>>>()?;
-    transaction
-        .batch(&format!(
-            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            names.join(", ")
-        ))
-        .await?;
+/// Creates the fence on every table of the tenant's schema in `transaction` (as the tenant's
+/// role): the source's, and a move's target copy from its creation until the flip, so a
+/// process still holding a handle on that server from an earlier stay there cannot write into
+/// the unfinished copy (the sync would delete such rows as stale). Only a transaction that set
+/// [`MOVER_SETTING`] to the tenant, which only the mover does, gets through.
+pub(crate) async fn fence_tables(transaction: &TenantTransaction, schema: &Schema) -> PgResult<()> {
     let function = qualified(schema, FENCE)?;
     let mut ddl = format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fence$ \
-         BEGIN RAISE EXCEPTION USING ERRCODE = '{FENCED_SQLSTATE}', \
-           MESSAGE = 'tenant is moving to another server, retry shortly'; END $fence$; "
+         BEGIN \
+           IF current_setting('{MOVER_SETTING}', true) = TG_TABLE_SCHEMA THEN RETURN NULL; END IF; \
+           RAISE EXCEPTION USING ERRCODE = '{FENCED_SQLSTATE}', \
+             MESSAGE = 'tenant is moving to another server, retry shortly'; END $fence$; "
     );
-    for name in &names {
+    for table in tenant_tables(transaction, schema).await? {
+        let name = qualified(schema, &table)?;
         ddl.push_str(&format!(
             "DROP TRIGGER IF EXISTS {FENCE} ON {name}; \
              CREATE TRIGGER {FENCE} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {name} \
              FOR EACH STATEMENT EXECUTE FUNCTION {function}(); "
         ));
     }
-    transaction.batch(&ddl).await?;
-    Ok(tables)
+    transaction.batch(&ddl).await
 }
 
-/// Lifts the fence (a move undone). Idempotent.
-async fn unfence(source: &Server, binding: &TenantBinding) -> Result<()> {
-    let schema = &binding.schema;
-    let mut transaction = TenantTransaction::begin(&source.pool, binding, "").await?;
-    let outcome = async {
-        let mut ddl = String::new();
-        for table in tenant_tables(&transaction, schema).await? {
-            ddl.push_str(&format!(
-                "DROP TRIGGER IF EXISTS {FENCE} ON {}; ",
-                qualified(schema, &table)?
-            ));
-        }
+/// The setting the mover's transactions on a target copy carry (the tenant's schema name):
+/// the fence lets them write there.
+const MOVER_SETTING: &str = "astrocyte.moving";
+
+/// The settings of the mover's transactions on the target: [`TEXT_FORM`] and the pass
+/// through the target copy's fence.
+fn mover_settings(schema: &Schema) -> String {
+    format!(
+        "{TEXT_FORM} SET LOCAL {MOVER_SETTING} = '{}';",
+        schema.as_str().replace('\'', "''")
+    )
+}
+
+/// Lifts the fence: from the source (a move undone), or from the target's copy (at the flip).
+/// `DROP TRIGGER` locks each table exclusively, so the tables are locked first, in the
+/// writers' order (see [`under_table_locks`]). Idempotent.
+async fn unfence(server: &Server, binding: &TenantBinding) -> Result<()> {
+    under_table_locks(server, binding, FenceChange::Lift).await?;
+    Ok(())
+}
+
+async fn unfence_in(transaction: &TenantTransaction, schema: &Schema) -> PgResult<()> {
+    let mut ddl = String::new();
+    for table in tenant_tables(transaction, schema).await? {
         ddl.push_str(&format!(
-            "DROP FUNCTION IF EXISTS {}()",
-            qualified(schema, FENCE)?
+            "DROP TRIGGER IF EXISTS {FENCE} ON {}; ",
+            qualified(schema, &table)?
         ));
-        transaction.batch(&ddl).await
     }
-    .await;
-    match outcome {
-        Ok(()) => Ok(transaction.finish("COMMIT").await?),
-        Err(error) => {
-            let _ = transaction.finish("ROLLBACK").await;
-            Err(error.into())
-        }
-    }
+    ddl.push_str(&format!(
+        "DROP FUNCTION IF EXISTS {}(); COMMENT ON SCHEMA {} IS NULL",
+        qualified(schema, FENCE)?,
+        quoted_schema(schema)
+    ));
+    transaction.batch(&ddl).await
 }
 
-/// A table's stored columns (generated ones are recomputed by the target), in order.
-async fn stored_columns(transaction: &TenantTransaction, table: &str) -> PgResult<Vec<String>> {
+/// A table's stored columns (generated ones are recomputed by the target), in order, each
+/// with its type: the type's own name and modifier (a vector's dimension), not its schema,
+/// which may differ between servers.
+async fn stored_columns(
+    transaction: &TenantTransaction,
+    table: &str,
+) -> PgResult<Vec<(String, String)>> {
     let mut params = Params::default();
     let name = params.push(table.to_string(), Type::TEXT);
     let rows = transaction
         .typed(
             &format!(
-                "SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a \
+                "SELECT a.attname::text AS name, t.typname::text || '/' || a.atttypmod AS ty \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
                  WHERE a.attrelid = {name}::regclass AND a.attnum > 0 AND NOT a.attisdropped \
                    AND a.attgenerated = '' ORDER BY a.attnum"
             ),
@@ -546,7 +677,12 @@ async fn stored_columns(transaction: &TenantTransaction, table: &str) -> PgResul
         )
         .await?;
     rows.iter()
-        .map(|row| Ok(format!("\"{}\"", row.try_get::<_, String>("name")?)))
+        .map(|row| {
+            Ok((
+                quoted_column(&row.try_get::<_, String>("name")?)?,
+                row.try_get::<_, String>("ty")?,
+            ))
+        })
         .collect()
 }
 
@@ -649,7 +785,8 @@ impl Both {
     ) -> Result<Both> {
         let mut reading =
             TenantTransaction::begin(&source.pool, source_binding, reading_settings).await?;
-        match TenantTransaction::begin(&target.pool, target_binding, TEXT_FORM).await {
+        let settings = mover_settings(&target_binding.schema);
+        match TenantTransaction::begin(&target.pool, target_binding, &settings).await {
             Ok(writing) => Ok(Both { reading, writing }),
             Err(error) => {
                 let _ = reading.finish("ROLLBACK").await;
@@ -689,7 +826,14 @@ async fn bulk_copy(
     let both = Both::begin(source, source_binding, &settings, target, target_binding).await?;
     let outcome = async {
         let tables = tenant_tables(&both.reading, schema).await?;
-        copy_in_transactions(&both.reading, &both.writing, schema, target, &tables).await
+        copy_in_transactions(&both.reading, &both.writing, schema, target, &tables).await?;
+        both.writing
+            .batch(&format!(
+                "COMMENT ON SCHEMA {} IS '{SNAPSHOT_MARK}'",
+                quoted_schema(schema)
+            ))
+            .await?;
+        Ok(())
     }
     .await;
     both.end(outcome).await
@@ -709,6 +853,9 @@ async fn sync_and_check(
     let outcome = async {
         let (reading, writing) = (&both.reading, &both.writing);
         let order = copy_order(reading, schema, tables).await?;
+        if level_embedding(reading, writing, schema, target).await? {
+            info!("vector column typed and indexed on the target under the fence");
+        }
         let changed = sync_rows(reading, writing, schema, &order).await?;
         continue_sequences(writing, schema, &order).await?;
         let checks = check_tables(reading, writing, schema, &order).await?;
@@ -718,7 +865,7 @@ async fn sync_and_check(
     both.end(outcome).await
 }
 
-/// A table's stored columns, the same on both servers (else the move stops).
+/// A table's stored columns, the same (names and types) on both servers, else the move stops.
 async fn same_columns(
     reading: &TenantTransaction,
     writing: &TenantTransaction,
@@ -732,14 +879,28 @@ async fn same_columns(
             "table {table} has other columns on the target ({target_columns:?} vs {columns:?})"
         )));
     }
-    Ok(columns)
+    Ok(columns.into_iter().map(|(column, _)| column).collect())
+}
+
+/// A column name as SQL: validated by the identifier rule (every column of our migrations
+/// passes), so quoting it needs no escaping; anything else stops the move.
+fn quoted_column(name: &str) -> PgResult<String> {
+    validate_identifier(name, IdentifierLabel::Column)
+        .map(|name| format!("\"{name}\""))
+        .map_err(|error| PgError::Decode(error.to_string()))
+}
+
+/// Whether `column` (quoted) is the change log's transaction id, which a copy rewrites (see
+/// [`copied_as`]) and the comparisons leave out.
+fn is_rewritten(table: &str, column: &str) -> bool {
+    table == CHANGES_TABLE && column == "\"xid\""
 }
 
 /// What a copied column is selected as: a change-log entry's transaction id means nothing on
 /// another server, so it arrives as the oldest possible transaction, which the target's feed
 /// orders before everything written there and never waits on.
 fn copied_as(table: &str, column: &str) -> String {
-    if table == CHANGES_TABLE && column == "\"xid\"" {
+    if is_rewritten(table, column) {
         "'3'::xid8".to_string()
     } else {
         column.to_string()
@@ -750,7 +911,7 @@ fn copied_as(table: &str, column: &str) -> String {
 fn compared(table: &str, columns: &[String]) -> Vec<String> {
     columns
         .iter()
-        .filter(|column| !(table == CHANGES_TABLE && column.as_str() == "\"xid\""))
+        .filter(|column| !is_rewritten(table, column))
         .cloned()
         .collect()
 }
@@ -767,13 +928,7 @@ async fn copy_in_transactions(
     // did it on the source: typed before the copy, indexed after it.
     let dimension = source_dimension(reading, schema).await?;
     if let Some(dimension) = dimension {
-        writing
-            .batch(&format!(
-                "ALTER TABLE {memories} ALTER COLUMN embedding TYPE {ty}({dimension}) \
-                 USING embedding::{ty}({dimension})",
-                ty = target.vector.vector
-            ))
-            .await?;
+        type_embedding(writing, &memories, target, dimension).await?;
     }
     for table in copy_order(reading, schema, tables).await? {
         let name = qualified(schema, &table)?;
@@ -799,16 +954,67 @@ async fn copy_in_transactions(
         sink.as_mut().finish().await.map_err(PgError::from)?;
         writing.batch(&format!("ANALYZE {name}")).await?;
     }
-    if dimension.is_some_and(|d| d <= HNSW_MAX_DIMENSION) {
-        writing
-            .batch(&format!(
-                "CREATE INDEX {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) {with}",
-                ops = target.vector.cosine_ops,
-                with = target.vector.hnsw_with()
-            ))
-            .await?;
+    if let Some(dimension) = dimension {
+        index_embedding(writing, &memories, target, dimension).await?;
     }
     Ok(())
+}
+
+/// Types the target's vector column with the dimension the tenant's first vectors fixed.
+async fn type_embedding(
+    writing: &TenantTransaction,
+    memories: &str,
+    target: &Server,
+    dimension: usize,
+) -> PgResult<()> {
+    writing
+        .batch(&format!(
+            "ALTER TABLE {memories} ALTER COLUMN embedding TYPE {ty}({dimension}) \
+             USING embedding::{ty}({dimension})",
+            ty = target.vector.vector
+        ))
+        .await
+}
+
+/// Builds the target's HNSW index, as the source has one for vectors of this dimension.
+async fn index_embedding(
+    writing: &TenantTransaction,
+    memories: &str,
+    target: &Server,
+    dimension: usize,
+) -> PgResult<()> {
+    if dimension > HNSW_MAX_DIMENSION {
+        return Ok(());
+    }
+    writing
+        .batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) \
+             {with}",
+            ops = target.vector.cosine_ops,
+            with = target.vector.hnsw_with()
+        ))
+        .await
+}
+
+/// Under the fence: when the tenant's first vectors arrived after the snapshot, the source's
+/// vector column got its dimension (and index) since; the target's gets them now, before the
+/// rows are brought over. Returns whether it did.
+async fn level_embedding(
+    reading: &TenantTransaction,
+    writing: &TenantTransaction,
+    schema: &Schema,
+    target: &Server,
+) -> Result<bool> {
+    let Some(dimension) = source_dimension(reading, schema).await? else {
+        return Ok(false);
+    };
+    let memories = qualified(schema, MEMORIES_TABLE)?;
+    if stored_columns(reading, &memories).await? == stored_columns(writing, &memories).await? {
+        return Ok(false);
+    }
+    type_embedding(writing, &memories, target, dimension).await?;
+    index_embedding(writing, &memories, target, dimension).await?;
+    Ok(true)
 }
 
 /// The key of a table's rows as compared across servers: its primary key (for the change
@@ -833,11 +1039,8 @@ async fn key_columns(
         .await?;
     let mut keys = Vec::new();
     for row in &rows {
-        let column = format!(
-            "\"{}\"",
-            row.try_get::<_, String>("name").map_err(PgError::from)?
-        );
-        if !(table == CHANGES_TABLE && column == "\"xid\"") {
+        let column = quoted_column(&row.try_get::<_, String>("name").map_err(PgError::from)?)?;
+        if !is_rewritten(table, &column) {
             keys.push(column);
         }
     }
@@ -1001,11 +1204,12 @@ async fn continue_sequences(
             let mut params = Params::default();
             let table_param = params.push(name.clone(), Type::TEXT);
             let column_param = params.push(column.clone(), Type::TEXT);
+            let quoted = quoted_column(&column)?;
             writing
                 .typed(
                     &format!(
                         "SELECT setval(pg_get_serial_sequence({table_param}, {column_param}), \
-                           COALESCE((SELECT max(\"{column}\") FROM {name}), 0) + 1, false)"
+                           COALESCE((SELECT max({quoted}) FROM {name}), 0) + 1, false)"
                     ),
                     &params,
                 )
@@ -1065,6 +1269,37 @@ async fn source_dimension(reading: &TenantTransaction, schema: &Schema) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_schema_is_recognised_by_its_name_in_any_language() {
+        // English, and the forms German messages take (other words and quotes).
+        assert!(names(
+            "relation \"pl_a.astrocyte_memories\" does not exist",
+            "pl_a",
+            true
+        ));
+        assert!(names(
+            "Relation »pl_a.astrocyte_memories« existiert nicht",
+            "pl_a",
+            true
+        ));
+        assert!(names("Schema »pl_a« existiert nicht", "pl_a", false));
+        // Another schema whose name contains this one's, an unqualified table, a table
+        // named like the schema.
+        assert!(!names("relation \"xpl_a.t\" does not exist", "pl_a", true));
+        assert!(!names("relation \"pl_ab.t\" does not exist", "pl_a", true));
+        assert!(!names(
+            "relation \"astrocyte_memories\" does not exist",
+            "pl_a",
+            true
+        ));
+        assert!(!names(
+            "relation \"other.pl_a\" does not exist",
+            "pl_a",
+            true
+        ));
+        assert!(!names("Schema »pl_ab« existiert nicht", "pl_a", false));
+    }
 
     #[test]
     fn steps_are_ordered() {

@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio_postgres::NoTls;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::directory::{self, AdminOutcome, OrphanRole, RolePrune, TenantRecord};
 use crate::error::{PgError, PgResult};
@@ -160,6 +160,21 @@ impl Inner {
                 ))
             })
     }
+
+    /// A server named by an operator (a move's target): one not configured is a mistake in
+    /// the request, not an outage.
+    pub(crate) fn configured(&self, key: &ServerKey) -> Result<Arc<Server>> {
+        self.servers
+            .iter()
+            .find(|server| server.key == *key)
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "server {key} is not configured here (the home database or \
+                     postgres.server_urls)"
+                ))
+            })
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -245,7 +260,7 @@ impl PostgresStore {
 
     /// Creates a tenant on the server the placement policy picks (the home server for
     /// `public`, whose tables share the directory's schema). With several servers, creations
-    /// are serialised by a session lock on the home database, so tenants created at the same
+    /// are serialised by a session lock on the home database (on a connection of its own), so tenants created at the same
     /// moment (a `tenant create` fan-out, several gateways) are counted one after another and
     /// spread instead of all landing on the same emptiest server.
     async fn create_placed(&self, schema: &Schema) -> Result<AdminOutcome> {
@@ -254,7 +269,11 @@ impl PostgresStore {
         if servers.len() == 1 || *schema == Schema::public() {
             return self.create_on(home, schema).await;
         }
+        // Detached from the pool: if this future is dropped mid-create, the connection closes
+        // and PostgreSQL releases the lock, instead of a pooled connection keeping it and
+        // blocking every later create.
         let lock = home.pool.get().await.map_err(PgError::from)?;
+        let lock = deadpool_postgres::Object::take(lock);
         lock.query_one("SELECT pg_advisory_lock($1, 0)", &[&LOCK_PLACEMENT])
             .await
             .map_err(PgError::from)?;
@@ -264,14 +283,15 @@ impl PostgresStore {
             self.create_on(server, schema).await
         }
         .await;
-        if lock
+        // Released at once (closing the connection releases it too, but a create right after
+        // could beat the server noticing).
+        if let Err(error) = lock
             .query_one("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_PLACEMENT])
             .await
-            .is_err()
         {
-            // Closing the connection releases the lock; pooled, it would keep it.
-            drop(deadpool_postgres::Object::take(lock));
+            warn!(%error, "releasing the placement lock failed; closing its connection releases it");
         }
+        drop(lock);
         outcome
     }
 
@@ -539,7 +559,9 @@ impl Store for PostgresStore {
         // and the error says where.
         for leftover in leftovers {
             let server = self.inner.server(leftover.server.as_ref())?;
-            if let Err(error) = directory::drop_copy(&server.pool, schema, &leftover.role).await {
+            if let Err(error) =
+                directory::drop_copy(&self.inner.home().pool, &server, schema, &leftover.role).await
+            {
                 return Err(Error::Storage(format!(
                     "tenant {schema} is dropped from the directory, but its schema on server {} \
                      could not be removed (drop it there by hand): {}",

@@ -291,7 +291,20 @@ async fn new_tenants_are_spread_and_each_server_serves_and_isolates_its_own() {
     );
 }
 
+/// Waits (polling, up to a minute) until `done` holds; panics naming `what` otherwise.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What one retain under the move came to.
+#[derive(Debug)]
 enum Attempt {
     /// Stored (or found stored by an earlier attempt that was answered "unavailable").
     Acknowledged(String),
@@ -396,8 +409,57 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    // Seeds are forgotten meanwhile, alternately soft (an update) and purged (a delete), so
-    // the rows brought over under the fence include changes and removals, not only inserts.
+    {
+        let (writer, moving) = (writer.clone(), moving.clone());
+        let (failures, read_retries, stop) = (failures.clone(), read_retries.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match writer
+                    .recall(
+                        &moving,
+                        RecallRequest {
+                            query: "seed note".into(),
+                            banks: vec!["notes".into()],
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                {
+                    Ok(result) if !result.hits.is_empty() => {}
+                    Ok(_) => failures
+                        .lock()
+                        .expect("failures")
+                        .push("a recall found nothing".into()),
+                    // A stale handle's first read after the old copy is dropped.
+                    Err(error) if error.kind() == ErrorKind::Unavailable => {
+                        read_retries.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(error) => failures.lock().expect("failures").push(error.to_string()),
+                }
+            }
+        }));
+    }
+    // The load runs before the move, between its online copy and its fence (held there by
+    // stopping after the snapshot), and after it: each phase waits for the writes it needs
+    // instead of sleeping and hoping they landed.
+    let acked = || acknowledged.lock().expect("ids").len();
+    wait_for("writes before the move", || acked() >= 10).await;
+    let before_move = acked();
+    let snapshot = mover
+        .move_tenant(
+            &moving,
+            &servers.other_key(),
+            MoveOptions {
+                stop_after: Some(MoveStep::Snapshotted),
+            },
+        )
+        .await
+        .expect("online copy");
+    assert_eq!(snapshot.reached, MoveStep::Snapshotted);
+    let at_snapshot = acked();
+    // Seeds are forgotten from here on, alternately soft (an update) and purged (a delete),
+    // so the rows brought over under the fence include changes and removals, not only
+    // inserts.
     let soft = Arc::new(Mutex::new(Vec::<String>::new()));
     let purged = Arc::new(Mutex::new(Vec::<String>::new()));
     let uncertain = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -447,44 +509,19 @@ async fn a_tenant_moved_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    {
-        let (writer, moving) = (writer.clone(), moving.clone());
-        let (failures, read_retries, stop) = (failures.clone(), read_retries.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                match writer
-                    .recall(
-                        &moving,
-                        RecallRequest {
-                            query: "seed note".into(),
-                            banks: vec!["notes".into()],
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                {
-                    Ok(result) if !result.hits.is_empty() => {}
-                    Ok(_) => failures
-                        .lock()
-                        .expect("failures")
-                        .push("a recall found nothing".into()),
-                    // A stale handle's first read after the old copy is dropped.
-                    Err(error) if error.kind() == ErrorKind::Unavailable => {
-                        read_retries.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(error) => failures.lock().expect("failures").push(error.to_string()),
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let before_move = acknowledged.lock().expect("ids").len();
+    wait_for("writes and forgets after the snapshot", || {
+        acked() >= at_snapshot + 10
+            && !soft.lock().expect("ids").is_empty()
+            && !purged.lock().expect("ids").is_empty()
+    })
+    .await;
     let report = mover
         .move_tenant(&moving, &servers.other_key(), MoveOptions::default())
         .await
         .expect("move");
-    let after_move = acknowledged.lock().expect("ids").len();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(report.resumed);
+    let after_move = acked();
+    wait_for("a write after the move", || acked() > after_move).await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.expect("task");
@@ -617,6 +654,7 @@ async fn a_move_stopped_at_any_step_stays_readable_and_finishes_when_run_again()
     let steps = [
         MoveStep::Marked,
         MoveStep::Prepared,
+        MoveStep::Snapshotted,
         MoveStep::Fenced,
         MoveStep::Copied,
         MoveStep::Flipped,
@@ -763,6 +801,234 @@ async fn a_move_stopped_at_any_step_stays_readable_and_finishes_when_run_again()
     assert_eq!((record.server, record.move_to), (None, None));
 }
 
+/// A process that served a tenant on a server, then sat idle while the tenant moved away and
+/// back, still holds a handle on that server: while the move back is unfinished its writes
+/// are refused (the incoming copy is fenced from its creation), never taken into the copy the
+/// sync would then overwrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_handle_cannot_write_into_the_copy_of_a_move_back() {
+    let servers = Servers::start();
+    let mover = servers.store(Placement::Home).await;
+    let gateway = engine(Arc::new(servers.store(Placement::Home).await));
+    let tenant = schema("pl_stale");
+    mover.create_tenant(&tenant).await.expect("create");
+    // The gateway's handle points at the home server from here on.
+    let first = retain(&gateway, &tenant, "notes", &noisy("before the moves")).await;
+    mover
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("move away");
+    let back = MoveOptions {
+        stop_after: Some(MoveStep::Prepared),
+    };
+    let report = mover
+        .move_tenant(&tenant, &servers.home_key(), back)
+        .await
+        .expect("move back, stopped with the copy prepared");
+    assert_eq!(report.reached, MoveStep::Prepared);
+    let stale_write = gateway
+        .retain(
+            &tenant,
+            RetainRequest {
+                bank_id: "notes".into(),
+                content: noisy("through the stale handle"),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        stale_write.err().map(|e| e.kind()),
+        Some(ErrorKind::Unavailable),
+        "a write through the stale handle must be refused"
+    );
+    assert!(ids_on(&servers.home.url(), &tenant).await.is_empty());
+    // Looked up again, the gateway writes where the tenant lives (the move has not fenced it).
+    let second = retain(&gateway, &tenant, "notes", &noisy("after the refusal")).await;
+    let report = mover
+        .move_tenant(&tenant, &servers.home_key(), MoveOptions::default())
+        .await
+        .expect("move back, finished");
+    assert_eq!(report.reached, MoveStep::Cleaned);
+    // The gateway's handle now points at the dropped copy: one "unavailable", then home.
+    let (refusals, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let third = match retain_retrying(
+        &gateway,
+        &tenant,
+        &noisy("after the move back"),
+        &refusals,
+        &stop,
+    )
+    .await
+    {
+        Ok(Attempt::Acknowledged(id)) => id,
+        other => panic!("write after the move back: {other:?}"),
+    };
+    let mut expected = vec![first, second, third];
+    let mut seen = ids_on(&servers.home.url(), &tenant).await;
+    expected.sort();
+    seen.sort();
+    assert_eq!(
+        seen, expected,
+        "every acknowledged write is on the tenant's server"
+    );
+}
+
+/// A create given up while it waits for the placement lock (a client gone, a timeout) must
+/// not leave that lock held by a pooled connection, which would block every later create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_create_does_not_block_later_creates() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::LeastTenants).await;
+    // The placement lock's key (names.rs), held here so the create waits for it.
+    const LOCK_PLACEMENT: i32 = 0x4153_504c;
+    let holder = connect(&servers.home.url()).await;
+    holder
+        .query_one("SELECT pg_advisory_lock($1, 0)", &[&LOCK_PLACEMENT])
+        .await
+        .expect("hold the placement lock");
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        store.create_tenant(&schema("pl_cancelled")),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the create should have waited for the lock"
+    );
+    holder
+        .query_one("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_PLACEMENT])
+        .await
+        .expect("release");
+    for n in 0..4 {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            store.create_tenant(&schema(&format!("pl_after_{n}"))),
+        )
+        .await
+        .expect("a later create is not blocked by the cancelled one")
+        .expect("create");
+    }
+}
+
+/// The vector column's type and whether the HNSW index exists, for `schema` at `url`.
+async fn vector_setup(url: &str, schema: &Schema) -> (String, bool) {
+    let row = connect(url)
+        .await
+        .query_one(
+            "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
+               to_regclass(quote_ident($1) || '.astrocyte_memories_embedding_hnsw') IS NOT NULL \
+             FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass(quote_ident($1) || '.astrocyte_memories') \
+               AND a.attname = 'embedding'",
+            &[&schema.as_str()],
+        )
+        .await
+        .expect("vector column");
+    (row.get(0), row.get(1))
+}
+
+/// A tenant whose first vector arrives after the online copy's snapshot: the target's vector
+/// column is typed and indexed under the fence, as the source's was meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_vector_written_during_the_online_copy_is_indexed_on_the_target() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::Home).await;
+    let tenant = schema("pl_first_vector");
+    store.create_tenant(&tenant).await.expect("create");
+    let report = store
+        .move_tenant(
+            &tenant,
+            &servers.other_key(),
+            MoveOptions {
+                stop_after: Some(MoveStep::Snapshotted),
+            },
+        )
+        .await
+        .expect("online copy");
+    assert_eq!(report.reached, MoveStep::Snapshotted);
+    // A target that is not configured is a mistake in the request, not an outage.
+    let nowhere = ServerKey::parse("postgres://postgres@127.0.0.1:1/nowhere").expect("key");
+    assert_eq!(
+        store
+            .move_tenant(&tenant, &nowhere, MoveOptions::default())
+            .await
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
+    let (untyped, indexed) = vector_setup(&servers.other.url(), &tenant).await;
+    assert!(!indexed && !untyped.contains('('), "{untyped}");
+    // The source takes writes until the fence: the tenant's first vector.
+    let writer = engine(Arc::new(servers.store(Placement::Home).await));
+    let first = retain(&writer, &tenant, "notes", &noisy("first vector")).await;
+    let source = vector_setup(&servers.home.url(), &tenant).await;
+    assert!(source.1 && source.0.contains('('), "{source:?}");
+    let report = store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("resumed move");
+    assert_eq!(report.reached, MoveStep::Cleaned);
+    assert_eq!(vector_setup(&servers.other.url(), &tenant).await, source);
+    assert_eq!(
+        ids_on(&servers.other.url(), &tenant).await,
+        vec![first.clone()]
+    );
+    let reader = engine(Arc::new(servers.store(Placement::Home).await));
+    assert!(recalled(&reader, &tenant, "first vector")
+        .await
+        .contains(&first));
+}
+
+/// Dropping an old copy never drops the tenant's live one: even when the directory (here
+/// damaged on purpose, as a create racing a drop would leave it) names the tenant's own
+/// server as holding a copy to drop, the copy the directory places there stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_the_directory_places_on_a_server_is_never_dropped_as_stale() {
+    let servers = Servers::start();
+    let store = servers.store(Placement::Home).await;
+    let tenant = schema("pl_live");
+    store.create_tenant(&tenant).await.expect("create");
+    store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("move");
+    let writer = engine(Arc::new(store.clone()));
+    let kept = retain(&writer, &tenant, "notes", &noisy("live copy")).await;
+    let record = store
+        .tenant_record(&tenant)
+        .await
+        .expect("lookup")
+        .expect("row");
+    connect(&servers.home.url())
+        .await
+        .execute(
+            "UPDATE public.astrocyte_tenants SET stale_on = server, stale_role = role \
+             WHERE schema = $1",
+            &[&tenant.as_str()],
+        )
+        .await
+        .expect("damage the directory");
+    // A re-run first drops the noted old copy: here, the live one, which must stay.
+    store
+        .move_tenant(&tenant, &servers.other_key(), MoveOptions::default())
+        .await
+        .expect("re-run");
+    assert_eq!(
+        ids_on(&servers.other.url(), &tenant).await,
+        vec![kept.clone()]
+    );
+    let after = store
+        .tenant_record(&tenant)
+        .await
+        .expect("lookup")
+        .expect("row");
+    assert_eq!((after.server, after.stale_on), (record.server, None));
+    let reader = engine(Arc::new(servers.store(Placement::Home).await));
+    assert!(recalled(&reader, &tenant, "live copy")
+        .await
+        .contains(&kept));
+}
+
 /// Environment of [`move_in_a_child_process`]: the home URL, the other URL and the tenant.
 const CHILD_ENV: [&str; 3] = [
     "ASTROCYTE_TEST_MOVE_HOME",
@@ -790,11 +1056,20 @@ async fn move_in_a_child_process() {
     .await
     .expect("connect");
     let target = ServerKey::parse(&other).expect("key");
-    store
-        .move_tenant(&schema(&tenant), &target, MoveOptions::default())
+    // Held at the fence, as if busy copying, until the parent kills this process.
+    let options = MoveOptions {
+        stop_after: Some(MoveStep::Fenced),
+    };
+    let report = store
+        .move_tenant(&schema(&tenant), &target, options)
         .await
         .expect("move");
+    println!("{CHILD_REACHED} {:?}", report.reached);
+    std::future::pending::<()>().await;
 }
+
+/// What [`move_in_a_child_process`] prints once the source is fenced.
+const CHILD_REACHED: &str = "child move reached";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
@@ -817,8 +1092,9 @@ async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
     }
     ids.sort();
 
-    // The move runs in a process of its own, killed (SIGKILL) once the source is fenced,
-    // that is in the middle of the copy, or a little later.
+    // The move runs in a process of its own, which stops once the source is fenced (as
+    // if in the middle of the copy) with its connections and move lock held, and is killed
+    // (SIGKILL) there.
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -831,36 +1107,27 @@ async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
             servers.other.url(),
             tenant.to_string(),
         ]))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("child starts");
-    let home = connect(&servers.home.url()).await;
-    let started = std::time::Instant::now();
-    loop {
-        let fenced: i64 = home
-            .query_one(
-                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = 'pl_killed' AND t.tgname = 'astrocyte_moving'",
-                &[],
-            )
-            .await
-            .expect("catalog")
-            .get(0);
-        if fenced > 0 {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("child state").is_none(),
-            "the child ended before the fence was seen"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the fence never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let stdout = child.stdout.take().expect("child stdout");
+    let reached = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find(|line| line.contains(CHILD_REACHED))
+    });
+    let reached = tokio::time::timeout(Duration::from_secs(120), reached)
+        .await
+        .expect("the child reaches the fence")
+        .expect("reader");
+    assert_eq!(
+        reached.as_deref().map(|line| line.ends_with("Fenced")),
+        Some(true),
+        "{reached:?}"
+    );
     child.kill().expect("kill the mover");
     child.wait().expect("reap the mover");
 
@@ -869,9 +1136,10 @@ async fn a_move_killed_mid_copy_is_finished_by_a_rerun() {
         .await
         .expect("lookup")
         .expect("row");
-    eprintln!(
-        "killed at: server {:?}, moving to {:?}, old copy on {:?}",
-        record.server, record.move_to, record.stale_on
+    // Killed before the flip: the home server still holds the tenant, fenced.
+    assert_eq!(
+        (record.server, record.move_to, record.stale_on),
+        (None, Some(servers.other_key()), None)
     );
     // A restarted process reads every memory, wherever the directory places the tenant.
     let restarted = engine(Arc::new(servers.store(Placement::Home).await));
