@@ -18,7 +18,7 @@ mod tenants;
 
 use std::sync::Arc;
 
-use astrocyte_core::{Engine, EngineConfig, RetainRequest, Schema, Store};
+use astrocyte_core::{Engine, EngineConfig, RecallRequest, RetainRequest, Schema, Store};
 use astrocyte_providers::HashingEmbedder;
 
 /// An engine over `store` with the reference's hashing embedder.
@@ -45,4 +45,24 @@ pub async fn retain(engine: &Engine, schema: &Schema, bank: &str, content: &str)
         .expect("retain");
     assert!(outcome.stored, "{outcome:?}");
     outcome.memory_id.expect("stored id")
+}
+
+/// The ids a recall of bank `notes` returns for `query` (at most 100).
+pub async fn recalled(engine: &Engine, schema: &Schema, query: &str) -> Vec<String> {
+    engine
+        .recall(
+            schema,
+            RecallRequest {
+                query: query.into(),
+                banks: vec!["notes".into()],
+                max_results: Some(100),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("recall")
+        .hits
+        .into_iter()
+        .map(|hit| hit.memory.id)
+        .collect()
 }

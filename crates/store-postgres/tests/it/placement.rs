@@ -18,7 +18,7 @@ use astrocyte_store_postgres::{
 
 use crate::instances::{data_root, Instance};
 use crate::support::connect;
-use crate::{engine, retain};
+use crate::{engine, recalled, retain};
 
 /// The home server (directory, keys) and one more.
 struct Servers {
@@ -94,25 +94,6 @@ async fn ids_on(url: &str, schema: &Schema) -> Vec<String> {
         .expect("ids")
         .iter()
         .map(|row| row.get(0))
-        .collect()
-}
-
-async fn recalled(engine: &Engine, schema: &Schema, query: &str) -> Vec<String> {
-    engine
-        .recall(
-            schema,
-            RecallRequest {
-                query: query.into(),
-                banks: vec!["notes".into()],
-                max_results: Some(100),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("recall")
-        .hits
-        .into_iter()
-        .map(|hit| hit.memory.id)
         .collect()
 }
 

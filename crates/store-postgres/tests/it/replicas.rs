@@ -15,7 +15,7 @@ use astrocyte_store_postgres::{PostgresOptions, PostgresStore, ReplicaOptions};
 
 use crate::instances::{as_postgres, data_root, Instance};
 use crate::support::connect;
-use crate::{engine, retain};
+use crate::{engine, recalled, retain};
 
 /// A primary and one streaming replica of it.
 struct Pair {
@@ -134,25 +134,6 @@ impl Pair {
 /// replica caught up.
 async fn monitors_settle() {
     tokio::time::sleep(Duration::from_millis(600)).await;
-}
-
-async fn recalled(engine: &Engine, schema: &Schema, query: &str) -> Vec<String> {
-    engine
-        .recall(
-            schema,
-            RecallRequest {
-                query: query.into(),
-                banks: vec!["notes".into()],
-                max_results: Some(50),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("recall")
-        .hits
-        .into_iter()
-        .map(|hit| hit.memory.id)
-        .collect()
 }
 
 async fn history(engine: &Engine, schema: &Schema) -> Vec<String> {
