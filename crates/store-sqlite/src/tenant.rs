@@ -1046,6 +1046,16 @@ mod tests {
         )
     }
 
+    fn forget_ids(inner: &Arc<TenantInner>, bank: &BankId, ids: &[&str], mode: ForgetMode) {
+        let selector = ForgetSelector {
+            memory_ids: Some(ids.iter().map(|id| id.to_string()).collect()),
+            ..Default::default()
+        };
+        inner
+            .forget(bank, &selector, mode, chrono::Utc::now())
+            .expect("forget");
+    }
+
     fn indexed(inner: &Arc<TenantInner>, bank: &BankId) -> (Vec<u64>, i64) {
         let reader = inner.readers.get().expect("reader");
         inner
@@ -1169,15 +1179,7 @@ mod tests {
         }
         let inner = open_tenant(dir.path());
         assert!(may_hold(&inner), "rebuilt from the rows on load");
-        let forget = |ids: &[&str], mode| {
-            let selector = ForgetSelector {
-                memory_ids: Some(ids.iter().map(|id| id.to_string()).collect()),
-                ..Default::default()
-            };
-            inner
-                .forget(&bank, &selector, mode, chrono::Utc::now())
-                .expect("forget");
-        };
+        let forget = |ids: &[&str], mode| forget_ids(&inner, &bank, ids, mode);
         forget(&["a"], ForgetMode::Purge);
         assert!(may_hold(&inner), "b still stores it");
         forget(&["b"], ForgetMode::Soft);
@@ -1267,15 +1269,7 @@ mod tests {
             expected,
             "rebuilt from the rows"
         );
-        let forget = |ids: &[&str], mode| {
-            let selector = ForgetSelector {
-                memory_ids: Some(ids.iter().map(|id| id.to_string()).collect()),
-                ..Default::default()
-            };
-            inner
-                .forget(&bank, &selector, mode, chrono::Utc::now())
-                .expect("forget");
-        };
+        let forget = |ids: &[&str], mode| forget_ids(&inner, &bank, ids, mode);
         forget(&["a"], ForgetMode::Soft);
         forget(&["c"], ForgetMode::Purge);
         assert_eq!(find(&inner, "apple", RecallFilter::default()), vec!["b"]);
