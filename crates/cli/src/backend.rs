@@ -64,6 +64,8 @@ pub fn build_embedder(loaded: &Loaded) -> anyhow::Result<Arc<dyn Embedder>> {
             let options = LocalEmbedderOptions {
                 // ONNX Runtime's own variable, read by its loader too.
                 onnxruntime_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+                threads: settings.model_threads,
+                query_threads: settings.model_query_threads,
                 ..LocalEmbedderOptions::default()
             };
             Ok(Arc::new(LocalEmbedder::load(&settings.model_dir, options)?))

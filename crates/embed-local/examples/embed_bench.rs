@@ -2,7 +2,8 @@
 //! for ~30-token memories. Figures only; it asserts nothing.
 //!
 //! `cargo run --release -p astrocyte-embed-local --example embed_bench -- [MODEL_DIR]
-//! [--backend onnx|candle] [--threads N] [--queries N] [--memories N] [--batches 32,64]`
+//! [--backend onnx|candle] [--threads N] [--query-threads N] [--queries N] [--memories N]
+//! [--batches 32,64]`
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -135,6 +136,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             "--threads" => {
                 base_options.threads = arguments.next().ok_or("--threads needs N")?.parse()?
             }
+            "--query-threads" => {
+                base_options.query_threads =
+                    arguments.next().ok_or("--query-threads needs N")?.parse()?
+            }
             "--backend" => {
                 base_options.backend = match arguments.next().as_deref() {
                     Some("onnx") => LocalBackend::Onnx,
@@ -172,7 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let started = Instant::now();
     println!("options: {base_options:?}");
-    let embedder = LocalEmbedder::load(&model_dir, base_options.clone())?;
+    let embedder = std::sync::Arc::new(LocalEmbedder::load(&model_dir, base_options.clone())?);
     println!("load: {:.0} ms", millis(started.elapsed()));
 
     // Warm-up: first passes allocate and fault in the weights.
@@ -199,6 +204,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         millis(percentile(&latencies, 1.0)),
         millis(cpu_used) / query_count as f64,
     );
+
+    // Queries while a bulk retain embeds: what a recall waits when ingest is running.
+    let bulk = {
+        let embedder = embedder.clone();
+        let memories = memories.clone();
+        tokio::spawn(async move { embedder.embed(&memories, EmbedPurpose::Document).await })
+    };
+    let mut during_bulk = Vec::with_capacity(query_count);
+    for index in 0..query_count {
+        if bulk.is_finished() {
+            break;
+        }
+        let query = vec![QUERIES[index % QUERIES.len()].to_owned()];
+        let started = Instant::now();
+        embedder.embed(&query, EmbedPurpose::Query).await?;
+        during_bulk.push(started.elapsed());
+    }
+    bulk.await??;
+    during_bulk.sort();
+    if !during_bulk.is_empty() {
+        println!(
+            "single query during a bulk embed ({} runs): p50 {:.2} ms, p99 {:.2} ms",
+            during_bulk.len(),
+            millis(percentile(&during_bulk, 0.50)),
+            millis(percentile(&during_bulk, 0.99)),
+        );
+    }
 
     for batch_size in batch_sizes {
         let embedder = LocalEmbedder::load(

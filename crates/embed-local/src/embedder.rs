@@ -48,6 +48,11 @@ pub struct LocalEmbedderOptions {
     /// Threads per forward pass for the ONNX backend; 0 means one per available core.
     /// candle sizes its own pool from `RAYON_NUM_THREADS` (default: one per core).
     pub threads: usize,
+    /// Threads of the ONNX query lane: a second session on its own thread that embeds recall
+    /// queries, so a query never waits behind a retain's batches and, on one thread, leaves
+    /// the other cores to the keyword search running beside it. 0 sends queries down the
+    /// main lane. Ignored by candle.
+    pub query_threads: usize,
     /// Texts per forward pass; larger batches amortise per-pass overhead but pad more.
     pub max_batch: usize,
     /// Tokens kept per text, `[CLS]` and `[SEP]` included; longer texts are truncated.
@@ -63,6 +68,7 @@ impl Default for LocalEmbedderOptions {
         LocalEmbedderOptions {
             backend: LocalBackend::default(),
             threads: 0,
+            query_threads: 1,
             max_batch: 32,
             max_tokens: DEFAULT_MAX_TOKENS,
             onnxruntime_library: None,
@@ -72,10 +78,14 @@ impl Default for LocalEmbedderOptions {
 
 /// all-MiniLM-L6-v2 (mean pooled, L2-normalised, 384 dimensions) run in-process.
 ///
-/// Invariant: exactly one inference thread owns the model. Small jobs that queue while it is
-/// busy share its next pass, and they go before the remaining batches of large jobs.
+/// Invariant: each lane's inference thread alone owns its copy of the model. Small jobs that
+/// queue while it is busy share its next pass, and they go before the remaining batches of
+/// large jobs.
 pub struct LocalEmbedder {
     jobs: mpsc::Sender<Job>,
+    /// The query lane, when it has its own session; it takes query jobs of one batch at most.
+    query_jobs: Option<mpsc::Sender<Job>>,
+    max_batch: usize,
     dimension: usize,
     model: String,
     query_prefix: String,
@@ -112,13 +122,18 @@ impl LocalEmbedder {
         let profile = Profile::load(model_dir)?;
         let engine = InferenceEngine::load(model_dir, &profile, &options)?;
         let dimension = engine.hidden_size;
-        let (jobs, job_receiver) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("astrocyte-embed".to_owned())
-            .spawn(move || engine.serve(job_receiver))
-            .map_err(|error| {
-                LocalEmbedError::Inference(format!("cannot start inference thread: {error}"))
-            })?;
+        let query_jobs = match options.backend {
+            LocalBackend::Onnx if options.query_threads > 0 => {
+                let lane = LocalEmbedderOptions {
+                    threads: options.query_threads,
+                    ..options.clone()
+                };
+                let engine = InferenceEngine::load(model_dir, &profile, &lane)?;
+                Some(start_lane("astrocyte-embed-query", engine)?)
+            }
+            _ => None,
+        };
+        let jobs = start_lane("astrocyte-embed", engine)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             dimension,
@@ -126,6 +141,8 @@ impl LocalEmbedder {
         );
         Ok(LocalEmbedder {
             jobs,
+            query_jobs,
+            max_batch: options.max_batch,
             dimension,
             model: profile.name,
             query_prefix: profile.query_prefix,
@@ -160,17 +177,31 @@ impl Embedder for LocalEmbedder {
             _ => texts.to_vec(),
         };
         let span = tracing::debug_span!("local_embed", texts = texts.len());
+        let lane = match (&self.query_jobs, purpose) {
+            (Some(query_jobs), EmbedPurpose::Query) if texts.len() <= self.max_batch => query_jobs,
+            _ => &self.jobs,
+        };
         let (reply, answer) = oneshot::channel();
         let job = Job { texts, reply };
-        self.jobs
-            .send(job)
-            .map_err(|_| LocalEmbedError::WorkerStopped)?;
+        lane.send(job).map_err(|_| LocalEmbedError::WorkerStopped)?;
         let vectors = answer
             .instrument(span)
             .await
             .map_err(|_| LocalEmbedError::WorkerStopped)??;
         Ok(vectors)
     }
+}
+
+/// Starts `engine` on a thread of its own; its jobs arrive on the returned sender.
+fn start_lane(name: &str, engine: InferenceEngine) -> Result<mpsc::Sender<Job>> {
+    let (jobs, job_receiver) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || engine.serve(job_receiver))
+        .map_err(|error| {
+            LocalEmbedError::Inference(format!("cannot start inference thread: {error}"))
+        })?;
+    Ok(jobs)
 }
 
 /// One caller's texts and where to send their vectors.

@@ -26,9 +26,11 @@
 //! the published cosines by about 0.002 (0.8920 against 0.8939 for the reference paraphrase
 //! pair) and stay at cosine ≥ 0.996 to the f32 model's vectors.
 //!
-//! Inference runs on one dedicated thread per embedder (never on the async runtime); each
-//! forward pass uses every core, texts are sorted by length and padded per batch, and
-//! single-text requests that queue up meanwhile share the next pass.
+//! Inference runs on dedicated threads (never on the async runtime): a retain lane whose
+//! passes use every core, texts sorted by length and padded per batch, and (ONNX) a query
+//! lane with its own one-thread session, so a recall query never waits behind a retain's
+//! batches and leaves the other core to the keyword search that runs beside it. Requests
+//! that queue up on a lane meanwhile share its next pass.
 #![deny(missing_docs)]
 
 mod candle_bert;

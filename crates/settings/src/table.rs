@@ -310,6 +310,10 @@ settings! {
     embedder: EmbedderKind = EmbedderKind::Local, yaml "embedder", env ["ASTROCYTE_EMBEDDER"], flag "--embedder", example "hashing";
     /// Directory of the local model (`bash scripts/fetch-model.sh DIR` fetches it).
     model_dir: PathBuf = PathBuf::from("models/bge-small-en-v1.5"), yaml "model_dir", env ["ASTROCYTE_MODEL_DIR"], flag "--model-dir", example "/opt/astrocyte/model";
+    /// Threads per forward pass of the local model's retain lane (0: one per core).
+    model_threads: usize = 0, yaml "model_threads", env ["ASTROCYTE_MODEL_THREADS"], example "2";
+    /// Threads of the local model's query lane, a second copy of the model that embeds recall queries so they never wait behind a retain's batches (0: queries share the retain lane). One thread leaves the other cores to the keyword search that runs beside it.
+    model_query_threads: usize = 1, yaml "model_query_threads", env ["ASTROCYTE_MODEL_QUERY_THREADS"], example "0";
     /// Base URL of an OpenAI-compatible embeddings API (`embedder: openai`).
     embeddings_url: Option<String> = None, yaml "embeddings.url", env ["ASTROCYTE_EMBEDDINGS_URL"], flag "--embeddings-url", example "http://127.0.0.1:8000/v1";
     /// Embedding model name (`embedder: openai`).

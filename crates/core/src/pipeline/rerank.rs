@@ -86,7 +86,11 @@ impl QueryFeatures {
     /// Analyses `query`.
     pub fn new(query: &str) -> Self {
         QueryFeatures {
-            stems: dedup(keyword_terms(query, 32).iter().map(|t| stem(t))),
+            // At most 64, one bit each in `covered_stems`.
+            stems: dedup(keyword_terms(query, 32).iter().map(|t| stem(t).to_string()))
+                .into_iter()
+                .take(64)
+                .collect(),
             entities: entities::keys(query).into_iter().collect(),
         }
     }
@@ -98,44 +102,60 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// A crude English stem: enough that "painting", "painted" and "paints" meet.
-fn stem(word: &str) -> String {
+fn stem(word: &str) -> &str {
     let word = word.strip_suffix("'s").unwrap_or(word);
     for suffix in ["ing", "ed", "es", "s"] {
         if let Some(base) = word.strip_suffix(suffix) {
             if base.chars().count() >= 3 {
-                return base.chars().take(6).collect();
+                return first_chars(base, 6);
             }
         }
     }
-    word.chars().take(6).collect()
+    first_chars(word, 6)
 }
 
-fn text_stems(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+fn first_chars(text: &str, count: usize) -> &str {
+    match text.char_indices().nth(count) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Which of the query's `stems` `text` holds, bit `i` for `stems[i]`: one pass over the
+/// words and no set per candidate, since only the query's stems are ever looked up.
+fn covered_stems(text: &str, stems: &[String]) -> u64 {
+    let mut covered = 0u64;
+    let mut lower = String::new();
+    for word in text
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
-        .map(|w| stem(&w.to_lowercase()))
-        .collect()
+    {
+        lower.clear();
+        lower.extend(word.chars().flat_map(char::to_lowercase));
+        let word_stem = stem(&lower);
+        if let Some(index) = stems.iter().position(|s| s == word_stem) {
+            covered |= 1 << index;
+        }
+    }
+    covered
 }
 
 /// Feature rows for `candidates`, in their order.
 pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row> {
-    let stems: Vec<HashSet<String>> = candidates
+    let covered_by: Vec<u64> = candidates
         .iter()
-        .map(|c| text_stems(&c.memory.text))
+        .map(|c| covered_stems(&c.memory.text, &query.stems))
         .collect();
     // Rarity within the pool: a query word most candidates share says little about which
     // one answers.
-    let mut df: HashMap<&str, usize> = HashMap::new();
-    for s in &stems {
-        for term in &query.stems {
-            if s.contains(term) {
-                *df.entry(term.as_str()).or_default() += 1;
-            }
-        }
-    }
     let n = candidates.len().max(1) as f32;
-    let idf = |term: &str| (1.0 + n / (1.0 + *df.get(term).unwrap_or(&0) as f32)).ln();
-    let idf_total: f32 = query.stems.iter().map(|t| idf(t)).sum();
+    let idf: Vec<f32> = (0..query.stems.len())
+        .map(|term| {
+            let df = covered_by.iter().filter(|&&c| c & (1 << term) != 0).count();
+            (1.0 + n / (1.0 + df as f32)).ln()
+        })
+        .collect();
+    let idf_total: f32 = idf.iter().sum();
     let best_keyword = candidates
         .iter()
         .flat_map(|c| c.ranks.iter())
@@ -155,13 +175,12 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
     }
     candidates
         .iter()
-        .zip(&stems)
+        .zip(&covered_by)
         .enumerate()
-        .map(|(index, (c, s))| {
+        .map(|(index, (c, &covered))| {
             let rank = |name: &str| c.ranks.iter().find(|r| r.strategy == name);
             let semantic = rank("semantic");
             let keyword = rank("keyword");
-            let covered: Vec<&String> = query.stems.iter().filter(|t| s.contains(*t)).collect();
             let mentions = entities::extract(&c.memory.text);
             let entity_match = if query.entities.is_empty() {
                 0.0
@@ -193,10 +212,15 @@ pub fn features(query: &QueryFeatures, candidates: &[Candidate<'_>]) -> Vec<Row>
                 if query.stems.is_empty() {
                     0.0
                 } else {
-                    covered.len() as f32 / query.stems.len() as f32
+                    covered.count_ones() as f32 / query.stems.len() as f32
                 },
                 if idf_total > 0.0 {
-                    covered.iter().map(|t| idf(t)).sum::<f32>() / idf_total
+                    idf.iter()
+                        .enumerate()
+                        .filter(|(term, _)| covered & (1 << term) != 0)
+                        .map(|(_, weight)| weight)
+                        .sum::<f32>()
+                        / idf_total
                 } else {
                     0.0
                 },

@@ -65,10 +65,12 @@ fn out_of_range_options_are_refused() {
 #[tokio::test]
 async fn a_relative_model_dir_loads() {
     // Integration tests run in the package directory, so this is the fetched model.
+    // Fetched first: the relative path only exists once the model is there.
+    let fetched = std::fs::canonicalize(model_dir()).expect("model dir exists");
     let relative = std::path::Path::new("../../models/all-MiniLM-L6-v2");
     assert_eq!(
         std::fs::canonicalize(relative).expect("model dir exists"),
-        std::fs::canonicalize(model_dir()).expect("model dir exists")
+        fetched
     );
     let embedder = LocalEmbedder::load(relative, LocalEmbedderOptions::default()).expect("loads");
     let vectors = astrocyte_core::Embedder::embed(

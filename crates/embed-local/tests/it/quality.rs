@@ -283,3 +283,43 @@ async fn a_query_overtakes_a_bulk_retain() {
     let alone = embed(&embedder, &[texts[79].as_str()]).await;
     assert!(max_difference(&alone[0], &bulk_vectors[79]) < 1e-4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_lane_gives_the_main_lanes_vectors_while_a_bulk_embed_runs() {
+    let queries: Vec<String> = ["when is the budget meeting?", "who adopted a cat"]
+        .iter()
+        .map(|text| (*text).to_owned())
+        .collect();
+    let shared = load(LocalEmbedderOptions {
+        query_threads: 0,
+        ..LocalEmbedderOptions::default()
+    });
+    let expected = shared
+        .embed(&queries, EmbedPurpose::Query)
+        .await
+        .expect("embeds");
+    let laned = std::sync::Arc::new(load(LocalEmbedderOptions {
+        max_batch: 2,
+        ..LocalEmbedderOptions::default()
+    }));
+    let bulk_texts: Vec<String> = (0..1000)
+        .map(|index| format!("memory {index} about the quarterly report and topic {index}"))
+        .collect();
+    let bulk = {
+        let laned = laned.clone();
+        tokio::spawn(async move { laned.embed(&bulk_texts, EmbedPurpose::Document).await })
+    };
+    let vectors = laned
+        .embed(&queries, EmbedPurpose::Query)
+        .await
+        .expect("embeds");
+    // Five hundred batches of two: the query, on its own lane, is answered long before.
+    assert!(
+        !bulk.is_finished(),
+        "the bulk embed finished before the query"
+    );
+    for (vector, expected) in vectors.iter().zip(&expected) {
+        assert!(max_difference(vector, expected) < 1e-4);
+    }
+    assert_eq!(bulk.await.expect("joins").expect("embeds").len(), 1000);
+}
