@@ -292,6 +292,7 @@ impl Loaded {
             statement_timeout: (s.postgres_statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(s.postgres_statement_timeout_ms)),
             pool_wait_timeout: Duration::from_millis(s.postgres_pool_wait_timeout_ms),
+            connection_max_uses: s.postgres_connection_max_uses,
             auto_create_tenants: s.auto_create_tenants,
             role_prefix: s.role_prefix.clone(),
             migration_concurrency: s.postgres_migration_concurrency,

@@ -182,6 +182,8 @@ settings! {
     postgres_statement_timeout_ms: u64 = postgres().statement_timeout.map(millis).unwrap_or(0), yaml "postgres.statement_timeout_ms", env ["ASTROCYTE_POSTGRES_STATEMENT_TIMEOUT_MS"], example "60000";
     /// PostgreSQL: how long to wait for a pooled connection, in milliseconds.
     postgres_pool_wait_timeout_ms: u64 = millis(postgres().pool_wait_timeout), yaml "postgres.pool_wait_timeout_ms", env ["ASTROCYTE_POSTGRES_POOL_WAIT_TIMEOUT_MS"], example "5000";
+    /// PostgreSQL: checkouts after which a pooled connection is replaced by a new one (0: never); bounds the memory each server backend gathers caching the catalog of every tenant it has served.
+    postgres_connection_max_uses: usize = postgres().connection_max_uses, yaml "postgres.connection_max_uses", env ["ASTROCYTE_POSTGRES_CONNECTION_MAX_USES"], example "2000";
     /// PostgreSQL: create an unknown tenant on first use instead of answering that it does not exist.
     auto_create_tenants: bool = postgres().auto_create_tenants, yaml "postgres.auto_create_tenants", env ["ASTROCYTE_AUTO_CREATE_TENANTS"], example "true";
     /// PostgreSQL: prefix of the per-tenant role names.

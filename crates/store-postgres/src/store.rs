@@ -10,7 +10,7 @@ use astrocyte_core::store::KeyDirectory;
 use astrocyte_core::tenancy::{check_bound, Tenant};
 use astrocyte_core::{Error, Result, Schema, Store, TenantStore};
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio_postgres::NoTls;
@@ -40,6 +40,11 @@ pub struct PostgresOptions {
     pub statement_timeout: Option<Duration>,
     /// How long to wait for a pooled connection before failing.
     pub pool_wait_timeout: Duration,
+    /// Checkouts after which a pooled connection is closed and replaced (0: never). A
+    /// PostgreSQL backend keeps the catalog entries of every table it has touched until it
+    /// exits, about 0.1 MiB per tenant, so with many tenants a long-lived connection grows
+    /// towards the whole catalog; replacing it bounds that.
+    pub connection_max_uses: usize,
     /// When true, [`Store::tenant`] creates an unknown tenant on first use; otherwise it
     /// answers `NotFound` and tenants are created explicitly.
     pub auto_create_tenants: bool,
@@ -74,6 +79,7 @@ impl Default for PostgresOptions {
             pool_size: 16,
             statement_timeout: Some(Duration::from_secs(30)),
             pool_wait_timeout: Duration::from_secs(30),
+            connection_max_uses: 500,
             auto_create_tenants: false,
             role_prefix: "astro_t_".into(),
             migration_concurrency: 4,
@@ -507,12 +513,23 @@ fn build_pool(mut config: tokio_postgres::Config, options: &PostgresOptions) -> 
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Ok(Pool::builder(manager)
+    let mut builder = Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(options.pool_wait_timeout))
-        .create_timeout(Some(options.pool_wait_timeout))
-        .build()?)
+        .create_timeout(Some(options.pool_wait_timeout));
+    let max_uses = options.connection_max_uses;
+    if max_uses > 0 {
+        // Refusing to recycle drops the connection; the pool opens a fresh one in its place.
+        builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.recycle_count.saturating_add(1) >= max_uses {
+                Err(HookError::Message("connection used up".into()))
+            } else {
+                Ok(())
+            }
+        }));
+    }
+    Ok(builder.build()?)
 }
 
 #[async_trait]

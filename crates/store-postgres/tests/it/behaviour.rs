@@ -1,6 +1,7 @@
 //! PostgreSQL-specific behaviour the shared suite cannot see: selective filters over the HNSW
 //! index, the BM25-like keyword ranking, the vector column typed on first use, the statement
-//! timeout option, and no prepared statements left behind by per-tenant SQL.
+//! timeout option, no prepared statements left behind by per-tenant SQL, and pooled
+//! connections replaced after `connection_max_uses`.
 
 use std::time::{Duration, Instant};
 
@@ -322,6 +323,78 @@ async fn statement_timeout_option_limits_every_statement() {
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(error.to_string().contains("timed out"), "{error}");
     transaction.rollback().await.expect("rollback");
+}
+
+/// The pid of the backend serving each of ten tenant transactions.
+async fn backend_pids(store: &PostgresStore, schema: &Schema) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for _ in 0..10 {
+        let transaction = store.tenant_transaction(schema).await.expect("transaction");
+        let rows = transaction
+            .query("SELECT pg_backend_pid() AS pid", &[])
+            .await
+            .expect("pid");
+        pids.push(rows[0].get::<_, i32>("pid"));
+        transaction.rollback().await.expect("rollback");
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_are_replaced_after_their_uses() {
+    let db = TestDb::create().await;
+    let schema = Schema::new("reused").expect("schema");
+    // One connection, never replaced: every transaction meets the same backend.
+    let kept = db
+        .store_with(PostgresOptions {
+            pool_size: 1,
+            connection_max_uses: 0,
+            ..db.options()
+        })
+        .await;
+    kept.create_tenant(&schema).await.expect("create");
+    let pids = backend_pids(&kept, &schema).await;
+    assert!(pids.iter().all(|pid| *pid == pids[0]), "{pids:?}");
+    drop(kept);
+    // Four checkouts each (a transaction takes at least one): no backend serves more than
+    // four transactions, and the replaced ones exit instead of idling in the pool.
+    let replaced = db
+        .store_with(PostgresOptions {
+            pool_size: 1,
+            connection_max_uses: 4,
+            ..db.options()
+        })
+        .await;
+    let pids = backend_pids(&replaced, &schema).await;
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for pid in &distinct {
+        let served = pids.iter().filter(|p| *p == pid).count();
+        assert!(served <= 4, "backend {pid} served {served}: {pids:?}");
+    }
+    assert!(distinct.len() >= 3, "{pids:?}");
+    let admin = db.admin().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&distinct],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        // The pool's one connection may still be among them.
+        if alive <= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} replaced backends still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
