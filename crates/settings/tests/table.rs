@@ -137,6 +137,8 @@ const READ_BY_THE_BINARY: &[&str] = &[
     "tenant",
     "embedder",
     "model_dir",
+    "model_threads",
+    "model_query_threads",
     "embeddings_url",
     "embeddings_model",
     "embeddings_dimension",
