@@ -421,7 +421,13 @@ async fn reopen_kept(
     let opened = Instant::now();
     let scratch = ScratchStore::open_kept(loaded, "bench", dir)?;
     let engine = Engine::new(scratch.store(), embedder, EngineConfig::default());
-    recall_latencies(&engine, std::slice::from_ref(scratch.schema()), BANK, &[query]).await?;
+    recall_latencies(
+        &engine,
+        std::slice::from_ref(scratch.schema()),
+        BANK,
+        &[query],
+    )
+    .await?;
     let open_ms = opened.elapsed().as_secs_f64() * 1000.0;
     let peak = peak_rss_mib();
     drop(engine);
@@ -1150,7 +1156,9 @@ pub async fn run(
             println!(
                 "{:>10} kept bank {dir}: open to first recall {:.0} ms; peak RSS {:.1} MiB",
                 b["bank_size"],
-                b["restart"]["open_to_first_recall_ms"].as_f64().unwrap_or(0.0),
+                b["restart"]["open_to_first_recall_ms"]
+                    .as_f64()
+                    .unwrap_or(0.0),
                 b["peak_rss_mib"].as_f64().unwrap_or(0.0)
             );
             continue;
