@@ -425,41 +425,34 @@ impl std::io::Read for SnapshotPieces<'_> {
 /// Brings a snapshot's rows (those up to `max_rowid`) in line with the table: drops vectors
 /// of rows forgotten or purged since it was written, adds visible rows it lacks.
 ///
-/// One scan of the visible row ids (an index-only scan, in row-id order) finds the missing
-/// ones and counts the rest; when the index holds exactly those, nothing is stale and its keys
-/// need no second look, the usual case at open.
+/// The visible row ids (an index-only scan, in row-id order) are merged with the index's keys
+/// sorted: no hashing, which at 1M rows took a tenth of the load in map lookups.
 fn reconcile(conn: &Connection, bank: &BankId, index: &mut BankIndex) -> StoreResult<()> {
+    // Node order is nearly row-id order, which the sort runs through quickly.
+    let mut live: Vec<u64> = index.hnsw.keys().collect();
+    live.sort_unstable();
     let mut statement = conn.prepare(
         "SELECT rowid FROM memories INDEXED BY memories_bank_forgotten
          WHERE bank_id = ?1 AND forgotten_at IS NULL AND rowid <= ?2 ORDER BY rowid",
     )?;
-    let mut visible: Vec<u64> = Vec::new();
+    let mut stale: Vec<u64> = Vec::new();
     let mut missing: Vec<i64> = Vec::new();
-    let mut held = 0usize;
+    let mut next = live.iter().copied().peekable();
     let mut rows = statement.query(params![bank.as_str(), index.max_rowid])?;
     while let Some(row) = rows.next()? {
-        let rowid: i64 = row.get(0)?;
-        if index.hnsw.contains(rowid as u64) {
-            held += 1;
-        } else {
-            missing.push(rowid);
+        let rowid = row.get::<_, i64>(0)? as u64;
+        while let Some(key) = next.next_if(|key| *key < rowid) {
+            stale.push(key);
         }
-        visible.push(rowid as u64);
+        if next.next_if_eq(&rowid).is_none() {
+            missing.push(rowid as i64);
+        }
     }
     drop(rows);
-    if held != index.hnsw.len() {
-        // Row ids come in order, so membership is a binary search.
-        debug_assert!(visible.windows(2).all(|w| w[0] < w[1]));
-        let stale: Vec<u64> = index
-            .hnsw
-            .keys()
-            .filter(|key| visible.binary_search(key).is_err())
-            .collect();
-        for key in stale {
-            index.remove(key as i64, false);
-        }
+    stale.extend(next);
+    for key in stale {
+        index.remove(key as i64, false);
     }
-    drop(visible);
     if !missing.is_empty() {
         let mut statement = conn.prepare(
             "SELECT rowid, embedding FROM memories WHERE rowid IN (SELECT value FROM json_each(?1)) ORDER BY rowid",
