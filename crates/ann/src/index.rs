@@ -363,9 +363,14 @@ impl HnswIndex {
         Some(self.bound(&probe, l1q, i))
     }
 
-    /// Live keys, in no particular order.
+    /// Live keys, in node order (the order they were inserted in, until a
+    /// compaction): walking the node arrays is sequential, a map is not.
     pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.key_to_node.keys().copied()
+        self.keys
+            .iter()
+            .zip(&self.deleted)
+            .filter(|(_, deleted)| !**deleted)
+            .map(|(key, _)| *key)
     }
 
     /// Reserves room for `additional` more nodes, so a bulk rebuild does not

@@ -22,7 +22,7 @@
 //! allocation.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use crate::distance::quantize;
 use crate::index::{sanitise, splitmix64, HnswIndex, MAX_LEVEL, MAX_NODES};
@@ -131,6 +131,126 @@ impl Out<'_> {
 struct In<'a> {
     r: BufReader<&'a mut dyn Read>,
     sum: Checksum,
+    /// Holds the bytes of the last [`Source::take`].
+    scratch: Vec<u8>,
+}
+
+/// Where node records are parsed from: the checksummed stream, or a record lying whole in the
+/// stream's buffer (the usual case, parsed in place).
+trait Source {
+    fn take(&mut self, n: usize) -> Result<&[u8], AnnError>;
+}
+
+impl Source for In<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], AnnError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(n, 0);
+        let read = self.take_into(&mut scratch);
+        self.scratch = scratch;
+        read.map(|()| self.scratch.as_slice())
+    }
+}
+
+/// A node record in memory; its bytes are checksummed by the caller.
+struct Slice<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Source for Slice<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], AnnError> {
+        let bytes = self
+            .data
+            .get(self.at..self.at.saturating_add(n))
+            .ok_or_else(|| corrupt("truncated snapshot"))?;
+        self.at += n;
+        Ok(bytes)
+    }
+}
+
+/// The length of the node record at the start of `buf` when `buf` holds all of it; `vlen` is
+/// the length of its vector or codes. Validates nothing: the record is parsed afterwards.
+fn whole_node_len(buf: &[u8], vlen: usize) -> Option<usize> {
+    let level = *buf.get(9)? as usize;
+    let mut at = 10 + vlen;
+    for _ in 0..=level {
+        let count = buf.get(at..at + 2)?;
+        at += 2 + 4 * u16::from_le_bytes([count[0], count[1]]) as usize;
+    }
+    (at <= buf.len()).then_some(at)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_f32(b: &[u8]) -> f32 {
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Parses node `i` from `src` into `idx`.
+fn read_node(
+    idx: &mut HnswIndex,
+    i: usize,
+    src: &mut impl Source,
+    with_vectors: bool,
+    max_level: usize,
+) -> Result<(), AnnError> {
+    let dim = idx.dim;
+    let head = src.take(10)?;
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&head[..8]);
+    let key = u64::from_le_bytes(key);
+    let (flags, level) = (head[8], head[9]);
+    if flags > 1 {
+        return Err(corrupt(format!("node {i}: unknown flags {flags:#x}")));
+    }
+    if level as usize > max_level {
+        return Err(corrupt(format!("node {i}: level {level} out of range")));
+    }
+    if with_vectors {
+        let data = src.take(dim * 4)?;
+        let start = idx.vectors.len();
+        for c in data.chunks_exact(4) {
+            let x = le_f32(c);
+            if !x.is_finite() {
+                return Err(corrupt(format!("node {i}: non-finite component")));
+            }
+            idx.vectors.push(x);
+        }
+        // Navigation codes are derived, not stored: recomputing them is
+        // deterministic and keeps the format independent of them.
+        let v = &idx.vectors[start..];
+        idx.l1.push(v.iter().map(|x| x.abs()).sum());
+        let scale = quantize(v, &mut idx.codes);
+        idx.scales.push(scale);
+    } else {
+        let data = src.take(dim + 8)?;
+        idx.codes.extend(data[..dim].iter().map(|&b| b as i8));
+        let scale = le_f32(&data[dim..]);
+        let l1 = le_f32(&data[dim + 4..]);
+        let plausible = |x: f32| x.is_finite() && x >= 0.0;
+        if !plausible(scale) || !plausible(l1) {
+            return Err(corrupt(format!("node {i}: bad scale or norm")));
+        }
+        idx.scales.push(scale);
+        idx.l1.push(l1);
+    }
+    idx.keys.push(key);
+    idx.deleted.push(flags == 1);
+    idx.levels.push(level);
+    idx.links0.extend(std::iter::repeat_n(0, idx.m0 + 1));
+    idx.upper.push(vec![0; level as usize * (idx.params.m + 1)]);
+    for lc in 0..=level as usize {
+        let count = src.take(2)?;
+        let count = u16::from_le_bytes([count[0], count[1]]) as usize;
+        if count > idx.max_links(lc) {
+            return Err(corrupt(format!("node {i}: too many links on layer {lc}")));
+        }
+        let links = src.take(count * 4)?;
+        idx.set_links(i as u32, lc, links.chunks_exact(4).map(le_u32));
+    }
+    Ok(())
 }
 
 impl In<'_> {
@@ -143,21 +263,15 @@ impl In<'_> {
             }
         })
     }
-    fn take(&mut self, buf: &mut [u8]) -> Result<(), AnnError> {
+    fn take_into(&mut self, buf: &mut [u8]) -> Result<(), AnnError> {
         self.raw(buf)?;
         self.sum.update(buf);
         Ok(())
     }
     fn arr<const N: usize>(&mut self) -> Result<[u8; N], AnnError> {
         let mut b = [0u8; N];
-        self.take(&mut b)?;
+        self.take_into(&mut b)?;
         Ok(b)
-    }
-    fn u8(&mut self) -> Result<u8, AnnError> {
-        Ok(self.arr::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, AnnError> {
-        Ok(u16::from_le_bytes(self.arr()?))
     }
     fn u32(&mut self) -> Result<u32, AnnError> {
         Ok(u32::from_le_bytes(self.arr()?))
@@ -252,8 +366,10 @@ impl HnswIndex {
     /// snapshot, so give it a reader that holds only the snapshot.
     pub fn read_from(r: &mut dyn Read) -> Result<Self, AnnError> {
         let mut inp = In {
-            r: BufReader::with_capacity(1 << 16, r),
+            // Large enough that few node records straddle a refill.
+            r: BufReader::with_capacity(1 << 20, r),
             sum: Checksum::new(),
+            scratch: Vec::new(),
         };
         if &inp.arr::<8>()? != MAGIC {
             return Err(corrupt("not an astrocyte-ann snapshot (bad magic)"));
@@ -292,7 +408,6 @@ impl HnswIndex {
         } else {
             HnswIndex::new_codes_only(dim, params)
         };
-        let m = idx.params.m;
         // Reserve for a plausible prefix only; a lying count cannot force a
         // large allocation before the data is actually there.
         let reserve = nodes.min(1 << 16);
@@ -304,62 +419,27 @@ impl HnswIndex {
         idx.keys.reserve(reserve);
         idx.links0.reserve(reserve * (idx.m0 + 1));
 
-        let mut vbuf = vec![0u8; if with_vectors { dim * 4 } else { dim + 8 }];
-        let mut lbuf = Vec::new();
+        let vlen = if with_vectors { dim * 4 } else { dim + 8 };
         for i in 0..nodes {
-            let key = inp.u64()?;
-            let flags = inp.u8()?;
-            if flags > 1 {
-                return Err(corrupt(format!("node {i}: unknown flags {flags:#x}")));
-            }
-            let level = inp.u8()?;
-            if level as usize > max_level {
-                return Err(corrupt(format!("node {i}: level {level} out of range")));
-            }
-            inp.take(&mut vbuf)?;
-            if with_vectors {
-                let start = idx.vectors.len();
-                for c in vbuf.chunks_exact(4) {
-                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    if !x.is_finite() {
-                        return Err(corrupt(format!("node {i}: non-finite component")));
-                    }
-                    idx.vectors.push(x);
+            let buffered = inp.r.fill_buf().map_err(AnnError::Io)?;
+            match whole_node_len(buffered, vlen) {
+                Some(len) => {
+                    let record = &buffered[..len];
+                    read_node(
+                        &mut idx,
+                        i,
+                        &mut Slice {
+                            data: record,
+                            at: 0,
+                        },
+                        with_vectors,
+                        max_level,
+                    )?;
+                    inp.sum.update(record);
+                    inp.r.consume(len);
                 }
-                // Navigation codes are derived, not stored: recomputing them is
-                // deterministic and keeps the format independent of them.
-                let v = &idx.vectors[start..];
-                idx.l1.push(v.iter().map(|x| x.abs()).sum());
-                let scale = quantize(v, &mut idx.codes);
-                idx.scales.push(scale);
-            } else {
-                idx.codes.extend(vbuf[..dim].iter().map(|&b| b as i8));
-                let tail = &vbuf[dim..];
-                let scale = f32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-                let l1 = f32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]);
-                let plausible = |x: f32| x.is_finite() && x >= 0.0;
-                if !plausible(scale) || !plausible(l1) {
-                    return Err(corrupt(format!("node {i}: bad scale or norm")));
-                }
-                idx.scales.push(scale);
-                idx.l1.push(l1);
-            }
-            idx.keys.push(key);
-            idx.deleted.push(flags == 1);
-            idx.levels.push(level);
-            idx.links0.extend(std::iter::repeat_n(0, idx.m0 + 1));
-            idx.upper.push(vec![0; level as usize * (m + 1)]);
-            for lc in 0..=level as usize {
-                let count = inp.u16()? as usize;
-                if count > idx.max_links(lc) {
-                    return Err(corrupt(format!("node {i}: too many links on layer {lc}")));
-                }
-                lbuf.resize(count * 4, 0);
-                inp.take(&mut lbuf)?;
-                let links = lbuf
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-                idx.set_links(i as u32, lc, links);
+                // The record runs past the buffer: read it field by field.
+                None => read_node(&mut idx, i, &mut inp, with_vectors, max_level)?,
             }
         }
         let expected = std::mem::replace(&mut inp.sum, Checksum::new()).finish();

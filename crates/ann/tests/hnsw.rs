@@ -315,6 +315,61 @@ fn corrupt_snapshots_are_errors_not_panics() {
     assert!(HnswIndex::read_from(&mut &b"not a snapshot at all"[..]).is_err());
 }
 
+/// Hands out at most `step` bytes per read, so node records straddle every buffer refill.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn snapshots_read_alike_whole_or_in_driblets() {
+    let mut gen = Clustered::new(8, 4, 0, 8);
+    for keep_vectors in [true, false] {
+        let params = HnswParams {
+            m: 4,
+            ..HnswParams::default()
+        };
+        let mut idx = if keep_vectors {
+            HnswIndex::new(8, params)
+        } else {
+            HnswIndex::new_codes_only(8, params)
+        };
+        for (i, v) in gen.take(300).iter().enumerate() {
+            idx.insert(i as u64, v).expect("insert");
+        }
+        idx.remove(7);
+        let bytes = snapshot(&idx);
+        for step in [1, 5, 64, 1000] {
+            let back = HnswIndex::read_from(&mut Trickle { data: &bytes, step })
+                .unwrap_or_else(|e| panic!("step {step}: {e:?}"));
+            assert_eq!(snapshot(&back), bytes, "step {step}");
+            assert_eq!(
+                (back.len(), back.tombstones()),
+                (idx.len(), idx.tombstones())
+            );
+        }
+        // Damage found whichever way a record is read.
+        let mut bad = bytes.clone();
+        let at = bytes.len() / 2;
+        bad[at] ^= 0x40;
+        for step in [3, bytes.len()] {
+            match HnswIndex::read_from(&mut Trickle { data: &bad, step }) {
+                Err(AnnError::Corrupt(_)) => {}
+                other => panic!("step {step}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn construction_is_deterministic() {
     let (a, _, mut gen) = build(1500, 9);

@@ -20,7 +20,9 @@ use crate::migrations::migrate;
 use crate::options::SqliteOptions;
 use crate::pieces::PieceWriter;
 use crate::rows::to_micros;
-use crate::vectors::{capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot};
+use crate::vectors::{
+    capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot, TwinFilter,
+};
 
 /// Bytes of a vector index snapshot per stored piece: the writer buffers one piece (and SQLite
 /// copies it once more), so pieces stay small next to the index; SQLite refuses values over
@@ -155,8 +157,12 @@ impl TenantInner {
             };
             let index = load_index(conn, bank, dimension, &self.options.hnsw)?;
             let wanted = index.wants_snapshot_after_load(self.options.snapshot_every);
+            let twins_later = !index.twins.is_loaded();
             *guard = Some(index);
             drop(guard);
+            if twins_later {
+                self.load_twins_later(bank, &slot);
+            }
             self.maybe_schedule_snapshot(bank, &slot, wanted);
             let guard = slot.index.read();
             let index = guard
@@ -169,6 +175,41 @@ impl TenantInner {
             .as_ref()
             .expect("invariant: checked to be loaded under the write lock");
         Ok(read(index))
+    }
+
+    /// Loads the twin filter of a just-loaded index on another thread. It reads the rows under
+    /// the writer and installs the filter before letting go, so no change falls between the
+    /// two; until then the filter holds every hash (each near-duplicate check looks it up).
+    fn load_twins_later(self: &Arc<Self>, bank: &BankId, slot: &Arc<BankSlot>) {
+        let inner = Arc::clone(self);
+        let bank = bank.clone();
+        let slot = Arc::clone(slot);
+        let spawned = std::thread::Builder::new()
+            .name("astrocyte-twins".into())
+            .spawn(move || {
+                let result = inner.guarded(|inner| {
+                    inner.with_writer(|conn| {
+                        let started = std::time::Instant::now();
+                        let filter = TwinFilter::load(conn, &bank)?;
+                        if let Some(index) = slot.index.write().as_mut() {
+                            if !index.twins.is_loaded() {
+                                index.twins = filter;
+                            }
+                        }
+                        tracing::debug!(bank = %bank, ms = started.elapsed().as_millis() as u64, "twin filter loaded");
+                        Ok(())
+                    })
+                });
+                match result {
+                    Ok(()) | Err(StoreError::TenantDropped(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(tenant = %inner.schema, bank = %bank, %error, "twin filter load failed; near-duplicate checks look every vector up");
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start the twin filter thread");
+        }
     }
 
     // --- keyword indexes ------------------------------------------------------------------

@@ -1179,6 +1179,21 @@ mod tests {
         }
         let inner = open_tenant(dir.path());
         assert!(may_hold(&inner), "rebuilt from the rows on load");
+        // Three vectors are many in unit tests: the filter loads on another thread.
+        let loaded = || {
+            let reader = inner.readers.get().expect("reader");
+            inner
+                .with_index(&reader, &bank, 2, |index| index.twins.is_loaded())
+                .expect("index")
+        };
+        let waited = std::time::Instant::now();
+        while !loaded() {
+            assert!(
+                waited.elapsed().as_secs() < 30,
+                "the twin filter never loaded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let forget = |ids: &[&str], mode| forget_ids(&inner, &bank, ids, mode);
         forget(&["a"], ForgetMode::Purge);
         assert!(may_hold(&inner), "b still stores it");

@@ -54,7 +54,18 @@ pub struct BenchArgs {
     /// Where to write the SVG chart (and, with --json, the JSON report beside it).
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
+    /// Keep each bank in an embedded store in `<DIR>/bank-<size>` rather than a temporary
+    /// directory. A bank an earlier run finished there (same size and seed) is not built
+    /// again: the run only measures its open to first recall, a restart in a fresh process.
+    #[arg(long, value_name = "DIR")]
+    pub keep_banks: Option<PathBuf>,
 }
+
+/// The bank the bank-size scenarios fill.
+const BANK: &str = "bench-bank";
+
+/// Written into a kept bank's directory once the bank is complete and closed.
+const KEPT_MARKER: &str = "bench-bank.json";
 
 const NAMES: &[&str] = &[
     "Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi",
@@ -363,10 +374,71 @@ async fn bank_scenario(
     size: usize,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
-    let mut scratch = ScratchStore::open(loaded, "bench").await?;
-    let result = bank_run(&mut scratch, loaded, embedder, size, args).await;
-    scratch.drop().await?;
-    result
+    let Some(root) = &args.keep_banks else {
+        let mut scratch = ScratchStore::open(loaded, "bench").await?;
+        let result = bank_run(&mut scratch, loaded, embedder, size, args).await;
+        scratch.drop().await?;
+        return result;
+    };
+    if loaded.settings.database_url.is_some() {
+        anyhow::bail!("--keep-banks keeps embedded stores; it does not apply to PostgreSQL");
+    }
+    let dir = root.join(format!("bank-{size}"));
+    let marker = dir.join(KEPT_MARKER);
+    let wanted = json!({"bank_size": size, "seed": args.seed});
+    if dir.exists() {
+        let found = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        if found.as_ref() != Some(&wanted) {
+            anyhow::bail!(
+                "{} holds no finished bank of {size} memories with seed {}; delete it to build one",
+                dir.display(),
+                args.seed
+            );
+        }
+        return reopen_kept(loaded, embedder, size, &dir, args).await;
+    }
+    let mut scratch = ScratchStore::open_kept(loaded, "bench", &dir)?;
+    let result = bank_run(&mut scratch, loaded, embedder, size, args).await?;
+    // Closing writes the snapshots a restart reads; only then is the bank complete.
+    drop(scratch);
+    std::fs::write(&marker, wanted.to_string())
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(result)
+}
+
+/// Opens a kept bank in this fresh process and answers one recall: a restart's cost, with
+/// the indexes loaded from their snapshots. The process's peak RSS is then mostly the open's.
+async fn reopen_kept(
+    loaded: &Loaded,
+    embedder: Arc<dyn Embedder>,
+    size: usize,
+    dir: &std::path::Path,
+    args: &BenchArgs,
+) -> anyhow::Result<Value> {
+    let query = MemoryGenerator::new(args.seed).query();
+    let opened = Instant::now();
+    let scratch = ScratchStore::open_kept(loaded, "bench", dir)?;
+    let engine = Engine::new(scratch.store(), embedder, EngineConfig::default());
+    recall_latencies(
+        &engine,
+        std::slice::from_ref(scratch.schema()),
+        BANK,
+        &[query],
+    )
+    .await?;
+    let open_ms = opened.elapsed().as_secs_f64() * 1000.0;
+    let peak = peak_rss_mib();
+    drop(engine);
+    let closing = Instant::now();
+    drop(scratch);
+    Ok(json!({
+        "bank_size": size,
+        "kept_bank": dir.display().to_string(),
+        "restart": {"close_ms": round3(closing.elapsed().as_secs_f64() * 1000.0), "open_to_first_recall_ms": round3(open_ms)},
+        "peak_rss_mib": round3(peak),
+    }))
 }
 
 async fn bank_run(
@@ -382,7 +454,7 @@ async fn bank_run(
         EngineConfig::default(),
     ));
     let schema = scratch.schema().clone();
-    let bank = "bench-bank";
+    let bank = BANK;
     let mut generator = MemoryGenerator::new(args.seed);
     let mut segments: Vec<Value> = Vec::new();
     let started = Instant::now();
@@ -1080,6 +1152,17 @@ pub async fn run(
         "bank", "retain batch/s", "retain 1/s", "p50 ms", "p95 ms", "p99 ms", "rps c=1", "rps c=8"
     );
     for b in &banks {
+        if let Some(dir) = b["kept_bank"].as_str() {
+            println!(
+                "{:>10} kept bank {dir}: open to first recall {:.0} ms; peak RSS {:.1} MiB",
+                b["bank_size"],
+                b["restart"]["open_to_first_recall_ms"]
+                    .as_f64()
+                    .unwrap_or(0.0),
+                b["peak_rss_mib"].as_f64().unwrap_or(0.0)
+            );
+            continue;
+        }
         let l = &b["recall_latency_ms"];
         let r = &b["recalls_per_second"];
         println!(

@@ -1,7 +1,8 @@
 //! A throw-away tenant on the selected store, for `eval` and `bench`: a tenant created (and
 //! dropped after) on `--database-url`'s PostgreSQL, else the embedded store in a temporary
-//! directory.
+//! directory (or one the caller keeps).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,7 +15,24 @@ use crate::backend;
 pub struct ScratchStore {
     store: Arc<dyn Store>,
     schema: Schema,
-    temporary: Option<tempfile::TempDir>,
+    /// The embedded store's directory; `None` on PostgreSQL.
+    dir: Option<ScratchDir>,
+}
+
+enum ScratchDir {
+    /// Deleted when the scratch store is dropped.
+    Temporary(tempfile::TempDir),
+    /// Left in place for a later run.
+    Kept(PathBuf),
+}
+
+impl ScratchDir {
+    fn path(&self) -> &Path {
+        match self {
+            ScratchDir::Temporary(dir) => dir.path(),
+            ScratchDir::Kept(path) => path,
+        }
+    }
 }
 
 impl ScratchStore {
@@ -33,7 +51,7 @@ impl ScratchStore {
                 Ok(ScratchStore {
                     store,
                     schema,
-                    temporary: None,
+                    dir: None,
                 })
             }
             None => {
@@ -42,10 +60,20 @@ impl ScratchStore {
                 Ok(ScratchStore {
                     store,
                     schema: Schema::new(label)?,
-                    temporary: Some(dir),
+                    dir: Some(ScratchDir::Temporary(dir)),
                 })
             }
         }
+    }
+
+    /// The embedded store in `dir` (created when missing), tenant `label`, kept after the run.
+    pub fn open_kept(loaded: &Loaded, label: &str, dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(ScratchStore {
+            store: backend::open_sqlite(loaded, dir)?,
+            schema: Schema::new(label)?,
+            dir: Some(ScratchDir::Kept(dir.to_path_buf())),
+        })
     }
 
     /// The store.
@@ -62,7 +90,7 @@ impl ScratchStore {
     /// would; returns how long closing took (it saves vector index snapshots), or `None` on
     /// PostgreSQL, where there is nothing to reopen. Handles to the old store must be gone.
     pub fn reopen(&mut self, loaded: &Loaded) -> anyhow::Result<Option<std::time::Duration>> {
-        let Some(dir) = &self.temporary else {
+        let Some(dir) = &self.dir else {
             return Ok(None);
         };
         // Opening touches no tenant file, so the old store can close after it.
@@ -77,9 +105,9 @@ impl ScratchStore {
         self.store.backend()
     }
 
-    /// Drops the tenant (its schema and role on PostgreSQL, the directory otherwise).
+    /// Drops the tenant (its schema and role on PostgreSQL, a temporary directory otherwise).
     pub async fn drop(self) -> anyhow::Result<()> {
-        if self.temporary.is_none() {
+        if self.dir.is_none() {
             self.store
                 .drop_tenant(&self.schema)
                 .await
