@@ -363,14 +363,26 @@ impl Engine {
             filter: request.filter.clone(),
         };
         let embed_started = Instant::now();
-        let embedding = async {
+        // The semantic strategy starts as soon as its vector is ready, beside the keyword
+        // search rather than after it.
+        let semantic_search = async {
             let vector = self
                 .embedder
                 .embed(&[query.to_string()], EmbedPurpose::Query)
                 .await?
                 .pop()
                 .ok_or_else(|| Error::Provider("embedder returned no vector".into()))?;
-            Ok::<_, Error>((vector, embed_started.elapsed().as_secs_f64() * 1000.0))
+            let embed_ms = embed_started.elapsed().as_secs_f64() * 1000.0;
+            let semantic = SearchRequest {
+                banks: banks.clone(),
+                vector: Some(vector),
+                text: None,
+                recency: false,
+                limit,
+                filter: request.filter.clone(),
+            };
+            let hits = tenant.search(&semantic).await?.semantic;
+            Ok::<_, Error>((hits, embed_ms))
         };
         // The entity strategy: memories naming the query's entities, one hop further for
         // questions that connect facts.
@@ -388,20 +400,12 @@ impl Engine {
                 .await
                 .map(Some)
         };
-        let (embedded, lexical, entity) =
-            tokio::join!(embedding, tenant.search(&lexical), entity_search);
-        let (vector, embed_ms) = embedded?;
+        let (semantic, lexical, entity) =
+            tokio::join!(semantic_search, tenant.search(&lexical), entity_search);
+        let (semantic, embed_ms) = semantic?;
         let mut response = lexical?;
         let entity = entity?;
-        let semantic = SearchRequest {
-            banks,
-            vector: Some(vector),
-            text: None,
-            recency: false,
-            limit,
-            filter: request.filter.clone(),
-        };
-        response.semantic = tenant.search(&semantic).await?.semantic;
+        response.semantic = semantic;
         let now = Utc::now();
         let mut fused = fuse(
             response.semantic.as_ref(),

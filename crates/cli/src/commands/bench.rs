@@ -410,6 +410,8 @@ async fn bank_scenario(
 
 /// Opens a kept bank in this fresh process and answers one recall: a restart's cost, with
 /// the indexes loaded from their snapshots. The process's peak RSS is then mostly the open's.
+/// Then it measures recall latency with the queries the run that built the bank asked, so a
+/// quiet machine can measure a bank that took a loaded one an hour to build.
 async fn reopen_kept(
     loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
@@ -430,6 +432,15 @@ async fn reopen_kept(
     .await?;
     let open_ms = opened.elapsed().as_secs_f64() * 1000.0;
     let peak = peak_rss_mib();
+    // The generator's queries draw on the memories it has made: replay them as `bank_run` did.
+    let mut generator = MemoryGenerator::new(args.seed);
+    for i in 0..size + single_retains(size) {
+        generator.memory(i);
+    }
+    let queries: Vec<String> = (0..args.queries).map(|_| generator.query()).collect();
+    let schemas = std::slice::from_ref(scratch.schema());
+    recall_latencies(&engine, schemas, BANK, &queries[..queries.len().min(20)]).await?;
+    let timings = recall_latencies(&engine, schemas, BANK, &queries).await?;
     drop(engine);
     let closing = Instant::now();
     drop(scratch);
@@ -438,7 +449,24 @@ async fn reopen_kept(
         "kept_bank": dir.display().to_string(),
         "restart": {"close_ms": round3(closing.elapsed().as_secs_f64() * 1000.0), "open_to_first_recall_ms": round3(open_ms)},
         "peak_rss_mib": round3(peak),
+        "recall_latency_ms": percentiles(timings.total_ms),
+        "recall_latency_without_embed_ms": percentiles(timings.without_embed_ms),
+        "recall_strategy_ms": strategy_percentiles(timings.by_strategy_ms),
     }))
+}
+
+/// Single retains `bank_run` times after the batched ones.
+fn single_retains(size: usize) -> usize {
+    200.min(size.max(1))
+}
+
+fn strategy_percentiles(by_strategy_ms: BTreeMap<String, Vec<f64>>) -> Value {
+    Value::Object(
+        by_strategy_ms
+            .into_iter()
+            .map(|(name, samples)| (name, percentiles(samples)))
+            .collect(),
+    )
 }
 
 async fn bank_run(
@@ -477,7 +505,7 @@ async fn bank_run(
         }
     }
     let batched = size as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let singles = 200.min(size.max(1));
+    let singles = single_retains(size);
     let t = Instant::now();
     for i in 0..singles {
         engine
@@ -500,11 +528,7 @@ async fn bank_run(
     )
     .await?;
     let timings = recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
-    let strategies: serde_json::Map<String, Value> = timings
-        .by_strategy_ms
-        .into_iter()
-        .map(|(name, samples)| (name, percentiles(samples)))
-        .collect();
+    let strategies = strategy_percentiles(timings.by_strategy_ms);
     let semantic_recall =
         semantic_recall_at_10(&engine, &schema, bank, &embedder, &queries).await?;
     let queries = Arc::new(queries);
@@ -1153,13 +1177,17 @@ pub async fn run(
     );
     for b in &banks {
         if let Some(dir) = b["kept_bank"].as_str() {
+            let l = &b["recall_latency_ms"];
             println!(
-                "{:>10} kept bank {dir}: open to first recall {:.0} ms; peak RSS {:.1} MiB",
+                "{:>10} kept bank {dir}: open to first recall {:.0} ms; peak RSS {:.1} MiB; recall p50 {:.2} p95 {:.2} p99 {:.2} ms",
                 b["bank_size"],
                 b["restart"]["open_to_first_recall_ms"]
                     .as_f64()
                     .unwrap_or(0.0),
-                b["peak_rss_mib"].as_f64().unwrap_or(0.0)
+                b["peak_rss_mib"].as_f64().unwrap_or(0.0),
+                l["p50"].as_f64().unwrap_or(0.0),
+                l["p95"].as_f64().unwrap_or(0.0),
+                l["p99"].as_f64().unwrap_or(0.0)
             );
             continue;
         }
