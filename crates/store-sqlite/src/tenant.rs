@@ -1322,6 +1322,20 @@ mod tests {
         inner.insert(memories).expect("insert");
     }
 
+    /// Writes [`keyword_bank`]'s 900 memories into a tenant at `dir`, loads their keyword
+    /// index, stores its snapshot and closes the tenant.
+    fn snapshotted_keyword_bank(dir: &std::path::Path, bank: &BankId) {
+        let inner = open_tenant(dir);
+        keyword_bank(&inner, bank, 0, 900);
+        let reader = inner.readers.get().expect("reader");
+        inner
+            .with_keyword_index(&reader, bank, |_| ())
+            .expect("load");
+        drop(reader);
+        inner.save_all_snapshots(false).expect("snapshot");
+        inner.close();
+    }
+
     /// A keyword index's answers to a list of queries.
     type Answers = Vec<Vec<(i64, f32)>>;
 
@@ -1473,17 +1487,7 @@ mod tests {
     fn a_corrupt_keyword_snapshot_is_rebuilt() {
         let dir = tempfile::tempdir().expect("temp dir");
         let bank = BankId::new("b").expect("bank");
-        {
-            let inner = open_tenant(dir.path());
-            keyword_bank(&inner, &bank, 0, 900);
-            let reader = inner.readers.get().expect("reader");
-            inner
-                .with_keyword_index(&reader, &bank, |_| ())
-                .expect("load");
-            drop(reader);
-            inner.save_all_snapshots(false).expect("snapshot");
-            inner.close();
-        }
+        snapshotted_keyword_bank(dir.path(), &bank);
         let flip_a_bit = |conn: &mut Connection| -> StoreResult<()> {
             let mut data: Vec<u8> = conn.query_row(
                 "SELECT data FROM keyword_index_chunks WHERE seq = 2",
@@ -1543,17 +1547,7 @@ mod tests {
         let has = |answers: &[Vec<(i64, f32)>], rowid: i64| {
             answers.iter().any(|a| a.iter().any(|(r, _)| *r == rowid))
         };
-        {
-            let inner = open_tenant(dir.path());
-            keyword_bank(&inner, &bank, 0, 900);
-            let reader = inner.readers.get().expect("reader");
-            inner
-                .with_keyword_index(&reader, &bank, |_| ())
-                .expect("load");
-            drop(reader);
-            inner.save_all_snapshots(false).expect("snapshot");
-            inner.close();
-        }
+        snapshotted_keyword_bank(dir.path(), &bank);
         {
             let inner = open_tenant(dir.path());
             // Not loaded: only the trigger sees this forget.
