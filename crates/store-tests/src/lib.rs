@@ -34,6 +34,7 @@ mod browse_cases;
 pub mod cases;
 mod entity_cases;
 mod fixture;
+pub mod instances;
 
 use std::any::Any;
 use std::sync::Arc;

@@ -3,8 +3,6 @@
 //! is down every request is a 503 with `Retry-After` (never a 500, never a 401 for a valid API
 //! key), it recovers without a restart of the gateway, and no acknowledged write is lost.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,96 +13,23 @@ use astrocyte_providers::HashingEmbedder;
 use astrocyte_server::config::{AuthMode, Secret, TenantExtensionKind};
 use astrocyte_server::{AppState, Gateway};
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
+use astrocyte_store_tests::instances::{data_root, Instance};
 use serde_json::{json, Value};
 
 use crate::support::{config, spawn};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A throwaway PostgreSQL cluster owned by the `postgres` user (initdb refuses root).
+/// A throwaway PostgreSQL cluster; the server stops before its directory goes.
 struct OwnPostgres {
+    server: Instance,
     _dir: tempfile::TempDir,
-    data: PathBuf,
-    port: u16,
-}
-
-fn as_postgres(program: &str, args: &[&str]) {
-    let status = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(Path::new(PG_BIN).join(program))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("runuser runs");
-    assert!(status.success(), "{program} {args:?} failed");
 }
 
 impl OwnPostgres {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let status = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .expect("chown");
-        assert!(status.success());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let data_text = data.to_string_lossy().to_string();
-        as_postgres(
-            "initdb",
-            &[
-                "-D",
-                &data_text,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        let pg = OwnPostgres {
-            _dir: dir,
-            data,
-            port,
-        };
-        pg.up();
-        pg
-    }
-
-    fn up(&self) {
-        let data = self.data.to_string_lossy().to_string();
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, data);
-        let log = self.data.join("server.log").to_string_lossy().to_string();
-        as_postgres(
-            "pg_ctl",
-            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        );
-    }
-
-    fn down(&self) {
-        let data = self.data.to_string_lossy().to_string();
-        as_postgres("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let data = self.data.to_string_lossy().to_string();
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(Path::new(PG_BIN).join("pg_ctl"))
-            .args(["-D", &data, "-m", "immediate", "stop"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+        let dir = data_root();
+        let mut server = Instance::init(dir.path(), "data", "");
+        server.start();
+        OwnPostgres { server, _dir: dir }
     }
 }
 
@@ -119,7 +44,7 @@ struct Tally {
 async fn a_postgres_outage_is_503_then_recovers_and_loses_no_acknowledged_write() {
     let pg = OwnPostgres::start();
     let store = PostgresStore::connect(
-        &pg.url(),
+        &pg.server.url(),
         PostgresOptions {
             pool_size: 4,
             pool_wait_timeout: Duration::from_secs(2),
@@ -194,11 +119,11 @@ async fn a_postgres_outage_is_503_then_recovers_and_loses_no_acknowledged_write(
     let statuses = |tally: &Arc<Mutex<Tally>>| tally.lock().expect("tally").statuses.len();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before_outage = statuses(&tally);
-    pg.down();
+    pg.server.stop();
     let outage_started = statuses(&tally);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outage_ended = statuses(&tally);
-    pg.up();
+    pg.server.restart();
     // Recovery without restarting the gateway: a retain succeeds again within 30 s.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -4,7 +4,6 @@
 mod behaviour;
 mod conformance;
 mod defence;
-mod instances;
 mod isolation;
 mod jobs;
 mod keys;

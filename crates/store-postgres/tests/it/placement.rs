@@ -16,9 +16,9 @@ use astrocyte_store_postgres::{
     MoveOptions, MoveStep, Placement, PostgresOptions, PostgresStore, ServerKey,
 };
 
-use crate::instances::{data_root, Instance};
 use crate::support::connect;
 use crate::{engine, recalled, retain};
+use astrocyte_store_tests::instances::{data_root, Instance};
 
 /// The home server (directory, keys) and one more.
 struct Servers {
@@ -30,8 +30,8 @@ struct Servers {
 impl Servers {
     fn start() -> Servers {
         let dir = data_root();
-        let home = Instance::init(dir.path(), "home", "fsync = off\n");
-        let other = Instance::init(dir.path(), "other", "fsync = off\n");
+        let mut home = Instance::init(dir.path(), "home", "fsync = off\n");
+        let mut other = Instance::init(dir.path(), "other", "fsync = off\n");
         home.start();
         other.start();
         Servers {

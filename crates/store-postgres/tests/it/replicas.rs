@@ -13,9 +13,9 @@ use astrocyte_core::browse::ChangeQuery;
 use astrocyte_core::{Engine, RecallRequest, Schema, Store};
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore, ReplicaOptions};
 
-use crate::instances::{as_postgres, data_root, Instance};
 use crate::support::connect;
 use crate::{engine, recalled, retain};
+use astrocyte_store_tests::instances::{as_postgres, data_root, Instance};
 
 /// A primary and one streaming replica of it.
 struct Pair {
@@ -28,16 +28,16 @@ struct Pair {
 impl Pair {
     async fn start() -> Pair {
         let dir = data_root();
-        let primary = Instance::init(
+        let mut primary = Instance::init(
             dir.path(),
             "primary",
             "wal_level = replica\nmax_wal_senders = 4\nfsync = off\n",
         );
         primary.start();
         // The replica is no initdb: pg_basebackup fills its data directory.
-        let replica = Instance {
+        let mut replica = Instance {
             data: dir.path().join("replica"),
-            port: crate::instances::free_port(),
+            port: astrocyte_store_tests::instances::free_port(),
         };
         let replica_data = replica.data.to_string_lossy().to_string();
         let port = primary.port.to_string();
@@ -130,9 +130,32 @@ impl Pair {
     }
 }
 
-/// Waits until the monitors of the stores (polling every 250 ms at most) have seen the
-/// replica caught up.
-async fn monitors_settle() {
+/// Waits until the monitor of each of `stores` stores has polled the replica (its connection
+/// there shows the poll as its last query), then for one more poll (every 250 ms at most):
+/// a fixed sleep is not enough on a loaded machine.
+async fn monitors_settle(pair: &Pair, stores: i64) {
+    let replica = connect(&pair.replica.url()).await;
+    let started = Instant::now();
+    loop {
+        let polled: i64 = replica
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'astrocyte-replica-monitor' \
+                 AND query LIKE 'SELECT pg_is_in_recovery()%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if polled >= stores {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {polled} of {stores} monitors polled the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
@@ -183,7 +206,7 @@ async fn reads_come_from_a_replica_see_their_writes_and_survive_its_death() {
     let patient_store = pair.store(Duration::from_secs(60)).await;
     let patient = Arc::new(engine(Arc::new(patient_store)));
     let strict = engine(Arc::new(pair.store(Duration::from_millis(300)).await));
-    monitors_settle().await;
+    monitors_settle(&pair, 3).await;
     assert!(recalled(&patient, &schema, "gardening")
         .await
         .contains(&first));

@@ -1,6 +1,7 @@
 //! PostgreSQL servers of a test's own: initdb into a temporary directory, started on a free
 //! port as the `postgres` user (initdb refuses root), stopped immediately when dropped. For
 //! tests that need several servers or must stop one; the shared server is never touched.
+//! Needs PostgreSQL 15's programs and `runuser` (the tests run as root).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,20 +10,46 @@ use tempfile::TempDir;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// Runs one PostgreSQL program as the `postgres` user; panics unless it succeeds.
-pub fn as_postgres(program: &str, args: &[&str]) {
-    let status = Command::new("runuser")
+/// Runs one PostgreSQL program as the `postgres` user; whether it succeeded.
+fn try_as_postgres(program: &str, args: &[&str]) -> bool {
+    Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .arg(Path::new(PG_BIN).join(program))
         .args(args)
         .stdout(Stdio::null())
         .status()
-        .expect("runuser runs");
-    assert!(status.success(), "{program} {args:?} failed");
+        .expect("runuser runs")
+        .success()
 }
 
-/// A port nothing listens on right now.
+/// Runs one PostgreSQL program as the `postgres` user; panics unless it succeeds.
+pub fn as_postgres(program: &str, args: &[&str]) {
+    assert!(try_as_postgres(program, args), "{program} {args:?} failed");
+}
+
+/// A port nothing listens on right now, taken below the kernel's ephemeral range: a port the
+/// kernel handed out could be taken by a client connection of a parallel test before the
+/// server binds it.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const FLOOR: u16 = 20_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = u64::from(ephemeral.saturating_sub(FLOOR));
+    let mut random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    for _ in 0..span.min(1_000) {
+        let port = FLOOR + (random % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        random = random
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -67,15 +94,49 @@ impl Instance {
         instance
     }
 
-    /// Starts the server and waits until it accepts connections.
-    pub fn start(&self) {
+    /// Starts the server and waits until it accepts connections. A port taken meanwhile by
+    /// another process is replaced by a new one; any other failure panics with the server's log.
+    pub fn start(&mut self) {
+        for _ in 0..5 {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(log) if log.contains("could not bind") || log.contains("already in use") => {
+                    self.port = free_port();
+                }
+                Err(log) => panic!("PostgreSQL in {:?} did not start:\n{log}", self.data),
+            }
+        }
+        panic!("PostgreSQL in {:?} found no free port", self.data);
+    }
+
+    /// Starts the server again on the same port (clients keep their URL); panics with the
+    /// server's log if it does not start.
+    pub fn restart(&self) {
+        if let Err(log) = self.try_start() {
+            panic!("PostgreSQL in {:?} did not restart:\n{log}", self.data);
+        }
+    }
+
+    /// `pg_ctl start -w`; on failure, the server's log.
+    fn try_start(&self) -> Result<(), String> {
         let data = self.data.to_string_lossy().to_string();
+        let log_path = self.data.join("server.log");
+        let log = log_path.to_string_lossy().to_string();
         let options = format!("-p {} -k {data} -c listen_addresses=127.0.0.1", self.port);
-        let log = self.data.join("server.log").to_string_lossy().to_string();
-        as_postgres(
+        let _ = std::fs::remove_file(&log_path);
+        if try_as_postgres(
             "pg_ctl",
             &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        );
+        ) {
+            return Ok(());
+        }
+        Err(std::fs::read_to_string(&log_path).unwrap_or_default())
+    }
+
+    /// Stops the server (fast shutdown) and waits until it is down.
+    pub fn stop(&self) {
+        let data = self.data.to_string_lossy().to_string();
+        as_postgres("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
     }
 
     /// The URL of its `postgres` database.
