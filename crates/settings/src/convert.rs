@@ -304,6 +304,7 @@ impl Loaded {
             hnsw_m: s.postgres_hnsw_m,
             hnsw_ef_construction: s.postgres_hnsw_ef_construction,
             hnsw_ef_search: s.postgres_hnsw_ef_search,
+            keyword_posting_budget: s.postgres_keyword_posting_budget,
             server_urls: s.postgres_server_urls.clone(),
             placement: s.postgres_placement,
         }

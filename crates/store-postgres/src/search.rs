@@ -6,6 +6,7 @@ use astrocyte_core::store::SearchRequest;
 use astrocyte_core::RecallFilter;
 use tokio_postgres::types::Type;
 
+use crate::names::MEMORIES_TABLE;
 use crate::session::TenantBinding;
 use crate::sql::{to_i64, Params, MEMORY_COLUMNS};
 
@@ -111,6 +112,7 @@ pub(crate) fn search_settings(fetch: usize, ef_search: usize) -> String {
 pub(crate) fn search_sql(
     binding: &TenantBinding,
     request: &SearchRequest,
+    posting_budget: usize,
     params: &mut Params,
 ) -> Option<String> {
     let mut banks: Vec<String> = request
@@ -156,32 +158,13 @@ pub(crate) fn search_sql(
 
     if let Some(text) = &request.text {
         let text = params.push(text.clone(), Type::TEXT);
-        // The query's lexemes come from the same parser and stemmer as the documents', then are
-        // OR-ed into a tsquery built from quoted lexemes, so arbitrary text never fails to
-        // parse. Scores are BM25 with statistics over the matching set (N = matches, df =
-        // matches holding the term, length = distinct lexemes): cheap, deterministic, and
-        // ranked like BM25 (rare terms, repeated terms and short documents score higher). Each
-        // match's vector is cut down to the query's lexemes in C (setweight + ts_filter) before
-        // it is unnested, and the intermediate CTEs are MATERIALIZED so the statistics are
-        // computed once, not per row.
-        let (k1, b) = (BM25_K1, BM25_B);
-        ctes.push(format!(
-            "kw_lex AS (SELECT COALESCE(array_agg(u.lexeme), '{{}}') AS lex \
-               FROM unnest(to_tsvector('english'::regconfig, {text})) u), \
-             kw_query AS (SELECT lex, CASE WHEN cardinality(lex) = 0 THEN NULL ELSE \
-               array_to_string(ARRAY(SELECT '''' || replace(replace(l, '\\', '\\\\'), '''', '''''') || '''' \
-                 FROM unnest(lex) l), ' | ')::tsquery END AS q FROM kw_lex), \
-             kw_match AS MATERIALIZED (SELECT m.bank_id, m.id, length(m.tsv)::float8 AS dl, \
-                 ts_filter(setweight(m.tsv, 'A', (SELECT lex FROM kw_lex)), '{{a}}') AS qv \
-               FROM {table} m WHERE m.tsv @@ (SELECT q FROM kw_query) AND {filter}), \
-             kw_tf AS MATERIALIZED (SELECT k.bank_id, k.id, k.dl, u.lexeme, cardinality(u.positions)::float8 AS tf \
-               FROM kw_match k CROSS JOIN LATERAL unnest(k.qv) u), \
-             kw_df AS MATERIALIZED (SELECT lexeme, count(*)::float8 AS df FROM kw_tf GROUP BY lexeme), \
-             kw_stat AS MATERIALIZED (SELECT count(*)::float8 AS n, COALESCE(avg(dl), 1)::float8 AS avgdl FROM kw_match), \
-             kw AS (SELECT t.bank_id, t.id, sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5)) \
-                 * (t.tf * ({k1} + 1)) / (t.tf + {k1} * (1 - {b} + {b} * t.dl / GREATEST(s.avgdl, 1)))) AS score \
-               FROM kw_tf t JOIN kw_df f USING (lexeme) CROSS JOIN kw_stat s \
-               GROUP BY t.bank_id, t.id ORDER BY score DESC, t.id, t.bank_id LIMIT {limit})"
+        ctes.push(keyword_ctes(
+            binding,
+            &text,
+            posting_budget,
+            &filter,
+            &limit,
+            params,
         ));
         selects.push(format!(
             "SELECT {KEYWORD} AS strategy, bank_id, id, score FROM kw"
@@ -217,6 +200,77 @@ pub(crate) fn search_sql(
         ctes = ctes.join(", "),
         union = selects.join(" UNION ALL "),
     ))
+}
+
+/// The keyword CTEs, ending in `kw` (bank_id, id, score), for the query text `text` (a
+/// parameter).
+///
+/// The query's lexemes come from the same parser and stemmer as the documents', then are
+/// joined into a tsquery of quoted lexemes, so arbitrary text never fails to parse. Scores are
+/// BM25 with statistics over the matching set (N = matches, df = matches holding the term,
+/// length = distinct lexemes): cheap, deterministic, and ranked like BM25 (rare terms, repeated
+/// terms and short documents score higher). Each match's vector is cut down to the query's
+/// lexemes in C (setweight + ts_filter) before it is unnested, and the intermediate CTEs are
+/// MATERIALIZED so the statistics are computed once, not per row.
+///
+/// Every matching row is read and scored, so with a `posting_budget` the lexemes are first
+/// planned from the table's statistics (`pg_stats`: the most common lexemes and the share of
+/// rows holding each, kept current by `analyze`): the rarest are OR-ed while their estimated
+/// rows stay within the budget and the more frequent are dropped, as in the embedded store.
+/// When even the rarest alone is over the budget, every query lexeme is required (AND)
+/// instead. Either way at most `posting_budget` rows are scored. A lexeme missing from the
+/// statistics is rarer than every listed one, so it counts as no rows.
+fn keyword_ctes(
+    binding: &TenantBinding,
+    text: &str,
+    posting_budget: usize,
+    filter: &str,
+    limit: &str,
+    params: &mut Params,
+) -> String {
+    let table = &binding.tables.memories;
+    let (k1, b) = (BM25_K1, BM25_B);
+    let (plan, cap) = if posting_budget == 0 {
+        (
+            "kw_plan AS (SELECT lex, false AS every FROM kw_lex)".to_string(),
+            String::new(),
+        )
+    } else {
+        let budget = params.push(to_i64(posting_budget), Type::INT8);
+        let schema = params.push(binding.schema.as_str().to_string(), Type::TEXT);
+        let plan = format!(
+            "kw_rows AS MATERIALIZED (SELECT l.lexeme, COALESCE(s.freq * GREATEST(c.reltuples, 0), 0)::float8 AS est \
+               FROM unnest((SELECT lex FROM kw_lex)) AS l(lexeme) \
+               LEFT JOIN LATERAL (SELECT st.most_common_elem_freqs[array_position(st.most_common_elems::text::text[], l.lexeme)] AS freq \
+                 FROM pg_stats st WHERE st.schemaname = {schema} AND st.tablename = '{MEMORIES_TABLE}' AND st.attname = 'tsv') s ON true \
+               LEFT JOIN LATERAL (SELECT pc.reltuples FROM pg_class pc JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
+                 WHERE pn.nspname = {schema} AND pc.relname = '{MEMORIES_TABLE}') c ON true), \
+             kw_cum AS (SELECT lexeme, sum(est) OVER (ORDER BY est, lexeme) AS total FROM kw_rows), \
+             kw_plan AS (SELECT CASE WHEN min(total) > {budget} THEN array_agg(lexeme) \
+                 ELSE array_agg(lexeme) FILTER (WHERE total <= {budget}) END AS lex, \
+                 COALESCE(min(total) > {budget}, false) AS every FROM kw_cum)"
+        );
+        (plan, format!(" LIMIT {budget}"))
+    };
+    format!(
+        "kw_lex AS (SELECT COALESCE(array_agg(u.lexeme), '{{}}') AS lex \
+           FROM unnest(to_tsvector('english'::regconfig, {text})) u), \
+         {plan}, \
+         kw_query AS (SELECT COALESCE(lex, '{{}}') AS lex, CASE WHEN COALESCE(cardinality(lex), 0) = 0 THEN NULL ELSE \
+           array_to_string(ARRAY(SELECT '''' || replace(replace(l, '\\', '\\\\'), '''', '''''') || '''' \
+             FROM unnest(lex) l), CASE WHEN every THEN ' & ' ELSE ' | ' END)::tsquery END AS q FROM kw_plan), \
+         kw_match AS MATERIALIZED (SELECT m.bank_id, m.id, length(m.tsv)::float8 AS dl, \
+             ts_filter(setweight(m.tsv, 'A', (SELECT lex FROM kw_query)), '{{a}}') AS qv \
+           FROM {table} m WHERE m.tsv @@ (SELECT q FROM kw_query) AND {filter}{cap}), \
+         kw_tf AS MATERIALIZED (SELECT k.bank_id, k.id, k.dl, u.lexeme, cardinality(u.positions)::float8 AS tf \
+           FROM kw_match k CROSS JOIN LATERAL unnest(k.qv) u), \
+         kw_df AS MATERIALIZED (SELECT lexeme, count(*)::float8 AS df FROM kw_tf GROUP BY lexeme), \
+         kw_stat AS MATERIALIZED (SELECT count(*)::float8 AS n, COALESCE(avg(dl), 1)::float8 AS avgdl FROM kw_match), \
+         kw AS (SELECT t.bank_id, t.id, sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5)) \
+             * (t.tf * ({k1} + 1)) / (t.tf + {k1} * (1 - {b} + {b} * t.dl / GREATEST(s.avgdl, 1)))) AS score \
+           FROM kw_tf t JOIN kw_df f USING (lexeme) CROSS JOIN kw_stat s \
+           GROUP BY t.bank_id, t.id ORDER BY score DESC, t.id, t.bank_id LIMIT {limit})"
+    )
 }
 
 #[cfg(test)]

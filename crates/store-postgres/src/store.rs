@@ -71,6 +71,10 @@ pub struct PostgresOptions {
     pub server_urls: Vec<String>,
     /// Where new tenants go.
     pub placement: Placement,
+    /// Keyword search scores at most this many rows: the most frequent query words are
+    /// dropped (by the table's statistics) until the rest fit, or every word is required when
+    /// even the rarest alone does not. 0 scores every row holding any query word.
+    pub keyword_posting_budget: usize,
 }
 
 impl Default for PostgresOptions {
@@ -89,6 +93,7 @@ impl Default for PostgresOptions {
             hnsw_ef_search: HNSW_DEFAULT_EF_SEARCH,
             server_urls: Vec::new(),
             placement: Placement::default(),
+            keyword_posting_budget: 2_000,
         }
     }
 }
@@ -414,7 +419,12 @@ impl PostgresStore {
             }
         }
         let reads = TenantReads::open(server.replicas.clone(), &server.pool).await;
-        let handle = Arc::new(PostgresTenant::new(server.pool.clone(), binding, reads));
+        let handle = Arc::new(PostgresTenant::new(
+            server.pool.clone(),
+            binding,
+            reads,
+            self.inner.options.keyword_posting_budget,
+        ));
         let mut handles = self.inner.handles.lock();
         match handles.get(schema) {
             // Another request opened it meanwhile: share that handle unless it is stale.

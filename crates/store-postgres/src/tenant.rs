@@ -58,6 +58,8 @@ pub struct PostgresTenant {
     jobs: Arc<PgJobQueue>,
     /// Where recall, change-feed and export reads go (replicas, when configured).
     reads: TenantReads,
+    /// Rows a keyword search may score (0: no limit); see `search::keyword_ctes`.
+    keyword_posting_budget: usize,
 }
 
 /// The embedding space as recorded in the tenant's meta table.
@@ -68,9 +70,15 @@ struct StoredSpace {
 }
 
 impl PostgresTenant {
-    pub(crate) fn new(pool: Pool, binding: TenantBinding, reads: TenantReads) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        binding: TenantBinding,
+        reads: TenantReads,
+        keyword_posting_budget: usize,
+    ) -> Self {
         PostgresTenant {
             reads,
+            keyword_posting_budget,
             dimension: AtomicUsize::new(0),
             statistics: Arc::new(StatisticsRefresh::default()),
             jobs: Arc::new(PgJobQueue::new(pool.clone(), binding.clone())),
@@ -616,7 +624,12 @@ impl TenantStore for PostgresTenant {
     #[instrument(skip_all, fields(tenant = %self.binding.schema, banks = request.banks.len()))]
     async fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let mut params = Params::default();
-        let Some(sql) = search_sql(&self.binding, request, &mut params) else {
+        let Some(sql) = search_sql(
+            &self.binding,
+            request,
+            self.keyword_posting_budget,
+            &mut params,
+        ) else {
             return Ok(SearchResponse::default());
         };
         let started = Instant::now();

@@ -227,6 +227,96 @@ async fn keyword_ranking_favours_rare_and_repeated_terms() {
     assert_eq!(odd.len(), 4);
 }
 
+/// With a posting budget, the table's statistics decide which words a keyword search scores:
+/// a word more frequent than the budget is dropped beside a rarer one, and a query of only
+/// frequent words requires all of them. Without a budget every row holding any word scores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posting_budget_drops_frequent_words_or_requires_them_all() {
+    let db = TestDb::create().await;
+    let budgeted = db
+        .store_with(PostgresOptions {
+            keyword_posting_budget: 60,
+            ..db.options()
+        })
+        .await;
+    let tenant = tenant(&budgeted, "budget").await;
+    // 400 rows: `river` in every one, `meadow` in every other, `heron` in three.
+    let rows: Vec<NewMemory> = (0..400)
+        .map(|i| {
+            let mut text = format!("river entry{i}");
+            if i % 2 == 0 {
+                text.push_str(" meadow");
+            }
+            if i % 100 == 7 {
+                text.push_str(" heron");
+            }
+            memory("birds", &format!("b{i:03}"), &text, &[], vector(i))
+        })
+        .collect();
+    tenant.insert(rows).await.expect("insert");
+    db.admin()
+        .await
+        .batch_execute("ANALYZE budget.astrocyte_memories")
+        .await
+        .expect("analyze");
+    let keyword = |text: &str| SearchRequest {
+        banks: vec![bank("birds")],
+        vector: None,
+        text: Some(text.into()),
+        recency: false,
+        limit: 50,
+        filter: RecallFilter::default(),
+    };
+    let ids = |response: astrocyte_core::store::SearchResponse| -> Vec<String> {
+        let mut ids: Vec<String> = response
+            .keyword
+            .expect("keyword")
+            .hits
+            .into_iter()
+            .map(|h| h.memory.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // `river` (400 rows) is over the budget beside `heron` (3): only heron rows are scored.
+    let heron = ids(tenant
+        .search(&keyword("heron by the river"))
+        .await
+        .expect("search"));
+    assert_eq!(heron, ["b007", "b107", "b207", "b307"].map(String::from));
+
+    // Both words are over the budget: rows must hold both.
+    let both = ids(tenant
+        .search(&keyword("river meadow"))
+        .await
+        .expect("search"));
+    assert_eq!(both.len(), 50, "{both:?}");
+    assert!(
+        both.iter()
+            .all(|id| id[1..].parse::<u32>().expect("number") % 2 == 0),
+        "a row without meadow: {both:?}"
+    );
+
+    // Without a budget, river-only rows score too.
+    let unbounded = db
+        .store_with(PostgresOptions {
+            keyword_posting_budget: 0,
+            ..db.options()
+        })
+        .await;
+    let tenant = unbounded
+        .tenant(&Schema::new("budget").expect("schema"))
+        .await
+        .expect("handle");
+    let all = ids(tenant
+        .search(&keyword("heron by the river"))
+        .await
+        .expect("search"));
+    assert_eq!(all.len(), 50);
+    assert!(all.iter().any(|id| !id.ends_with("07")), "{all:?}");
+}
+
 async fn column_type(admin: &tokio_postgres::Client, schema: &str) -> String {
     admin
         .query_one(
