@@ -8,11 +8,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use parking_lot::Mutex;
+use tokio_postgres::types::Type;
 use tracing::{debug, warn};
 
 use crate::error::PgResult;
+use crate::names::MEMORIES_TABLE;
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
 
@@ -30,6 +34,8 @@ pub(crate) struct StatisticsRefresh {
     analyzed_rows: AtomicU64,
     /// Rows inserted since.
     inserted: AtomicU64,
+    /// What keyword search knows of the table's frequent lexemes; dropped after an analyze.
+    pub(crate) frequent: FrequentLexemesCache,
 }
 
 impl StatisticsRefresh {
@@ -54,6 +60,7 @@ impl StatisticsRefresh {
                 Ok(rows) => {
                     state.analyzed_rows.store(rows, Ordering::Relaxed);
                     state.inserted.store(0, Ordering::Relaxed);
+                    state.frequent.invalidate();
                     debug!(tenant = %binding.schema, rows, "statistics refreshed");
                 }
                 // The planner keeps its old statistics; the next insert tries again.
@@ -72,10 +79,7 @@ async fn analyze(pool: &Pool, binding: &TenantBinding) -> PgResult<u64> {
         .batch(&format!("ANALYZE {}", binding.tables.memories))
         .await?;
     let mut params = Params::default();
-    let table = params.push(
-        binding.tables.memories.clone(),
-        tokio_postgres::types::Type::TEXT,
-    );
+    let table = params.push(binding.tables.memories.clone(), Type::TEXT);
     let rows = transaction
         .typed(
             &format!("SELECT GREATEST(reltuples, 0)::int8 AS n FROM pg_catalog.pg_class WHERE oid = {table}::regclass"),
@@ -89,4 +93,109 @@ async fn analyze(pool: &Pool, binding: &TenantBinding) -> PgResult<u64> {
         .transpose()?
         .unwrap_or(0);
     Ok(u64::try_from(estimate).unwrap_or(0))
+}
+
+/// How long the frequent lexemes read from `pg_stats` are trusted when no `ANALYZE` of this
+/// process says they changed (another process, or autovacuum, may have analyzed).
+const FREQUENT_LEXEMES_TTL: Duration = Duration::from_secs(30);
+
+/// The table's most frequent lexemes and the rows estimated to hold each, as `ANALYZE` last
+/// recorded them (`pg_stats.most_common_elems` of `tsv`, times the table's row estimate).
+/// Keyword search plans its words with them; lexemes not listed are rarer than all listed.
+#[derive(Debug, Default)]
+pub(crate) struct FrequentLexemes {
+    pub(crate) lexemes: Vec<String>,
+    pub(crate) rows: Vec<f64>,
+}
+
+/// The cached [`FrequentLexemes`] of one tenant.
+#[derive(Debug, Default)]
+pub(crate) struct FrequentLexemesCache {
+    cached: Mutex<Option<(Instant, Arc<FrequentLexemes>)>>,
+    refreshing: AtomicBool,
+}
+
+impl FrequentLexemesCache {
+    /// The lexemes estimated in at least `floor` rows. Read again when older than the TTL or
+    /// after this process analyzed the table; while one request reads them, others use the
+    /// previous list (or none). A failed read leaves the cache as it was.
+    pub(crate) async fn get(
+        &self,
+        pool: &Pool,
+        binding: &TenantBinding,
+        floor: f64,
+    ) -> Arc<FrequentLexemes> {
+        let cached = self.cached.lock().clone();
+        if let Some((at, lexemes)) = &cached {
+            if at.elapsed() < FREQUENT_LEXEMES_TTL {
+                return lexemes.clone();
+            }
+        }
+        let stale = cached.map(|(_, lexemes)| lexemes).unwrap_or_default();
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return stale;
+        }
+        let read = frequent_lexemes(pool, binding, floor).await;
+        self.refreshing.store(false, Ordering::Release);
+        match read {
+            Ok(lexemes) => {
+                let lexemes = Arc::new(lexemes);
+                *self.cached.lock() = Some((Instant::now(), lexemes.clone()));
+                lexemes
+            }
+            Err(error) => {
+                debug!(tenant = %binding.schema, %error, "keyword statistics unreadable");
+                stale
+            }
+        }
+    }
+
+    /// Forgets the list: the table was just analyzed.
+    pub(crate) fn invalidate(&self) {
+        *self.cached.lock() = None;
+    }
+}
+
+async fn frequent_lexemes(
+    pool: &Pool,
+    binding: &TenantBinding,
+    floor: f64,
+) -> PgResult<FrequentLexemes> {
+    let mut transaction = TenantTransaction::begin(pool, binding, "").await?;
+    let mut params = Params::default();
+    let table = params.push(binding.tables.memories.clone(), Type::TEXT);
+    let schema = params.push(binding.schema.as_str().to_string(), Type::TEXT);
+    let rows = transaction
+        .typed(
+            &format!(
+                "SELECT s.most_common_elems::text::text[] AS lexemes, s.most_common_elem_freqs AS freqs, \
+                   GREATEST(c.reltuples, 0)::float8 AS n \
+                 FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = {schema} \
+                   AND s.tablename = '{MEMORIES_TABLE}' AND s.attname = 'tsv' \
+                 WHERE c.oid = {table}::regclass"
+            ),
+            &params,
+        )
+        .await?;
+    transaction.finish("COMMIT").await?;
+    let mut frequent = FrequentLexemes::default();
+    let Some(row) = rows.first() else {
+        return Ok(frequent);
+    };
+    let lexemes: Option<Vec<String>> = row.try_get("lexemes")?;
+    let freqs: Option<Vec<f32>> = row.try_get("freqs")?;
+    let n: f64 = row.try_get("n")?;
+    // The frequencies carry three more entries (min, max, null share) after the lexemes'.
+    for (lexeme, freq) in lexemes
+        .unwrap_or_default()
+        .into_iter()
+        .zip(freqs.unwrap_or_default())
+    {
+        let rows = f64::from(freq) * n;
+        if rows >= floor {
+            frequent.lexemes.push(lexeme);
+            frequent.rows.push(rows);
+        }
+    }
+    Ok(frequent)
 }

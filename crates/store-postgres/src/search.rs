@@ -6,7 +6,7 @@ use astrocyte_core::store::SearchRequest;
 use astrocyte_core::RecallFilter;
 use tokio_postgres::types::Type;
 
-use crate::names::MEMORIES_TABLE;
+use crate::analyze::FrequentLexemes;
 use crate::session::TenantBinding;
 use crate::sql::{to_i64, Params, MEMORY_COLUMNS};
 
@@ -113,6 +113,7 @@ pub(crate) fn search_sql(
     binding: &TenantBinding,
     request: &SearchRequest,
     posting_budget: usize,
+    frequent: &FrequentLexemes,
     params: &mut Params,
 ) -> Option<String> {
     let mut banks: Vec<String> = request
@@ -162,6 +163,7 @@ pub(crate) fn search_sql(
             binding,
             &text,
             posting_budget,
+            frequent,
             &filter,
             &limit,
             params,
@@ -214,8 +216,8 @@ pub(crate) fn search_sql(
 /// MATERIALIZED so the statistics are computed once, not per row.
 ///
 /// Every matching row is read and scored, so with a `posting_budget` the lexemes are first
-/// planned from the table's statistics (`pg_stats`: the most common lexemes and the share of
-/// rows holding each, kept current by `analyze`): the rarest are OR-ed while their estimated
+/// planned from the table's statistics (`frequent`: the most common lexemes and the rows
+/// holding each, as `ANALYZE` recorded them): the rarest are OR-ed while their estimated
 /// rows stay within the budget and the more frequent are dropped, as in the embedded store.
 /// When even the rarest alone is over the budget, every query lexeme is required (AND)
 /// instead. Either way at most `posting_budget` rows are scored. A lexeme missing from the
@@ -224,6 +226,7 @@ fn keyword_ctes(
     binding: &TenantBinding,
     text: &str,
     posting_budget: usize,
+    frequent: &FrequentLexemes,
     filter: &str,
     limit: &str,
     params: &mut Params,
@@ -237,14 +240,11 @@ fn keyword_ctes(
         )
     } else {
         let budget = params.push(to_i64(posting_budget), Type::INT8);
-        let schema = params.push(binding.schema.as_str().to_string(), Type::TEXT);
+        let lexemes = params.push(frequent.lexemes.clone(), Type::TEXT_ARRAY);
+        let rows = params.push(frequent.rows.clone(), Type::FLOAT8_ARRAY);
         let plan = format!(
-            "kw_rows AS MATERIALIZED (SELECT l.lexeme, COALESCE(s.freq * GREATEST(c.reltuples, 0), 0)::float8 AS est \
-               FROM unnest((SELECT lex FROM kw_lex)) AS l(lexeme) \
-               LEFT JOIN LATERAL (SELECT st.most_common_elem_freqs[array_position(st.most_common_elems::text::text[], l.lexeme)] AS freq \
-                 FROM pg_stats st WHERE st.schemaname = {schema} AND st.tablename = '{MEMORIES_TABLE}' AND st.attname = 'tsv') s ON true \
-               LEFT JOIN LATERAL (SELECT pc.reltuples FROM pg_class pc JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
-                 WHERE pn.nspname = {schema} AND pc.relname = '{MEMORIES_TABLE}') c ON true), \
+            "kw_rows AS (SELECT l.lexeme, COALESCE(({rows}::float8[])[array_position({lexemes}::text[], l.lexeme)], 0) AS est \
+               FROM unnest((SELECT lex FROM kw_lex)) AS l(lexeme)), \
              kw_cum AS (SELECT lexeme, sum(est) OVER (ORDER BY est, lexeme) AS total FROM kw_rows), \
              kw_plan AS (SELECT CASE WHEN min(total) > {budget} THEN array_agg(lexeme) \
                  ELSE array_agg(lexeme) FILTER (WHERE total <= {budget}) END AS lex, \

@@ -624,12 +624,18 @@ impl TenantStore for PostgresTenant {
     #[instrument(skip_all, fields(tenant = %self.binding.schema, banks = request.banks.len()))]
     async fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let mut params = Params::default();
-        let Some(sql) = search_sql(
-            &self.binding,
-            request,
-            self.keyword_posting_budget,
-            &mut params,
-        ) else {
+        let budget = self.keyword_posting_budget;
+        let frequent = if request.text.is_some() && budget > 0 {
+            // Lexemes far below the budget barely change the plan (the cap still holds).
+            let floor = budget as f64 / 64.0;
+            self.statistics
+                .frequent
+                .get(&self.pool, &self.binding, floor)
+                .await
+        } else {
+            Default::default()
+        };
+        let Some(sql) = search_sql(&self.binding, request, budget, &frequent, &mut params) else {
             return Ok(SearchResponse::default());
         };
         let started = Instant::now();
