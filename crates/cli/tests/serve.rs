@@ -270,6 +270,11 @@ async fn queued_retains_survive_kill_9_and_run_exactly_once() {
             "{state}: {metrics}"
         );
     }
+    // At least one poll found each of the 30 jobs.
+    assert!(
+        value("astrocyte_job_polls_total").is_some_and(|polls| polls >= 30.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use astrocyte_core::jobs::JobCounts;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 100 µs to 10 s: recall on loopback sits well under a millisecond.
@@ -28,6 +29,7 @@ pub struct Metrics {
     resident_memory: IntGauge,
     open_fds: IntGauge,
     jobs_finished: IntCounterVec,
+    job_polls: IntCounter,
     jobs_by_state: IntGaugeVec,
     /// Each tenant's last counted queue, summed into `jobs_by_state` (no tenant label: bounded).
     queues: Mutex<HashMap<String, JobCounts>>,
@@ -116,6 +118,17 @@ impl Metrics {
                 "Background job attempts by outcome (done, retry, dead)",
                 &["outcome"],
             ),
+            job_polls: {
+                let polls = IntCounter::new(
+                    "astrocyte_job_polls_total",
+                    "Times a worker asked a tenant's queue for a job (idle tenants are polled less and less often)",
+                )
+                .expect("metric names are static and valid");
+                registry
+                    .register(Box::new(polls.clone()))
+                    .expect("each metric is registered once");
+                polls
+            },
             jobs_by_state: {
                 let gauge = IntGaugeVec::new(
                     Opts::new(
@@ -178,6 +191,11 @@ impl Metrics {
     /// Records the end of a job attempt.
     pub fn job_finished(&self, outcome: &str) {
         self.jobs_finished.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records one poll of a tenant's queue.
+    pub fn job_polled(&self) {
+        self.job_polls.inc();
     }
 
     /// Records a tenant's queue sizes (`None`: the tenant is gone) and updates the totals.

@@ -91,7 +91,7 @@ pub trait JobObserver: Send + Sync {
     /// A tenant was dropped: forget its counts.
     fn forgotten(&self, tenant: &Schema);
     /// A worker asked a tenant's queue for a job.
-    fn polled(&self, _tenant: &Schema) {}
+    fn polled(&self, tenant: &Schema);
 }
 
 /// How often a visited tenant's queue is recounted for the observer.

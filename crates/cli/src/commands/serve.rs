@@ -160,4 +160,8 @@ impl JobObserver for JobMetrics {
     fn forgotten(&self, tenant: &astrocyte_core::Schema) {
         astrocyte_server::metrics::global().job_counts(tenant.as_str(), None);
     }
+
+    fn polled(&self, _tenant: &astrocyte_core::Schema) {
+        astrocyte_server::metrics::global().job_polled();
+    }
 }
