@@ -174,7 +174,7 @@ settings! {
     sqlite_keyword_posting_budget: usize = sqlite().keyword_posting_budget, yaml "sqlite.keyword_posting_budget", env ["ASTROCYTE_SQLITE_KEYWORD_POSTING_BUDGET"], example "10000";
     /// SQLite: tenants kept open at once; idle ones are closed and reopened on demand.
     sqlite_max_open_tenants: usize = sqlite().max_open_tenants, yaml "sqlite.max_open_tenants", env ["ASTROCYTE_SQLITE_MAX_OPEN_TENANTS"], example "1024";
-    /// SQLite: HNSW search breadth (higher: better recall, slower).
+    /// SQLite: least HNSW search breadth (higher: better recall, slower); a search keeps at least its result count, and a bank past 250,000 vectors one candidate per 3,900 vectors.
     sqlite_hnsw_ef_search: usize = sqlite().hnsw.ef_search, yaml "sqlite.hnsw_ef_search", env ["ASTROCYTE_SQLITE_HNSW_EF_SEARCH"], example "128";
     /// PostgreSQL: pooled connections.
     postgres_pool_size: usize = postgres().pool_size, yaml "postgres.pool_size", env ["ASTROCYTE_POSTGRES_POOL_SIZE"], example "32";

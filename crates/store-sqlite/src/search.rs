@@ -104,7 +104,7 @@ impl TenantInner {
     }
 
     /// The bank's index search, rescored exactly. The index keeps int8 codes only, so it ranks
-    /// a shortlist (`ef_search` long, as its own walk keeps) by approximate similarity; the
+    /// a shortlist (as long as its walk keeps: `search_breadth`, wider in larger banks) by approximate similarity; the
     /// shortlist's stored vectors, read from the rows with every condition applied, give the
     /// exact scores and the final `limit`.
     #[allow(clippy::too_many_arguments)]
@@ -120,7 +120,7 @@ impl TenantInner {
     ) -> StoreResult<Vec<(i64, f32)>> {
         let shortlist: Vec<i64> = self
             .with_index(conn, bank, vector.len(), |index| {
-                let ef = index.hnsw.params().ef_search.max(limit);
+                let ef = index.hnsw.search_breadth(limit);
                 index.hnsw.search_with_ef(vector, ef, ef, filter)
             })?
             .into_iter()
