@@ -112,32 +112,47 @@ pub(crate) struct FrequentLexemes {
 #[derive(Debug, Default)]
 pub(crate) struct FrequentLexemesCache {
     cached: Mutex<Option<(Instant, Arc<FrequentLexemes>)>>,
-    refreshing: AtomicBool,
+    /// Held while the list is read, so one request reads it at a time.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl FrequentLexemesCache {
     /// The lexemes estimated in at least `floor` rows. Read again when older than the TTL or
-    /// after this process analyzed the table; while one request reads them, others use the
-    /// previous list (or none). A failed read leaves the cache as it was.
+    /// after this process analyzed the table. Until the first read ends, other requests wait
+    /// for it; after that, they keep using the previous list while one request reads the
+    /// next. A failed read leaves the cache as it was (empty: no word is dropped, the cap
+    /// still holds).
     pub(crate) async fn get(
         &self,
         pool: &Pool,
         binding: &TenantBinding,
         floor: f64,
     ) -> Arc<FrequentLexemes> {
-        let cached = self.cached.lock().clone();
-        if let Some((at, lexemes)) = &cached {
-            if at.elapsed() < FREQUENT_LEXEMES_TTL {
-                return lexemes.clone();
+        let fresh = |cached: &Option<(Instant, Arc<FrequentLexemes>)>| {
+            cached
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < FREQUENT_LEXEMES_TTL)
+                .map(|(_, lexemes)| lexemes.clone())
+        };
+        let stale = {
+            let cached = self.cached.lock();
+            if let Some(lexemes) = fresh(&cached) {
+                return lexemes;
             }
+            cached.as_ref().map(|(_, lexemes)| lexemes.clone())
+        };
+        let _reading = match &stale {
+            Some(stale) => match self.reading.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return stale.clone(),
+            },
+            None => self.reading.lock().await,
+        };
+        // Another request may have read it while this one waited.
+        if let Some(lexemes) = fresh(&self.cached.lock()) {
+            return lexemes;
         }
-        let stale = cached.map(|(_, lexemes)| lexemes).unwrap_or_default();
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return stale;
-        }
-        let read = frequent_lexemes(pool, binding, floor).await;
-        self.refreshing.store(false, Ordering::Release);
-        match read {
+        match frequent_lexemes(pool, binding, floor).await {
             Ok(lexemes) => {
                 let lexemes = Arc::new(lexemes);
                 *self.cached.lock() = Some((Instant::now(), lexemes.clone()));
@@ -145,7 +160,7 @@ impl FrequentLexemesCache {
             }
             Err(error) => {
                 debug!(tenant = %binding.schema, %error, "keyword statistics unreadable");
-                stale
+                stale.unwrap_or_default()
             }
         }
     }
