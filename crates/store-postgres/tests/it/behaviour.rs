@@ -57,6 +57,17 @@ fn semantic(bank_name: &str, query: Vec<f32>, limit: usize, filter: RecallFilter
     }
 }
 
+fn keyword(bank_name: &str, text: &str, limit: usize) -> SearchRequest {
+    SearchRequest {
+        banks: vec![bank(bank_name)],
+        vector: None,
+        text: Some(text.into()),
+        recency: false,
+        limit,
+        filter: RecallFilter::default(),
+    }
+}
+
 /// Exact ranking by cosine (vectors are unit length), ties by id.
 fn brute_force(candidates: &[(String, Vec<f32>)], query: &[f32], limit: usize) -> Vec<String> {
     let mut scored: Vec<(f32, &String)> = candidates
@@ -186,14 +197,7 @@ async fn keyword_ranking_favours_rare_and_repeated_terms() {
         )
         .await
         .expect("insert");
-    let keyword = |text: &str| SearchRequest {
-        banks: vec![bank("fruit")],
-        vector: None,
-        text: Some(text.into()),
-        recency: false,
-        limit: 10,
-        filter: RecallFilter::default(),
-    };
+    let keyword = |text: &str| keyword("fruit", text, 10);
     let ranked = |response: astrocyte_core::store::SearchResponse| -> Vec<(String, f32)> {
         response
             .keyword
@@ -240,7 +244,7 @@ async fn a_posting_budget_drops_frequent_words_or_requires_them_all() {
         })
         .await;
     let tenant = tenant(&budgeted, "budget").await;
-    // 400 rows: `river` in every one, `meadow` in every other, `heron` in three.
+    // 400 rows: `river` in every one, `meadow` in every other, `heron` in four.
     let rows: Vec<NewMemory> = (0..400)
         .map(|i| {
             let mut text = format!("river entry{i}");
@@ -259,14 +263,7 @@ async fn a_posting_budget_drops_frequent_words_or_requires_them_all() {
         .batch_execute("ANALYZE budget.astrocyte_memories")
         .await
         .expect("analyze");
-    let keyword = |text: &str| SearchRequest {
-        banks: vec![bank("birds")],
-        vector: None,
-        text: Some(text.into()),
-        recency: false,
-        limit: 50,
-        filter: RecallFilter::default(),
-    };
+    let keyword = |text: &str| keyword("birds", text, 50);
     let ids = |response: astrocyte_core::store::SearchResponse| -> Vec<String> {
         let mut ids: Vec<String> = response
             .keyword
@@ -279,7 +276,7 @@ async fn a_posting_budget_drops_frequent_words_or_requires_them_all() {
         ids
     };
 
-    // `river` (400 rows) is over the budget beside `heron` (3): only heron rows are scored.
+    // `river` (400 rows) is over the budget beside `heron` (4): only heron rows are scored.
     let heron = ids(tenant
         .search(&keyword("heron by the river"))
         .await
