@@ -6,8 +6,9 @@
 //! - the monitor's last poll of it succeeded and it is still in recovery (not promoted);
 //! - it is fresh: it has replayed everything the primary had written `max_lag` ago;
 //! - it has replayed this tenant's last write (read-your-writes, per process): after every write
-//!   the tenant's handle records the primary's WAL insert position, and a replica read first
-//!   checks the replica's replay position against it, waiting at most `wait`.
+//!   the tenant's handle records the primary's WAL insert position (an opening handle records
+//!   the flushed one), and a replica read first checks the replica's replay position against
+//!   it, waiting at most `wait`.
 //!
 //! A replica transaction is `READ ONLY` and runs under the tenant's role like every tenant
 //! transaction (roles replicate with the catalog). Any failure on a replica (connection lost,
@@ -149,6 +150,13 @@ struct Replica {
     state: Arc<ReplicaState>,
 }
 
+/// Which of the primary's WAL positions a replay target is taken from.
+#[derive(Clone, Copy)]
+enum Position {
+    Inserted,
+    Flushed,
+}
+
 /// The replicas of one store, the task that watches them and the choice of one per read.
 pub(crate) struct ReplicaSet {
     replicas: Vec<Replica>,
@@ -236,16 +244,27 @@ impl ReplicaSet {
         })))
     }
 
-    /// The primary's current WAL insert position as a replay target.
-    async fn primary_position(&self, primary: &Pool) -> PgResult<Lsn> {
+    /// The primary's current WAL position as a replay target: `Inserted` covers a commit
+    /// just made even if it is not flushed yet (asynchronous commit); `Flushed` covers every
+    /// synchronous commit and is always reachable. An inserted position can run ahead of the
+    /// flushed one for as long as the primary stays quiet (a read's page pruning is WAL no
+    /// commit flushes), and no replica replays past what was flushed.
+    async fn primary_position(&self, primary: &Pool, position: Position) -> PgResult<Lsn> {
+        let function = match position {
+            Position::Inserted => "pg_current_wal_insert_lsn()",
+            Position::Flushed => "pg_current_wal_flush_lsn()",
+        };
         let client = primary.get().await?;
         let messages = client
-            .simple_query("SELECT pg_current_wal_insert_lsn()::text")
+            .simple_query(&format!("SELECT {function}::text"))
             .await?;
         let lsn = first_text(&messages)
             .and_then(parse_lsn)
-            .ok_or_else(|| PgError::Decode("pg_current_wal_insert_lsn() unreadable".into()))?;
-        Ok(record_end(lsn, self.block_size))
+            .ok_or_else(|| PgError::Decode(format!("{function} unreadable")))?;
+        Ok(match position {
+            Position::Inserted => record_end(lsn, self.block_size),
+            Position::Flushed => lsn,
+        })
     }
 
     /// A usable, fresh replica, taken in turn.
@@ -375,7 +394,7 @@ impl TenantReads {
         let Some(replicas) = &self.replicas else {
             return;
         };
-        match replicas.primary_position(primary).await {
+        match replicas.primary_position(primary, Position::Inserted).await {
             Ok(lsn) => {
                 self.target.fetch_max(lsn, Ordering::AcqRel);
             }
@@ -397,7 +416,9 @@ impl TenantReads {
         if self.settled.load(Ordering::Acquire) >= unknown {
             return true;
         }
-        match replicas.primary_position(primary).await {
+        // Flushed, not inserted: what is settled here committed synchronously (the opening
+        // handle's tenant state, a write whose commit returned).
+        match replicas.primary_position(primary, Position::Flushed).await {
             Ok(lsn) => {
                 self.target.fetch_max(lsn, Ordering::AcqRel);
                 self.settled.fetch_max(unknown, Ordering::AcqRel);

@@ -91,10 +91,19 @@ impl Pair {
         .expect("connect store")
     }
 
-    /// Waits until the replica has replayed everything the primary has written.
+    /// Waits until the replica has replayed everything the primary has written, including
+    /// WAL not flushed yet (a read's page pruning, say): a commit that wrote WAL flushes it
+    /// (one that only took an xid would not).
     async fn caught_up(&self) {
         let primary = connect(&self.primary.url()).await;
         let replica = connect(&self.replica.url()).await;
+        primary
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS flushes (at timestamptz); \
+                 INSERT INTO flushes VALUES (now())",
+            )
+            .await
+            .expect("flushing commit");
         let target: String = primary
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
@@ -214,7 +223,10 @@ async fn reads_come_from_a_replica_see_their_writes_and_survive_its_death() {
         .await
         .contains(&first));
 
-    // With replay paused the replica stays at the first note.
+    // With replay paused the replica stays at the first note. It first replays all the
+    // primary wrote so far: the readers' targets (the primary's position when they opened)
+    // must be behind the pause, or they rightly go to the primary.
+    pair.caught_up().await;
     pair.replica_sql("SELECT pg_wal_replay_pause()").await;
     let second = retain(&writer, &schema, "notes", "a second note about beekeeping").await;
 
