@@ -39,7 +39,7 @@ impl From<PgError> for Error {
         match error {
             PgError::Db(db) => map_db_error(db),
             // No connection could be had (refused, timed out, pool closed): an outage, not a bug.
-            PgError::Pool(pool) => Error::StorageUnavailable(format!("connection pool: {pool}")),
+            PgError::Pool(pool) => Error::StorageUnavailable(pool_message(&pool)),
             PgError::PoolSetup(setup) => Error::Storage(format!("connection pool setup: {setup}")),
             PgError::Config(message) => Error::InvalidInput(message),
             PgError::Decode(message) => Error::Internal(format!("corrupt row: {message}")),
@@ -50,6 +50,18 @@ impl From<PgError> for Error {
                 db.as_db_error().map(|e| e.message()).unwrap_or("")
             )),
         }
+    }
+}
+
+/// A pool error with the server's own words when the server refused the connection (the
+/// driver's text alone is "db error").
+fn pool_message(pool: &deadpool_postgres::PoolError) -> String {
+    match pool {
+        deadpool_postgres::PoolError::Backend(error) => match error.as_db_error() {
+            Some(db) => format!("connection pool: {pool}: {}", db.message()),
+            None => format!("connection pool: {pool}"),
+        },
+        _ => format!("connection pool: {pool}"),
     }
 }
 

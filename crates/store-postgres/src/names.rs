@@ -226,6 +226,9 @@ pub(crate) struct VectorSql {
     pub(crate) schema: Schema,
     /// The HNSW parameters of the indexes built and scanned.
     pub(crate) hnsw: HnswParams,
+    /// The store's statement timeout in milliseconds, set again in every tenant transaction:
+    /// a pooler in transaction mode drops the startup parameter that sets it per connection.
+    pub(crate) statement_timeout_ms: Option<u128>,
 }
 
 /// pgvector HNSW parameters, within pgvector's bounds (checked by the store's options).
@@ -237,7 +240,11 @@ pub(crate) struct HnswParams {
 }
 
 impl VectorSql {
-    pub(crate) fn new(schema: Schema, hnsw: HnswParams) -> Self {
+    pub(crate) fn new(
+        schema: Schema,
+        hnsw: HnswParams,
+        statement_timeout_ms: Option<u128>,
+    ) -> Self {
         let quoted = quoted_schema(&schema);
         VectorSql {
             vector: format!("{quoted}.vector"),
@@ -245,6 +252,7 @@ impl VectorSql {
             cosine_ops: format!("{quoted}.vector_cosine_ops"),
             schema,
             hnsw,
+            statement_timeout_ms,
         }
     }
 

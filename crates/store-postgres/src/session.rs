@@ -52,9 +52,14 @@ impl TenantBinding {
     /// parallel workers are off: compiling or starting workers (several ms each) dwarfs these
     /// short statements, whose cost estimates often cross the thresholds anyway.
     fn context_sql(&self) -> String {
+        let timeout = self
+            .vector
+            .statement_timeout_ms
+            .map(|ms| format!(" SET LOCAL statement_timeout = {ms};"))
+            .unwrap_or_default();
         format!(
             "SET LOCAL ROLE {}; SET LOCAL search_path TO pg_catalog, pg_temp; SET LOCAL jit = off; \
-             SET LOCAL max_parallel_workers_per_gather = 0;",
+             SET LOCAL max_parallel_workers_per_gather = 0;{timeout}",
             self.role.quoted()
         )
     }

@@ -204,6 +204,7 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self> {
         validate_role_prefix(&options.role_prefix)?;
         let hnsw = options.hnsw()?;
+        let timeout_ms = options.statement_timeout.map(|timeout| timeout.as_millis());
         check_migrations()?;
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -223,7 +224,7 @@ impl PostgresStore {
             key: ServerKey::of(&config),
             home: true,
             pool: pool.clone(),
-            vector: Arc::new(VectorSql::new(home.vector_schema, hnsw)),
+            vector: Arc::new(VectorSql::new(home.vector_schema, hnsw, timeout_ms)),
             database: home.database,
             replicas,
         })];
@@ -249,7 +250,7 @@ impl PostgresStore {
                 key,
                 home: false,
                 pool: server_pool,
-                vector: Arc::new(VectorSql::new(found.vector_schema, hnsw)),
+                vector: Arc::new(VectorSql::new(found.vector_schema, hnsw, timeout_ms)),
                 database: found.database,
                 replicas: None,
             }));

@@ -168,3 +168,91 @@ impl Drop for Instance {
             .status();
     }
 }
+
+/// PgBouncer of the test's own in transaction pooling mode, in front of a PostgreSQL server:
+/// every database name is passed through, and at most `server_connections` server connections
+/// per database serve any number of clients, so consecutive transactions of one client run on
+/// whichever server connection is free. Needs `pgbouncer` (Debian's package; `scripts/test.sh`
+/// installs it). Killed when dropped.
+pub struct Pooler {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: std::process::Child,
+    _dir: TempDir,
+}
+
+/// Where Debian installs PgBouncer.
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+impl Pooler {
+    /// Starts PgBouncer for the server at `127.0.0.1:server_port` and waits until it accepts
+    /// connections; panics with its log if it does not. `ignored` is its
+    /// `ignore_startup_parameters`: PgBouncer refuses a client sending any other parameter it
+    /// does not track itself.
+    pub fn start(server_port: u16, server_connections: usize, ignored: &str) -> Pooler {
+        assert!(
+            Path::new(PGBOUNCER).exists(),
+            "{PGBOUNCER} is missing: install Debian's pgbouncer (scripts/test.sh does)"
+        );
+        let dir = data_root();
+        let port = free_port();
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, "\"postgres\" \"\"\n").expect("auth file");
+        let config = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &config,
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={server_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
+                 default_pool_size = {server_connections}\nmax_client_conn = 500\n\
+                 admin_users = postgres\nignore_startup_parameters = {ignored}\nserver_reset_query =\nserver_check_delay = 0\n",
+                users = users.display(),
+            ),
+        )
+        .expect("pgbouncer.ini");
+        let log = dir.path().join("pgbouncer.log");
+        let child = Command::new(PGBOUNCER)
+            .args(["-u", "postgres"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("pgbouncer runs");
+        let mut pooler = Pooler {
+            port,
+            child,
+            _dir: dir,
+        };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = pooler.child.try_wait().expect("pgbouncer status");
+            if exited.is_some() || started.elapsed() > std::time::Duration::from_secs(10) {
+                panic!(
+                    "PgBouncer did not start ({exited:?}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        pooler
+    }
+
+    /// `url` (a `postgres://` URL of the server behind it) pointed at the pooler instead.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Pooler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

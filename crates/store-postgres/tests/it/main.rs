@@ -9,6 +9,7 @@ mod jobs;
 mod keys;
 mod migrations;
 mod placement;
+mod pooler;
 mod replicas;
 mod roles;
 mod settings;
