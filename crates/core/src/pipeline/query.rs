@@ -142,9 +142,15 @@ pub fn keyword_terms(text: &str, max: usize) -> Vec<String> {
     let mut seen = HashSet::new();
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
-        .filter(|word| seen.insert(word.clone()))
+        // Lower-casing can add a combining mark ("İ" becomes "i̇"); the stores' tokenizers
+        // drop marks too.
+        .map(|word| {
+            word.chars()
+                .flat_map(char::to_lowercase)
+                .filter(|c| c.is_alphanumeric())
+                .collect::<String>()
+        })
+        .filter(|word| !word.is_empty() && seen.insert(word.clone()))
         .collect();
     let content: Vec<String> = words
         .iter()
@@ -193,5 +199,6 @@ mod tests {
             vec!["alpha", "beta"]
         );
         assert!(keyword_terms("  ?! ", 32).is_empty());
+        assert_eq!(keyword_terms("İstanbul", 32), vec!["istanbul"]);
     }
 }
