@@ -11,7 +11,9 @@
 //! synthetic data, default 32; 0 = clusters with full-dimensional isotropic
 //! noise), `--seed`, `--codes-only 1` (the embedded store's layout: int8 codes in the
 //! index, each shortlist of `ef` rescored exactly from the vectors kept outside it, as the
-//! store rescores from its rows; reports recall@k of that against exact search).
+//! store rescores from its rows; reports recall@k of that against exact search),
+//! `--rescore 256,150` (with `--codes-only 1`: rescore only the best N of the shortlist of
+//! `--ef-search` by code similarity, one report per N).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ struct Args {
     latent: usize,
     seed: u64,
     codes_only: bool,
+    rescore: Vec<usize>,
     params: HnswParams,
 }
 
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         latent: 32,
         seed: 42,
         codes_only: false,
+        rescore: Vec::new(),
         params: HnswParams::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -68,6 +72,12 @@ fn parse_args() -> Result<Args, String> {
             "--latent" => a.latent = num()?,
             "--seed" => a.seed = num()? as u64,
             "--codes-only" => a.codes_only = num()? != 0,
+            "--rescore" => {
+                a.rescore = value
+                    .split(',')
+                    .map(|n| n.parse().map_err(|e| format!("{flag} {value}: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
             "--m" => a.params.m = num()?,
             "--ef-construction" => a.params.ef_construction = num()?,
             "--ef-search" => a.params.ef_search = num()?,
@@ -317,9 +327,21 @@ fn codes_only_report(idx: &HnswIndex, data: &[Vec<f32>], queries: &[Vec<f32>], a
     let rq = &queries[..a.recall_queries.min(queries.len())];
     let truth: Vec<Vec<(u64, f32)>> = rq.iter().map(|q| exact_top(data, q, a.k)).collect();
     let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
-    for ef in [a.params.ef_search, 32, 128] {
+    // (ef, how many of its shortlist are rescored)
+    let runs: Vec<(usize, usize)> = if a.rescore.is_empty() {
+        [a.params.ef_search, 32, 128]
+            .into_iter()
+            .map(|ef| (ef, ef))
+            .collect()
+    } else {
+        a.rescore
+            .iter()
+            .map(|&n| (a.params.ef_search, n.min(a.params.ef_search)))
+            .collect()
+    };
+    for (ef, rescored) in runs {
         let search = |q: &[f32]| {
-            let mut shortlist = idx.search_with_ef(q, ef.max(a.k), ef, &|_| true);
+            let mut shortlist = idx.search_with_ef(q, rescored.max(a.k), ef, &|_| true);
             for hit in &mut shortlist {
                 hit.1 = dot(&data[hit.0 as usize], q);
             }
@@ -343,7 +365,7 @@ fn codes_only_report(idx: &HnswIndex, data: &[Vec<f32>], queries: &[Vec<f32>], a
             .sum::<f64>()
             / rq.len().max(1) as f64;
         println!(
-            "codes-only, shortlist of ef={ef} rescored exactly: p50 {:.0}us  p99 {:.0}us  recall@{} {:.4}",
+            "codes-only, shortlist of ef={ef}, best {rescored} rescored exactly: p50 {:.0}us  p99 {:.0}us  recall@{} {:.4}",
             us(percentile(&lat, 0.5)),
             us(percentile(&lat, 0.99)),
             a.k,

@@ -104,9 +104,10 @@ impl TenantInner {
     }
 
     /// The bank's index search, rescored exactly. The index keeps int8 codes only, so it ranks
-    /// a shortlist (as long as its walk keeps: `search_breadth`, wider in larger banks) by approximate similarity; the
-    /// shortlist's stored vectors, read from the rows with every condition applied, give the
-    /// exact scores and the final `limit`.
+    /// a shortlist by approximate similarity (its walk keeps `search_breadth` candidates, more
+    /// in larger banks, and the best `rescore_depth` of them are kept); the shortlist's stored
+    /// vectors, read from the rows with every condition applied, give the exact scores and the
+    /// final `limit`.
     #[allow(clippy::too_many_arguments)]
     fn index_search(
         self: &Arc<Self>,
@@ -121,7 +122,9 @@ impl TenantInner {
         let shortlist: Vec<i64> = self
             .with_index(conn, bank, vector.len(), |index| {
                 let ef = index.hnsw.search_breadth(limit);
-                index.hnsw.search_with_ef(vector, ef, ef, filter)
+                index
+                    .hnsw
+                    .search_with_ef(vector, index.hnsw.rescore_depth(limit), ef, filter)
             })?
             .into_iter()
             .map(|(key, _)| key as i64)
