@@ -212,8 +212,9 @@ impl TenantTables {
     }
 }
 
-/// pgvector's type and operators qualified by the schema the extension lives in, so tenant
-/// SQL resolves them without `public` (or anything else) on the search path.
+/// What a server's tenant SQL is built with: pgvector's type and operators qualified by the
+/// schema the extension lives in (so tenant SQL resolves them without `public`, or anything
+/// else, on the search path), the HNSW parameters and the statement timeout.
 #[derive(Debug, Clone)]
 pub(crate) struct VectorSql {
     /// `"<ext>".vector`
