@@ -396,7 +396,7 @@ settings! {
     ["Background workers"]
     /// How often workers look for tenants with due jobs, in milliseconds (also the first wait before re-polling an idle tenant).
     worker_poll_interval_ms: u64 = millis(workers().poll_interval), yaml "workers.poll_interval_ms", env ["ASTROCYTE_WORKER_POLL_INTERVAL_MS"], example "500";
-    /// How often workers re-list the tenants, in milliseconds.
+    /// How often workers re-list the tenants, in milliseconds; with PostgreSQL (whose job signals every process shares, so the list only serves to forget dropped tenants) once per this much per thousand tenants.
     worker_tenant_refresh_ms: u64 = millis(workers().tenant_refresh_interval), yaml "workers.tenant_refresh_ms", env ["ASTROCYTE_WORKER_TENANT_REFRESH_MS"], example "10000";
     /// How long a claimed job is leased before another worker may take it over, in milliseconds.
     worker_lease_ms: u64 = millis(workers().lease), yaml "workers.lease_ms", env ["ASTROCYTE_WORKER_LEASE_MS"], example "120000";

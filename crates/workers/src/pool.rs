@@ -20,6 +20,25 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::handlers;
 
+/// Tenants per `tenant_refresh_interval` of the wait between two reads of the tenant list when
+/// the store's signals are shared.
+const TENANTS_PER_REFRESH: usize = 1_000;
+
+/// The wait before the tenant list is read again. Where idle tenants are polled, the list says
+/// which to poll and is read every `base`. With shared signals (every process's jobs seen in
+/// one query) it only serves to forget dropped tenants, which a visit also notices: the wait
+/// grows with the tenants, so the rows read per second stay bounded (10,000 tenants: every
+/// 10 `base`s) instead of growing with them.
+fn refresh_interval(base: Duration, tenants: usize, poll_idle: bool) -> Duration {
+    if poll_idle {
+        return base;
+    }
+    let factor = u32::try_from(tenants / TENANTS_PER_REFRESH)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    base.saturating_mul(factor)
+}
+
 /// Where the pool learns which tenants exist.
 #[async_trait]
 pub trait TenantSource: Send + Sync {
@@ -45,7 +64,8 @@ pub struct WorkerConfig {
     /// How often the job signals are read, and the first wait before re-polling an idle
     /// tenant.
     pub poll_interval: Duration,
-    /// How often the tenant list is re-read.
+    /// How often the tenant list is re-read; with shared signals, once per this much per
+    /// thousand tenants.
     pub tenant_refresh_interval: Duration,
     /// How long a claim is held before another worker may take the job over.
     pub lease: Duration,
@@ -179,8 +199,9 @@ impl WorkerPool {
         while !*shutdown.borrow() {
             let now = Instant::now();
             if now >= refresh_at {
-                refresh_at = now + self.config.tenant_refresh_interval;
                 self.refresh(&mut known, now).await;
+                refresh_at = now
+                    + refresh_interval(self.config.tenant_refresh_interval, known.len(), poll_idle);
             }
             while let Ok(done) = reports.try_recv() {
                 in_flight -= 1;
@@ -511,4 +532,22 @@ async fn execute(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_shared_signals_the_tenant_list_is_read_less_often_as_tenants_grow() {
+        let base = Duration::from_secs(2);
+        assert_eq!(refresh_interval(base, 10_000, true), base, "polled tenants");
+        assert_eq!(refresh_interval(base, 0, false), base);
+        assert_eq!(refresh_interval(base, 1_999, false), base);
+        assert_eq!(refresh_interval(base, 10_000, false), base * 10);
+        assert_eq!(
+            refresh_interval(base, usize::MAX, false),
+            base.saturating_mul(u32::MAX)
+        );
+    }
 }
