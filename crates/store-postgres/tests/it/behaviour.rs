@@ -396,20 +396,7 @@ async fn statement_timeout_option_limits_every_statement() {
             ..db.options()
         })
         .await;
-    let schema = Schema::new("slow").expect("schema");
-    store.create_tenant(&schema).await.expect("create");
-    let transaction = store
-        .tenant_transaction(&schema)
-        .await
-        .expect("transaction");
-    let started = Instant::now();
-    let error = transaction
-        .query("SELECT pg_sleep(5)", &[])
-        .await
-        .expect_err("times out");
-    assert!(started.elapsed() < Duration::from_secs(4));
-    assert!(error.to_string().contains("timed out"), "{error}");
-    transaction.rollback().await.expect("rollback");
+    crate::support::slow_statements_time_out(&store).await;
 }
 
 /// The pid of the backend serving each of ten tenant transactions.

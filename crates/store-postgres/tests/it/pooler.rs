@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use astrocyte_core::{Schema, Store};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 use astrocyte_store_tests::instances::Pooler;
@@ -152,20 +152,7 @@ async fn the_statement_timeout_holds_behind_the_pooler() {
         ..options
     })
     .await;
-    let schema = Schema::new("slow").expect("schema");
-    store.create_tenant(&schema).await.expect("create");
-    let transaction = store
-        .tenant_transaction(&schema)
-        .await
-        .expect("transaction");
-    let started = Instant::now();
-    let error = transaction
-        .query("SELECT pg_sleep(5)", &[])
-        .await
-        .expect_err("times out");
-    assert!(started.elapsed() < Duration::from_secs(4));
-    assert!(error.to_string().contains("timed out"), "{error}");
-    transaction.rollback().await.expect("rollback");
+    crate::support::slow_statements_time_out(&store).await;
 }
 
 /// A pooler that was not told to ignore `options` refuses the store: the error says why.

@@ -218,3 +218,24 @@ fn database_is_replaced_in_urls() {
         "host=h user=u dbname=x"
     );
 }
+
+/// A tenant statement of `store` (whose statement timeout must be well under 4 s) that would
+/// sleep 5 s is cancelled by the server.
+pub async fn slow_statements_time_out(store: &PostgresStore) {
+    let schema = astrocyte_core::Schema::new("slow").expect("schema");
+    astrocyte_core::Store::create_tenant(store, &schema)
+        .await
+        .expect("create");
+    let transaction = store
+        .tenant_transaction(&schema)
+        .await
+        .expect("transaction");
+    let started = std::time::Instant::now();
+    let error = transaction
+        .query("SELECT pg_sleep(5)", &[])
+        .await
+        .expect_err("times out");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(error.to_string().contains("timed out"), "{error}");
+    transaction.rollback().await.expect("rollback");
+}
