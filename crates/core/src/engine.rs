@@ -229,6 +229,8 @@ impl Engine {
         requests: Vec<RetainRequest>,
     ) -> Result<Vec<RetainOutcome>> {
         let now = Utc::now();
+        // Phase timings go to the debug log: where a retain's time goes as a bank grows.
+        let started = Instant::now();
         // Validation, metadata sanitising and chunking are CPU work proportional to the
         // request: they run on the blocking pool, never on the runtime's worker threads.
         let config = self.config.clone();
@@ -242,6 +244,7 @@ impl Engine {
         let tenant = self.tenant(schema).await?;
         let texts: Vec<String> = pending.iter().map(|p| p.embed_text.clone()).collect();
         let vectors = self.embed_all(&texts, EmbedPurpose::Document).await?;
+        let embedded = Instant::now();
 
         // Near-duplicates: against the bank through the vector index, then within this batch.
         let mut nearest_by_bank: Vec<Option<(String, f32)>> = vec![None; pending.len()];
@@ -260,6 +263,7 @@ impl Engine {
                 nearest_by_bank[i] = hit;
             }
         }
+        let checked = Instant::now();
         let threshold = self.config.dedup_threshold;
         let mut accepted: Vec<usize> = Vec::new();
         let mut to_insert: Vec<NewMemory> = Vec::new();
@@ -310,6 +314,7 @@ impl Engine {
             .filter(|n| n.memory.thread.is_some())
             .map(|n| n.memory.clone())
             .collect();
+        let decided = Instant::now();
         if inserted > 0 {
             tenant.insert(to_insert).await?;
         }
@@ -317,7 +322,15 @@ impl Engine {
             self.relink_threads(tenant.as_ref(), &threaded, true)
                 .await?;
         }
-        debug!(inserted, "retained");
+        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+        debug!(
+            inserted,
+            prepare_embed_ms = ms(started, embedded),
+            near_duplicates_ms = ms(embedded, checked),
+            batch_ms = ms(checked, decided),
+            store_ms = ms(decided, Instant::now()),
+            "retained"
+        );
         Ok(outcomes)
     }
 
