@@ -139,7 +139,7 @@ pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i64 {
 /// The error per component is at most half a step (`max|v| / 254`), which is
 /// ample for choosing which nodes to visit; final scores are always
 /// recomputed from the f32 vectors.
-pub(crate) fn quantize(v: &[f32], out: &mut impl Extend<i8>) -> f32 {
+pub(crate) fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if max == 0.0 || !max.is_finite() {
         out.extend(std::iter::repeat_n(0i8, v.len()));

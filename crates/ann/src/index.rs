@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use parking_lot::Mutex;
 
-use crate::arena::Arena;
 use crate::distance::{dot, dot_i8, normalised, quantize, touch, touch_i8};
 use crate::visited::VisitedSet;
 use crate::{AnnError, HnswParams};
@@ -196,13 +195,13 @@ pub struct HnswIndex {
     pub(crate) l1: Vec<f32>,
     /// Int8 codes of the vectors, `dim` per node, and one scale per node:
     /// what the graph walk reads (a quarter of the memory traffic).
-    pub(crate) codes: Arena<i8>,
+    pub(crate) codes: Vec<i8>,
     pub(crate) scales: Vec<f32>,
     pub(crate) keys: Vec<u64>,
     pub(crate) levels: Vec<u8>,
     pub(crate) deleted: Vec<bool>,
     /// Layer-0 adjacency: per node `[count, n_0, .., n_{m0-1}]`.
-    pub(crate) links0: Arena<u32>,
+    pub(crate) links0: Vec<u32>,
     /// Upper-layer adjacency per node: for each level `1..=level`,
     /// `[count, n_0, .., n_{m-1}]`. Empty for the ~94% of nodes on layer 0 only.
     pub(crate) upper: Vec<Vec<u32>>,
@@ -268,12 +267,12 @@ impl HnswIndex {
             vectors: Vec::new(),
             keep_vectors: true,
             l1: Vec::new(),
-            codes: Arena::new(),
+            codes: Vec::new(),
             scales: Vec::new(),
             keys: Vec::new(),
             levels: Vec::new(),
             deleted: Vec::new(),
-            links0: Arena::new(),
+            links0: Vec::new(),
             upper: Vec::new(),
             key_to_node: HashMap::new(),
             entry: None,
@@ -487,7 +486,7 @@ impl HnswIndex {
         self.keys.push(key);
         self.levels.push(level as u8);
         self.deleted.push(false);
-        self.links0.extend_repeat(0, self.m0 + 1);
+        self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
         self.upper.push(vec![0; level * (self.params.m + 1)]);
         self.key_to_node.insert(key, idx);
         match hint.filter(|h| level == 0 && self.hint_fits(h)) {
@@ -833,7 +832,7 @@ impl HnswIndex {
     #[inline]
     fn slot_range(&self, i: u32, level: usize) -> (&[u32], usize) {
         if level == 0 {
-            (&self.links0[..], i as usize * (self.m0 + 1))
+            (&self.links0, i as usize * (self.m0 + 1))
         } else {
             (&self.upper[i as usize], (level - 1) * (self.params.m + 1))
         }
@@ -847,10 +846,10 @@ impl HnswIndex {
     ) {
         let cap = self.max_links(level);
         let (slots, base) = if level == 0 {
-            (&mut self.links0[..], i as usize * (self.m0 + 1))
+            (&mut self.links0, i as usize * (self.m0 + 1))
         } else {
             (
-                &mut self.upper[i as usize][..],
+                &mut self.upper[i as usize],
                 (level - 1) * (self.params.m + 1),
             )
         };
@@ -864,12 +863,12 @@ impl HnswIndex {
     fn clear_storage(&mut self) {
         self.vectors = Vec::new();
         self.l1 = Vec::new();
-        self.codes = Arena::new();
+        self.codes = Vec::new();
         self.scales = Vec::new();
         self.keys = Vec::new();
         self.levels = Vec::new();
         self.deleted = Vec::new();
-        self.links0 = Arena::new();
+        self.links0 = Vec::new();
         self.upper = Vec::new();
         self.key_to_node = HashMap::new();
         self.entry = None;
@@ -1211,10 +1210,10 @@ impl HnswIndex {
         let current = self.links(target, level);
         if current.len() < cap {
             let (slots, base) = if level == 0 {
-                (&mut self.links0[..], target as usize * (self.m0 + 1))
+                (&mut self.links0, target as usize * (self.m0 + 1))
             } else {
                 (
-                    &mut self.upper[target as usize][..],
+                    &mut self.upper[target as usize],
                     (level - 1) * (self.params.m + 1),
                 )
             };
@@ -1362,38 +1361,6 @@ mod tests {
         let got = idx.search(&q, 300, &filter);
         assert_eq!(got.len(), sampled.len());
         assert_eq!(got, idx.search_exact(&q, 300, &filter));
-    }
-
-    #[test]
-    fn an_index_on_mapped_arenas_searches_and_snapshots_as_before() {
-        let mut idx = HnswIndex::new_codes_only(16, HnswParams::default());
-        let vector = |k: u64| -> Vec<f32> {
-            (0..16)
-                .map(|d| (splitmix64(k * 16 + d) % 2001) as f32 / 1000.0 - 1.0)
-                .collect()
-        };
-        for k in 0..3000u64 {
-            idx.insert(k, &vector(k)).expect("insert");
-        }
-        assert_eq!(idx.codes.is_mapped(), cfg!(target_os = "linux"));
-        assert_eq!(idx.links0.is_mapped(), cfg!(target_os = "linux"));
-        let mut snapshot = Vec::new();
-        idx.write_to(&mut snapshot).expect("write");
-        let restored = HnswIndex::read_from(&mut snapshot.as_slice()).expect("read");
-        let copy = idx.clone();
-        let mut found = 0;
-        for q in 5000..5050u64 {
-            let query = vector(q);
-            let hits = idx.search(&query, 10, &|_| true);
-            assert_eq!(hits, restored.search(&query, 10, &|_| true));
-            assert_eq!(hits, copy.search(&query, 10, &|_| true));
-            let exact = idx.search_exact(&query, 10, &|_| true);
-            found += hits
-                .iter()
-                .filter(|h| exact.iter().any(|e| e.0 == h.0))
-                .count();
-        }
-        assert!(found >= 450, "recall@10 {} of 500", found);
     }
 
     #[test]

@@ -60,7 +60,6 @@
 //! ```
 #![deny(missing_docs)]
 
-mod arena;
 mod distance;
 mod index;
 mod snapshot;

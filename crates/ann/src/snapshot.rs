@@ -239,7 +239,7 @@ fn read_node(
     idx.keys.push(key);
     idx.deleted.push(flags == 1);
     idx.levels.push(level);
-    idx.links0.extend_repeat(0, idx.m0 + 1);
+    idx.links0.extend(std::iter::repeat_n(0, idx.m0 + 1));
     idx.upper.push(vec![0; level as usize * (idx.params.m + 1)]);
     for lc in 0..=level as usize {
         let count = src.take(2)?;

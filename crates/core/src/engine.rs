@@ -322,13 +322,13 @@ impl Engine {
             self.relink_threads(tenant.as_ref(), &threaded, true)
                 .await?;
         }
-        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+        let us = |from: Instant, to: Instant| (to - from).as_micros() as u64;
         debug!(
             inserted,
-            prepare_embed_ms = ms(started, embedded),
-            near_duplicates_ms = ms(embedded, checked),
-            batch_ms = ms(checked, decided),
-            store_ms = ms(decided, Instant::now()),
+            prepare_embed_us = us(started, embedded),
+            near_duplicates_us = us(embedded, checked),
+            within_batch_us = us(checked, decided),
+            store_us = us(decided, Instant::now()),
             "retained"
         );
         Ok(outcomes)
