@@ -1,7 +1,20 @@
 //! Vector kernels. Written so LLVM auto-vectorises them on the baseline
 //! target (SSE2) and wider targets alike, without `unsafe` intrinsics.
+//!
+//! The build targets baseline x86-64, which has no 256- or 512-bit vector
+//! instructions. Each kernel is therefore also compiled for the widest set
+//! the CPU reports at run time (AVX2, or AVX-512 where present), through
+//! `pulp`'s dispatch: the kernel is inlined into a function compiled for
+//! those features and chosen once per call. On graph inserts at 300k
+//! vectors this is about 1.4x the baseline build (`ann_bench`).
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use pulp::{Arch, Simd, WithSimd};
+
+/// The instruction sets of this CPU, detected once.
+static ARCH: LazyLock<Arch> = LazyLock::new(Arch::new);
 
 /// Independent partial sums. Sixteen lanes are four SSE registers (two AVX),
 /// enough independent add chains that the loop is not bound by add latency.
@@ -17,6 +30,21 @@ const LANES: usize = 16;
 /// per element.
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    ARCH.dispatch(DotF32(a, b))
+}
+
+struct DotF32<'a>(&'a [f32], &'a [f32]);
+
+impl WithSimd for DotF32<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> f32 {
+        dot_kernel(self.0, self.1)
+    }
+}
+
+#[inline(always)]
+fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -103,6 +131,77 @@ macro_rules! mac_i8 {
 /// distance computation is dominated by fetching the vector from memory.
 #[inline]
 pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i64 {
+    ARCH.dispatch(DotI8(a, b))
+}
+
+struct DotI8<'a>(&'a [i8], &'a [i8]);
+
+impl WithSimd for DotI8<'_> {
+    type Output = i64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> i64 {
+        dot_i8_kernel(self.0, self.1)
+    }
+}
+
+/// Similarities of one probe to many nodes from int8 codes, into `out`
+/// (cleared first): `dot_i8(probe, code(i)) * probe_scale * scales[i]`, with
+/// the code vectors `dim` apart in `codes`. One dispatch for the whole batch,
+/// and every code vector is [touched](touch_i8) first so the cache misses
+/// overlap.
+pub(crate) fn code_sims(
+    probe: &[i8],
+    probe_scale: f32,
+    codes: &[i8],
+    scales: &[f32],
+    ids: &[u32],
+    out: &mut Vec<f32>,
+) {
+    ARCH.dispatch(CodeSims {
+        probe,
+        probe_scale,
+        codes,
+        scales,
+        ids,
+        out,
+    })
+}
+
+struct CodeSims<'a> {
+    probe: &'a [i8],
+    probe_scale: f32,
+    codes: &'a [i8],
+    scales: &'a [f32],
+    ids: &'a [u32],
+    out: &'a mut Vec<f32>,
+}
+
+impl WithSimd for CodeSims<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        // Plain loops only: an iterator adapter or closure here may be
+        // compiled out of line, without the dispatched features.
+        let dim = self.probe.len();
+        let mut t = 0u32;
+        for &i in self.ids {
+            let s = i as usize * dim;
+            t ^= touch_i8(&self.codes[s..s + dim]);
+        }
+        std::hint::black_box(t);
+        self.out.clear();
+        self.out.reserve(self.ids.len());
+        for &i in self.ids {
+            let s = i as usize * dim;
+            let d = dot_i8_kernel(self.probe, &self.codes[s..s + dim]);
+            self.out
+                .push(d as f32 * (self.probe_scale * self.scales[i as usize]));
+        }
+    }
+}
+
+#[inline(always)]
+fn dot_i8_kernel(a: &[i8], b: &[i8]) -> i64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut total = 0i64;
@@ -154,7 +253,7 @@ pub(crate) fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
 }
 
 /// Like [`touch`] for a code vector.
-#[inline]
+#[inline(always)]
 pub(crate) fn touch_i8(v: &[i8]) -> u32 {
     let mut x = 0u32;
     let mut i = 0;
@@ -238,6 +337,39 @@ mod tests {
         codes.clear();
         assert_eq!(quantize(&[0.0; 3], &mut codes), 0.0);
         assert_eq!(codes, vec![0; 3]);
+    }
+
+    #[test]
+    fn dispatched_kernels_match_the_baseline_build() {
+        // Whatever instructions the CPU offers, the scores are the same bits: the
+        // summation order is fixed, and int8 sums are exact.
+        let dim = 384;
+        let rows: Vec<Vec<f32>> = (0..40)
+            .map(|r| {
+                (0..dim)
+                    .map(|i| ((i * 7 + r * 13) as f32 * 0.29).sin())
+                    .collect()
+            })
+            .collect();
+        for pair in rows.windows(2) {
+            assert_eq!(
+                dot(&pair[0], &pair[1]).to_bits(),
+                dot_kernel(&pair[0], &pair[1]).to_bits()
+            );
+        }
+        let mut codes = Vec::new();
+        let scales: Vec<f32> = rows.iter().map(|r| quantize(r, &mut codes)).collect();
+        let probe = &codes[3 * dim..4 * dim];
+        let ids: Vec<u32> = vec![39, 0, 17, 3, 3, 22];
+        let mut out = vec![f32::NAN; 2];
+        code_sims(probe, scales[3], &codes, &scales, &ids, &mut out);
+        assert_eq!(out.len(), ids.len());
+        for (&i, &sim) in ids.iter().zip(&out) {
+            let code = &codes[i as usize * dim..(i as usize + 1) * dim];
+            assert_eq!(dot_i8(probe, code), dot_i8_kernel(probe, code));
+            let expected = dot_i8_kernel(probe, code) as f32 * (scales[3] * scales[i as usize]);
+            assert_eq!(sim.to_bits(), expected.to_bits());
+        }
     }
 
     #[test]

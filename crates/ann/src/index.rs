@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use parking_lot::Mutex;
 
-use crate::distance::{dot, dot_i8, normalised, quantize, touch, touch_i8};
+use crate::distance::{code_sims, dot, dot_i8, normalised, quantize, touch};
 use crate::visited::VisitedSet;
 use crate::{AnnError, HnswParams};
 
@@ -999,13 +999,7 @@ impl HnswIndex {
     /// (cleared first). All the code vectors are touched first so their
     /// cache misses overlap; see [`touch`].
     fn sims_into(&self, q: &Probe, ids: &[u32], out: &mut Vec<f32>) {
-        let mut t = 0u32;
-        for &i in ids {
-            t ^= touch_i8(self.code(i));
-        }
-        std::hint::black_box(t);
-        out.clear();
-        out.extend(ids.iter().map(|&i| self.approx(q, i)));
+        code_sims(&q.codes, q.scale, &self.codes, &self.scales, ids, out);
     }
 
     /// Exact similarities of `q` to each node in `ids`, into `out` (cleared
