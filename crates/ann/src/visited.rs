@@ -1,10 +1,13 @@
 //! Generation-stamped visited set, reused across searches so a query costs
-//! no allocation and no clearing pass.
+//! no allocation and, for 255 searches out of 256, no clearing pass.
+//!
+//! One byte per node: a walk marks nodes all over the index, and at a
+//! million nodes a megabyte of marks stays in cache where four would not.
 
 #[derive(Default)]
 pub(crate) struct VisitedSet {
-    marks: Vec<u32>,
-    epoch: u32,
+    marks: Vec<u8>,
+    epoch: u8,
 }
 
 impl VisitedSet {
@@ -23,7 +26,7 @@ impl VisitedSet {
 
     /// Heap bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.marks.capacity() * std::mem::size_of::<u32>()
+        self.marks.capacity()
     }
 
     /// Marks `i`; returns true if it was not yet visited in this search.
@@ -54,7 +57,7 @@ mod tests {
         assert!(!v.insert(1));
         v.reset(4);
         assert!(v.insert(1));
-        v.epoch = u32::MAX;
+        v.epoch = u8::MAX;
         v.reset(8);
         assert!(v.insert(1));
         assert!(v.insert(7));
