@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use astrocyte_ann::InsertHint;
 use astrocyte_core::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
@@ -138,8 +139,10 @@ impl TenantInner {
                 })
                 .collect();
             let before: Vec<i64> = indexes.iter().map(|(index, ..)| index.max_rowid).collect();
-            let written = std::thread::scope(|scope| {
+            let started = Instant::now();
+            let (written, indexed_us, rows_us) = std::thread::scope(|scope| {
                 let indexer = scope.spawn(|| {
+                    let started = Instant::now();
                     for (index, vectors, hints) in indexes.iter_mut() {
                         for (row, hint) in vectors.iter().zip(hints.iter()) {
                             index.twins.add(row.hash);
@@ -151,15 +154,18 @@ impl TenantInner {
                             }
                         }
                     }
+                    started.elapsed()
                 });
-                let written = write_rows(&tx, &rows, &memories, &rowids)
-                    .and_then(|()| tx.commit().map_err(StoreError::from));
-                if let Err(panic) = indexer.join() {
+                let written = write_rows(&tx, &rows, &memories, &rowids);
+                let rows_us = started.elapsed();
+                let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
+                match indexer.join() {
+                    Ok(indexed) => (written, indexed, rows_us),
                     // Only a bug panics in there: surface it as before, when indexing ran here.
-                    std::panic::resume_unwind(panic);
+                    Err(panic) => std::panic::resume_unwind(panic),
                 }
-                written
             });
+            let committed_us = started.elapsed();
             if let Err(error) = written {
                 // Rolled back: take the vectors out again before anyone can search them, marked
                 // like a purge so a snapshot never persists vectors of rows that never existed.
@@ -192,6 +198,16 @@ impl TenantInner {
             for (bank, documents) in documents {
                 self.update_keyword_index(bank, documents, &[]);
             }
+            // Where a write's time goes: the graph insert runs beside the rows and the commit.
+            let us = |d: std::time::Duration| d.as_micros() as u64;
+            tracing::debug!(
+                rows = memories.len(),
+                graph_us = us(indexed_us),
+                rows_us = us(rows_us),
+                commit_us = us(committed_us.saturating_sub(rows_us)),
+                keyword_us = us(started.elapsed().saturating_sub(committed_us)),
+                "inserted"
+            );
             Ok(())
         })
     }
