@@ -140,7 +140,7 @@ impl TenantInner {
                 .collect();
             let before: Vec<i64> = indexes.iter().map(|(index, ..)| index.max_rowid).collect();
             let started = Instant::now();
-            let (written, indexed_us, rows_us) = std::thread::scope(|scope| {
+            let (written, indexed, rows_written) = std::thread::scope(|scope| {
                 let indexer = scope.spawn(|| {
                     let started = Instant::now();
                     for (index, vectors, hints) in indexes.iter_mut() {
@@ -157,15 +157,15 @@ impl TenantInner {
                     started.elapsed()
                 });
                 let written = write_rows(&tx, &rows, &memories, &rowids);
-                let rows_us = started.elapsed();
+                let rows_written = started.elapsed();
                 let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
                 match indexer.join() {
-                    Ok(indexed) => (written, indexed, rows_us),
+                    Ok(indexed) => (written, indexed, rows_written),
                     // Only a bug panics in there: surface it as before, when indexing ran here.
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             });
-            let committed_us = started.elapsed();
+            let committed = started.elapsed();
             if let Err(error) = written {
                 // Rolled back: take the vectors out again before anyone can search them, marked
                 // like a purge so a snapshot never persists vectors of rows that never existed.
@@ -202,10 +202,10 @@ impl TenantInner {
             let us = |d: std::time::Duration| d.as_micros() as u64;
             tracing::debug!(
                 rows = memories.len(),
-                graph_us = us(indexed_us),
-                rows_us = us(rows_us),
-                commit_us = us(committed_us.saturating_sub(rows_us)),
-                keyword_us = us(started.elapsed().saturating_sub(committed_us)),
+                graph_us = us(indexed),
+                rows_us = us(rows_written),
+                commit_us = us(committed.saturating_sub(rows_written)),
+                keyword_us = us(started.elapsed().saturating_sub(committed)),
                 "inserted"
             );
             Ok(())
