@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 
 use pulp::{Arch, Simd, WithSimd};
 
+use crate::arena::Arena;
+
 /// The instruction sets of this CPU, detected once.
 static ARCH: LazyLock<Arch> = LazyLock::new(Arch::new);
 
@@ -146,13 +148,13 @@ impl WithSimd for DotI8<'_> {
 
 /// Similarities of one probe to many nodes from int8 codes, into `out`
 /// (cleared first): `dot_i8(probe, code(i)) * probe_scale * scales[i]`, with
-/// the code vectors `dim` apart in `codes`. One dispatch for the whole batch,
+/// node `i`'s codes in `codes`. One dispatch for the whole batch,
 /// and every code vector is [touched](touch_i8) first so the cache misses
 /// overlap.
 pub(crate) fn code_sims(
     probe: &[i8],
     probe_scale: f32,
-    codes: &[i8],
+    codes: &Arena<i8>,
     scales: &[f32],
     ids: &[u32],
     out: &mut Vec<f32>,
@@ -170,7 +172,7 @@ pub(crate) fn code_sims(
 struct CodeSims<'a> {
     probe: &'a [i8],
     probe_scale: f32,
-    codes: &'a [i8],
+    codes: &'a Arena<i8>,
     scales: &'a [f32],
     ids: &'a [u32],
     out: &'a mut Vec<f32>,
@@ -182,18 +184,15 @@ impl WithSimd for CodeSims<'_> {
     fn with_simd<S: Simd>(self, _: S) {
         // Plain loops only: an iterator adapter or closure here may be
         // compiled out of line, without the dispatched features.
-        let dim = self.probe.len();
         let mut t = 0u32;
         for &i in self.ids {
-            let s = i as usize * dim;
-            t ^= touch_i8(&self.codes[s..s + dim]);
+            t ^= touch_i8(self.codes.node(i as usize));
         }
         std::hint::black_box(t);
         self.out.clear();
         self.out.reserve(self.ids.len());
         for &i in self.ids {
-            let s = i as usize * dim;
-            let d = dot_i8_kernel(self.probe, &self.codes[s..s + dim]);
+            let d = dot_i8_kernel(self.probe, self.codes.node(i as usize));
             self.out
                 .push(d as f32 * (self.probe_scale * self.scales[i as usize]));
         }
@@ -232,23 +231,22 @@ fn dot_i8_kernel(a: &[i8], b: &[i8]) -> i64 {
     total
 }
 
-/// Symmetric int8 quantisation with one scale per vector: appends the codes
-/// of `v` to `out` and returns the scale, so `v[i] ~= codes[i] * scale`.
+/// Symmetric int8 quantisation with one scale per vector: writes the codes
+/// of `v` into `out` (of the same length) and returns the scale, so `v[i] ~= codes[i] * scale`.
 ///
 /// The error per component is at most half a step (`max|v| / 254`), which is
 /// ample for choosing which nodes to visit; final scores are always
 /// recomputed from the f32 vectors.
-pub(crate) fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
+pub(crate) fn quantize(v: &[f32], out: &mut [i8]) -> f32 {
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if max == 0.0 || !max.is_finite() {
-        out.extend(std::iter::repeat_n(0i8, v.len()));
+        out.fill(0);
         return 0.0;
     }
     let inv = 127.0 / max;
-    out.extend(
-        v.iter()
-            .map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8),
-    );
+    for (code, x) in out.iter_mut().zip(v) {
+        *code = (x * inv).round().clamp(-127.0, 127.0) as i8;
+    }
     max / 127.0
 }
 
@@ -326,15 +324,14 @@ mod tests {
         assert_eq!(dot_i8(&extreme, &extreme), 10_000 * 128 * 128);
 
         let v: Vec<f32> = (0..64).map(|i| ((i as f32) * 0.7).sin()).collect();
-        let mut codes = Vec::new();
+        let mut codes = vec![1; 64];
         let scale = quantize(&v, &mut codes);
-        assert_eq!(codes.len(), 64);
         for (x, c) in v.iter().zip(&codes) {
             assert!((x - f32::from(*c) * scale).abs() <= scale * 0.5 + 1e-6);
         }
         let approx = dot_i8(&codes, &codes) as f32 * scale * scale;
         assert!((approx - dot(&v, &v)).abs() < 0.02 * dot(&v, &v));
-        codes.clear();
+        let mut codes = vec![1; 3];
         assert_eq!(quantize(&[0.0; 3], &mut codes), 0.0);
         assert_eq!(codes, vec![0; 3]);
     }
@@ -357,15 +354,18 @@ mod tests {
                 dot_kernel(&pair[0], &pair[1]).to_bits()
             );
         }
-        let mut codes = Vec::new();
-        let scales: Vec<f32> = rows.iter().map(|r| quantize(r, &mut codes)).collect();
-        let probe = &codes[3 * dim..4 * dim];
+        let mut codes = Arena::new(dim);
+        let scales: Vec<f32> = rows
+            .iter()
+            .map(|r| quantize(r, codes.push_zeroed()))
+            .collect();
+        let probe = codes.node(3);
         let ids: Vec<u32> = vec![39, 0, 17, 3, 3, 22];
         let mut out = vec![f32::NAN; 2];
         code_sims(probe, scales[3], &codes, &scales, &ids, &mut out);
         assert_eq!(out.len(), ids.len());
         for (&i, &sim) in ids.iter().zip(&out) {
-            let code = &codes[i as usize * dim..(i as usize + 1) * dim];
+            let code = codes.node(i as usize);
             assert_eq!(dot_i8(probe, code), dot_i8_kernel(probe, code));
             let expected = dot_i8_kernel(probe, code) as f32 * (scales[3] * scales[i as usize]);
             assert_eq!(sim.to_bits(), expected.to_bits());

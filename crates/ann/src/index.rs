@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use parking_lot::Mutex;
 
+use crate::arena::Arena;
 use crate::distance::{code_sims, dot, dot_i8, normalised, quantize, touch};
 use crate::visited::VisitedSet;
 use crate::{AnnError, HnswParams};
@@ -110,7 +111,7 @@ pub(crate) struct Probe {
 
 impl Probe {
     fn new(v: &[f32]) -> Self {
-        let mut codes = Vec::with_capacity(v.len());
+        let mut codes = vec![0; v.len()];
         let scale = quantize(v, &mut codes);
         Self { codes, scale }
     }
@@ -195,13 +196,13 @@ pub struct HnswIndex {
     pub(crate) l1: Vec<f32>,
     /// Int8 codes of the vectors, `dim` per node, and one scale per node:
     /// what the graph walk reads (a quarter of the memory traffic).
-    pub(crate) codes: Vec<i8>,
+    pub(crate) codes: Arena<i8>,
     pub(crate) scales: Vec<f32>,
     pub(crate) keys: Vec<u64>,
     pub(crate) levels: Vec<u8>,
     pub(crate) deleted: Vec<bool>,
     /// Layer-0 adjacency: per node `[count, n_0, .., n_{m0-1}]`.
-    pub(crate) links0: Vec<u32>,
+    pub(crate) links0: Arena<u32>,
     /// Upper-layer adjacency per node: for each level `1..=level`,
     /// `[count, n_0, .., n_{m-1}]`. Empty for the ~94% of nodes on layer 0 only.
     pub(crate) upper: Vec<Vec<u32>>,
@@ -267,12 +268,12 @@ impl HnswIndex {
             vectors: Vec::new(),
             keep_vectors: true,
             l1: Vec::new(),
-            codes: Vec::new(),
+            codes: Arena::new(dimension),
             scales: Vec::new(),
             keys: Vec::new(),
             levels: Vec::new(),
             deleted: Vec::new(),
-            links0: Vec::new(),
+            links0: Arena::new(m0 + 1),
             upper: Vec::new(),
             key_to_node: HashMap::new(),
             entry: None,
@@ -399,12 +400,12 @@ impl HnswIndex {
             self.vectors.reserve(additional * self.dim);
         }
         self.l1.reserve(additional);
-        self.codes.reserve(additional * self.dim);
+        self.codes.reserve(additional);
         self.scales.reserve(additional);
         self.keys.reserve(additional);
         self.levels.reserve(additional);
         self.deleted.reserve(additional);
-        self.links0.reserve(additional * (self.m0 + 1));
+        self.links0.reserve(additional);
         self.upper.reserve(additional);
         self.key_to_node.reserve(additional);
     }
@@ -420,12 +421,12 @@ impl HnswIndex {
         let visited: usize = self.visited_pool.lock().iter().map(|v| v.bytes()).sum();
         self.vectors.capacity() * size_of::<f32>()
             + self.l1.capacity() * size_of::<f32>()
-            + self.codes.capacity()
+            + self.codes.bytes()
             + self.scales.capacity() * size_of::<f32>()
             + self.keys.capacity() * size_of::<u64>()
             + self.levels.capacity()
             + self.deleted.capacity()
-            + self.links0.capacity() * size_of::<u32>()
+            + self.links0.bytes()
             + self.upper.capacity() * size_of::<Vec<u32>>()
             + upper
             // hashbrown: key, value and one control byte per bucket.
@@ -481,12 +482,12 @@ impl HnswIndex {
             self.vectors.extend_from_slice(&v);
         }
         self.l1.push(v.iter().map(|x| x.abs()).sum());
-        let scale = quantize(&v, &mut self.codes);
+        let scale = quantize(&v, self.codes.push_zeroed());
         self.scales.push(scale);
         self.keys.push(key);
         self.levels.push(level as u8);
         self.deleted.push(false);
-        self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
+        self.links0.push_zeroed();
         self.upper.push(vec![0; level * (self.params.m + 1)]);
         self.key_to_node.insert(key, idx);
         match hint.filter(|h| level == 0 && self.hint_fits(h)) {
@@ -776,8 +777,7 @@ impl HnswIndex {
 
     #[inline]
     fn code(&self, i: u32) -> &[i8] {
-        let s = i as usize * self.dim;
-        &self.codes[s..s + self.dim]
+        self.codes.node(i as usize)
     }
 
     /// Approximate similarity of a probe to node `i` from int8 codes.
@@ -832,7 +832,7 @@ impl HnswIndex {
     #[inline]
     fn slot_range(&self, i: u32, level: usize) -> (&[u32], usize) {
         if level == 0 {
-            (&self.links0, i as usize * (self.m0 + 1))
+            (self.links0.node(i as usize), 0)
         } else {
             (&self.upper[i as usize], (level - 1) * (self.params.m + 1))
         }
@@ -846,10 +846,10 @@ impl HnswIndex {
     ) {
         let cap = self.max_links(level);
         let (slots, base) = if level == 0 {
-            (&mut self.links0, i as usize * (self.m0 + 1))
+            (self.links0.node_mut(i as usize), 0)
         } else {
             (
-                &mut self.upper[i as usize],
+                self.upper[i as usize].as_mut_slice(),
                 (level - 1) * (self.params.m + 1),
             )
         };
@@ -863,12 +863,12 @@ impl HnswIndex {
     fn clear_storage(&mut self) {
         self.vectors = Vec::new();
         self.l1 = Vec::new();
-        self.codes = Vec::new();
+        self.codes = Arena::new(self.dim);
         self.scales = Vec::new();
         self.keys = Vec::new();
         self.levels = Vec::new();
         self.deleted = Vec::new();
-        self.links0 = Vec::new();
+        self.links0 = Arena::new(self.m0 + 1);
         self.upper = Vec::new();
         self.key_to_node = HashMap::new();
         self.entry = None;
@@ -1204,10 +1204,10 @@ impl HnswIndex {
         let current = self.links(target, level);
         if current.len() < cap {
             let (slots, base) = if level == 0 {
-                (&mut self.links0, target as usize * (self.m0 + 1))
+                (self.links0.node_mut(target as usize), 0)
             } else {
                 (
-                    &mut self.upper[target as usize],
+                    self.upper[target as usize].as_mut_slice(),
                     (level - 1) * (self.params.m + 1),
                 )
             };

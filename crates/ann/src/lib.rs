@@ -60,6 +60,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod arena;
 mod distance;
 mod index;
 mod snapshot;

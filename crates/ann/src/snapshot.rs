@@ -222,11 +222,13 @@ fn read_node(
         // deterministic and keeps the format independent of them.
         let v = &idx.vectors[start..];
         idx.l1.push(v.iter().map(|x| x.abs()).sum());
-        let scale = quantize(v, &mut idx.codes);
+        let scale = quantize(v, idx.codes.push_zeroed());
         idx.scales.push(scale);
     } else {
         let data = src.take(dim + 8)?;
-        idx.codes.extend(data[..dim].iter().map(|&b| b as i8));
+        for (code, &byte) in idx.codes.push_zeroed().iter_mut().zip(&data[..dim]) {
+            *code = byte as i8;
+        }
         let scale = le_f32(&data[dim..]);
         let l1 = le_f32(&data[dim + 4..]);
         let plausible = |x: f32| x.is_finite() && x >= 0.0;
@@ -239,7 +241,7 @@ fn read_node(
     idx.keys.push(key);
     idx.deleted.push(flags == 1);
     idx.levels.push(level);
-    idx.links0.extend(std::iter::repeat_n(0, idx.m0 + 1));
+    idx.links0.push_zeroed();
     idx.upper.push(vec![0; level as usize * (idx.params.m + 1)]);
     for lc in 0..=level as usize {
         let count = src.take(2)?;
@@ -335,8 +337,7 @@ impl HnswIndex {
                     vbuf.extend_from_slice(&x.to_le_bytes());
                 }
             } else {
-                let start = i * self.dim;
-                vbuf.extend(self.codes[start..start + self.dim].iter().map(|&c| c as u8));
+                vbuf.extend(self.codes.node(i).iter().map(|&c| c as u8));
                 vbuf.extend_from_slice(&self.scales[i].to_le_bytes());
                 vbuf.extend_from_slice(&self.l1[i].to_le_bytes());
             }
@@ -414,10 +415,10 @@ impl HnswIndex {
         if with_vectors {
             idx.vectors.reserve(reserve * dim);
         }
-        idx.codes.reserve(reserve * dim);
+        idx.codes.reserve(reserve);
         idx.l1.reserve(reserve);
         idx.keys.reserve(reserve);
-        idx.links0.reserve(reserve * (idx.m0 + 1));
+        idx.links0.reserve(reserve);
 
         let vlen = if with_vectors { dim * 4 } else { dim + 8 };
         for i in 0..nodes {

@@ -20,9 +20,7 @@ use crate::migrations::migrate;
 use crate::options::SqliteOptions;
 use crate::pieces::PieceWriter;
 use crate::rows::to_micros;
-use crate::vectors::{
-    capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot, TwinFilter,
-};
+use crate::vectors::{capture_snapshot, load_index, snapshot_stored, BankIndex, BankSlot, Twins};
 
 /// Bytes of a vector index snapshot per stored piece: the writer buffers one piece (and SQLite
 /// copies it once more), so pieces stay small next to the index; SQLite refuses values over
@@ -177,39 +175,46 @@ impl TenantInner {
         Ok(read(index))
     }
 
-    /// Loads the twin filter of a just-loaded index on another thread. It reads the rows under
-    /// the writer and installs the filter before letting go, so no change falls between the
-    /// two; until then the filter holds every hash (each near-duplicate check looks it up).
+    /// Loads the twin map of a just-loaded index on another thread (see [`Self::load_twins`]).
     fn load_twins_later(self: &Arc<Self>, bank: &BankId, slot: &Arc<BankSlot>) {
         let inner = Arc::clone(self);
         let bank = bank.clone();
         let slot = Arc::clone(slot);
         let spawned = std::thread::Builder::new()
             .name("astrocyte-twins".into())
-            .spawn(move || {
-                let result = inner.guarded(|inner| {
-                    inner.with_writer(|conn| {
-                        let started = std::time::Instant::now();
-                        let filter = TwinFilter::load(conn, &bank)?;
-                        if let Some(index) = slot.index.write().as_mut() {
-                            if !index.twins.is_loaded() {
-                                index.twins = filter;
-                            }
-                        }
-                        tracing::debug!(bank = %bank, ms = started.elapsed().as_millis() as u64, "twin filter loaded");
-                        Ok(())
-                    })
-                });
-                match result {
-                    Ok(()) | Err(StoreError::TenantDropped(_)) => {}
-                    Err(error) => {
-                        tracing::warn!(tenant = %inner.schema, bank = %bank, %error, "twin filter load failed; near-duplicate checks look every vector up");
-                    }
+            .spawn(move || match inner.guarded(|inner| inner.load_twins(&bank, &slot)) {
+                Ok(()) | Err(StoreError::TenantDropped(_)) => {}
+                Err(error) => {
+                    // The next near-duplicate check of the bank loads it instead.
+                    tracing::warn!(tenant = %inner.schema, bank = %bank, %error, "twin map load failed");
                 }
             });
         if let Err(error) = spawned {
-            tracing::warn!(%error, "could not start the twin filter thread");
+            tracing::warn!(%error, "could not start the twin map thread");
         }
+    }
+
+    /// Loads the twin map of the bank's index unless it is loaded (or the index is not). It
+    /// reads the rows under the writer and installs the map before letting go, so no change
+    /// falls between the two.
+    pub(crate) fn load_twins(&self, bank: &BankId, slot: &BankSlot) -> StoreResult<()> {
+        self.with_writer(|conn| {
+            let unloaded = |slot: &BankSlot| {
+                matches!(slot.index.read().as_ref(), Some(index) if !index.twins.is_loaded())
+            };
+            if !unloaded(slot) {
+                return Ok(());
+            }
+            let started = std::time::Instant::now();
+            let twins = Twins::load(conn, bank)?;
+            if let Some(index) = slot.index.write().as_mut() {
+                if !index.twins.is_loaded() {
+                    index.twins = twins;
+                }
+            }
+            tracing::debug!(bank = %bank, ms = started.elapsed().as_millis() as u64, "twin map loaded");
+            Ok(())
+        })
     }
 
     // --- keyword indexes ------------------------------------------------------------------

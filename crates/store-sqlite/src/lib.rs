@@ -18,10 +18,9 @@
 //! Selective filters are resolved in SQL first: small candidate sets are scored exactly, large
 //! ones searched through the index with a membership filter. Every hit is re-read through SQL
 //! with the full filter, so the index can trail a write without ever surfacing a forgotten
-//! memory. The near-duplicate check (`nearest_each`) looks for an identical vector through an
-//! indexed hash column, so re-sending the same text is always caught, and asks the graph; the
-//! hash lookup runs only for vectors whose hash the bank's in-memory twin filter (a count per
-//! stored hash) says some row may hold.
+//! memory. The near-duplicate check (`nearest_each`) looks for an identical vector among the
+//! rows storing its hash, through the bank's in-memory twin map (vector hash to rows), so
+//! re-sending the same text is always caught, and asks the graph.
 //! The graph walk of that check ends where the new vector belongs, so it leaves an insert hint
 //! per vector (`astrocyte_ann::InsertHint`) and the insert that follows links from there
 //! instead of walking again: half the graph work of a retain.

@@ -165,14 +165,14 @@ impl TenantInner {
                             }
                             // Its stored snapshot was deleted with the old vectors.
                             index.snapshot_missing = true;
-                            // Rows changed hashes, forgotten ones too: count them afresh.
+                            // Rows changed hashes, forgotten ones too: read them afresh.
                             match index.twins.reload(conn, bank) {
                                 Ok(()) => {
                                     index.wants_background_snapshot(self.options.snapshot_every)
                                 }
                                 Err(error) => {
                                     // Unloaded instead: the next use rebuilds it from the table.
-                                    tracing::warn!(%error, "twin filter reload failed");
+                                    tracing::warn!(%error, "twin map reload failed");
                                     *guard = None;
                                     false
                                 }

@@ -306,6 +306,18 @@ BEGIN
 END;
 "#,
     },
+    Migration {
+        version: 9,
+        name: "memories_rowid_hash",
+        sql: r#"
+-- The near-duplicate check finds exact twins through a map of hashes to rows kept in memory
+-- (store-sqlite vectors.rs), loaded from this index; a new row's entry lands at its end. The
+-- index on (bank_id, embedding_hash) it replaces took each insert to a random page: at 1M rows
+-- that was a third of a retain's commit.
+DROP INDEX memories_bank_embedding_hash;
+CREATE INDEX memories_bank_rowid_hash ON memories (bank_id, rowid, embedding_hash);
+"#,
+    },
 ];
 
 /// Migrations of the API-key directory file (`_directory.keys.db`), which is not a tenant.

@@ -34,7 +34,7 @@ use crate::rows::{
     MEMORY_COLUMNS,
 };
 use crate::signals::LocalSignals;
-use crate::vectors::{BankIndex, BankSlot};
+use crate::vectors::{BankIndex, BankSlot, Twins};
 
 impl TenantInner {
     // --- embedding space ----------------------------------------------------------------
@@ -140,12 +140,12 @@ impl TenantInner {
                 .collect();
             let before: Vec<i64> = indexes.iter().map(|(index, ..)| index.max_rowid).collect();
             let started = Instant::now();
-            let (written, indexed, rows_written) = std::thread::scope(|scope| {
+            let (written, indexed, rows_written, sql_done) = std::thread::scope(|scope| {
                 let indexer = scope.spawn(|| {
                     let started = Instant::now();
                     for (index, vectors, hints) in indexes.iter_mut() {
                         for (row, hint) in vectors.iter().zip(hints.iter()) {
-                            index.twins.add(row.hash);
+                            index.twins.add(row.hash, row.rowid);
                             // The rows are validated above: a vector the index still refuses
                             // stays findable by keyword and recency.
                             if let Err(error) = index.add_hinted(row.rowid, row.vector, hint.as_ref())
@@ -159,8 +159,9 @@ impl TenantInner {
                 let written = write_rows(&tx, &rows, &memories, &rowids);
                 let rows_written = started.elapsed();
                 let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
+                let sql_done = started.elapsed();
                 match indexer.join() {
-                    Ok(indexed) => (written, indexed, rows_written),
+                    Ok(indexed) => (written, indexed, rows_written, sql_done),
                     // Only a bug panics in there: surface it as before, when indexing ran here.
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
@@ -171,7 +172,7 @@ impl TenantInner {
                 // like a purge so a snapshot never persists vectors of rows that never existed.
                 for ((index, vectors, _), max_rowid) in indexes.iter_mut().zip(before) {
                     for row in vectors.iter() {
-                        index.twins.remove(row.hash);
+                        index.twins.remove(row.hash, row.rowid);
                         index.remove(row.rowid, true);
                     }
                     index.max_rowid = max_rowid;
@@ -198,13 +199,15 @@ impl TenantInner {
             for (bank, documents) in documents {
                 self.update_keyword_index(bank, documents, &[]);
             }
-            // Where a write's time goes: the graph insert runs beside the rows and the commit.
+            // Where a write's time goes: the graph insert runs beside the rows and the commit,
+            // and the write waits for the later of the two.
             let us = |d: std::time::Duration| d.as_micros() as u64;
             tracing::debug!(
                 rows = memories.len(),
                 graph_us = us(indexed),
                 rows_us = us(rows_written),
-                commit_us = us(committed.saturating_sub(rows_written)),
+                commit_us = us(sql_done.saturating_sub(rows_written)),
+                graph_wait_us = us(committed.saturating_sub(sql_done)),
                 keyword_us = us(started.elapsed().saturating_sub(committed)),
                 "inserted"
             );
@@ -242,8 +245,9 @@ impl TenantInner {
         }
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Hashes of the deleted rows' vectors, for the twin filter (soft forgets keep rows).
-            let mut purged_hashes: Vec<i64> = Vec::new();
+            // The deleted rows and their vectors' hashes, for the twin map (soft forgets keep
+            // rows).
+            let mut purged_rows: Vec<(i64, i64)> = Vec::new();
             let rowids: Vec<i64> = match mode {
                 ForgetMode::Soft => {
                     let statement = format!(
@@ -268,7 +272,7 @@ impl TenantInner {
                         })?
                         .collect::<Result<_, _>>()?;
                     let rowids: Vec<i64> = deleted.iter().map(|(rowid, _)| *rowid).collect();
-                    purged_hashes = deleted.into_iter().map(|(_, hash)| hash).collect();
+                    purged_rows = deleted;
                     drop(statement);
                     if !rowids.is_empty() {
                         // The stored snapshot holds the purged vectors: it goes too, and is
@@ -296,8 +300,8 @@ impl TenantInner {
                             for rowid in &rowids {
                                 index.remove(*rowid, purged);
                             }
-                            for hash in &purged_hashes {
-                                index.twins.remove(*hash);
+                            for (rowid, hash) in &purged_rows {
+                                index.twins.remove(*hash, *rowid);
                             }
                             if purged && !rowids.is_empty() {
                                 // The stored snapshot was deleted with the rows.
@@ -333,27 +337,58 @@ impl TenantInner {
             .iter()
             .map(|v| vector_hash(&encode_vector(v)))
             .collect();
-        let (suspects, found): (Vec<usize>, Vec<_>) =
-            self.with_index(&reader, bank, first.len(), |index| {
-                let suspects = (0..vectors.len())
-                    .filter(|&i| index.twins.may_hold(hashes[i]))
-                    .collect();
-                let found = in_parallel(vectors.iter().collect(), |vector| {
-                    index.hnsw.nearest_candidates_with_hint(vector, min_score)
-                });
-                (suspects, found)
-            })?;
-        let found = rescore_nearest(&reader, vectors, found)?;
-        // Exact twins through the hash column, for the vectors whose hash some row stores: a
-        // graph walk can miss even an identical vector, and "the same text retained twice" must
-        // always be caught.
-        let mut twins: Vec<Option<i64>> = vec![None; vectors.len()];
-        if !suspects.is_empty() {
-            let probes: Vec<Vec<f32>> = suspects.iter().map(|&i| vectors[i].clone()).collect();
-            for (i, twin) in suspects.iter().zip(exact_twins(&reader, bank, &probes)?) {
-                twins[*i] = twin;
+        let twin_rows = |index: &BankIndex| -> Option<Vec<Vec<i64>>> {
+            hashes
+                .iter()
+                .map(|hash| index.twins.rowids(*hash).map(<[i64]>::to_vec))
+                .collect()
+        };
+        let started = Instant::now();
+        let (candidates, found) = self.with_index(&reader, bank, first.len(), |index| {
+            let found = in_parallel(vectors.iter().collect(), |vector| {
+                index.hnsw.nearest_candidates_with_hint(vector, min_score)
+            });
+            (twin_rows(index), found)
+        })?;
+        let candidates = match candidates {
+            Some(candidates) => candidates,
+            // A large bank's twin map may still be loading: wait for it (or load it here).
+            None => {
+                let slot = self.slot(bank);
+                self.load_twins(bank, &slot)?;
+                match self.with_index(&reader, bank, first.len(), twin_rows)? {
+                    Some(candidates) => candidates,
+                    // Reloaded since (a re-embedding failed): read the rows for this check.
+                    None => {
+                        let twins = Twins::load(&reader, bank)?;
+                        hashes
+                            .iter()
+                            .map(|hash| twins.rowids(*hash).map_or_else(Vec::new, <[i64]>::to_vec))
+                            .collect()
+                    }
+                }
             }
-        }
+        };
+        let walked = started.elapsed();
+        let rescored = found
+            .iter()
+            .map(|(candidates, _)| candidates.len())
+            .sum::<usize>();
+        let found = rescore_nearest(&reader, vectors, found)?;
+        let rescore = started.elapsed() - walked;
+        // Exact twins, confirmed among the rows storing the vector's hash: a graph walk can
+        // miss even an identical vector, and "the same text retained twice" must always be
+        // caught.
+        let twins = exact_twins(&reader, bank, vectors, &candidates)?;
+        let twinned = started.elapsed() - walked - rescore;
+        tracing::debug!(
+            vectors = vectors.len(),
+            rescored,
+            walk_us = walked.as_micros() as u64,
+            rescore_us = rescore.as_micros() as u64,
+            twins_us = twinned.as_micros() as u64,
+            "near-duplicates checked"
+        );
         let found = found.into_iter().zip(twins.iter().zip(vectors)).map(
             |((hit, hint), (twin, vector))| match twin {
                 // Identical vectors have cosine 1, unless both are zero (no words).
@@ -729,42 +764,43 @@ fn write_rows(
 }
 
 /// For each vector, the visible row of `bank` storing exactly that vector (the smallest id when
-/// several do), found through `embedding_hash` and confirmed byte for byte.
+/// several do), among the rows `candidates` holds for it (those storing its hash), confirmed
+/// byte for byte.
 fn exact_twins(
     conn: &Connection,
     bank: &BankId,
     vectors: &[Vec<f32>],
+    candidates: &[Vec<i64>],
 ) -> StoreResult<Vec<Option<i64>>> {
-    let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| encode_vector(v)).collect();
-    let hashes: Vec<i64> = blobs.iter().map(|b| vector_hash(b)).collect();
-    // Pinned to the hash index and unordered: left to itself the planner walked the whole
-    // bank through (bank_id, id) to satisfy an ORDER BY id, one full scan per retain.
+    let wanted: Vec<i64> = candidates.iter().flatten().copied().collect();
+    if wanted.is_empty() {
+        return Ok(vec![None; vectors.len()]);
+    }
+    // Row-id lookups only: the planner would otherwise walk an index on bank_id first.
     let mut statement = conn.prepare_cached(
-        "SELECT rowid, embedding_hash, embedding, id FROM memories
-         INDEXED BY memories_bank_embedding_hash
-         WHERE bank_id = ?1 AND embedding_hash IN (SELECT value FROM json_each(?2))
+        "SELECT rowid, embedding, id FROM memories NOT INDEXED
+         WHERE rowid IN (SELECT value FROM json_each(?1)) AND bank_id = ?2
            AND forgotten_at IS NULL",
     )?;
-    let mut stored: HashMap<i64, Vec<(i64, Vec<u8>, String)>> = HashMap::new();
-    let mut rows = statement.query(params![bank.as_str(), json_list(&hashes)])?;
-    while let Some(row) = rows.next()? {
-        stored
-            .entry(row.get(1)?)
-            .or_default()
-            .push((row.get(0)?, row.get(2)?, row.get(3)?));
-    }
-    Ok(blobs
+    let stored: HashMap<i64, (Vec<u8>, String)> = statement
+        .query_map(params![json_list(&wanted), bank.as_str()], |row| {
+            Ok((row.get(0)?, (row.get(1)?, row.get(2)?)))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(vectors
         .iter()
-        .zip(&hashes)
-        .map(|(blob, hash)| {
-            stored
-                .get(hash)
-                .and_then(|rows| {
-                    rows.iter()
-                        .filter(|(_, stored, _)| stored == blob)
-                        .min_by(|a, b| a.2.cmp(&b.2))
-                })
-                .map(|(rowid, _, _)| *rowid)
+        .zip(candidates)
+        .map(|(vector, rowids)| {
+            if rowids.is_empty() {
+                return None;
+            }
+            let blob = encode_vector(vector);
+            rowids
+                .iter()
+                .filter_map(|rowid| stored.get(rowid).map(|row| (rowid, row)))
+                .filter(|(_, (stored, _))| *stored == blob)
+                .min_by(|a, b| a.1 .1.cmp(&b.1 .1))
+                .map(|(rowid, _)| *rowid)
         })
         .collect())
 }
@@ -1124,7 +1160,7 @@ mod tests {
     }
 
     #[test]
-    fn exact_twins_use_the_hash_index_and_pick_the_smallest_id() {
+    fn exact_twins_are_confirmed_by_their_bytes_and_pick_the_smallest_id() {
         let dir = tempfile::tempdir().expect("temp dir");
         let inner = open_tenant(dir.path());
         let bank = BankId::new("b").expect("bank");
@@ -1136,48 +1172,60 @@ mod tests {
             ])
             .expect("insert");
         let reader = inner.readers.get().expect("reader");
-        let twins = exact_twins(&reader, &bank, &[vec![0.6, 0.8], vec![0.0, 1.0]]).expect("twins");
+        // Row 3 stands for a hash collision: a candidate whose bytes differ is no twin.
+        let twins = exact_twins(
+            &reader,
+            &bank,
+            &[vec![0.6, 0.8], vec![0.0, 1.0], vec![1.0, 0.0]],
+            &[vec![1, 2, 3], vec![3], vec![]],
+        )
+        .expect("twins");
         assert_eq!(
             twins,
-            vec![Some(2), None],
-            "row 2 holds id m, smaller than z"
+            vec![Some(2), None, None],
+            "row 2 holds id m, smaller than z; row 3 is not named for the last"
         );
-        let plan: Vec<String> = reader
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT rowid, embedding_hash, embedding, id FROM memories
-                 INDEXED BY memories_bank_embedding_hash
-                 WHERE bank_id = ?1 AND embedding_hash IN (SELECT value FROM json_each(?2))
-                   AND forgotten_at IS NULL",
-            )
-            .expect("plan")
-            .query_map(params!["b", "[1]"], |row| row.get::<_, String>(3))
-            .expect("plan rows")
-            .collect::<Result<_, _>>()
-            .expect("plan rows");
+        let other = BankId::new("other").expect("bank");
+        let twins = exact_twins(&reader, &other, &[vec![0.6, 0.8]], &[vec![1, 2]]).expect("twins");
+        assert_eq!(twins, vec![None], "rows of another bank are no twins");
+        let plans = |sql: &str| -> Vec<String> {
+            reader
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan")
+                .query_map(params!["b"], |row| row.get::<_, String>(3))
+                .expect("plan rows")
+                .collect::<Result<_, _>>()
+                .expect("plan rows")
+        };
+        let plan = plans(
+            "SELECT rowid, embedding_hash FROM memories INDEXED BY memories_bank_rowid_hash
+             WHERE bank_id = ?1",
+        );
         assert!(
-            plan.iter().any(|step| step.contains("embedding_hash=?")),
-            "{plan:?}"
+            plan.iter().any(|step| step.contains("COVERING INDEX")),
+            "the twin map loads from the index alone: {plan:?}"
         );
     }
 
-    /// The twin filter counts every stored vector, so a twin lookup is skipped only when no row
-    /// can hold the vector: after inserts, across a reopen (rebuilt from the table), and down
-    /// to zero after the last copy is purged.
+    /// The twin map holds the rows of every stored vector hash: after inserts, across a reopen
+    /// (read from the table), and down to none after the last copy is purged.
     #[test]
-    fn twin_filter_follows_inserts_reopens_and_purges() {
+    fn the_twin_map_follows_inserts_reopens_and_purges() {
         let dir = tempfile::tempdir().expect("temp dir");
         let bank = BankId::new("b").expect("bank");
         let twin = vec![0.6, 0.8];
         let hash = vector_hash(&encode_vector(&twin));
-        let may_hold = |inner: &Arc<TenantInner>| {
+        let rows_of = |inner: &Arc<TenantInner>| {
             let reader = inner.readers.get().expect("reader");
             inner
-                .with_index(&reader, &bank, 2, |index| index.twins.may_hold(hash))
+                .with_index(&reader, &bank, 2, |index| {
+                    index.twins.rowids(hash).map(<[i64]>::to_vec)
+                })
                 .expect("index")
         };
         {
             let inner = open_tenant(dir.path());
-            assert!(!may_hold(&inner), "empty bank");
+            assert_eq!(rows_of(&inner), Some(vec![]), "empty bank");
             inner
                 .insert(vec![
                     memory(&bank, "a", twin.clone()),
@@ -1185,7 +1233,7 @@ mod tests {
                     memory(&bank, "c", vec![1.0, 0.0]),
                 ])
                 .expect("insert");
-            assert!(may_hold(&inner));
+            assert_eq!(rows_of(&inner), Some(vec![1, 2]));
             let found = inner
                 .nearest_each(&bank, &[twin.clone(), vec![0.0, 1.0]], 0.99)
                 .expect("nearest");
@@ -1193,34 +1241,33 @@ mod tests {
             assert_eq!(found[1], None);
             inner.close();
         }
+        // Three vectors are many in unit tests: the map loads on another thread, or on the
+        // first near-duplicate check, which waits for it.
         let inner = open_tenant(dir.path());
-        assert!(may_hold(&inner), "rebuilt from the rows on load");
-        // Three vectors are many in unit tests: the filter loads on another thread.
-        let loaded = || {
-            let reader = inner.readers.get().expect("reader");
-            inner
-                .with_index(&reader, &bank, 2, |index| index.twins.is_loaded())
-                .expect("index")
-        };
-        let waited = std::time::Instant::now();
-        while !loaded() {
-            assert!(
-                waited.elapsed().as_secs() < 30,
-                "the twin filter never loaded"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let found = inner
+            .nearest_each(&bank, std::slice::from_ref(&twin), 0.99)
+            .expect("nearest");
+        assert_eq!(found[0].as_ref().map(|(id, _)| id.as_str()), Some("a"));
+        assert_eq!(
+            rows_of(&inner),
+            Some(vec![1, 2]),
+            "read from the rows on load"
+        );
         let forget = |ids: &[&str], mode| forget_ids(&inner, &bank, ids, mode);
         forget(&["a"], ForgetMode::Purge);
-        assert!(may_hold(&inner), "b still stores it");
+        assert_eq!(rows_of(&inner), Some(vec![2]), "b still stores it");
         forget(&["b"], ForgetMode::Soft);
-        assert!(may_hold(&inner), "a soft-forgotten row is still stored");
+        assert_eq!(
+            rows_of(&inner),
+            Some(vec![2]),
+            "a soft-forgotten row is still stored"
+        );
         let found = inner
             .nearest_each(&bank, std::slice::from_ref(&twin), 0.99)
             .expect("nearest");
         assert_eq!(found, vec![None], "forgotten rows are no twins");
         forget(&["b"], ForgetMode::Purge);
-        assert!(!may_hold(&inner), "no row stores it any more");
+        assert_eq!(rows_of(&inner), Some(vec![]), "no row stores it any more");
     }
 
     /// Once a bank's keyword index is loaded, inserts, context rewrites, forgets and purges

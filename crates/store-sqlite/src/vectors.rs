@@ -77,88 +77,120 @@ impl HintCache {
     }
 }
 
-/// How many rows of a bank store each vector hash (`embedding_hash`), forgotten rows included.
+/// Which rows of a bank store each vector hash (`embedding_hash`), forgotten rows included:
+/// the near-duplicate check's way to exact twins, which a graph walk can miss. A hash with no
+/// rows (nearly every new vector) costs one map lookup; the rest are confirmed byte for byte
+/// by row id. About 20 bytes per row in memory.
 ///
-/// A new vector whose hash is absent has no identical twin in the bank, so the near-duplicate
-/// check skips the twin lookup in SQL for it: two B-tree seeks per vector that took 2.8 ms
-/// per 256 retains at 100k memories, for an answer that is nearly always "none". About 20
-/// bytes per row in memory.
+/// An SQL index on `(bank_id, embedding_hash)` answered this before. Each insert landed on a
+/// random page of it, and at 1M rows that was a third of a retain's commit; the map is loaded
+/// from `memories_bank_rowid_hash` instead, whose new entries land at its end.
 ///
-/// Until it is loaded it holds nothing and "may hold" every hash, so every vector gets the
-/// lookup: a large bank's filter loads after its index (see [`TWINS_LATER_FROM`]), off the
-/// path of the first search.
+/// Until it is loaded it knows nothing (see [`Twins::rowids`]): a large bank's map loads after
+/// its index (see [`TWINS_LATER_FROM`]), off the path of the first search.
 #[derive(Default)]
-pub(crate) struct TwinFilter {
-    counts: HashMap<i64, u32>,
+pub(crate) struct Twins {
+    /// Hash to its only row, or to [`SHARED`] when several rows store it.
+    first: HashMap<i64, i64>,
+    /// The rows of the hashes several rows store.
+    shared: HashMap<i64, Vec<i64>>,
     loaded: bool,
 }
 
-/// Indexes of at least this many vectors get their twin filter after the load, in the
-/// background: at 1M rows counting the hashes is a full index scan and a million map inserts.
+/// Marks a hash stored by several rows; row ids start at 1.
+const SHARED: i64 = 0;
+
+/// Indexes of at least this many vectors get their twin map after the load, in the
+/// background: at 1M rows reading the hashes is a scan of 1M index entries and a million map
+/// inserts.
 #[cfg(not(test))]
 pub(crate) const TWINS_LATER_FROM: usize = 10_000;
-/// Small in unit tests, so small banks load their filter in the background.
+/// Small in unit tests, so small banks load their map in the background.
 #[cfg(test)]
 pub(crate) const TWINS_LATER_FROM: usize = 2;
 
-impl TwinFilter {
-    /// Counts every row of `bank` (an index-only scan of `memories_bank_embedding_hash`). The
-    /// caller must keep the rows from changing until the filter is in place (hold the writer).
+impl Twins {
+    /// Reads every row of `bank` (an index-only scan of `memories_bank_rowid_hash`). The
+    /// caller must keep the rows from changing until the map is in place (hold the writer).
     pub(crate) fn load(conn: &Connection, bank: &BankId) -> StoreResult<Self> {
         let mut statement = conn.prepare_cached(
-            "SELECT embedding_hash FROM memories INDEXED BY memories_bank_embedding_hash
+            "SELECT rowid, embedding_hash FROM memories INDEXED BY memories_bank_rowid_hash
              WHERE bank_id = ?1",
         )?;
-        let mut filter = TwinFilter {
-            counts: HashMap::new(),
+        let mut twins = Twins {
             loaded: true,
+            ..Twins::default()
         };
         let mut rows = statement.query([bank.as_str()])?;
         while let Some(row) = rows.next()? {
-            filter.add(row.get(0)?);
+            twins.add(row.get(1)?, row.get(0)?);
         }
-        Ok(filter)
+        Ok(twins)
     }
 
-    /// Rebuilds the counts from the table, after changes that did not say which hashes went.
+    /// Rebuilds the map from the table, after changes that did not say which hashes went.
     pub(crate) fn reload(&mut self, conn: &Connection, bank: &BankId) -> StoreResult<()> {
         *self = Self::load(conn, bank)?;
         Ok(())
     }
 
-    /// Whether the counts are loaded (before, every hash may be held).
+    /// Whether the map is loaded (before, it knows no rows).
     pub(crate) fn is_loaded(&self) -> bool {
         self.loaded
     }
 
-    /// Counts a new row's hash. Before the load this is left to the load, which reads the
+    /// Records a new row's hash. Before the load this is left to the load, which reads the
     /// committed rows under the writer that every change holds.
-    pub(crate) fn add(&mut self, hash: i64) {
-        if self.loaded {
-            *self.counts.entry(hash).or_default() += 1;
+    pub(crate) fn add(&mut self, hash: i64, rowid: i64) {
+        if !self.loaded {
+            return;
         }
+        let first = self.first.entry(hash).or_insert(rowid);
+        if *first == rowid {
+            return;
+        }
+        if *first != SHARED {
+            let only = std::mem::replace(first, SHARED);
+            self.shared.insert(hash, vec![only]);
+        }
+        self.shared.entry(hash).or_default().push(rowid);
     }
 
-    pub(crate) fn remove(&mut self, hash: i64) {
-        if let Some(count) = self.counts.get_mut(&hash) {
-            *count -= 1;
-            if *count == 0 {
-                self.counts.remove(&hash);
+    pub(crate) fn remove(&mut self, hash: i64, rowid: i64) {
+        match self.first.get(&hash) {
+            Some(&SHARED) => {
+                let rows = self.shared.entry(hash).or_default();
+                rows.retain(|row| *row != rowid);
+                if let [only] = rows.as_slice() {
+                    self.first.insert(hash, *only);
+                    self.shared.remove(&hash);
+                }
             }
+            Some(&only) if only == rowid => {
+                self.first.remove(&hash);
+            }
+            _ => {}
         }
     }
 
-    /// Whether some row of the bank may store a vector with this hash.
-    pub(crate) fn may_hold(&self, hash: i64) -> bool {
-        !self.loaded || self.counts.contains_key(&hash)
+    /// The rows that store a vector with this hash, or `None` before the load.
+    pub(crate) fn rowids(&self, hash: i64) -> Option<&[i64]> {
+        if !self.loaded {
+            return None;
+        }
+        Some(match self.first.get(&hash) {
+            None => &[],
+            Some(&SHARED) => self.shared.get(&hash).map_or(&[], Vec::as_slice),
+            Some(only) => std::slice::from_ref(only),
+        })
     }
 }
 
 /// A loaded index and what is needed to snapshot it.
 pub(crate) struct BankIndex {
     pub(crate) hnsw: HnswIndex,
-    /// Invariant: counts the vector hash of every row of the bank (see [`TwinFilter`]).
-    pub(crate) twins: TwinFilter,
+    /// Invariant: once loaded, holds the vector hash of every row of the bank (see [`Twins`]).
+    pub(crate) twins: Twins,
     /// Invariant: every visible row of the bank with a row id up to this one is in `hnsw`
     /// (rows forgotten since may still be, until their removal is applied).
     pub(crate) max_rowid: i64,
@@ -194,7 +226,7 @@ impl BankIndex {
             // Codes only: the exact vectors are in the rows, read back to rescore shortlists,
             // which keeps a bank of 1M vectors of 384 dimensions at 0.5 GB rather than 2 GB.
             hnsw: HnswIndex::new_codes_only(dimension, params.clone()),
-            twins: TwinFilter::default(),
+            twins: Twins::default(),
             max_rowid: 0,
             unsaved: 0,
             version: 0,
@@ -328,7 +360,7 @@ pub(crate) fn load_index(
                         hnsw.drop_vectors();
                         hnsw
                     },
-                    twins: TwinFilter::default(),
+                    twins: Twins::default(),
                     max_rowid,
                     unsaved: 0,
                     version: 0,
@@ -371,7 +403,7 @@ pub(crate) fn load_index(
     index.max_rowid = index.max_rowid.max(newest);
     let rows_ms = started.elapsed().as_millis() as u64 - read_ms;
     if index.hnsw.len() < TWINS_LATER_FROM {
-        index.twins = TwinFilter::load(&tx, bank)?;
+        index.twins = Twins::load(&tx, bank)?;
     }
     tracing::debug!(bank = %bank, vectors = index.hnsw.len(), caught_up = index.unsaved, read_ms, rows_ms, ms = started.elapsed().as_millis() as u64, "vector index loaded");
     Ok(index)
@@ -608,19 +640,38 @@ mod tests {
     }
 
     #[test]
-    fn an_unloaded_twin_filter_may_hold_every_hash() {
-        let mut filter = TwinFilter::default();
-        filter.add(7);
-        assert!(!filter.is_loaded() && filter.may_hold(7) && filter.may_hold(8));
-        filter.loaded = true;
-        assert!(
-            !filter.may_hold(7),
+    fn the_twin_map_follows_rows_sharing_a_hash() {
+        let mut twins = Twins::default();
+        twins.add(7, 1);
+        assert_eq!(twins.rowids(7), None, "unknown before the load");
+        twins.loaded = true;
+        assert_eq!(
+            twins.rowids(7),
+            Some(&[][..]),
             "adds before the load are left to the load"
         );
-        filter.add(7);
-        assert!(filter.may_hold(7) && !filter.may_hold(8));
-        filter.remove(7);
-        assert!(!filter.may_hold(7));
+        twins.add(7, 1);
+        twins.add(7, 1);
+        twins.add(7, 4);
+        twins.add(7, 9);
+        twins.add(8, 2);
+        assert_eq!(twins.rowids(7), Some(&[1, 4, 9][..]));
+        assert_eq!(twins.rowids(8), Some(&[2][..]));
+        twins.remove(7, 4);
+        twins.remove(7, 5);
+        assert_eq!(twins.rowids(7), Some(&[1, 9][..]));
+        twins.remove(7, 1);
+        assert_eq!(twins.rowids(7), Some(&[9][..]));
+        assert!(
+            twins.shared.is_empty(),
+            "a hash of one row is back in the plain map"
+        );
+        twins.remove(7, 9);
+        twins.remove(8, 3);
+        assert_eq!(
+            (twins.rowids(7), twins.rowids(8)),
+            (Some(&[][..]), Some(&[2][..]))
+        );
     }
 
     #[test]
