@@ -333,10 +333,9 @@ impl TenantInner {
             return Ok(Vec::new());
         };
         let reader = self.readers.get()?;
-        let hashes: Vec<i64> = vectors
-            .iter()
-            .map(|v| vector_hash(&encode_vector(v)))
-            .collect();
+        // Encoded once: the hashes find twin candidates, the bytes confirm them.
+        let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| encode_vector(v)).collect();
+        let hashes: Vec<i64> = blobs.iter().map(|blob| vector_hash(blob)).collect();
         let twin_rows = |index: &BankIndex| -> Option<Vec<Vec<i64>>> {
             hashes
                 .iter()
@@ -379,7 +378,7 @@ impl TenantInner {
         // Exact twins, confirmed among the rows storing the vector's hash: a graph walk can
         // miss even an identical vector, and "the same text retained twice" must always be
         // caught.
-        let twins = exact_twins(&reader, bank, vectors, &candidates)?;
+        let twins = exact_twins(&reader, bank, &blobs, &candidates)?;
         let twinned = started.elapsed() - walked - rescore;
         tracing::debug!(
             vectors = vectors.len(),
@@ -763,18 +762,17 @@ fn write_rows(
     Ok(())
 }
 
-/// For each vector, the visible row of `bank` storing exactly that vector (the smallest id when
-/// several do), among the rows `candidates` holds for it (those storing its hash), confirmed
-/// byte for byte.
+/// For each encoded vector, the visible row of `bank` storing exactly those bytes (the smallest
+/// id when several do), among the rows `candidates` holds for it (those storing its hash).
 fn exact_twins(
     conn: &Connection,
     bank: &BankId,
-    vectors: &[Vec<f32>],
+    blobs: &[Vec<u8>],
     candidates: &[Vec<i64>],
 ) -> StoreResult<Vec<Option<i64>>> {
     let wanted: Vec<i64> = candidates.iter().flatten().copied().collect();
     if wanted.is_empty() {
-        return Ok(vec![None; vectors.len()]);
+        return Ok(vec![None; blobs.len()]);
     }
     // Row-id lookups only: the planner would otherwise walk an index on bank_id first.
     let mut statement = conn.prepare_cached(
@@ -787,18 +785,14 @@ fn exact_twins(
             Ok((row.get(0)?, (row.get(1)?, row.get(2)?)))
         })?
         .collect::<Result<_, _>>()?;
-    Ok(vectors
+    Ok(blobs
         .iter()
         .zip(candidates)
-        .map(|(vector, rowids)| {
-            if rowids.is_empty() {
-                return None;
-            }
-            let blob = encode_vector(vector);
+        .map(|(blob, rowids)| {
             rowids
                 .iter()
                 .filter_map(|rowid| stored.get(rowid).map(|row| (rowid, row)))
-                .filter(|(_, (stored, _))| *stored == blob)
+                .filter(|(_, (stored, _))| stored == blob)
                 .min_by(|a, b| a.1 .1.cmp(&b.1 .1))
                 .map(|(rowid, _)| *rowid)
         })
@@ -1173,20 +1167,19 @@ mod tests {
             .expect("insert");
         let reader = inner.readers.get().expect("reader");
         // Row 3 stands for a hash collision: a candidate whose bytes differ is no twin.
-        let twins = exact_twins(
-            &reader,
-            &bank,
-            &[vec![0.6, 0.8], vec![0.0, 1.0], vec![1.0, 0.0]],
-            &[vec![1, 2, 3], vec![3], vec![]],
-        )
-        .expect("twins");
+        let blobs: Vec<Vec<u8>> = [vec![0.6, 0.8], vec![0.0, 1.0], vec![1.0, 0.0]]
+            .iter()
+            .map(|v| encode_vector(v))
+            .collect();
+        let twins =
+            exact_twins(&reader, &bank, &blobs, &[vec![1, 2, 3], vec![3], vec![]]).expect("twins");
         assert_eq!(
             twins,
             vec![Some(2), None, None],
             "row 2 holds id m, smaller than z; row 3 is not named for the last"
         );
         let other = BankId::new("other").expect("bank");
-        let twins = exact_twins(&reader, &other, &[vec![0.6, 0.8]], &[vec![1, 2]]).expect("twins");
+        let twins = exact_twins(&reader, &other, &blobs[..1], &[vec![1, 2]]).expect("twins");
         assert_eq!(twins, vec![None], "rows of another bank are no twins");
         let plans = |sql: &str| -> Vec<String> {
             reader
