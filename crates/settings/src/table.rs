@@ -170,7 +170,7 @@ settings! {
     sqlite_snapshot_every: u64 = sqlite().snapshot_every, yaml "sqlite.snapshot_every", env ["ASTROCYTE_SQLITE_SNAPSHOT_EVERY"], example "50000";
     /// SQLite: filtered semantic searches with at most this many candidate rows are scored exactly.
     sqlite_exact_scan_limit: usize = sqlite().exact_scan_limit, yaml "sqlite.exact_scan_limit", env ["ASTROCYTE_SQLITE_EXACT_SCAN_LIMIT"], example "5000";
-    /// SQLite: filtered keyword search (FTS5) drops the most frequent query words until the rest match at most this many rows (0 keeps every word); unfiltered search uses the bank's keyword index, which needs no budget.
+    /// SQLite: filtered keyword search drops the most frequent query words until the rest match at most this many rows (0 keeps every word); unfiltered search uses the bank's keyword index, which needs no budget.
     sqlite_keyword_posting_budget: usize = sqlite().keyword_posting_budget, yaml "sqlite.keyword_posting_budget", env ["ASTROCYTE_SQLITE_KEYWORD_POSTING_BUDGET"], example "10000";
     /// SQLite: tenants kept open at once; idle ones are closed and reopened on demand.
     sqlite_max_open_tenants: usize = sqlite().max_open_tenants, yaml "sqlite.max_open_tenants", env ["ASTROCYTE_SQLITE_MAX_OPEN_TENANTS"], example "1024";

@@ -10,10 +10,13 @@
 //! Like the vector index it is derived data: built from the rows on a bank's first keyword
 //! search, kept in step by inserts, forgets and context rewrites (after their commits, under
 //! the writer lock, so updates apply in commit order), and every hit is read back through SQL.
-//! It covers the rows visible now; filtered searches (tags, fact types, time ranges, metadata,
-//! `as_of`) still go to FTS5, which the triggers keep for every row.
+//! It covers the rows visible now and answers every keyword search: filtered ones (tags, fact
+//! types, time ranges, metadata, `as_of`) score its candidates exhaustively within a posting
+//! budget and let SQL apply the filter (`search.rs`); rows forgotten since an `as_of` instant
+//! are tokenised and scored from their text there. FTS5 is no longer kept beside it: keeping it
+//! in step cost a fifth of a retain's time at 1M rows in one bank.
 //!
-//! Statistics are per bank (FTS5's are per tenant file) and over visible rows only.
+//! Statistics are per bank and over visible rows only.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -235,6 +238,36 @@ impl Cursor<'_> {
     }
 }
 
+/// A bank's BM25 statistics: FTS5's formula and constants.
+struct Weights {
+    n: f64,
+    average: f64,
+}
+
+impl Weights {
+    /// A word's weight from the number of documents holding it. FTS5 floors the weight of
+    /// words in over half the rows at a tiny positive value.
+    fn idf(&self, frequency: usize) -> f64 {
+        let frequency = frequency as f64;
+        let idf = ((self.n - frequency + 0.5) / (frequency + 0.5)).ln();
+        if idf > 0.0 {
+            idf
+        } else {
+            1e-6
+        }
+    }
+
+    fn norm(&self, length: u16) -> f64 {
+        K1 * (1.0 - B + B * f64::from(length) / self.average)
+    }
+
+    /// One word's contribution to a document of `length` tokens holding it `freq` half units.
+    fn term(&self, idf: f64, freq: u8, length: u16) -> f64 {
+        let f = f64::from(freq) / TEXT_UNITS as f64;
+        idf * f * (K1 + 1.0) / (f + self.norm(length))
+    }
+}
+
 impl KeywordIndex {
     /// Loads the index of a bank's visible rows inside one read transaction: from its snapshot
     /// plus the rows changed since, or, when there is none or it is unusable, from every row.
@@ -315,7 +348,7 @@ impl KeywordIndex {
         self.remove(rowid);
         self.unsaved += 1;
         let Ok(number) = u32::try_from(self.rowids.len()) else {
-            tracing::warn!(rowid, "keyword index full; row left to FTS5 only");
+            tracing::warn!(rowid, "keyword index full; row left out of keyword search");
             return;
         };
         let mut counts: Vec<(u32, u32)> = Vec::new();
@@ -440,36 +473,21 @@ impl KeywordIndex {
     /// The `k` best rows for `words` (already stemmed; duplicates ignored) by BM25, best first,
     /// ties by document number (older first).
     pub(crate) fn top(&self, words: &[String], k: usize) -> Vec<(i64, f32)> {
-        let documents = self.numbers.len();
-        if k == 0 || documents == 0 {
+        if k == 0 || self.numbers.is_empty() {
             return Vec::new();
         }
-        let n = documents as f64;
-        let average = (self.live_length as f64 / n).max(1.0);
+        let weights = self.weights();
         // Ordered by stem, not by term number: numbers depend on the order documents arrived
         // in, and the order scores are summed in must not (a snapshot load ranks exactly as a
         // rebuild).
-        let mut terms: Vec<(&str, u32)> = words
-            .iter()
-            .filter_map(|word| {
-                self.terms
-                    .get(word.as_str())
-                    .map(|term| (word.as_str(), *term))
-            })
-            .collect();
-        terms.sort_unstable();
-        terms.dedup();
-        let norm = |length: u16| K1 * (1.0 - B + B * f64::from(length) / average);
-        let min_norm = norm(self.min_length.max(1));
+        let terms = self.query_terms(words);
+        let min_norm = weights.norm(self.min_length.max(1));
         let mut cursors: Vec<Cursor> = terms
             .iter()
             .map(|(_, term)| {
                 let postings = &self.postings[*term as usize];
                 // Dead numbers still count until compaction, which bounds the error to a fifth.
-                let frequency = postings.docs.len() as f64;
-                let idf = ((n - frequency + 0.5) / (frequency + 0.5)).ln();
-                // FTS5 floors weights of words in over half the rows at a tiny positive value.
-                let idf = if idf > 0.0 { idf } else { 1e-6 };
+                let idf = weights.idf(postings.docs.len());
                 let f = f64::from(postings.max_freq) / TEXT_UNITS as f64;
                 let bound = idf * f * (K1 + 1.0) / (f + min_norm);
                 Cursor {
@@ -502,8 +520,7 @@ impl KeywordIndex {
             for cursor in &mut cursors[essential..] {
                 if cursor.doc() == Some(doc) {
                     if length > 0 {
-                        let f = f64::from(cursor.postings.freqs[cursor.at]) / TEXT_UNITS as f64;
-                        score += cursor.idf * f * (K1 + 1.0) / (f + norm(length));
+                        score += weights.term(cursor.idf, cursor.postings.freqs[cursor.at], length);
                     }
                     cursor.at += 1;
                 }
@@ -518,8 +535,7 @@ impl KeywordIndex {
                 let cursor = &mut cursors[i];
                 cursor.seek(doc);
                 if cursor.doc() == Some(doc) {
-                    let f = f64::from(cursor.postings.freqs[cursor.at]) / TEXT_UNITS as f64;
-                    score += cursor.idf * f * (K1 + 1.0) / (f + norm(length));
+                    score += weights.term(cursor.idf, cursor.postings.freqs[cursor.at], length);
                 }
             }
             if heap.len() < k || score > threshold {
@@ -543,6 +559,132 @@ impl KeywordIndex {
         best.into_iter()
             .map(|held| (self.rowids[held.number as usize], held.score as f32))
             .collect()
+    }
+
+    /// Every document holding one of `words` (stems), scored by BM25: for searches with a
+    /// filter, which SQL applies to the candidates afterwards, best first. Scoring is
+    /// exhaustive, so the candidates are bounded by `budget` postings (0: no bound): the
+    /// rarest words are kept while their postings fit, and the frequent rest (near-zero
+    /// weight, cost in proportion to the bank) is dropped; the rarest word is always kept, and
+    /// when it alone is over the budget only its `budget` most recently indexed documents are
+    /// scored. Returns the candidates, unsorted, and the stems kept.
+    pub(crate) fn candidates(
+        &self,
+        words: &[String],
+        budget: usize,
+    ) -> (Vec<(i64, f32)>, Vec<String>) {
+        let mut terms = self.query_terms(words);
+        terms.sort_by_key(|(stem, term)| (self.postings[*term as usize].docs.len(), *stem));
+        let mut kept: Vec<(&str, u32)> = Vec::with_capacity(terms.len());
+        let mut total = 0usize;
+        for (stem, term) in terms {
+            let len = self.postings[term as usize].docs.len();
+            if budget > 0 && !kept.is_empty() && total + len > budget {
+                break;
+            }
+            total += len;
+            kept.push((stem, term));
+        }
+        let min_doc = match kept.first() {
+            Some((_, term)) if budget > 0 && total > budget => {
+                let docs = &self.postings[*term as usize].docs;
+                docs[docs.len() - budget]
+            }
+            _ => 0,
+        };
+        // Summed in stem order, as in `top`, so every document's score is reproducible.
+        kept.sort_unstable();
+        let weights = self.weights();
+        let mut scores: HashMap<u32, f64> = HashMap::new();
+        for (_, term) in &kept {
+            let postings = &self.postings[*term as usize];
+            let idf = weights.idf(postings.docs.len());
+            let from = postings.docs.partition_point(|doc| *doc < min_doc);
+            for (doc, freq) in postings.docs[from..].iter().zip(&postings.freqs[from..]) {
+                let length = self.lengths[*doc as usize];
+                if length > 0 {
+                    *scores.entry(*doc).or_default() += weights.term(idf, *freq, length);
+                }
+            }
+        }
+        let scored = scores
+            .into_iter()
+            .map(|(doc, score)| (self.rowids[doc as usize], score as f32))
+            .collect();
+        // Words no document holds cost nothing here, and a row scored from outside may hold them.
+        let mut stems: Vec<String> = kept.into_iter().map(|(stem, _)| stem.to_string()).collect();
+        stems.extend(
+            words
+                .iter()
+                .filter(|word| !self.terms.contains_key(word.as_str()))
+                .cloned(),
+        );
+        stems.sort_unstable();
+        stems.dedup();
+        (scored, stems)
+    }
+
+    /// The BM25 score of a row not in the index (a memory forgotten since an `as_of` instant)
+    /// for the stems [`KeywordIndex::candidates`] kept, with this index's statistics.
+    pub(crate) fn score_outside(
+        &self,
+        tokenizer: &mut Tokenizer,
+        kept: &[String],
+        text: &str,
+        context: Option<&str>,
+    ) -> f32 {
+        let weights = self.weights();
+        let mut counts: Vec<(usize, u32)> = Vec::new();
+        let mut length = 0usize;
+        let mut count = |stem: &str, units: u32| {
+            length += 1;
+            if let Some(at) = kept.iter().position(|kept| kept == stem) {
+                match counts.iter_mut().find(|(k, _)| *k == at) {
+                    Some((_, total)) => *total += units,
+                    None => counts.push((at, units)),
+                }
+            }
+        };
+        tokenizer.tokens(text, |stem| count(stem, TEXT_UNITS));
+        if let Some(context) = context {
+            tokenizer.tokens(context, |stem| count(stem, 1));
+        }
+        let length = length.clamp(1, u16::MAX as usize) as u16;
+        counts.sort_unstable();
+        let mut score = 0.0;
+        for (at, units) in counts {
+            let frequency = self
+                .terms
+                .get(kept[at].as_str())
+                .map_or(0, |term| self.postings[*term as usize].docs.len());
+            let freq = units.min(u8::MAX as u32) as u8;
+            score += weights.term(weights.idf(frequency), freq, length);
+        }
+        score as f32
+    }
+
+    /// The query's stems found in the index, with their term numbers, by stem, once each.
+    fn query_terms<'w>(&self, words: &'w [String]) -> Vec<(&'w str, u32)> {
+        let mut terms: Vec<(&str, u32)> = words
+            .iter()
+            .filter_map(|word| {
+                self.terms
+                    .get(word.as_str())
+                    .map(|term| (word.as_str(), *term))
+            })
+            .collect();
+        terms.sort_unstable();
+        terms.dedup();
+        terms
+    }
+
+    /// The index's BM25 statistics.
+    fn weights(&self) -> Weights {
+        let documents = self.numbers.len();
+        Weights {
+            n: documents as f64,
+            average: (self.live_length as f64 / documents.max(1) as f64).max(1.0),
+        }
     }
 
     /// The stems of a query's words, for [`KeywordIndex::top`].
@@ -639,6 +781,100 @@ mod tests {
                 "removed rows are never found"
             );
         }
+    }
+
+    fn stems(query: &str) -> Vec<String> {
+        let words: Vec<String> = query.split_whitespace().map(str::to_string).collect();
+        KeywordIndex::query_stems(&words)
+    }
+
+    #[test]
+    fn candidates_keep_the_rarest_words_within_the_budget() {
+        // Row 1 holds the rare word; rows 1..=10 the common one.
+        let documents: Vec<(i64, String)> = (1..=10)
+            .map(|i| {
+                (
+                    i,
+                    if i == 1 {
+                        "common rare"
+                    } else {
+                        "common filler"
+                    }
+                    .to_string(),
+                )
+            })
+            .collect();
+        let documents: Vec<(i64, &str, Option<&str>)> = documents
+            .iter()
+            .map(|(i, t)| (*i, t.as_str(), None))
+            .collect();
+        let index = index(&documents);
+        let rows = |query: &str, budget| {
+            let (mut scored, kept) = index.candidates(&stems(query), budget);
+            scored.sort_by_key(|(rowid, _)| *rowid);
+            (
+                scored
+                    .into_iter()
+                    .map(|(rowid, _)| rowid)
+                    .collect::<Vec<_>>(),
+                kept,
+            )
+        };
+        assert_eq!(
+            rows("common rare absent", 5),
+            (vec![1], vec!["absent".into(), "rare".into()]),
+            "the frequent word does not fit"
+        );
+        assert_eq!(
+            rows("common rare", 11),
+            ((1..=10).collect(), vec!["common".into(), "rare".into()]),
+            "rarest first while it fits"
+        );
+        assert_eq!(
+            rows("common rare", 0).0,
+            (1..=10).collect::<Vec<_>>(),
+            "budget 0 keeps all"
+        );
+        assert_eq!(
+            rows("common absent", 4),
+            ((7..=10).collect(), vec!["absent".into(), "common".into()]),
+            "over the budget alone, the rarest word's newest documents"
+        );
+        assert_eq!(
+            rows("absent", 4),
+            (vec![], vec!["absent".into()]),
+            "a word no document holds is kept for rows scored from outside"
+        );
+    }
+
+    /// Exhaustive candidates score as the pruned top k does, and a row scored from outside
+    /// the index as the same text inside it.
+    #[test]
+    fn candidates_and_outside_rows_score_as_the_top_k() {
+        let index = index(&[
+            (1, "the lighthouse keeper", Some("May 2023")),
+            (2, "keeper of bees", Some("lighthouse tour")),
+            (3, "bees and honey in May", None),
+            (4, "an unrelated memory", None),
+        ]);
+        let query = stems("lighthouse keeper may bees");
+        let mut top = index.top(&query, 10);
+        top.sort_by_key(|(rowid, _)| *rowid);
+        let (mut all, kept) = index.candidates(&query, 0);
+        all.sort_by_key(|(rowid, _)| *rowid);
+        assert_eq!(all, top);
+        let mut tokenizer = Tokenizer::new();
+        let outside = index.score_outside(
+            &mut tokenizer,
+            &kept,
+            "keeper of bees",
+            Some("lighthouse tour"),
+        );
+        assert_eq!(outside, top[1].1, "row 2's text scored from outside");
+        assert_eq!(
+            index.score_outside(&mut tokenizer, &kept, "nothing shared", None),
+            0.0
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The embedded default store: one SQLite file per tenant (`<data_dir>/<schema>.db`) holding
-//! memories, an FTS5 index for BM25 keyword search and snapshots of per-bank HNSW vector
-//! indexes. It needs no server; isolation between tenants is physical (separate files).
+//! memories and snapshots of the per-bank indexes kept in memory: HNSW for vectors, an inverted
+//! index for BM25 keyword search. It needs no server; isolation between tenants is physical (separate files).
 //!
 //! # Durability
 //! Databases run in WAL mode. With the default `synchronous = NORMAL` a memory acknowledged by
@@ -27,16 +27,15 @@
 //!
 //! # Keyword search
 //! BM25 over each memory's index text (its text plus retrieval context, the latter at half
-//! weight). An unfiltered search ranks through a per-bank in-memory inverted index (`keyword`),
-//! built from the rows on first use and kept in step by writes, which only scores documents
+//! weight), ranked through a per-bank in-memory inverted index (`keyword`), built from the
+//! rows on first use and kept in step by writes. An unfiltered search only scores documents
 //! that can still reach the top k (MaxScore), so frequent words cost little at any bank size.
-//! A filtered search goes to FTS5, whose triggers index every row: the user's words, quoted
-//! and OR-ed; on large banks the most frequent words are dropped to keep the rows BM25 must
-//! score within [`SqliteOptions::keyword_posting_budget`].
+//! A filtered search scores every document holding a query word, best first, and SQL keeps
+//! those passing the filter; on large banks the most frequent words are dropped to keep those
+//! documents within [`SqliteOptions::keyword_posting_budget`].
 //!
 //! # Purge
-//! Purging deletes rows, full-text entries (FTS5 `secure-delete`), tags and the bank's stored
-//! index snapshot in one transaction, with `secure_delete` on so freed pages are zeroed; the
+//! Purging deletes rows, tags and the bank's stored index snapshots in one transaction, with `secure_delete` on so freed pages are zeroed; the
 //! snapshot is rewritten compacted, without the purged vectors. Pages of the WAL file are
 //! overwritten at the next checkpoints, not at once.
 //!

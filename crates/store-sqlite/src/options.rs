@@ -23,12 +23,12 @@ pub struct SqliteOptions {
     /// A filtered semantic search whose SQL candidate set has at most this many rows scores
     /// them exactly instead of walking the HNSW graph.
     pub exact_scan_limit: usize,
-    /// Filtered keyword search (FTS5; unfiltered search ranks through the bank's keyword
-    /// index, which prunes by itself) drops the most frequent query words until the rest match
-    /// at most this many rows (the rarest word is always kept; if even it matches more, only that many of
-    /// its newest rows are scored); 0 keeps every word. BM25 scores every matching row, so this
-    /// bounds keyword latency on large banks; the words dropped are those with the least BM25
-    /// weight. Small banks never reach it.
+    /// Filtered keyword search (unfiltered search prunes by itself) drops the most frequent
+    /// query words until the rest match at most this many rows (the rarest word is always
+    /// kept; if even it matches more, only that many of its newest rows are scored); 0 keeps
+    /// every word. A filtered search scores every matching row, so this bounds its latency on
+    /// large banks; the words dropped are those with the least BM25 weight. Small banks never
+    /// reach it.
     pub keyword_posting_budget: usize,
     /// Tenant databases kept open at once; beyond it the least recently used tenant that no
     /// handle refers to is closed (each open tenant holds a few file descriptors, a page cache

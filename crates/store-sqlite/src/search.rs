@@ -1,6 +1,6 @@
 //! The three candidate strategies over one tenant: semantic (cosine through the bank's HNSW
 //! index, or an exact scan of a small filtered candidate set), keyword (BM25 through the bank's
-//! keyword index, or FTS5 when filtered) and recency.
+//! keyword index, top k directly or every candidate then filtered by SQL) and recency.
 //! Each runs per bank and merges; every hit is read back through SQL with the full filter, so
 //! a stale index entry can never surface a forgotten or filtered-out memory.
 
@@ -12,17 +12,13 @@ use std::time::Instant;
 use astrocyte_core::store::{ScoredMemory, SearchRequest, SearchResponse, StrategyHits};
 use astrocyte_core::{BankId, RecallFilter};
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params_from_iter, Connection};
 
 use crate::error::StoreResult;
 use crate::filter::{is_selective, json_list, tags_only, Conditions};
 use crate::inner::TenantInner;
-use crate::keyword::KeywordIndex;
+use crate::keyword::{KeywordIndex, Tokenizer};
 use crate::rows::{decode_vector, RawMemory, MEMORY_COLUMNS};
-
-/// BM25 weight of a memory's retrieval context relative to its own text (1.0). On LoCoMo
-/// (`astrocyte eval locomo`) 0.5 beat both 1.0 (one undivided column) and 0.35.
-const CONTEXT_WEIGHT: f64 = 0.5;
 
 /// Words of a query used for keyword search; more adds cost and little recall.
 const MAX_QUERY_TERMS: usize = 32;
@@ -55,6 +51,7 @@ impl TenantInner {
                 &reader,
                 &per_bank,
                 !is_selective(&request.filter),
+                request.filter.as_of.is_some(),
                 text,
                 limit,
                 self.options.keyword_posting_budget,
@@ -240,16 +237,19 @@ fn score_exactly(
     Ok(scored)
 }
 
-/// Keyword ranking by BM25, higher is better. Two steps: rank row ids, then read the memories
-/// of the best through SQL with every condition. `visible_now_only` (no filter beyond the bank)
-/// ranks through the bank's in-memory index (`keyword.rs`); otherwise FTS5 ranks the rows
-/// that satisfy the filter, the query's words each quoted and OR-ed, so any user text is a
-/// valid FTS5 query.
+/// Keyword ranking by BM25, higher is better, through the bank's in-memory index
+/// (`keyword.rs`). Two steps: rank row ids, then read the memories of the best through SQL
+/// with every condition. `visible_now_only` (no filter beyond the bank) takes the index's top
+/// k directly. With a filter, the index scores every candidate within the posting budget and
+/// SQL keeps those that pass, best first; at an `as_of` instant, the rows forgotten since
+/// (which the index no longer holds) are scored beside them.
+#[allow(clippy::too_many_arguments)]
 fn keyword(
     inner: &Arc<TenantInner>,
     conn: &Connection,
     per_bank: &[(BankId, Conditions)],
     visible_now_only: bool,
+    as_of: bool,
     text: &str,
     limit: usize,
     posting_budget: usize,
@@ -261,25 +261,7 @@ fn keyword(
     if words.is_empty() {
         return Ok(Vec::new());
     }
-    // Unfiltered: the bank's own index ranks every word at little cost. Filtered: FTS5, with
-    // the frequent words dropped to fit the budget.
-    let (plan, query, stems) = if visible_now_only {
-        let stems = KeywordIndex::query_stems(&words);
-        (
-            KeywordPlan {
-                words,
-                min_rowid: 0,
-            },
-            String::new(),
-            stems,
-        )
-    } else {
-        let plan = plan_keyword(conn, words, posting_budget)?;
-        let Some(query) = match_query(&plan.words) else {
-            return Ok(Vec::new());
-        };
-        (plan, query, Vec::new())
-    };
+    let stems = KeywordIndex::query_stems(&words);
     // A few extra rows so that memories tied with the last one can still be ordered by id.
     let ranked_rows = limit.saturating_add(limit / 4 + 8);
     let mut hits = Vec::new();
@@ -287,43 +269,77 @@ fn keyword(
         let ranked: Vec<(i64, f32)> = if visible_now_only {
             inner.with_keyword_index(conn, bank, |index| index.top(&stems, ranked_rows))?
         } else {
-            fts5_ranked(conn, conditions, &plan, &query, ranked_rows)?
+            let forgotten = if as_of {
+                forgotten_documents(conn, conditions)?
+            } else {
+                Vec::new()
+            };
+            let mut candidates = inner.with_keyword_index(conn, bank, |index| {
+                let (mut candidates, kept) = index.candidates(&stems, posting_budget);
+                let mut tokenizer = Tokenizer::new();
+                for (rowid, text, context) in &forgotten {
+                    let score =
+                        index.score_outside(&mut tokenizer, &kept, text, context.as_deref());
+                    if score > 0.0 {
+                        candidates.push((*rowid, score));
+                    }
+                }
+                candidates
+            })?;
+            candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            passing(conn, conditions, &candidates, ranked_rows)?
         };
         hits.extend(fetch_scored(conn, conditions, &ranked)?);
     }
     Ok(best_first(hits, limit))
 }
 
-/// FTS5's BM25 ranking of the rows satisfying `conditions`: every matching row is scored and
-/// sorted, so this step carries only the id and the score.
-fn fts5_ranked(
+/// The rows of a bank forgotten by now but visible under `conditions` (an `as_of` search):
+/// row id, text and retrieval context.
+fn forgotten_documents(
     conn: &Connection,
     conditions: &Conditions,
-    plan: &KeywordPlan,
-    query: &str,
-    ranked_rows: usize,
-) -> StoreResult<Vec<(i64, f32)>> {
+) -> StoreResult<Vec<(i64, String, Option<String>)>> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT m.rowid, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS keyword_rank
-         FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
-         WHERE memories_fts MATCH ? AND memories_fts.rowid >= ? AND {}
-         ORDER BY keyword_rank LIMIT ?",
+        "SELECT m.rowid, m.search_text, m.index_context FROM memories m
+         WHERE m.forgotten_at IS NOT NULL AND {}",
         conditions.sql()
     ))?;
-    let mut params = vec![
-        Value::Text(query.to_string()),
-        Value::Integer(plan.min_rowid),
-    ];
-    params.extend(conditions.params().iter().cloned());
-    params.push(Value::Integer(
-        i64::try_from(ranked_rows).unwrap_or(i64::MAX),
-    ));
-    let ranked = statement
-        .query_map(params_from_iter(params), |row| {
-            Ok((row.get(0)?, -(row.get::<_, f64>(1)? as f32)))
+    let rows = statement
+        .query_map(params_from_iter(conditions.params().iter()), |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
-    Ok(ranked)
+    Ok(rows)
+}
+
+/// The first `wanted` of `ranked` (best first) whose rows satisfy `conditions`, checked in
+/// slices so that a filter most rows pass costs one small query.
+fn passing(
+    conn: &Connection,
+    conditions: &Conditions,
+    ranked: &[(i64, f32)],
+    wanted: usize,
+) -> StoreResult<Vec<(i64, f32)>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {}",
+        conditions.sql()
+    ))?;
+    let mut kept = Vec::with_capacity(wanted);
+    for slice in ranked.chunks(wanted.saturating_mul(2).max(64)) {
+        let rowids: Vec<i64> = slice.iter().map(|(rowid, _)| *rowid).collect();
+        let mut params = vec![json_list(&rowids)];
+        params.extend(conditions.params().iter().cloned());
+        let pass: HashSet<i64> = statement
+            .query_map(params_from_iter(params), |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        kept.extend(slice.iter().filter(|(rowid, _)| pass.contains(rowid)));
+        if kept.len() >= wanted {
+            kept.truncate(wanted);
+            break;
+        }
+    }
+    Ok(kept)
 }
 
 /// Most recent effective time first, ties by id; the score is the effective time in seconds.
@@ -418,83 +434,6 @@ fn query_words(text: &str) -> Vec<String> {
     astrocyte_core::pipeline::query::keyword_terms(text, MAX_QUERY_TERMS)
 }
 
-/// A word as an FTS5 string: double-quoted, so operators and punctuation are just text.
-fn quoted(word: &str) -> String {
-    format!("\"{}\"", word.replace('"', "\"\""))
-}
-
-/// An FTS5 query matching any of `words` (each quoted, OR-ed); `None` when there are none.
-fn match_query(words: &[String]) -> Option<String> {
-    let quoted: Vec<String> = words.iter().map(|word| quoted(word)).collect();
-    (!quoted.is_empty()).then(|| quoted.join(" OR "))
-}
-
-/// What keyword search evaluates: a subset of the query's words, and the oldest row id it
-/// scores.
-#[derive(Debug, PartialEq)]
-struct KeywordPlan {
-    words: Vec<String>,
-    min_rowid: i64,
-}
-
-/// Keeps the keyword search within `budget` scored rows (`budget` 0: no limit).
-///
-/// BM25 must score every row an OR query matches, so a frequent word ("the") costs time in
-/// proportion to the bank while adding almost nothing to the ranking: its IDF is near zero
-/// (FTS5 clamps it to 1e-6 once the word is in half the rows). So the rarest words are kept
-/// while their rows fit the budget and the frequent rest is dropped, like a stop list that
-/// adapts to the data; the rarest word that occurs is always kept. When even it matches more
-/// rows than the budget (a query of only very common words), only its newest `budget` rows are
-/// scored: such a query carries little keyword signal, and recency is the better tie-breaker.
-/// Counting stops at the budget, so each word costs at most `budget` index entries to count.
-fn plan_keyword(conn: &Connection, words: Vec<String>, budget: usize) -> StoreResult<KeywordPlan> {
-    if budget == 0 || words.is_empty() {
-        return Ok(KeywordPlan {
-            words,
-            min_rowid: 0,
-        });
-    }
-    let budget = budget as i64;
-    let mut count = conn.prepare_cached(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ?1 LIMIT ?2)",
-    )?;
-    let mut counted: Vec<(i64, String)> = Vec::with_capacity(words.len());
-    for word in words {
-        let rows: i64 = count.query_row(rusqlite::params![quoted(&word), budget + 1], |row| {
-            row.get(0)
-        })?;
-        if rows > 0 {
-            counted.push((rows, word));
-        }
-    }
-    counted.sort();
-    let mut kept = Vec::with_capacity(counted.len());
-    let mut total = 0i64;
-    for (rows, word) in counted {
-        if !kept.is_empty() && total + rows > budget {
-            break;
-        }
-        total += rows;
-        kept.push(word);
-    }
-    let mut min_rowid = 0;
-    if total > budget {
-        let mut newest = conn.prepare_cached(
-            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2",
-        )?;
-        min_rowid = newest
-            .query_row(rusqlite::params![quoted(&kept[0]), budget - 1], |row| {
-                row.get(0)
-            })
-            .optional()?
-            .unwrap_or(0);
-    }
-    Ok(KeywordPlan {
-        words: kept,
-        min_rowid,
-    })
-}
-
 pub(crate) fn normalised(vector: &[f32]) -> Vec<f32> {
     let mut copy = vector.to_vec();
     astrocyte_core::embed::l2_normalize(&mut copy);
@@ -513,73 +452,6 @@ pub(crate) fn cosine(query: &[f32], stored: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_text_becomes_a_safe_or_query() {
-        let query = |text: &str| match_query(&query_words(text));
-        assert_eq!(
-            query("Who's \"the\" cat? AND (NOT) near*").as_deref(),
-            Some("\"s\" OR \"cat\" OR \"near\""),
-            "operators and function words are neither syntax nor terms"
-        );
-        assert_eq!(
-            query("AND \"OR\" NOT").as_deref(),
-            Some("\"and\" OR \"or\" OR \"not\""),
-            "a query of function words alone keeps them, quoted"
-        );
-        assert_eq!(query("  ?!  ").as_deref(), None);
-        assert_eq!(query("café café Café").as_deref(), Some("\"café\""));
-    }
-
-    #[test]
-    fn frequent_words_are_dropped_to_fit_the_budget() {
-        let mut conn = Connection::open_in_memory().expect("sqlite");
-        crate::migrations::migrate(&mut conn).expect("migrate");
-        for i in 0..10 {
-            let text = if i == 0 {
-                "common rare"
-            } else {
-                "common filler"
-            };
-            conn.execute(
-                "INSERT INTO memories (id, bank_id, text, fact_type, retained_at, effective_at, embedding, embedding_hash)
-                 VALUES (?1, 'b', ?2, 'world', 0, 0, x'', 0)",
-                rusqlite::params![format!("m{i}"), text],
-            )
-            .expect("insert");
-        }
-        let plan =
-            |text: &str, budget| plan_keyword(&conn, query_words(text), budget).expect("plan");
-        let words = |text: &str, budget| plan(text, budget).words;
-        assert_eq!(
-            words("common rare absent", 5),
-            vec!["rare"],
-            "the frequent word does not fit"
-        );
-        assert_eq!(
-            words("common rare absent", 11),
-            vec!["rare", "common"],
-            "rarest first while it fits"
-        );
-        assert_eq!(
-            words("common rare", 0),
-            vec!["common", "rare"],
-            "budget 0 keeps all"
-        );
-        assert_eq!(
-            plan("common rare", 11).min_rowid,
-            0,
-            "within budget every row is scored"
-        );
-        // Only "common" matches (row ids 1..=10) with a budget of 4: its newest 4 rows are scored.
-        assert_eq!(
-            plan("common absent", 4),
-            KeywordPlan {
-                words: vec!["common".into()],
-                min_rowid: 7
-            }
-        );
-    }
 
     #[test]
     fn ties_are_broken_by_id() {

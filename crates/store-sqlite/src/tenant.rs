@@ -1265,7 +1265,7 @@ mod tests {
 
     /// Once a bank's keyword index is loaded, inserts, context rewrites, forgets and purges
     /// reach it; after a reopen it is rebuilt from the rows with the same answers. Filtered
-    /// searches (FTS5) agree with it on which memories match.
+    /// searches (exhaustive candidates, filtered by SQL) agree with it on which memories match.
     #[test]
     fn the_keyword_index_follows_writes_and_reopens() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1273,7 +1273,7 @@ mod tests {
         let texted = |id: &str, text: &str| {
             NewMemory::plain(Memory::new(id, bank.clone(), text), vec![1.0, 0.0])
         };
-        // A time range covering everything sends the search to FTS5.
+        // A time range covering everything sends the search down the filtered path.
         let everything = chrono::DateTime::from_timestamp(0, 0)
             .zip(chrono::DateTime::from_timestamp(32_503_680_000, 0));
         let find = |inner: &Arc<TenantInner>, text: &str, filter: RecallFilter| {
@@ -1331,7 +1331,11 @@ mod tests {
                 time_range: everything,
                 ..Default::default()
             };
-            assert_eq!(find(&inner, "apple", filtered), expected, "FTS5 agrees");
+            assert_eq!(
+                find(&inner, "apple", filtered),
+                expected,
+                "the filtered path agrees"
+            );
             inner.close();
         }
         let inner = open_tenant(dir.path());

@@ -274,7 +274,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("journal mode"),
     );
-    assert_eq!(count, 9, "each of the nine migrations recorded once");
+    assert_eq!(count, 10, "each of the ten migrations recorded once");
     assert_eq!(journal, "wal");
 }
 
