@@ -14,7 +14,7 @@
 //! types, time ranges, metadata, `as_of`) score its candidates exhaustively within a posting
 //! budget and let SQL apply the filter (`search.rs`); rows forgotten since an `as_of` instant
 //! are tokenised and scored from their text there. FTS5 is no longer kept beside it: keeping it
-//! in step cost a fifth of a retain's time at 1M rows in one bank.
+//! in step doubled a retain's row writes at 1M rows in one bank.
 //!
 //! Statistics are per bank and over visible rows only.
 

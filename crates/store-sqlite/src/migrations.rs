@@ -323,8 +323,8 @@ CREATE INDEX memories_bank_rowid_hash ON memories (bank_id, rowid, embedding_has
         name: "drop_fts5",
         sql: r#"
 -- Every keyword search now ranks through the bank's in-memory index (store-sqlite
--- keyword.rs), filtered ones included. Keeping FTS5 in step cost a fifth of a retain's time
--- at 1M rows in one bank, for searches the index answers as well.
+-- keyword.rs), filtered ones included. Keeping FTS5 in step doubled a retain's row writes
+-- (56 s against 26 s over a million memories in one bank), for searches the index answers.
 DROP TRIGGER memories_fts_insert;
 DROP TRIGGER memories_fts_delete;
 DROP TRIGGER memories_fts_update;
