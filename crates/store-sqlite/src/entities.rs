@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
 use crate::error::StoreResult;
-use crate::filter::{json_list, Conditions};
+use crate::filter::{json_list, Conditions, LISTED_ROWS};
 use crate::inner::TenantInner;
 use crate::rows::{from_micros, RawMemory, MEMORY_COLUMNS};
 
@@ -229,8 +229,7 @@ fn bank_hits(
     let conditions = Conditions::for_bank(bank, filter)?;
     let rowids: Vec<i64> = direct.keys().copied().collect();
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT m.rowid, m.id, m.effective_at FROM memories m
-         WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {}",
+        "SELECT m.rowid, m.id, m.effective_at FROM {LISTED_ROWS} WHERE {}",
         conditions.sql()
     ))?;
     let mut params = vec![json_list(&rowids)];

@@ -9,6 +9,13 @@ use rusqlite::types::Value;
 use crate::error::StoreResult;
 use crate::rows::to_micros;
 
+/// The rows whose ids a JSON list parameter holds, as alias `m`, looked up by row id one by
+/// one. Written as `m.rowid IN (json_each(?)) AND <filter>`, SQLite's planner may prefer an
+/// index of the filter instead: with a time range that was a scan of the bank's whole range
+/// index (30 ms at 300k rows) to keep a few hundred listed rows (0.5 ms by row id).
+pub(crate) const LISTED_ROWS: &str =
+    "json_each(?) AS listed CROSS JOIN memories m ON m.rowid = listed.value";
+
 /// SQL conditions joined by `AND` and their positional (`?`) parameters, in textual order.
 #[derive(Debug, Clone)]
 pub(crate) struct Conditions {

@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
 use crate::error::StoreResult;
-use crate::filter::{is_selective, json_list, tags_only, Conditions};
+use crate::filter::{is_selective, json_list, tags_only, Conditions, LISTED_ROWS};
 use crate::inner::TenantInner;
 use crate::keyword::{KeywordIndex, Tokenizer};
 use crate::rows::{decode_vector, RawMemory, MEMORY_COLUMNS};
@@ -199,8 +199,7 @@ fn stored_vectors(
         return Ok(Vec::new());
     }
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT m.rowid, m.embedding FROM memories m
-         WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {}{}",
+        "SELECT m.rowid, m.embedding FROM {LISTED_ROWS} WHERE {}{}",
         conditions.sql(),
         if forgotten_only {
             " AND m.forgotten_at IS NOT NULL"
@@ -313,8 +312,10 @@ fn forgotten_documents(
     Ok(rows)
 }
 
-/// The first `wanted` of `ranked` (best first) whose rows satisfy `conditions`, checked in
-/// slices so that a filter most rows pass costs one small query.
+/// The first `wanted` of `ranked` (best first) whose rows satisfy `conditions`. Checked in
+/// slices: the first twice `wanted`, each next one sized by the share that passed so far, so a
+/// filter most rows pass costs one small query and a narrow one (whose own subquery is the
+/// cost, such as a tag list) a few.
 fn passing(
     conn: &Connection,
     conditions: &Conditions,
@@ -322,23 +323,26 @@ fn passing(
     wanted: usize,
 ) -> StoreResult<Vec<(i64, f32)>> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {}",
+        "SELECT m.rowid FROM {LISTED_ROWS} WHERE {}",
         conditions.sql()
     ))?;
     let mut kept = Vec::with_capacity(wanted);
-    for slice in ranked.chunks(wanted.saturating_mul(2).max(64)) {
-        let rowids: Vec<i64> = slice.iter().map(|(rowid, _)| *rowid).collect();
+    let (mut checked, mut slice) = (0usize, wanted.saturating_mul(2).max(64));
+    while checked < ranked.len() && kept.len() < wanted {
+        let part = &ranked[checked..ranked.len().min(checked + slice)];
+        let rowids: Vec<i64> = part.iter().map(|(rowid, _)| *rowid).collect();
         let mut params = vec![json_list(&rowids)];
         params.extend(conditions.params().iter().cloned());
         let pass: HashSet<i64> = statement
             .query_map(params_from_iter(params), |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        kept.extend(slice.iter().filter(|(rowid, _)| pass.contains(rowid)));
-        if kept.len() >= wanted {
-            kept.truncate(wanted);
-            break;
-        }
+        kept.extend(part.iter().filter(|(rowid, _)| pass.contains(rowid)));
+        checked += part.len();
+        // Rows still wanted over the share passing so far, with a fifth to spare.
+        let missing = wanted.saturating_sub(kept.len());
+        slice = (missing * checked * 6 / (5 * kept.len().max(1))).max(64);
     }
+    kept.truncate(wanted);
     Ok(kept)
 }
 
@@ -395,7 +399,7 @@ fn fetch_scored(
     }
     let rowids: Vec<i64> = scored.iter().map(|(rowid, _)| *rowid).collect();
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {}",
+        "SELECT {MEMORY_COLUMNS} FROM {LISTED_ROWS} WHERE {}",
         conditions.sql()
     ))?;
     let mut params = vec![json_list(&rowids)];
@@ -452,6 +456,48 @@ pub(crate) fn cosine(query: &[f32], stored: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A narrow filter needs several slices; the rows kept are the best passing ones, in order.
+    #[test]
+    fn passing_keeps_the_best_rows_the_filter_lets_through() {
+        let mut conn = Connection::open_in_memory().expect("sqlite");
+        crate::migrations::migrate(&mut conn).expect("migrate");
+        for i in 1..=1000i64 {
+            conn.execute(
+                "INSERT INTO memories (rowid, id, bank_id, text, fact_type, retained_at, effective_at, embedding, embedding_hash)
+                 VALUES (?1, ?2, 'b', 'x', 'world', 0, 0, x'', 0)",
+                rusqlite::params![i, format!("m{i}")],
+            )
+            .expect("insert");
+            if i % 17 == 0 {
+                conn.execute(
+                    "INSERT INTO memory_tags (tag, memory_rowid) VALUES ('rare', ?1)",
+                    [i],
+                )
+                .expect("tag");
+            }
+        }
+        let bank = BankId::new("b").expect("bank");
+        let filter = RecallFilter {
+            tags: Some(vec!["rare".into()]),
+            ..Default::default()
+        };
+        let conditions = Conditions::for_bank(&bank, &filter).expect("conditions");
+        // Best first: descending row id.
+        let ranked: Vec<(i64, f32)> = (1..=1000i64).rev().map(|i| (i, i as f32)).collect();
+        let kept = passing(&conn, &conditions, &ranked, 40).expect("passing");
+        let expected: Vec<i64> = (1..=1000i64)
+            .rev()
+            .filter(|i| i % 17 == 0)
+            .take(40)
+            .collect();
+        assert_eq!(
+            kept.iter().map(|(rowid, _)| *rowid).collect::<Vec<_>>(),
+            expected
+        );
+        let all = passing(&conn, &conditions, &ranked, 1000).expect("passing");
+        assert_eq!(all.len(), 58, "every passing row when fewer than wanted");
+    }
 
     #[test]
     fn ties_are_broken_by_id() {
