@@ -634,15 +634,13 @@ impl KeywordIndex {
         context: Option<&str>,
     ) -> f32 {
         let weights = self.weights();
-        let mut counts: Vec<(usize, u32)> = Vec::new();
+        // Counts by position in `kept`.
+        let mut counts: Vec<(u32, u32)> = Vec::new();
         let mut length = 0usize;
         let mut count = |stem: &str, units: u32| {
             length += 1;
             if let Some(at) = kept.iter().position(|kept| kept == stem) {
-                match counts.iter_mut().find(|(k, _)| *k == at) {
-                    Some((_, total)) => *total += units,
-                    None => counts.push((at, units)),
-                }
+                bump(&mut counts, at as u32, units);
             }
         };
         tokenizer.tokens(text, |stem| count(stem, TEXT_UNITS));
@@ -655,7 +653,7 @@ impl KeywordIndex {
         for (at, units) in counts {
             let frequency = self
                 .terms
-                .get(kept[at].as_str())
+                .get(kept[at as usize].as_str())
                 .map_or(0, |term| self.postings[*term as usize].docs.len());
             let freq = units.min(u8::MAX as u32) as u8;
             score += weights.term(weights.idf(frequency), freq, length);
