@@ -265,8 +265,10 @@ fn keyword(
     let ranked_rows = limit.saturating_add(limit / 4 + 8);
     let mut hits = Vec::new();
     for (bank, conditions) in per_bank {
-        let ranked: Vec<(i64, f32)> = if visible_now_only {
-            inner.with_keyword_index(conn, bank, |index| index.top(&stems, ranked_rows))?
+        if visible_now_only {
+            let ranked =
+                inner.with_keyword_index(conn, bank, |index| index.top(&stems, ranked_rows))?;
+            hits.extend(fetch_scored(conn, conditions, &ranked)?);
         } else {
             let forgotten = if as_of {
                 forgotten_documents(conn, conditions)?
@@ -286,9 +288,8 @@ fn keyword(
                 candidates
             })?;
             candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            passing(conn, conditions, &candidates, ranked_rows)?
-        };
-        hits.extend(fetch_scored(conn, conditions, &ranked)?);
+            hits.extend(passing(conn, conditions, &candidates, ranked_rows)?);
+        }
     }
     Ok(best_first(hits, limit))
 }
@@ -312,31 +313,21 @@ fn forgotten_documents(
     Ok(rows)
 }
 
-/// The first `wanted` of `ranked` (best first) whose rows satisfy `conditions`. Checked in
-/// slices: the first twice `wanted`, each next one sized by the share that passed so far, so a
-/// filter most rows pass costs one small query and a narrow one (whose own subquery is the
-/// cost, such as a tag list) a few.
+/// The memories of the first `wanted` of `ranked` (best first) that satisfy `conditions`,
+/// read in slices through [`fetch_scored`]: the first twice `wanted`, each next one sized by
+/// the share that passed so far, so a filter most rows pass costs one small query and a
+/// narrow one (whose own subquery is the cost, such as a tag list) a few.
 fn passing(
     conn: &Connection,
     conditions: &Conditions,
     ranked: &[(i64, f32)],
     wanted: usize,
-) -> StoreResult<Vec<(i64, f32)>> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT m.rowid FROM {LISTED_ROWS} WHERE {}",
-        conditions.sql()
-    ))?;
+) -> StoreResult<Vec<ScoredMemory>> {
     let mut kept = Vec::with_capacity(wanted);
     let (mut checked, mut slice) = (0usize, wanted.saturating_mul(2).max(64));
     while checked < ranked.len() && kept.len() < wanted {
         let part = &ranked[checked..ranked.len().min(checked + slice)];
-        let rowids: Vec<i64> = part.iter().map(|(rowid, _)| *rowid).collect();
-        let mut params = vec![json_list(&rowids)];
-        params.extend(conditions.params().iter().cloned());
-        let pass: HashSet<i64> = statement
-            .query_map(params_from_iter(params), |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        kept.extend(part.iter().filter(|(rowid, _)| pass.contains(rowid)));
+        kept.extend(fetch_scored(conn, conditions, part)?);
         checked += part.len();
         // Rows still wanted over the share passing so far, with a fifth to spare.
         let missing = wanted.saturating_sub(kept.len());
@@ -486,13 +477,16 @@ mod tests {
         // Best first: descending row id.
         let ranked: Vec<(i64, f32)> = (1..=1000i64).rev().map(|i| (i, i as f32)).collect();
         let kept = passing(&conn, &conditions, &ranked, 40).expect("passing");
-        let expected: Vec<i64> = (1..=1000i64)
+        let expected: Vec<String> = (1..=1000i64)
             .rev()
             .filter(|i| i % 17 == 0)
             .take(40)
+            .map(|i| format!("m{i}"))
             .collect();
         assert_eq!(
-            kept.iter().map(|(rowid, _)| *rowid).collect::<Vec<_>>(),
+            kept.iter()
+                .map(|hit| hit.memory.id.clone())
+                .collect::<Vec<_>>(),
             expected
         );
         let all = passing(&conn, &conditions, &ranked, 1000).expect("passing");
