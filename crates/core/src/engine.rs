@@ -106,6 +106,18 @@ struct PendingChunk {
     index_context: Option<String>,
 }
 
+/// For each vector, the earlier ones of the same bank it is a near-duplicate of (cosine at
+/// least `threshold`), in batch order.
+fn similar_earlier(vectors: &[Vec<f32>], banks: &[BankId], threshold: f32) -> Vec<Vec<usize>> {
+    (0..vectors.len())
+        .map(|i| {
+            (0..i)
+                .filter(|&j| banks[j] == banks[i] && dot(&vectors[j], &vectors[i]) >= threshold)
+                .collect()
+        })
+        .collect()
+}
+
 impl Engine {
     /// Builds an engine over a store and an embedder.
     pub fn new(store: Arc<dyn Store>, embedder: Arc<dyn Embedder>, config: EngineConfig) -> Self {
@@ -243,10 +255,19 @@ impl Engine {
         }
         let tenant = self.tenant(schema).await?;
         let texts: Vec<String> = pending.iter().map(|p| p.embed_text.clone()).collect();
-        let vectors = self.embed_all(&texts, EmbedPurpose::Document).await?;
+        let vectors = Arc::new(self.embed_all(&texts, EmbedPurpose::Document).await?);
         let embedded = Instant::now();
+        let threshold = self.config.dedup_threshold;
 
-        // Near-duplicates: against the bank through the vector index, then within this batch.
+        // Near-duplicates within this batch are found on the blocking pool while the bank's
+        // index is searched: the pairwise check costs milliseconds for a large batch, and the
+        // search may first wait for the previous insert's graph work.
+        let banks: Vec<BankId> = pending.iter().map(|p| p.memory.bank_id.clone()).collect();
+        let batch_vectors = Arc::clone(&vectors);
+        let similar_earlier =
+            tokio::task::spawn_blocking(move || similar_earlier(&batch_vectors, &banks, threshold));
+
+        // Near-duplicates against the bank, through the vector index.
         let mut nearest_by_bank: Vec<Option<(String, f32)>> = vec![None; pending.len()];
         let mut distinct_banks: Vec<&BankId> = pending.iter().map(|p| &p.memory.bank_id).collect();
         distinct_banks.sort();
@@ -256,16 +277,17 @@ impl Engine {
                 .filter(|i| &pending[*i].memory.bank_id == bank)
                 .collect();
             let query: Vec<Vec<f32>> = indexes.iter().map(|i| vectors[*i].clone()).collect();
-            let found = tenant
-                .nearest_each(bank, &query, self.config.dedup_threshold)
-                .await?;
+            let found = tenant.nearest_each(bank, &query, threshold).await?;
             for (i, hit) in indexes.into_iter().zip(found) {
                 nearest_by_bank[i] = hit;
             }
         }
+        let similar_earlier = similar_earlier
+            .await
+            .map_err(|e| Error::Internal(format!("near-duplicate check failed: {e}")))?;
         let checked = Instant::now();
-        let threshold = self.config.dedup_threshold;
-        let mut accepted: Vec<usize> = Vec::new();
+        // The id each chunk of the batch was stored under, if it was.
+        let mut stored_ids: Vec<Option<String>> = vec![None; pending.len()];
         let mut to_insert: Vec<NewMemory> = Vec::new();
         for (i, chunk) in pending.into_iter().enumerate() {
             let outcome = &mut outcomes[chunk.request_index];
@@ -273,15 +295,10 @@ impl Engine {
                 .as_ref()
                 .filter(|(_, score)| *score >= threshold)
                 .map(|(id, _)| id.clone());
-            // `accepted[n]` is the vector index of `to_insert[n]`.
-            let batch_twin = accepted
+            // The first earlier chunk of this batch that was stored and is this one's twin.
+            let batch_twin = similar_earlier[i]
                 .iter()
-                .zip(&to_insert)
-                .find(|(j, new)| {
-                    new.memory.bank_id == chunk.memory.bank_id
-                        && dot(&vectors[**j], &vectors[i]) >= threshold
-                })
-                .map(|(_, new)| new.memory.id.clone());
+                .find_map(|j| stored_ids[*j].clone());
             if let Some(twin) = stored_twin.or(batch_twin) {
                 outcome.deduplicated = true;
                 if outcome.memory_id.is_none() && !outcome.stored {
@@ -294,7 +311,7 @@ impl Engine {
                 outcome.memory_id = Some(chunk.memory.id.clone());
             }
             outcome.stored = true;
-            accepted.push(i);
+            stored_ids[i] = Some(chunk.memory.id.clone());
             to_insert.push(NewMemory {
                 entities: crate::entities::extract(&chunk.memory.text),
                 memory: chunk.memory,

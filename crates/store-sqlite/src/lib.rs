@@ -70,6 +70,7 @@ mod connection;
 mod entities;
 mod error;
 mod filter;
+mod graph_write;
 mod inner;
 mod jobs;
 mod keys;

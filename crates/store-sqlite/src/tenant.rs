@@ -26,6 +26,7 @@ use tracing::instrument;
 
 use crate::error::{StoreError, StoreResult};
 use crate::filter::json_list;
+use crate::graph_write::{BankVectors, GraphWrite, RowVector};
 use crate::inner::{read_space, run_blocking, TenantInner};
 use crate::jobs::SqliteJobQueue;
 use crate::keyword::Document;
@@ -34,7 +35,7 @@ use crate::rows::{
     MEMORY_COLUMNS,
 };
 use crate::signals::LocalSignals;
-use crate::vectors::{BankIndex, BankSlot, Twins};
+use crate::vectors::{BankIndex, Twins};
 
 impl TenantInner {
     // --- embedding space ----------------------------------------------------------------
@@ -98,7 +99,7 @@ impl TenantInner {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // The writer lock and the immediate transaction make us the only writer, so the row
             // ids AUTOINCREMENT would hand out are known now: the vectors can go into the index
-            // on another core while SQLite writes the rows.
+            // on another thread while SQLite writes the rows (see `graph_write`).
             let first: i64 = tx.query_row(
                 "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memories'), 0),
                             COALESCE((SELECT MAX(rowid) FROM memories), 0)) + 1",
@@ -113,81 +114,29 @@ impl TenantInner {
                     .or_default()
                     .push(RowVector {
                         rowid: *rowid,
-                        vector: new.embedding.as_slice(),
+                        vector: new.embedding.clone(),
                         hash: row.embedding_hash,
                     });
             }
-            let slots: Vec<(&BankId, Arc<BankSlot>, Vec<RowVector>)> = by_bank
+            let banks: Vec<BankVectors> = by_bank
                 .into_iter()
-                .filter_map(|(bank, vectors)| {
-                    self.loaded_slot(bank).map(|slot| (bank, slot, vectors))
+                .filter_map(|(bank, rows)| {
+                    self.loaded_slot(bank).map(|slot| BankVectors {
+                        bank: bank.clone(),
+                        slot,
+                        rows,
+                    })
                 })
                 .collect();
-            // Every index stays write-locked until the commit is settled, so no search sees a
-            // vector whose row is not committed, and index updates follow commit order.
-            let mut guards: Vec<_> = slots
-                .iter()
-                .map(|(_, slot, _)| slot.index.write())
-                .collect();
-            let mut indexes: Vec<IndexWrite> = guards
-                .iter_mut()
-                .zip(&slots)
-                .filter_map(|(guard, (_, slot, vectors))| {
-                    let index = guard.as_mut()?;
-                    let hints = slot.hints.lock().take_all(vectors.iter().map(|row| row.vector));
-                    Some((index, vectors.as_slice(), hints))
-                })
-                .collect();
-            let before: Vec<i64> = indexes.iter().map(|(index, ..)| index.max_rowid).collect();
             let started = Instant::now();
-            let (written, indexed, rows_written, sql_done) = std::thread::scope(|scope| {
-                let indexer = scope.spawn(|| {
-                    let started = Instant::now();
-                    for (index, vectors, hints) in indexes.iter_mut() {
-                        for (row, hint) in vectors.iter().zip(hints.iter()) {
-                            index.twins.add(row.hash, row.rowid);
-                            // The rows are validated above: a vector the index still refuses
-                            // stays findable by keyword and recency.
-                            if let Err(error) = index.add_hinted(row.rowid, row.vector, hint.as_ref())
-                            {
-                                tracing::warn!(rowid = row.rowid, %error, "vector left out of the index");
-                            }
-                        }
-                    }
-                    started.elapsed()
-                });
-                let written = write_rows(&tx, &rows, &memories, &rowids);
-                let rows_written = started.elapsed();
-                let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
-                let sql_done = started.elapsed();
-                match indexer.join() {
-                    Ok(indexed) => (written, indexed, rows_written, sql_done),
-                    // Only a bug panics in there: surface it as before, when indexing ran here.
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            });
+            let graph = GraphWrite::start(self, banks)?;
+            let locked = started.elapsed();
+            let written = write_rows(&tx, &rows, &memories, &rowids);
+            let rows_written = started.elapsed();
+            let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
             let committed = started.elapsed();
-            if let Err(error) = written {
-                // Rolled back: take the vectors out again before anyone can search them, marked
-                // like a purge so a snapshot never persists vectors of rows that never existed.
-                for ((index, vectors, _), max_rowid) in indexes.iter_mut().zip(before) {
-                    for row in vectors.iter() {
-                        index.twins.remove(row.hash, row.rowid);
-                        index.remove(row.rowid, true);
-                    }
-                    index.max_rowid = max_rowid;
-                }
-                return Err(error);
-            }
-            let wanted: Vec<bool> = indexes
-                .iter()
-                .map(|(index, ..)| index.wants_background_snapshot(self.options.snapshot_every))
-                .collect();
-            drop(indexes);
-            drop(guards);
-            for ((bank, slot, _), wanted) in slots.iter().zip(wanted) {
-                self.maybe_schedule_snapshot(bank, slot, wanted);
-            }
+            graph.settle(written.is_ok());
+            written?;
             let mut documents: HashMap<&BankId, Vec<Document>> = HashMap::new();
             for (rowid, new) in rowids.iter().zip(&memories) {
                 documents.entry(&new.memory.bank_id).or_default().push((
@@ -199,15 +148,13 @@ impl TenantInner {
             for (bank, documents) in documents {
                 self.update_keyword_index(bank, documents, &[]);
             }
-            // Where a write's time goes: the graph insert runs beside the rows and the commit,
-            // and the write waits for the later of the two.
+            // Where a write's time goes; the graph work runs beside it and logs its own line.
             let us = |d: std::time::Duration| d.as_micros() as u64;
             tracing::debug!(
                 rows = memories.len(),
-                graph_us = us(indexed),
-                rows_us = us(rows_written),
-                commit_us = us(sql_done.saturating_sub(rows_written)),
-                graph_wait_us = us(committed.saturating_sub(sql_done)),
+                lock_us = us(locked),
+                rows_us = us(rows_written.saturating_sub(locked)),
+                commit_us = us(committed.saturating_sub(rows_written)),
                 keyword_us = us(started.elapsed().saturating_sub(committed)),
                 "inserted"
             );
@@ -646,21 +593,6 @@ fn in_parallel<T: Send + Sync, R: Send>(items: Vec<T>, map: impl Fn(T) -> R + Sy
             .collect()
     })
 }
-
-/// A new row's id, vector and vector hash, on their way into a bank's index.
-struct RowVector<'a> {
-    rowid: i64,
-    vector: &'a [f32],
-    hash: i64,
-}
-
-/// One bank's share of an insert: its locked index, its new rows' vectors and the hints the
-/// near-duplicate check left for them.
-type IndexWrite<'a> = (
-    &'a mut BankIndex,
-    &'a [RowVector<'a>],
-    Vec<Option<InsertHint>>,
-);
 
 /// The nearest row to each vector among its index candidates, scored exactly from the stored
 /// vectors (the index keeps int8 codes only). The candidates are those the codes cannot rule
@@ -1151,6 +1083,49 @@ mod tests {
             .nearest_each(&bank, &[vec![0.0, 1.0]], -1.0)
             .expect("nearest");
         assert_eq!(hits[0].as_ref().map(|(id, _)| id.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn an_acknowledged_insert_is_in_the_index_for_the_next_read() {
+        // The graph work of an insert may still run after its rows commit and it returns;
+        // a read that starts after the return must wait for it and see every vector.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = open_tenant(dir.path());
+        let bank = BankId::new("b").expect("bank");
+        let mut state = 0x5EED_u64;
+        let mut vector = || -> Vec<f32> {
+            (0..48)
+                .map(|_| {
+                    // Knuth's MMIX generator: plenty for spread-out test vectors.
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        inner
+            .insert(vec![memory(&bank, "m0", vector())])
+            .expect("first insert");
+        assert_eq!(indexed(&inner, &bank).0.len(), 1, "the index is loaded");
+        let mut total = 1;
+        for batch in 0..6 {
+            let vectors: Vec<Vec<f32>> = (0..400).map(|_| vector()).collect();
+            let memories = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| memory(&bank, &format!("m{batch}-{i}"), v.clone()))
+                .collect();
+            inner.insert(memories).expect("insert");
+            total += vectors.len();
+            let (keys, max_rowid) = indexed(&inner, &bank);
+            assert_eq!(keys.len(), total, "every vector of batch {batch}");
+            assert_eq!(max_rowid, total as i64);
+            let probe = vectors.last().expect("a vector").clone();
+            let hits = inner.nearest_each(&bank, &[probe], 0.99).expect("nearest");
+            let found = hits[0].as_ref().map(|(id, _)| id.as_str());
+            assert_eq!(found, Some(format!("m{batch}-399").as_str()));
+        }
     }
 
     #[test]
