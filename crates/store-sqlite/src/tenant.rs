@@ -71,6 +71,7 @@ impl TenantInner {
         if memories.is_empty() {
             return Ok(());
         }
+        let entered = Instant::now();
         let expected = {
             let reader = self.readers.get()?;
             self.recorded_dimension(&reader)?
@@ -95,7 +96,9 @@ impl TenantInner {
             }
             rows.push(InsertRow::new(&new.memory, &new.embedding)?);
         }
+        let prepared = entered.elapsed();
         self.with_writer(|conn| {
+            let writer = entered.elapsed();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // The writer lock and the immediate transaction make us the only writer, so the row
             // ids AUTOINCREMENT would hand out are known now: the vectors can go into the index
@@ -128,6 +131,7 @@ impl TenantInner {
                     })
                 })
                 .collect();
+            let begun = entered.elapsed();
             let started = Instant::now();
             let graph = GraphWrite::start(self, banks)?;
             let locked = started.elapsed();
@@ -152,6 +156,9 @@ impl TenantInner {
             let us = |d: std::time::Duration| d.as_micros() as u64;
             tracing::debug!(
                 rows = memories.len(),
+                prepare_us = us(prepared),
+                writer_wait_us = us(writer.saturating_sub(prepared)),
+                begin_us = us(begun.saturating_sub(writer)),
                 lock_us = us(locked),
                 rows_us = us(rows_written.saturating_sub(locked)),
                 commit_us = us(committed.saturating_sub(rows_written)),
