@@ -37,13 +37,17 @@ pub(crate) struct BankVectors {
 
 /// A running graph write, waiting to hear how the commit went.
 pub(crate) struct GraphWrite {
-    outcome: SyncSender<(bool, Instant)>,
+    /// `None` when no touched bank has its index loaded: there is nothing to link.
+    outcome: Option<SyncSender<(bool, Instant)>>,
 }
 
 impl GraphWrite {
     /// Starts the graph work of `banks` and returns once it holds every index lock. Call it
     /// under the writer, before writing the rows: index updates then follow commit order.
     pub(crate) fn start(inner: &Arc<TenantInner>, banks: Vec<BankVectors>) -> StoreResult<Self> {
+        if banks.is_empty() {
+            return Ok(Self { outcome: None });
+        }
         let (locked_tx, locked_rx) = sync_channel(1);
         let (outcome_tx, outcome_rx) = sync_channel(1);
         let inner = Arc::clone(inner);
@@ -56,15 +60,17 @@ impl GraphWrite {
             ))
         })?;
         Ok(Self {
-            outcome: outcome_tx,
+            outcome: Some(outcome_tx),
         })
     }
 
     /// Tells the graph write whether the rows committed; if not, it takes the vectors out
     /// again. Dropping it unsettled counts as a failed commit.
     pub(crate) fn settle(self, committed: bool) {
-        // The thread only stops early after a panic, which it has already reported.
-        let _ = self.outcome.send((committed, Instant::now()));
+        if let Some(outcome) = self.outcome {
+            // The thread only stops early after a panic, which it has already reported.
+            let _ = outcome.send((committed, Instant::now()));
+        }
     }
 }
 

@@ -157,15 +157,16 @@ impl TenantInner {
             let wanted = index.wants_snapshot_after_load(self.options.snapshot_every);
             let twins_later = !index.twins.is_loaded();
             *guard = Some(index);
-            drop(guard);
+            // Kept locked from the load to the read: a failed graph write may unload the
+            // index (see `graph_write`), which must not fall in between.
+            let guard = parking_lot::RwLockWriteGuard::downgrade(guard);
             if twins_later {
                 self.load_twins_later(bank, &slot);
             }
             self.maybe_schedule_snapshot(bank, &slot, wanted);
-            let guard = slot.index.read();
             let index = guard
                 .as_ref()
-                .expect("invariant: a loaded index is only unloaded by closing the tenant");
+                .expect("invariant: loaded under this lock, held since");
             return Ok(read(index));
         }
         let guard = parking_lot::RwLockWriteGuard::downgrade(guard);
