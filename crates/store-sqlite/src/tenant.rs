@@ -67,7 +67,7 @@ impl TenantInner {
 
     // --- writes -------------------------------------------------------------------------
 
-    fn insert(self: &Arc<Self>, memories: Vec<NewMemory>) -> StoreResult<()> {
+    fn insert(self: &Arc<Self>, mut memories: Vec<NewMemory>) -> StoreResult<()> {
         if memories.is_empty() {
             return Ok(());
         }
@@ -111,13 +111,14 @@ impl TenantInner {
             )?;
             let rowids: Vec<i64> = (0..memories.len() as i64).map(|i| first + i).collect();
             let mut by_bank: HashMap<&BankId, Vec<RowVector>> = HashMap::new();
-            for ((rowid, new), row) in rowids.iter().zip(&memories).zip(&rows) {
+            // The vectors move to the graph write: the rows carry their own encoded copies.
+            for ((rowid, new), row) in rowids.iter().zip(memories.iter_mut()).zip(&rows) {
                 by_bank
                     .entry(&new.memory.bank_id)
                     .or_default()
                     .push(RowVector {
                         rowid: *rowid,
-                        vector: new.embedding.clone(),
+                        vector: std::mem::take(&mut new.embedding),
                         hash: row.embedding_hash,
                     });
             }
