@@ -85,13 +85,13 @@ fn run(
     let hints: Vec<_> = banks
         .iter()
         .zip(&guards)
-        .map(|(b, guard)| match guard.is_some() {
-            true => b
-                .slot
-                .hints
-                .lock()
-                .take_all(b.rows.iter().map(|r| r.vector.as_slice())),
-            false => Vec::new(),
+        .map(|(b, guard)| {
+            if guard.is_some() {
+                let vectors = b.rows.iter().map(|r| r.vector.as_slice());
+                b.slot.hints.lock().take_all(vectors)
+            } else {
+                Vec::new()
+            }
         })
         .collect();
     let before: Vec<Option<i64>> = guards

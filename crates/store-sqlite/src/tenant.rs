@@ -133,13 +133,12 @@ impl TenantInner {
                 })
                 .collect();
             let begun = entered.elapsed();
-            let started = Instant::now();
             let graph = GraphWrite::start(self, banks)?;
-            let locked = started.elapsed();
+            let locked = entered.elapsed();
             let written = write_rows(&tx, &rows, &memories, &rowids);
-            let rows_written = started.elapsed();
+            let rows_written = entered.elapsed();
             let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
-            let committed = started.elapsed();
+            let committed = entered.elapsed();
             graph.settle(written.is_ok());
             written?;
             let mut documents: HashMap<&BankId, Vec<Document>> = HashMap::new();
@@ -160,10 +159,10 @@ impl TenantInner {
                 prepare_us = us(prepared),
                 writer_wait_us = us(writer.saturating_sub(prepared)),
                 begin_us = us(begun.saturating_sub(writer)),
-                lock_us = us(locked),
+                lock_us = us(locked.saturating_sub(begun)),
                 rows_us = us(rows_written.saturating_sub(locked)),
                 commit_us = us(committed.saturating_sub(rows_written)),
-                keyword_us = us(started.elapsed().saturating_sub(committed)),
+                keyword_us = us(entered.elapsed().saturating_sub(committed)),
                 "inserted"
             );
             Ok(())
