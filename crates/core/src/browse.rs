@@ -25,6 +25,11 @@ pub const MAX_ENTITY_PREFIX_CHARS: usize = 64;
 /// Most memories or changes one page may hold.
 pub const MAX_PAGE: usize = 1000;
 
+/// Longest text filter (`text_prefix`, `text_contains`) of a listing, in bytes: far past
+/// any word or phrase searched for, and well inside SQLite's 50,000-byte LIKE pattern limit
+/// after escaping.
+pub const MAX_TEXT_FILTER_BYTES: usize = 4096;
+
 /// The order of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -236,6 +241,26 @@ fn check_limit(limit: usize) -> Result<()> {
     }
 }
 
+/// Refuses a change-feed cursor that no page gave out: a position (`123`) or a
+/// PostgreSQL position with its transaction (`456-123`), digits only.
+fn check_change_cursor(since: &str) -> Result<()> {
+    let digits = |part: &str, max: usize| {
+        (1..=max).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    let valid = match since.split_once('-') {
+        None => digits(since, 18),
+        Some((transaction, position)) => digits(transaction, 19) && digits(position, 18),
+    };
+    if valid {
+        Ok(())
+    } else {
+        let shown: String = since.chars().take(40).collect();
+        Err(Error::invalid(format!(
+            "since {shown:?} is not a cursor from this bank's change feed"
+        )))
+    }
+}
+
 impl Engine {
     /// A page of a bank's memories.
     pub async fn list(
@@ -253,6 +278,11 @@ impl Engine {
         ] {
             if let Some(value) = value {
                 check_text(field, value)?;
+                if value.len() > MAX_TEXT_FILTER_BYTES {
+                    return Err(Error::invalid(format!(
+                        "{field} is longer than {MAX_TEXT_FILTER_BYTES} bytes"
+                    )));
+                }
             }
         }
         for value in query
@@ -412,7 +442,7 @@ impl Engine {
         let bank = BankId::new(bank_id)?;
         check_limit(query.limit)?;
         if let Some(since) = &query.since {
-            check_id("since", since, MAX_ID_BYTES)?;
+            check_change_cursor(since)?;
         }
         if let Some(id) = &query.memory_id {
             check_id("memory_id", id, MAX_ID_BYTES)?;

@@ -145,6 +145,17 @@ impl From<ErrorKind> for ErrorCode {
 }
 
 impl ApiError {
+    /// Whether writing to the client failed because it went away (a cancelled download):
+    /// not a failure of the server, so neither logged nor counted as one.
+    pub fn is_client_gone(&self) -> bool {
+        matches!(self, ApiError::Core(astrocyte_core::Error::Io(error)) if matches!(
+            error.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        ))
+    }
+
     /// The failure's kind.
     pub fn code(&self) -> ErrorCode {
         match self {

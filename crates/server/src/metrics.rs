@@ -178,7 +178,8 @@ impl Metrics {
     }
 
     /// Records one engine operation for a tenant (or [`ALL_TENANTS`]); `outcome` is `ok`,
-    /// `rejected` (the caller's input or rights: a 4xx) or `error` (ours or a dependency's).
+    /// `rejected` (the caller's input or rights: a 4xx), `cancelled` (the client went away
+    /// mid-download) or `error` (ours or a dependency's).
     pub fn operation(&self, operation: &str, tenant: &str, outcome: &str, elapsed: Duration) {
         self.operations
             .with_label_values(&[operation, tenant, outcome])

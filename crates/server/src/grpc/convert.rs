@@ -13,7 +13,7 @@ use prost_types::value::Kind;
 use serde_json::Value as Json;
 
 use super::proto;
-use crate::dto::{field_datetime, iso, optional_field_datetime};
+use crate::dto::{field_datetime, iso, open_range, optional_field_datetime};
 use crate::error::ApiError;
 use crate::service::{Forget, History, ListMemories, Recall, Retain, Retained};
 
@@ -22,9 +22,16 @@ fn optional_list(list: Vec<String>) -> Option<Vec<String>> {
     (!list.is_empty()).then_some(list)
 }
 
-fn to_json(value: prost_types::Value) -> Json {
-    match value.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
+/// JSON of a protobuf value, refusing what JSON cannot hold (as REST's parser refuses it):
+/// a value with no kind, NaN or an infinity.
+fn to_json(field: &str, value: prost_types::Value) -> Result<Json, ApiError> {
+    Ok(match value.kind {
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "{field}: a value must have a kind (use null_value for null)"
+            )))
+        }
+        Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::BoolValue(b)) => Json::Bool(b),
         Some(Kind::StringValue(s)) => Json::String(s),
         Some(Kind::NumberValue(n)) => {
@@ -33,18 +40,34 @@ fn to_json(value: prost_types::Value) -> Json {
             if n.fract() == 0.0 && n.abs() < 9.0e15 {
                 Json::from(n as i64)
             } else {
-                serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
+                Json::Number(serde_json::Number::from_f64(n).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{field}: {n} is not a JSON number"))
+                })?)
             }
         }
-        Some(Kind::ListValue(list)) => Json::Array(list.values.into_iter().map(to_json).collect()),
-        Some(Kind::StructValue(object)) => Json::Object(
-            object
-                .fields
+        Some(Kind::ListValue(list)) => Json::Array(
+            list.values
                 .into_iter()
-                .map(|(k, v)| (k, to_json(v)))
-                .collect(),
+                .enumerate()
+                .map(|(i, v)| to_json(&format!("{field}[{i}]"), v))
+                .collect::<Result<_, _>>()?,
         ),
-    }
+        Some(Kind::StructValue(object)) => Json::Object(fields(field, object)?),
+    })
+}
+
+fn fields(
+    field: &str,
+    object: prost_types::Struct,
+) -> Result<serde_json::Map<String, Json>, ApiError> {
+    object
+        .fields
+        .into_iter()
+        .map(|(k, v)| {
+            let value = to_json(&format!("{field}.{k}"), v)?;
+            Ok((k, value))
+        })
+        .collect()
 }
 
 fn from_json(value: Json) -> prost_types::Value {
@@ -63,10 +86,11 @@ fn from_json(value: Json) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-fn metadata(object: Option<prost_types::Struct>) -> Metadata {
-    object
-        .map(|o| o.fields.into_iter().map(|(k, v)| (k, to_json(v))).collect())
-        .unwrap_or_default()
+fn metadata(object: Option<prost_types::Struct>) -> Result<Metadata, ApiError> {
+    Ok(match object {
+        Some(object) => fields("metadata", object)?.into_iter().collect(),
+        None => Metadata::default(),
+    })
 }
 
 fn struct_of(metadata: Metadata) -> prost_types::Struct {
@@ -95,7 +119,7 @@ pub fn retain(request: proto::RetainRequest) -> Result<Retain, ApiError> {
         bank_id: request.bank_id,
         content: request.content,
         tags: request.tags,
-        metadata: metadata(request.metadata),
+        metadata: metadata(request.metadata)?,
         occurred_at: optional_field_datetime("occurred_at", request.occurred_at)?,
         content_type,
         run_async: request.run_async,
@@ -133,15 +157,17 @@ pub fn retained(retained: Retained) -> proto::RetainResponse {
 
 /// A recall request.
 pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
-    let banks = if request.banks.is_empty() {
-        optional_list(vec![request.bank_id]).unwrap_or_default()
-    } else {
-        request.banks
+    // An empty `bank_id` is proto3's "not given"; an empty name in `banks` was given, and is
+    // refused by the service as REST refuses it.
+    let banks = match (request.banks.is_empty(), request.bank_id.is_empty()) {
+        (false, _) => request.banks,
+        (true, false) => vec![request.bank_id],
+        (true, true) => Vec::new(),
     };
     let time_range = time_range(request.time_range)?;
     Ok(Recall {
         query: request.query,
-        banks: banks.into_iter().filter(|b| !b.is_empty()).collect(),
+        banks,
         max_results: request.max_results,
         max_tokens: request.max_tokens,
         tags: optional_list(request.tags),
@@ -150,15 +176,15 @@ pub fn recall(request: proto::RecallRequest) -> Result<Recall, ApiError> {
     })
 }
 
+/// A time range; an empty end is open (REST's `since` or `until` alone), both empty is none.
 fn time_range(range: Option<proto::TimeRange>) -> Result<Option<(Timestamp, Timestamp)>, ApiError> {
-    range
-        .map(|range| {
-            Ok((
-                field_datetime("time_range", &range.start)?,
-                field_datetime("time_range", &range.end)?,
-            ))
-        })
-        .transpose()
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    Ok(open_range(
+        optional_field_datetime("time_range.start", Some(range.start))?,
+        optional_field_datetime("time_range.end", Some(range.end))?,
+    ))
 }
 
 /// A listing request.
@@ -177,11 +203,14 @@ pub fn list(request: proto::ListMemoriesRequest) -> Result<ListMemories, ApiErro
 }
 
 /// An edit.
-pub fn patch(request: &mut proto::UpdateMemoryRequest) -> MemoryPatch {
-    MemoryPatch {
+pub fn patch(request: &mut proto::UpdateMemoryRequest) -> Result<MemoryPatch, ApiError> {
+    Ok(MemoryPatch {
         tags: request.tags.take().map(|list| list.tags),
-        metadata: request.metadata.take().map(|object| metadata(Some(object))),
-    }
+        metadata: match request.metadata.take() {
+            Some(object) => Some(metadata(Some(object))?),
+            None => None,
+        },
+    })
 }
 
 /// A stored memory.
@@ -331,7 +360,43 @@ mod tests {
             "n": 3, "x": 2.5, "s": "text", "b": true, "z": null
         }))
         .expect("metadata");
-        let back = metadata(Some(struct_of(original.clone())));
+        let back = metadata(Some(struct_of(original.clone()))).expect("convertible");
         assert_eq!(back, original);
+    }
+
+    #[test]
+    fn values_json_cannot_hold_are_refused() {
+        let number = |n: f64| prost_types::Value {
+            kind: Some(Kind::NumberValue(n)),
+        };
+        for bad in [
+            number(f64::NAN),
+            number(f64::INFINITY),
+            number(f64::NEG_INFINITY),
+            prost_types::Value { kind: None },
+        ] {
+            let object = prost_types::Struct {
+                fields: [("x".to_string(), bad)].into_iter().collect(),
+            };
+            let refused = metadata(Some(object)).expect_err("refused");
+            assert!(refused.to_string().starts_with("metadata.x: "), "{refused}");
+        }
+        let nested = prost_types::Struct {
+            fields: [(
+                "list".to_string(),
+                prost_types::Value {
+                    kind: Some(Kind::ListValue(prost_types::ListValue {
+                        values: vec![number(1.0), number(f64::NAN)],
+                    })),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let refused = metadata(Some(nested)).expect_err("refused");
+        assert!(
+            refused.to_string().starts_with("metadata.list[1]: "),
+            "{refused}"
+        );
     }
 }

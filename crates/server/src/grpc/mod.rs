@@ -30,6 +30,8 @@ use astrocyte_core::tenancy::{RequestInfo, Transport};
 use futures::Stream;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::codegen::http;
 use tonic::metadata::{KeyAndValueRef, MetadataValue};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -72,10 +74,20 @@ pub fn status_code(code: ErrorCode) -> tonic::Code {
     }
 }
 
+/// Longest detail a status carries, in characters. A detail may quote the caller's input, and
+/// it travels percent-encoded in the `grpc-message` header: common clients fail the whole call
+/// when headers pass 8 KiB, which would hide the real error.
+const MAX_DETAIL_CHARS: usize = 500;
+
 /// The status of a failure: its code, the public detail, and the kind in metadata.
 pub fn to_status(error: ApiError) -> Status {
     let code = error.code();
-    let mut status = Status::new(status_code(code), error.public_detail());
+    let mut detail = error.public_detail();
+    if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        detail.truncate(cut);
+        detail.push('…');
+    }
+    let mut status = Status::new(status_code(code), detail);
     let metadata = status.metadata_mut();
     metadata.insert(ERROR_KIND_KEY, MetadataValue::from_static(code.as_str()));
     if let ApiError::RateLimited {
@@ -308,7 +320,7 @@ impl proto::memory_server::Memory for GrpcMemory {
     ) -> Result<Response<proto::StoredMemory>, Status> {
         let caller = self.caller(&request, "UpdateMemory").await?;
         let mut message = request.into_inner();
-        let patch = convert::patch(&mut message);
+        let patch = convert::patch(&mut message).map_err(to_status)?;
         let memory = self
             .service
             .update_memory(&caller, &message.bank_id, &message.memory_id, patch)
@@ -391,8 +403,13 @@ impl proto::memory_server::Memory for GrpcMemory {
                 }
             };
             let (exported, ()) = tokio::join!(export, forward);
-            if let Err(error) = exported {
-                let _ = sender.send(Err(to_status(error))).await;
+            match exported {
+                // Nobody is left to tell.
+                Err(error) if error.is_client_gone() => {}
+                Err(error) => {
+                    let _ = sender.send(Err(to_status(error))).await;
+                }
+                Ok(_) => {}
             }
         });
         Ok(Response::new(Box::pin(
@@ -454,7 +471,12 @@ impl GrpcListener {
         let (reporter, health) = tonic_health::server::health_reporter();
         let memory = proto::memory_server::MemoryServer::new(GrpcMemory::new(service.clone()))
             .max_decoding_message_size(state.config().max_request_body_bytes.unwrap_or(usize::MAX))
-            .max_encoding_message_size(usize::MAX);
+            .max_encoding_message_size(usize::MAX)
+            // Clients that compress their messages (gzip or deflate) are understood, and
+            // a client that accepts gzip gets its replies compressed.
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Deflate)
+            .send_compressed(CompressionEncoding::Gzip);
         // Health is the service's one check, refreshed in the background.
         let watcher = tokio::spawn(async move {
             loop {
@@ -481,7 +503,8 @@ impl GrpcListener {
         let reflection = reflection()
             .build_v1()
             .map_err(|e| ServerError::Grpc(e.to_string()))?;
-        let mut builder = Server::builder();
+        let mut builder =
+            Server::builder().layer(tower::util::MapResponseLayer::new(restate_codec_refusals));
         if let Some(identity) = self.tls {
             builder = builder
                 .tls_config(ServerTlsConfig::new().identity(identity))
@@ -504,6 +527,53 @@ impl GrpcListener {
         tracing::info!("astrocyte gRPC stopped");
         Ok(())
     }
+}
+
+/// Restates tonic's own refusals of a request message in the table above. tonic answers a
+/// message it cannot decode with `INTERNAL` and one over the size limit with `OUT_OF_RANGE`,
+/// before any method runs; both are the caller's doing (`invalid_input`, and
+/// `payload_too_large` as REST's 413). The status is in the trailers, or in the headers of a
+/// trailers-only response.
+fn restate_codec_refusals(
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = response.into_parts();
+    restate_codec_refusal(&mut parts.headers);
+    let body = body.map_frame(|mut frame| {
+        if let Some(trailers) = frame.trailers_mut() {
+            restate_codec_refusal(trailers);
+        }
+        frame
+    });
+    http::Response::from_parts(parts, tonic::body::Body::new(body))
+}
+
+fn restate_codec_refusal(headers: &mut http::HeaderMap) {
+    // Percent-encoded on the wire; the spaces are all that matter here.
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .replace("%20", " ");
+    let (code, kind) = match headers.get("grpc-status").map(|v| v.as_bytes()) {
+        Some(b"13") if message.starts_with("failed to decode") => {
+            (tonic::Code::InvalidArgument, ErrorCode::InvalidInput)
+        }
+        Some(b"11") if message.contains("message length too large") => {
+            headers.insert(
+                "grpc-message",
+                http::HeaderValue::from_static("Request body too large"),
+            );
+            (tonic::Code::ResourceExhausted, ErrorCode::PayloadTooLarge)
+        }
+        _ => return,
+    };
+    headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    headers.insert(
+        ERROR_KIND_KEY,
+        http::HeaderValue::from_static(kind.as_str()),
+    );
 }
 
 fn builder_has_tls(state: &AppState) -> bool {

@@ -50,6 +50,11 @@ pub struct Policy {
     pii: PiiScanner,
 }
 
+/// The key of one bank's bucket or counter for one operation.
+fn bank_key(schema: &Schema, bank_id: &str, operation: Operation) -> String {
+    format!("{schema}\u{1f}{bank_id}\u{1f}{}", operation.as_str())
+}
+
 impl Policy {
     /// Builds the policy from configuration.
     pub fn new(rates: &RateLimitSettings, quotas: &QuotaSettings, pii: &PiiSettings) -> Self {
@@ -86,13 +91,8 @@ impl Policy {
         bank_id: &str,
         operation: Operation,
     ) -> Result<QuotaTicket, ApiError> {
-        let key = format!("{schema}\u{1f}{bank_id}\u{1f}{}", operation.as_str());
-        let limiter = match operation {
-            Operation::Retain => &self.retain_rate,
-            Operation::Recall => &self.recall_rate,
-            Operation::Reflect => &self.reflect_rate,
-        };
-        if let Some(buckets) = limiter {
+        let key = bank_key(schema, bank_id, operation);
+        if let Some(buckets) = self.limiter(operation) {
             buckets
                 .try_take(&key)
                 .map_err(|retry| ApiError::RateLimited {
@@ -125,6 +125,31 @@ impl Policy {
         }
     }
 
+    /// The recall rate limit of several distinct banks: a token from each, or, when one is
+    /// refused, none taken from any.
+    pub fn admit_recall(&self, schema: &Schema, banks: &[&str]) -> Result<(), ApiError> {
+        for (i, bank_id) in banks.iter().enumerate() {
+            // Recall has rate limits but no quota: nothing to refund.
+            if let Err(refused) = self.admit_bank(schema, bank_id, Operation::Recall) {
+                if let Some(buckets) = self.limiter(Operation::Recall) {
+                    for taken in &banks[..i] {
+                        buckets.give_back(&bank_key(schema, taken, Operation::Recall));
+                    }
+                }
+                return Err(refused);
+            }
+        }
+        Ok(())
+    }
+
+    fn limiter(&self, operation: Operation) -> Option<&TokenBuckets> {
+        match operation {
+            Operation::Retain => self.retain_rate.as_ref(),
+            Operation::Recall => self.recall_rate.as_ref(),
+            Operation::Reflect => self.reflect_rate.as_ref(),
+        }
+    }
+
     /// Gives back a quota use whose operation failed.
     pub fn refund(&self, ticket: QuotaTicket) {
         if let Some(key) = ticket.key {
@@ -135,5 +160,31 @@ impl Policy {
     /// The PII barrier.
     pub fn pii(&self) -> &PiiScanner {
         &self.pii
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_recall_of_several_banks_takes_no_token() {
+        let rates = RateLimitSettings {
+            recall_per_minute: Some(2),
+            ..RateLimitSettings::default()
+        };
+        let policy = Policy::new(&rates, &QuotaSettings::default(), &PiiSettings::default());
+        let schema = Schema::new("tenant_a").expect("schema");
+        // "b" is spent, so a recall of "a" and "b" is refused and leaves "a" whole.
+        policy.admit_recall(&schema, &["b"]).expect("first b");
+        policy.admit_recall(&schema, &["b"]).expect("second b");
+        policy
+            .admit_recall(&schema, &["a", "b"])
+            .expect_err("b is spent");
+        policy.admit_recall(&schema, &["a"]).expect("first a");
+        policy.admit_recall(&schema, &["a"]).expect("second a");
+        policy
+            .admit_recall(&schema, &["a"])
+            .expect_err("a is spent");
     }
 }

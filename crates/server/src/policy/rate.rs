@@ -49,6 +49,13 @@ impl TokenBuckets {
         self.try_take_at(key, Instant::now())
     }
 
+    /// Returns the token a refused request took for `key` (never past the capacity).
+    pub fn give_back(&self, key: &str) {
+        if let Some(bucket) = self.buckets.lock().get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.capacity);
+        }
+    }
+
     fn try_take_at(&self, key: &str, now: Instant) -> Result<(), f64> {
         let mut buckets = self.buckets.lock();
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {

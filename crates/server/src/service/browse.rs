@@ -327,8 +327,14 @@ impl Service {
             let written = service
                 .export_to(&caller, &bank_id, include_embeddings, &mut writer)
                 .await;
-            if let Err(error) = &written {
-                tracing::warn!(%error, bank = %bank_id, "export download ended early");
+            match &written {
+                Err(error) if error.is_client_gone() => {
+                    tracing::debug!(bank = %bank_id, "export download cancelled by the client")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, bank = %bank_id, "export download ended early")
+                }
+                Ok(_) => {}
             }
             written
         });

@@ -188,9 +188,11 @@ impl Service {
         let result = tenancy::use_schema(caller.schema().clone(), call)
             .instrument(span)
             .await;
+        let result = result.map_err(ApiError::from);
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(error) => match crate::error::ErrorCode::from(error.kind()) {
+            Err(error) if error.is_client_gone() => "cancelled",
+            Err(error) => match error.code() {
                 crate::error::ErrorCode::Unavailable | crate::error::ErrorCode::Internal => "error",
                 _ => "rejected",
             },
@@ -201,7 +203,7 @@ impl Service {
             metrics::ALL_TENANTS
         };
         metrics::global().operation(operation, tenant, outcome, started.elapsed());
-        Ok(result?)
+        result
     }
 
     fn max_results(&self, requested: Option<i64>) -> usize {
@@ -441,17 +443,18 @@ impl Service {
         if command.banks.is_empty() {
             return Err(ApiError::BadRequest("bank_id or banks is required".into()));
         }
-        let mut banks = Vec::with_capacity(command.banks.len());
+        // A bank named twice is recalled, and rate-limited, once.
+        let mut banks: Vec<String> = Vec::with_capacity(command.banks.len());
         for bank_id in &command.banks {
-            let bank = self.authorize(caller, bank_id, Permission::Read)?;
-            // Recall has rate limits but no quota: nothing to refund.
-            let _no_quota = self.state.policy().admit_bank(
-                caller.schema(),
-                bank.as_str(),
-                Operation::Recall,
-            )?;
-            banks.push(bank.to_string());
+            let bank = self
+                .authorize(caller, bank_id, Permission::Read)?
+                .to_string();
+            if !banks.contains(&bank) {
+                banks.push(bank);
+            }
         }
+        let names: Vec<&str> = banks.iter().map(String::as_str).collect();
+        self.state.policy().admit_recall(caller.schema(), &names)?;
         let request = RecallRequest {
             query: command.query,
             banks,

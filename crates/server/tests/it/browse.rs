@@ -101,8 +101,18 @@ async fn rest_lists_gets_edits_forgets_feeds_and_moves_a_bank() {
         "/v1/banks/journal/memories?order=oldest",
         "/v1/banks/journal/memories?start=yesterday-ish",
         "/v1/banks/journal/changes?since=nonsense",
+        "/v1/banks/journal/changes?since=-1",
+        "/v1/banks/journal/changes?since=abc-1",
         "/v1/banks/bad%20bank/memories",
-    ] {
+    ]
+    .into_iter()
+    .map(String::from)
+    // Past SQLite's LIKE pattern limit: refused before any store sees it.
+    .chain(
+        ["contains", "text_prefix"]
+            .map(|filter| format!("/v1/banks/journal/memories?{filter}={}", "c".repeat(50_000))),
+    ) {
+        let bad = bad.as_str();
         let (status, body) = send(&server, reqwest::Method::GET, bad, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["detail"].is_string(), "{bad}: {body}");

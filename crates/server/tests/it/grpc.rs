@@ -74,3 +74,153 @@ async fn grpc_serves_tls_health_and_dev_principals() {
     assert!(refused, "plaintext gRPC must not reach a TLS port");
     server.stop().await;
 }
+
+/// A retain request as a client with its own encoder may send it: `content` as raw bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawRetain {
+    #[prost(string, tag = "1")]
+    bank_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    content: Vec<u8>,
+}
+
+fn error_kind(status: &tonic::Status) -> Option<&str> {
+    status
+        .metadata()
+        .get(astrocyte_server::grpc::ERROR_KIND_KEY)
+        .and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn grpc_refuses_a_callers_bad_messages_with_its_kind() {
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.grpc_port = Some(0);
+    cfg.max_request_body_bytes = Some(64 * 1024);
+    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
+    let addr = server.grpc_addr.clone().expect("grpc served");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+
+    // Bytes that do not decode (a string field holding invalid UTF-8): the caller's mistake.
+    let mut raw = tonic::client::Grpc::new(channel.clone());
+    raw.ready().await.expect("ready");
+    let refused = raw
+        .unary(
+            tonic::Request::new(RawRetain {
+                bank_id: "notes".into(),
+                content: vec![b'o', b'k', 0xff, 0xfe],
+            }),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/astrocyte.v1.Memory/Retain"),
+            tonic_prost::ProstCodec::<RawRetain, proto::RetainResponse>::default(),
+        )
+        .await
+        .expect_err("undecodable");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(error_kind(&refused), Some("invalid_input"));
+
+    let mut memory = MemoryClient::new(channel.clone());
+    // Over the body limit: payload_too_large, as REST's 413.
+    let refused = memory
+        .retain(proto::RetainRequest {
+            bank_id: "notes".into(),
+            content: "x".repeat(100 * 1024),
+            ..Default::default()
+        })
+        .await
+        .expect_err("too large");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(error_kind(&refused), Some("payload_too_large"));
+
+    // A detail quoting a huge input is cut, so the client reads the real error.
+    let refused = memory
+        .retain(proto::RetainRequest {
+            bank_id: "b".repeat(20_000),
+            content: "A bank name far too long.".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad bank");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().chars().count() <= 501,
+        "{}",
+        refused.message().len()
+    );
+
+    // What JSON cannot hold is refused, not stored as null.
+    let refused = memory
+        .retain(proto::RetainRequest {
+            bank_id: "notes".into(),
+            content: "A number that is not one.".into(),
+            metadata: Some(prost_types::Struct {
+                fields: [(
+                    "x".to_string(),
+                    prost_types::Value {
+                        kind: Some(prost_types::value::Kind::NumberValue(f64::NAN)),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("NaN");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    // An empty name among several banks is refused, as REST refuses it.
+    let refused = memory
+        .recall(proto::RecallRequest {
+            query: "anything".into(),
+            banks: vec![String::new(), "notes".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("empty bank");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    // A compressing client is understood; a time range may leave its end open.
+    let mut gzip = MemoryClient::new(channel)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let stored = gzip
+        .retain(proto::RetainRequest {
+            bank_id: "notes".into(),
+            content: "Sent gzip-compressed, and it happened in 2021.".into(),
+            occurred_at: Some("2021-06-01T00:00:00Z".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a compressed retain")
+        .into_inner();
+    assert!(stored.stored);
+    let since = |start: &str| proto::ListMemoriesRequest {
+        bank_id: "notes".into(),
+        time_range: Some(proto::TimeRange {
+            start: start.into(),
+            end: String::new(),
+        }),
+        ..Default::default()
+    };
+    let listed = gzip
+        .list_memories(since("2020-01-01T00:00:00Z"))
+        .await
+        .expect("since 2020")
+        .into_inner();
+    assert_eq!(listed.memories.len(), 1);
+    let listed = gzip
+        .list_memories(since("2022-01-01T00:00:00Z"))
+        .await
+        .expect("since 2022")
+        .into_inner();
+    assert!(listed.memories.is_empty());
+    server.stop().await;
+}
