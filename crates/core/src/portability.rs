@@ -309,11 +309,14 @@ impl Engine {
     ) -> Result<ImportReport> {
         let bank = BankId::new(bank_id)?;
         let tenant = self.tenant(schema).await?;
-        let mut lines = reader.lines();
+        // Lines as bytes: one that is not UTF-8 is refused on its own, not the whole file.
+        let mut lines = reader.split(b'\n');
         let header_line = lines
-            .next_line()
+            .next_segment()
             .await?
             .ok_or_else(|| Error::invalid("import file is empty"))?;
+        let header_line = utf8_line(header_line)
+            .map_err(|reason| Error::invalid(format!("not an AMA file: header line {reason}")))?;
         let header: AmaHeader = serde_json::from_str(&header_line)
             .map_err(|e| Error::invalid(format!("not an AMA file: bad header line: {e}")))?;
         if header.ama_version != 1 {
@@ -325,8 +328,15 @@ impl Engine {
         let mut report = ImportReport::default();
         let mut batch: Vec<(u64, AmaRecord)> = Vec::new();
         let mut number = 1u64;
-        while let Some(line) = lines.next_line().await? {
+        while let Some(line) = lines.next_segment().await? {
             number += 1;
+            let line = match utf8_line(line) {
+                Ok(line) => line,
+                Err(reason) => {
+                    report.reject(number, reason);
+                    continue;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
@@ -362,6 +372,9 @@ impl Engine {
         let mut accepted: Vec<Memory> = Vec::new();
         let mut given_vectors: Vec<Option<Vec<f32>>> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
+        // Where each id of this batch went in `accepted`: a later line with the same id is
+        // skipped or replaces it, as a stored one would be.
+        let mut placed: std::collections::HashMap<String, usize> = Default::default();
         for (line, record) in records {
             let tags = record.tags.clone().unwrap_or_default();
             let metadata = record.metadata.clone().unwrap_or_default();
@@ -378,7 +391,12 @@ impl Engine {
                 report.reject(line, reason);
                 continue;
             }
-            if tenant.exists(bank, &record.id).await? {
+            let earlier = placed.get(&record.id).copied();
+            if earlier.is_some() && on_conflict == OnConflict::Skip {
+                report.skipped += 1;
+                continue;
+            }
+            if earlier.is_none() && tenant.exists(bank, &record.id).await? {
                 match on_conflict {
                     OnConflict::Skip => {
                         report.skipped += 1;
@@ -388,12 +406,10 @@ impl Engine {
                 }
             }
             let (metadata, _) = sanitize_metadata(metadata, limits);
-            given_vectors.push(
-                record
-                    .embedding
-                    .filter(|v| v.len() == self.embedder().dimension()),
-            );
-            accepted.push(Memory {
+            let given = record
+                .embedding
+                .filter(|v| v.len() == self.embedder().dimension());
+            let memory = Memory {
                 id: record.id,
                 bank_id: bank.clone(),
                 text: record.text,
@@ -410,7 +426,19 @@ impl Engine {
                     .as_deref()
                     .and_then(crate::thread::normalize_thread_key),
                 embedding: None,
-            });
+            };
+            match earlier {
+                Some(at) => {
+                    report.skipped += 1;
+                    accepted[at] = memory;
+                    given_vectors[at] = given;
+                }
+                None => {
+                    placed.insert(memory.id.clone(), accepted.len());
+                    accepted.push(memory);
+                    given_vectors.push(given);
+                }
+            }
         }
         if accepted.is_empty() {
             return Ok(());
@@ -454,6 +482,19 @@ impl Engine {
         // Imported turns lend each other (and the bank's) context as retained ones do.
         self.relink_threads(tenant.as_ref(), &threaded, true).await
     }
+}
+
+/// A line read as bytes, without its line ending, as text; the reason when it is not UTF-8.
+fn utf8_line(mut bytes: Vec<u8>) -> std::result::Result<String, String> {
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "is not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 async fn write_json_line<W: AsyncWrite + Unpin + Send, T: Serialize>(

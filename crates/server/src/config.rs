@@ -245,6 +245,13 @@ pub const DEFAULT_OTEL_SERVICE_NAME: &str = "astrocyte";
 pub struct ServerConfig {
     /// Bind address (`ASTROCYTE_HOST`, default `127.0.0.1`).
     pub host: String,
+    /// `Host` header values REST and the inspector accept (`ASTROCYTE_ALLOWED_HOSTS`; `host`
+    /// or `host:port`, `*` for any). Empty: loopback names only while bound to loopback.
+    pub allowed_hosts: Vec<String>,
+    /// Most REST and MCP connections served at once (`ASTROCYTE_MAX_CONNECTIONS`, default
+    /// 1024); the rest wait in the listen backlog, so a flood of idle sockets cannot take
+    /// every file descriptor from the store and the workers.
+    pub max_connections: usize,
     /// Bind port (`ASTROCYTE_PORT`, default 8080; 0 picks a free port).
     pub port: u16,
     /// gRPC port on the same host (`ASTROCYTE_GRPC_PORT`, `--grpc-port`); `None` (the default)
@@ -306,6 +313,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             host: "127.0.0.1".into(),
+            allowed_hosts: Vec::new(),
+            max_connections: 1024,
             port: 8080,
             grpc_port: None,
             grpc_tls: None,
@@ -345,6 +354,19 @@ impl Default for ServerConfig {
     }
 }
 
+/// The name of a `host[:port]` (IPv6 in brackets), without the port.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
 /// Whether a bind host is a loopback address.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
@@ -356,6 +378,27 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 impl ServerConfig {
+    /// Whether a request's `Host` header may reach REST or the inspector: a page on a
+    /// rebound DNS name must not read a server listening on loopback.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        if self.allowed_hosts.is_empty() && !is_loopback_host(&self.host) {
+            return true;
+        }
+        // HTTP/1.1 always sends a Host; a client that sends none is not a browser.
+        let Some(host) = host else {
+            return true;
+        };
+        let name = host_name(host);
+        if self.allowed_hosts.is_empty() {
+            return is_loopback_host(name);
+        }
+        self.allowed_hosts.iter().any(|allowed| {
+            allowed == "*"
+                || allowed.eq_ignore_ascii_case(host)
+                || (host_name(allowed) == allowed && allowed.eq_ignore_ascii_case(name))
+        })
+    }
+
     /// Cross-setting rules: what each auth mode and tenant extension needs. The settings
     /// loader calls it once the values are parsed.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The body is larger than the configured cap.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body is declared as something other than JSON (a 415; invalid input elsewhere).
+    #[error("Body is not JSON: send it with Content-Type: application/json, not {0}")]
+    NotJson(String),
     /// The tenant extension refused the request (fixed body, detail only in logs).
     #[error("authentication failed")]
     AuthenticationFailed,
@@ -160,7 +163,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Core(error) => error.kind().into(),
-            ApiError::BadRequest(_) => ErrorCode::InvalidInput,
+            ApiError::BadRequest(_) | ApiError::NotJson(_) => ErrorCode::InvalidInput,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::AuthenticationFailed | ApiError::Unauthorized(_) => {
                 ErrorCode::Unauthenticated
@@ -226,7 +229,10 @@ pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.code().http_status();
+        let status = match self {
+            ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => self.code().http_status(),
+        };
         let mut response = self.body_response(status);
         match self.code() {
             ErrorCode::Unauthenticated => {

@@ -46,7 +46,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use astrocyte_core::Engine;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -193,6 +192,7 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let max_connections = self.state.config().max_connections;
         // One shutdown for both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -206,10 +206,25 @@ impl BoundServer {
             }
         };
         match self.grpc {
-            None => Self::run_http(self.listener, self.local_addr, self.router, signal()).await,
+            None => {
+                Self::run_http(
+                    self.listener,
+                    self.local_addr,
+                    self.router,
+                    max_connections,
+                    signal(),
+                )
+                .await
+            }
             Some(grpc) => {
                 tokio::try_join!(
-                    Self::run_http(self.listener, self.local_addr, self.router, signal()),
+                    Self::run_http(
+                        self.listener,
+                        self.local_addr,
+                        self.router,
+                        max_connections,
+                        signal(),
+                    ),
                     grpc.run(self.state, signal()),
                 )?;
                 Ok(())
@@ -221,25 +236,91 @@ impl BoundServer {
         listener: TcpListener,
         local_addr: SocketAddr,
         router: Router,
+        max_connections: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        use tower::ServiceExt;
         tracing::info!(address = %local_addr, "astrocyte gateway listening");
-        // Small JSON responses must not wait on Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
+        let slots = max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let connections = Arc::new(tokio::sync::Semaphore::new(slots));
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            // A free slot first, then a connection: beyond the cap, clients wait in the backlog.
+            let slot = tokio::select! {
+                slot = connections.clone().acquire_owned() => slot,
+                () = &mut shutdown => break,
+            };
+            let Ok(slot) = slot else { break };
+            let (tcp, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of descriptors, or a connection reset before it was accepted:
+                        // pause rather than spin.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // Small JSON responses must not wait on Nagle's algorithm.
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-        });
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+            let service = router.clone().map_request(
+                move |request: axum::http::Request<hyper::body::Incoming>| {
+                    let mut request = request.map(axum::body::Body::new);
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(remote));
+                    request
+                },
+            );
+            let mut stopping = stopping.clone();
+            tokio::spawn(async move {
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                builder.http2().timer(TokioTimer::new());
+                let connection = builder.serve_connection_with_upgrades(
+                    TokioIo::new(tcp),
+                    hyper_util::service::TowerToHyperService::new(service),
+                );
+                let mut connection = std::pin::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = served {
+                    tracing::trace!(%error, "connection ended with an error");
+                }
+                drop(slot);
+            });
+        }
+        drop(listener);
+        let _ = stop.send(true);
+        // Every connection holds a slot until it is done: all of them back means all done.
+        let _ = connections.acquire_many(slots as u32).await;
         tracing::info!("astrocyte gateway stopped");
         Ok(())
     }
 }
+
+/// How long a client may take to send a request head (and an idle keep-alive connection may
+/// wait for its next one) before it is disconnected.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The pause after a failed accept (such as running out of file descriptors).
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Builds the gateway, binds the configured address and serves until `shutdown`.
 pub async fn serve(

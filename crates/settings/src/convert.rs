@@ -52,6 +52,8 @@ impl Loaded {
         let s = &self.settings;
         let mut c = ServerConfig {
             host: s.host.clone(),
+            allowed_hosts: s.allowed_hosts.clone(),
+            max_connections: s.max_connections,
             port: s.port,
             grpc_port: s.grpc_port,
             data_dir: s.data_dir.clone(),

@@ -214,6 +214,10 @@ settings! {
     host: String = "127.0.0.1".into(), yaml "host", env ["ASTROCYTE_HOST"], flag "--host", example "0.0.0.0";
     /// REST and MCP port (0 picks a free port).
     port: u16 = 8080, yaml "port", env ["ASTROCYTE_PORT"], flag "--port", example "8081";
+    /// `Host` values REST and the inspector accept (`host` or `host:port`, `*`: any). Unset: only loopback names while bound to a loopback address (stops DNS rebinding), any otherwise.
+    allowed_hosts: Vec<String> = Vec::new(), yaml "allowed_hosts", env ["ASTROCYTE_ALLOWED_HOSTS"], example "memory.example.com";
+    /// Most REST and MCP connections served at once; more wait to be accepted. A client that has not sent a whole request head within 30 seconds is disconnected.
+    max_connections: usize = 1024, yaml "max_connections", env ["ASTROCYTE_MAX_CONNECTIONS"], example "4096";
     /// gRPC port on the same host; unset serves no gRPC (0 picks a free port).
     grpc_port: Option<u16> = None, yaml "grpc.port", env ["ASTROCYTE_GRPC_PORT"], flag "--grpc-port", example "9090";
     /// PEM certificate chain for gRPC over TLS (with `grpc.tls_key`).

@@ -1162,6 +1162,47 @@ pub async fn export_streams_every_memory_and_import_round_trips(test_store: Test
     fx.finish().await;
 }
 
+/// An import refuses a line that is not UTF-8 on its own, and an id repeated within one file
+/// is imported once: the first kept (skip) or the last (overwrite), never a failed file.
+pub async fn import_refuses_bad_lines_alone_and_repeated_ids_once(test_store: TestStore) {
+    let fx = Fixture::new(test_store).await;
+    let header = br#"{"_ama_version":1,"bank_id":"x","exported_at":"2024-01-01T00:00:00Z","provider":"p","memory_count":3}"#;
+    let mut ama = header.to_vec();
+    ama.extend_from_slice(b"\n{\"id\":\"l1\",\"text\":\"caf\xe9 au lait\"}\r\n");
+    ama.extend_from_slice(b"{\"id\":\"d1\",\"text\":\"The first copy of d1.\"}\n");
+    ama.extend_from_slice(b"{\"id\":\"d1\",\"text\":\"The second copy of d1.\"}\n");
+    let skip = fx.import("dupes", &ama, OnConflict::Skip).await;
+    assert_eq!((skip.imported, skip.skipped, skip.errors), (1, 1, 1));
+    assert_eq!(skip.rejected[0].line, 2, "{:?}", skip.rejected);
+    let tenant = fx.tenant().await;
+    let text = |memories: Vec<astrocyte_core::Memory>| {
+        memories.into_iter().map(|m| m.text).collect::<Vec<_>>()
+    };
+    let d1 = || vec!["d1".to_string()];
+    let stored = tenant.get(&bank_id("dupes"), &d1()).await.expect("get");
+    assert_eq!(text(stored), vec!["The first copy of d1.".to_string()]);
+
+    let over = fx.import("fresh", &ama, OnConflict::Overwrite).await;
+    assert_eq!((over.imported, over.errors), (1, 1));
+    let stored = tenant.get(&bank_id("fresh"), &d1()).await.expect("get");
+    assert_eq!(text(stored), vec!["The second copy of d1.".to_string()]);
+
+    // A header that is not UTF-8 is a refused file, not a failure of the server.
+    let mut bad_header = b"{\"_ama_version\":1,\"bank_id\":\"\xff\"}\n".to_vec();
+    bad_header.extend_from_slice(b"{\"id\":\"z\",\"text\":\"never read\"}\n");
+    let refused = fx
+        .engine
+        .import(&fx.schema, "dupes", OnConflict::Skip, bad_header.as_slice())
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refused.kind(),
+        astrocyte_core::ErrorKind::InvalidInput,
+        "{refused}"
+    );
+    fx.finish().await;
+}
+
 /// Two tenants with the same bank name never see each other; dropping one leaves the other
 /// whole.
 pub async fn tenants_are_isolated_and_drop_removes_one(test_store: TestStore) {

@@ -81,6 +81,7 @@ macro_rules! store_conformance_tests {
             forget_all_empties_the_bank,
             soft_forget_keeps_time_travel_and_purge_does_not,
             export_streams_every_memory_and_import_round_trips,
+            import_refuses_bad_lines_alone_and_repeated_ids_once,
             tenants_are_isolated_and_drop_removes_one,
             embedding_space_mismatch_is_a_clear_error,
             validation_failure_stores_nothing_and_loses_nothing,

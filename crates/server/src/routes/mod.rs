@@ -18,8 +18,10 @@ use crate::error::ApiError;
 use crate::observability;
 use crate::state::AppState;
 
-/// A JSON request body. Content type is not checked (the reference's clients do not always set
-/// it); parse errors name the offending field.
+/// A JSON request body: no `Content-Type` (the reference's clients do not always set one), or
+/// a JSON one (`application/json`, `application/*+json`); any other is a 415, as the
+/// reference answers it, which also keeps a form on another site from posting here. Parse
+/// errors name the offending field.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -56,6 +58,18 @@ impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for Js
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(declared) = request.headers().get(axum::http::header::CONTENT_TYPE) {
+            let text = declared.to_str().unwrap_or_default();
+            let essence = text.split(';').next().unwrap_or_default().trim();
+            let is_json = essence
+                .to_ascii_lowercase()
+                .strip_prefix("application/")
+                .is_some_and(|sub| sub == "json" || sub.ends_with("+json"));
+            if !is_json {
+                let shown: String = text.chars().take(100).collect();
+                return Err(ApiError::NotJson(format!("{shown:?}")));
+            }
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -204,7 +218,39 @@ pub fn app_with(state: AppState, extra: Vec<Router<AppState>>) -> Router {
                 observability::body_cap(limit, request, next)
             },
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), browser_guard))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(observability::observe))
         .with_state(state)
+}
+
+/// What a browser must not be made to do: read this server under another DNS name (the
+/// `Host` allow-list), or change it from another site's page (a cross-site write). MCP keeps
+/// its own host and origin lists.
+async fn browser_guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    if path == crate::mcp::MCP_PATH || path.starts_with("/mcp/") {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !state.config().host_allowed(host) {
+        return ApiError::Forbidden(
+            "Host header is not allowed (see ASTROCYTE_ALLOWED_HOSTS)".into(),
+        )
+        .into_response();
+    }
+    if !request.method().is_safe() {
+        if let Err(refused) = crate::ui::same_origin(request.headers()) {
+            return refused.into_response();
+        }
+    }
+    next.run(request).await
 }

@@ -23,6 +23,7 @@ use astrocyte_core::{
     ApiKeyRecord, BankId, Error, ForgetMode, ForgetSelector, RecallFilter, RecallRequest,
     RecallResult, ReflectRequest, ReflectResult, RetainOutcome, RetainRequest,
 };
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tracing::Instrument;
@@ -378,8 +379,28 @@ impl Service {
         idempotency_key: Option<String>,
     ) -> Result<Job, ApiError> {
         let queue = self.queue(caller).await?;
-        let job = spec.into_new_job(idempotency_key)?;
-        self.run("enqueue", caller, queue.enqueue(job)).await
+        let bank = spec.bank_id().to_string();
+        let mut job = spec.into_new_job(idempotency_key)?;
+        // A key names one caller's request: scoped to the principal, the kind and the bank,
+        // so another caller's key can neither return nor swallow this request.
+        job.idempotency_key = job.idempotency_key.map(|key| {
+            let scope = Sha256::new()
+                .chain_update(caller.principal.as_deref().unwrap_or_default())
+                .chain_update([0x1f])
+                .chain_update(&job.kind)
+                .chain_update([0x1f])
+                .chain_update(&bank)
+                .finalize();
+            format!("{}:{key}", hex::encode(&scope[..12]))
+        });
+        let (kind, payload) = (job.kind.clone(), job.payload.clone());
+        let enqueued = self.run("enqueue", caller, queue.enqueue(job)).await?;
+        if enqueued.kind != kind || enqueued.payload != payload {
+            return Err(ApiError::Core(Error::Conflict(
+                "idempotency_key was already used for a different request".into(),
+            )));
+        }
+        Ok(enqueued)
     }
 
     /// A background job of the caller's tenant, visible to whoever may read its bank.

@@ -579,3 +579,39 @@ async fn jwt_oidc_reads_a_jwks_file_and_a_bad_file_refuses_to_start() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_one_callers_request() {
+    let h = Harness::new();
+    let app = h.app(config()).await;
+    let queue = |principal: &'static str, bank: &'static str, content: &'static str| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/v1/retain",
+                Some(json!({"bank_id": bank, "content": content, "async": true, "idempotency_key": "shared"})),
+                &[("x-astrocyte-principal", principal)],
+            )
+            .await
+        }
+    };
+    let first = queue("agent:alice", "a", "Alice's note about the harbour.").await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let again = queue("agent:alice", "a", "Alice's note about the harbour.").await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(
+        again.json["job_id"], first.json["job_id"],
+        "a retry is the same job"
+    );
+    // Another principal's key, or another bank, is another request: its own job.
+    let bob = queue("agent:bob", "a", "Bob's note about the lighthouse.").await;
+    assert_eq!(bob.status, 202, "{}", bob.text);
+    assert_ne!(bob.json["job_id"], first.json["job_id"]);
+    let other_bank = queue("agent:alice", "b", "Alice's note about the harbour.").await;
+    assert_ne!(other_bank.json["job_id"], first.json["job_id"]);
+    // The same caller reusing a key for different content is refused, not silently dropped.
+    let reused = queue("agent:alice", "a", "A different note.").await;
+    assert_eq!(reused.status, 409, "{}", reused.text);
+}

@@ -513,3 +513,131 @@ async fn live_stays_fast_while_the_worst_allowed_retains_run() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn browsers_cannot_be_made_to_write_or_read_under_another_name() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    let body = json!({"bank_id": "csrf", "content": "Stored by a client that sends JSON."});
+    assert_eq!(post(&server, "/v1/retain", body.clone()).await.status, 200);
+    // A form, or a page's no-cors fetch, declares something other than JSON: 415.
+    for declared in [
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+    ] {
+        let reply = send(
+            server
+                .client
+                .post(server.url("/v1/forget"))
+                .header("content-type", declared)
+                .body(json!({"bank_id": "csrf", "scope": "all"}).to_string()),
+        )
+        .await;
+        assert_detail(&reply, 415, "Body is not JSON");
+    }
+    // No content type at all is what the reference's clients sometimes send: accepted.
+    let reply = send(
+        server
+            .client
+            .post(server.url("/v1/recall"))
+            .body(json!({"bank_id": "csrf", "query": "client"}).to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    // Another site's page, whatever it declares, cannot change anything.
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let reply = send(
+            server
+                .client
+                .post(server.url("/v1/forget"))
+                .header(name, value)
+                .body(json!({"bank_id": "csrf", "scope": "all"}).to_string()),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{name}: {}", reply.text);
+    }
+    // The same origin may (the inspector's own pages).
+    let own = server.base.clone();
+    let reply = send(
+        server
+            .client
+            .post(server.url("/v1/recall"))
+            .header("origin", own)
+            .json(&json!({"bank_id": "csrf", "query": "client"})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json["hits"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        reply.text
+    );
+    // A rebound DNS name reaches a loopback server, but is not served.
+    let reply = send(
+        server
+            .client
+            .get(server.url("/v1/banks"))
+            .header("host", "attacker.example"),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+    let reply = send(
+        server
+            .client
+            .get(server.url("/v1/banks"))
+            .header("host", "localhost:1"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    server.stop().await;
+
+    // Named hosts are served when listed.
+    let mut cfg = config();
+    cfg.allowed_hosts = vec!["memory.example.com".into()];
+    let server = serve(&h, cfg).await;
+    let named = |host: &'static str| {
+        server
+            .client
+            .get(server.url("/v1/banks"))
+            .header("host", host)
+    };
+    assert_eq!(send(named("memory.example.com:8080")).await.status, 200);
+    assert_eq!(send(named("attacker.example")).await.status, 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_their_turn() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.max_connections = 1;
+    let server = serve(&h, cfg).await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    // One client holds the only slot with half a request.
+    let mut idle = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write");
+    let waiting = tokio::spawn({
+        let client = reqwest::Client::new();
+        let url = server.url("/live");
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served past the cap");
+    drop(idle);
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once the slot is free")
+        .expect("task")
+        .expect("request");
+    assert_eq!(status, 200);
+    server.stop().await;
+}
