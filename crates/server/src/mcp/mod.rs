@@ -16,6 +16,7 @@
 
 pub mod config;
 mod http;
+mod stdio;
 mod tools;
 
 use std::sync::Arc;
@@ -68,13 +69,16 @@ pub async fn serve_stdio(
     tenancy::enable_strict_mode();
     let span = tracing::info_span!("mcp_stdio", tenant = %schema);
     async move {
+        let (transport, written) = stdio::checked(tokio::io::stdin(), tokio::io::stdout());
         let running = MemoryTools::for_tenant(engine, schema, config)
             .await?
-            .serve(rmcp::transport::stdio())
+            .serve(transport)
             .await
             .map_err(|e| McpError::Handshake(e.to_string()))?;
         tracing::info!("mcp session started on stdio");
         let reason = running.waiting().await?;
+        // Every reply reaches stdout before the process may exit.
+        let _ = written.await;
         tracing::info!(?reason, "mcp session ended");
         Ok(())
     }

@@ -604,6 +604,16 @@ impl ServerHandler for MemoryTools {
             .instrument(span)
             .await;
         let result = match outcome {
+            // A retain that stored nothing for a reason (too long, refused) failed, though
+            // it is not an error of the protocol: the agent must not read it as success. A
+            // near-duplicate is already stored: that is a success.
+            Ok(body)
+                if name == "memory_retain"
+                    && body["error"].is_string()
+                    && body["deduplicated"] != true =>
+            {
+                CallToolResult::structured_error(body)
+            }
             Ok(body) => CallToolResult::structured(body),
             Err(error) => CallToolResult::structured_error(error_body(error)),
         };

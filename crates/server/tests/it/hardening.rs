@@ -261,6 +261,34 @@ async fn mcp_transport_errors_are_json() {
     .await;
     assert_eq!(too_large.status, 413, "{}", too_large.text);
     assert!(too_large.json["detail"].is_string(), "{}", too_large.text);
+    // A JSON body that is no JSON-RPC message gets the protocol's error, with its id when
+    // it has one.
+    for (body, code, id) in [
+        ("{bad json".to_string(), -32700, Value::Null),
+        ("[]".to_string(), -32600, Value::Null),
+        (json!({"jsonrpc": "1.0", "id": 3, "method": "ping"}).to_string(), -32600, json!(3)),
+        (json!({"jsonrpc": "2.0", "id": null, "method": "ping"}).to_string(), -32600, Value::Null),
+        (
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"arguments": "x"}})
+                .to_string(),
+            -32602,
+            json!(7),
+        ),
+    ] {
+        let reply = send(
+            server
+                .client
+                .post(server.url("/mcp"))
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(body.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert_eq!(reply.json["jsonrpc"], "2.0", "{body}: {}", reply.text);
+        assert_eq!(reply.json["error"]["code"], code, "{body}: {}", reply.text);
+        assert_eq!(reply.json["id"], id, "{body}: {}", reply.text);
+    }
     server.stop().await;
 }
 

@@ -323,6 +323,21 @@ async fn sdk_client_uses_every_tool_over_streamable_http() {
     .await;
     assert!(is_error);
     assert_eq!(body["error"], "invalid_input", "{body}");
+    // A retain that stores nothing is a failed call, with the reason.
+    let (is_error, body) = call(
+        &client,
+        "memory_retain",
+        json!({"content": "x".repeat(60_000), "bank_id": "notes"}),
+    )
+    .await;
+    assert!(is_error, "{body}");
+    assert_eq!(body["stored"], false, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too long")),
+        "{body}"
+    );
     let (is_error, body) = call(&client, "memory_forget", json!({"bank_id": "notes"})).await;
     assert!(is_error, "an empty selector never means everything");
     assert_eq!(body["error"], "invalid_input", "{body}");
