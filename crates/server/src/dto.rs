@@ -17,33 +17,36 @@ pub mod browse;
 mod lax {
     use super::*;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOrString {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-
-    fn to_int<E: serde::de::Error>(raw: IntOrString) -> Result<i64, E> {
+    /// An integer given as a JSON number (whole) or a numeric string.
+    fn to_int<E: serde::de::Error>(raw: Value) -> Result<i64, E> {
         match raw {
-            IntOrString::Int(v) => Ok(v),
-            // Whole and within i64: a float beyond it would saturate silently.
-            IntOrString::Float(v) if v.fract() == 0.0 && v.is_finite() && v.abs() < 9.2e18 => {
-                Ok(v as i64)
-            }
-            IntOrString::Float(v) => Err(E::custom(format!("{v} is not an integer"))),
-            IntOrString::Text(s) => s
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(v), _) => Ok(v),
+                // Whole and within i64: a float beyond it would saturate silently.
+                (None, Some(v)) if v.fract() == 0.0 && v.is_finite() && v.abs() < 9.2e18 => {
+                    Ok(v as i64)
+                }
+                _ => Err(E::custom(format!("{n} is not an integer"))),
+            },
+            Value::String(s) => s
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| E::custom(format!("{s:?} is not an integer"))),
+            other => Err(E::custom(format!(
+                "expected an integer, not {}",
+                match other {
+                    Value::Bool(_) => "a boolean",
+                    Value::Array(_) => "a list",
+                    _ => "an object",
+                }
+            ))),
         }
     }
 
     /// An optional integer given as a number or a numeric string.
     pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        match Option::<IntOrString>::deserialize(d)? {
-            None => Ok(None),
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
             Some(raw) => to_int(raw).map(Some),
         }
     }

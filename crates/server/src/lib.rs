@@ -137,6 +137,13 @@ impl Gateway {
     /// Binds the configured address (`port 0` picks a free port), and the gRPC port when one
     /// is configured.
     pub async fn bind(self) -> Result<BoundServer, ServerError> {
+        let access = &self.state.config().access;
+        if !access.enabled && !access.grants.is_empty() {
+            tracing::warn!(
+                grants = access.grants.len(),
+                "access grants are configured but not enforced: set ASTROCYTE_ACCESS_CONTROL_ENABLED=true"
+            );
+        }
         let address = self.state.config().bind_address();
         let listener = TcpListener::bind(&address)
             .await

@@ -161,6 +161,15 @@ pub fn check_retain_request(request: &RetainRequest, limits: &RetainLimits) -> R
     if let Some(at) = &request.occurred_at {
         check_timestamp("occurred_at", at)?;
     }
+    if let Some(thread) = &request.thread_id {
+        check_text("thread_id", thread)?;
+        let most = crate::thread::MAX_THREAD_KEY_CHARS;
+        if thread.chars().count() > most {
+            return Err(Error::invalid(format!(
+                "thread_id is longer than {most} characters"
+            )));
+        }
+    }
     for (field, value) in [
         ("fact_type", &request.fact_type),
         ("source", &request.source),

@@ -103,6 +103,7 @@ impl Service {
     /// then the per-tenant rate limit. A tenant refusal is the fixed
     /// [`ApiError::AuthenticationFailed`]; its cause goes to the logs only.
     pub async fn authenticate(&self, request: &RequestInfo) -> Result<Caller, ApiError> {
+        single_credentials(request)?;
         let tenant = match self.state.tenants().authenticate(request).await {
             Ok(tenant) => tenant,
             Err(error) if error.is_unavailable() => {
@@ -125,6 +126,7 @@ impl Service {
     /// Admin operations: `X-Admin-Token` (or the same metadata key) when an admin token is
     /// configured, otherwise a loopback peer of a loopback-bound server.
     pub fn authorize_admin(&self, request: &RequestInfo) -> Result<(), ApiError> {
+        single_credentials(request)?;
         let config = self.state.config();
         match &config.admin_token {
             Some(expected) => {
@@ -724,12 +726,13 @@ impl Service {
     // --- API keys (cross-tenant: callers pass the admin guard first) -------------------------
 
     fn api_keys(&self) -> Result<&ApiKeys, ApiError> {
-        // Not configured here: a refusal the operator can act on, not a server fault.
+        // Not configured here: a capability this server does not offer (501), which the
+        // operator can switch on; not a server fault.
         self.state.api_keys().ok_or_else(|| {
-            ApiError::Forbidden(
+            ApiError::Core(Error::Unsupported(
                 "API key issuing is not enabled: it needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
                     .into(),
-            )
+            ))
         })
     }
 
@@ -798,4 +801,29 @@ fn partial_path(target: &std::path::Path) -> PathBuf {
             .unwrap_or_default(),
         uuid::Uuid::new_v4()
     ))
+}
+
+/// Refuses a request naming a credential twice. Which one wins would be a guess, and a proxy
+/// that appends its own principal after the client's must not be bypassed by the first.
+fn single_credentials(request: &RequestInfo) -> Result<(), ApiError> {
+    for name in [
+        crate::auth::tenant::API_KEY_HEADER,
+        crate::auth::tenant::TENANT_HEADER,
+        crate::auth::principal::PRINCIPAL_HEADER,
+        "authorization",
+        "x-admin-token",
+    ] {
+        if request
+            .headers
+            .iter()
+            .filter(|(key, _)| key == name)
+            .count()
+            > 1
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the {name} header is given more than once"
+            )));
+        }
+    }
+    Ok(())
 }

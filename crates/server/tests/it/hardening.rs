@@ -96,6 +96,14 @@ async fn bad_input_is_a_400_with_the_same_message_everywhere() {
             json!({"bank_id": "b", "content": "x", "metadata": {"k".repeat(257): 1}}),
             "metadata key is longer than 256 characters",
         ),
+        (
+            json!({"bank_id": "b", "content": "x", "thread_id": "t\u{0}"}),
+            "thread_id must not contain a NUL character",
+        ),
+        (
+            json!({"bank_id": "b", "content": "x", "thread_id": "t".repeat(257)}),
+            "thread_id is longer than 256 characters",
+        ),
     ];
     for (body, message) in cases {
         let reply = post(&server, "/v1/retain", body).await;
@@ -117,6 +125,10 @@ async fn bad_input_is_a_400_with_the_same_message_everywhere() {
         (
             json!({"bank_id": "b", "query": "q", "time_range": ["0000-01-01", "2020-01-01"]}),
             "time_range must be between",
+        ),
+        (
+            json!({"bank_id": "b", "query": "q", "max_results": true}),
+            "expected an integer, not a boolean",
         ),
     ] {
         assert_detail(&post(&server, "/v1/recall", body).await, 400, message);
@@ -143,6 +155,24 @@ async fn bad_input_is_a_400_with_the_same_message_everywhere() {
     );
     let job = send(server.client.get(server.url("/v1/jobs/%00"))).await;
     assert_detail(&job, 400, "job_id must not contain a NUL character");
+    // A credential named twice is refused: which one would win is a guess.
+    let twice = send(
+        server
+            .client
+            .post(server.url("/v1/recall"))
+            .header("x-astrocyte-principal", "agent:client")
+            .header("x-astrocyte-principal", "agent:proxy")
+            .json(&json!({"bank_id": "b", "query": "x"})),
+    )
+    .await;
+    assert_detail(
+        &twice,
+        400,
+        "x-astrocyte-principal header is given more than once",
+    );
+    // Key issuing is a capability this server was not given: 501.
+    let keys = send(server.client.get(server.url("/v1/admin/keys"))).await;
+    assert_eq!(keys.status, 501, "{}", keys.text);
 
     // Nothing above was stored.
     let recall = post(&server, "/v1/recall", json!({"bank_id": "b", "query": "x"})).await;
