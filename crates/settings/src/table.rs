@@ -392,7 +392,7 @@ settings! {
     max_metadata_key_chars: usize = engine().limits.max_metadata_key_chars, yaml "limits.max_metadata_key_chars", env ["ASTROCYTE_MAX_METADATA_KEY_CHARS"], example "64";
     /// Longest metadata string value, in characters.
     max_metadata_value_chars: usize = engine().limits.max_metadata_value_chars, yaml "limits.max_metadata_value_chars", env ["ASTROCYTE_MAX_METADATA_VALUE_CHARS"], example "1024";
-    /// Metadata keys refused on retain (they look like credentials).
+    /// Metadata keys dropped on retain (they look like credentials); the memory is stored without them.
     blocked_metadata_keys: Vec<String> = engine().limits.blocked_metadata_keys, yaml "limits.blocked_metadata_keys", env ["ASTROCYTE_BLOCKED_METADATA_KEYS"], example "api_key,password,token,secret,ssn";
     /// Longest query, in characters.
     max_query_chars: usize = engine().limits.max_query_chars, yaml "limits.max_query_chars", env ["ASTROCYTE_MAX_QUERY_CHARS"], example "2000";
