@@ -249,7 +249,10 @@ impl BoundServer {
         use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
         use tower::ServiceExt;
         tracing::info!(address = %local_addr, "astrocyte gateway listening");
-        let slots = max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let slots = max_connections.clamp(
+            1,
+            tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+        );
         let connections = Arc::new(tokio::sync::Semaphore::new(slots));
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
