@@ -249,6 +249,13 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        if matches!(self, ApiError::PayloadTooLarge | ApiError::NotJson(_)) {
+            // Refused before the body was read: the connection cannot carry another request,
+            // and a client told so will not send its next one down a closing socket.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

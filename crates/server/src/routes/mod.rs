@@ -249,7 +249,13 @@ async fn browser_guard(
     }
     if !request.method().is_safe() {
         if let Err(refused) = crate::ui::same_origin(request.headers()) {
-            return refused.into_response();
+            // The body is left unread: the connection closes after this answer.
+            let mut response = refused.into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return response;
         }
     }
     next.run(request).await

@@ -291,6 +291,12 @@ async fn mcp_transport_errors_are_json() {
     .await;
     assert_eq!(too_large.status, 413, "{}", too_large.text);
     assert!(too_large.json["detail"].is_string(), "{}", too_large.text);
+    // The unread body ends the connection, and the client is told, so it does not send the
+    // next request down a closing socket.
+    assert_eq!(
+        too_large.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     // A JSON body that is no JSON-RPC message gets the protocol's error, with its id when
     // it has one.
     for (body, code, id) in [
@@ -592,6 +598,10 @@ async fn browsers_cannot_be_made_to_write_or_read_under_another_name() {
         )
         .await;
         assert_detail(&reply, 415, "Body is not JSON");
+        assert_eq!(
+            reply.headers.get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
     }
     // No content type at all is what the reference's clients sometimes send: accepted.
     let reply = send(
