@@ -252,6 +252,9 @@ pub struct ServerConfig {
     /// 1024); the rest wait in the listen backlog, so a flood of idle sockets cannot take
     /// every file descriptor from the store and the workers.
     pub max_connections: usize,
+    /// How long a client may take to send a request head, from connecting or after its last
+    /// reply (`ASTROCYTE_REQUEST_HEAD_TIMEOUT_MS`, default 30 s).
+    pub request_head_timeout: std::time::Duration,
     /// Bind port (`ASTROCYTE_PORT`, default 8080; 0 picks a free port).
     pub port: u16,
     /// gRPC port on the same host (`ASTROCYTE_GRPC_PORT`, `--grpc-port`); `None` (the default)
@@ -315,6 +318,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             allowed_hosts: Vec::new(),
             max_connections: 1024,
+            request_head_timeout: std::time::Duration::from_secs(30),
             port: 8080,
             grpc_port: None,
             grpc_tls: None,

@@ -199,7 +199,10 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let max_connections = self.state.config().max_connections;
+        let limits = (
+            self.state.config().max_connections,
+            self.state.config().request_head_timeout,
+        );
         // One shutdown for both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -218,7 +221,7 @@ impl BoundServer {
                     self.listener,
                     self.local_addr,
                     self.router,
-                    max_connections,
+                    limits,
                     signal(),
                 )
                 .await
@@ -229,7 +232,7 @@ impl BoundServer {
                         self.listener,
                         self.local_addr,
                         self.router,
-                        max_connections,
+                        limits,
                         signal(),
                     ),
                     grpc.run(self.state, signal()),
@@ -243,7 +246,7 @@ impl BoundServer {
         listener: TcpListener,
         local_addr: SocketAddr,
         router: Router,
-        max_connections: usize,
+        (max_connections, head_timeout): (usize, std::time::Duration),
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -291,12 +294,19 @@ impl BoundServer {
             );
             let mut stopping = stopping.clone();
             tokio::spawn(async move {
+                // A client that sends nothing at all would hold its slot for ever: hyper's
+                // head timeout only starts once it knows the protocol from the first bytes.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(head_timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(read)) if read > 0 => {}
+                    _ => return drop(slot),
+                }
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 builder
                     .http1()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                    .header_read_timeout(head_timeout);
                 builder.http2().timer(TokioTimer::new());
                 let connection = builder.serve_connection_with_upgrades(
                     TokioIo::new(tcp),
@@ -324,10 +334,6 @@ impl BoundServer {
         Ok(())
     }
 }
-
-/// How long a client may take to send a request head (and an idle keep-alive connection may
-/// wait for its next one) before it is disconnected.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The pause after a failed accept (such as running out of file descriptors).
 const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);

@@ -54,6 +54,9 @@ impl Loaded {
             host: s.host.clone(),
             allowed_hosts: s.allowed_hosts.clone(),
             max_connections: s.max_connections,
+            request_head_timeout: std::time::Duration::from_millis(
+                s.request_head_timeout_ms.max(1),
+            ),
             port: s.port,
             grpc_port: s.grpc_port,
             data_dir: s.data_dir.clone(),

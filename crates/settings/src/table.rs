@@ -216,8 +216,10 @@ settings! {
     port: u16 = 8080, yaml "port", env ["ASTROCYTE_PORT"], flag "--port", example "8081";
     /// `Host` values REST and the inspector accept (`host` or `host:port`, `*`: any). Unset: only loopback names while bound to a loopback address (stops DNS rebinding), any otherwise.
     allowed_hosts: Vec<String> = Vec::new(), yaml "allowed_hosts", env ["ASTROCYTE_ALLOWED_HOSTS"], example "memory.example.com";
-    /// Most REST and MCP connections served at once; more wait to be accepted. A client that has not sent a whole request head within 30 seconds is disconnected.
+    /// Most REST and MCP connections served at once; more wait to be accepted.
     max_connections: usize = 1024, yaml "max_connections", env ["ASTROCYTE_MAX_CONNECTIONS"], example "4096";
+    /// Milliseconds a REST or MCP client may take to send a request head (from connecting, or after its last reply on a kept-alive connection) before it is disconnected.
+    request_head_timeout_ms: u64 = 30_000, yaml "request_head_timeout_ms", env ["ASTROCYTE_REQUEST_HEAD_TIMEOUT_MS"], example "10000";
     /// gRPC port on the same host; unset serves no gRPC (0 picks a free port).
     grpc_port: Option<u16> = None, yaml "grpc.port", env ["ASTROCYTE_GRPC_PORT"], flag "--grpc-port", example "9090";
     /// PEM certificate chain for gRPC over TLS (with `grpc.tls_key`).
@@ -282,7 +284,7 @@ settings! {
     rate_limit_per_second: Option<u32> = None, yaml "rate_limit_per_second", env ["ASTROCYTE_RATE_LIMIT_PER_SECOND"], example "50";
     /// Retains per minute per bank (0 or unset: unlimited).
     retain_per_minute: Option<u32> = None, yaml "homeostasis.rate_limits.retain_per_minute", env ["ASTROCYTE_RATE_LIMIT_RETAIN_PER_MINUTE"], example "600";
-    /// Recalls (and histories) per minute per bank (0 or unset: unlimited).
+    /// Recalls, histories and browsing reads (listings, a memory, the change feed, the inspector's bank pages) per minute per bank (0 or unset: unlimited).
     recall_per_minute: Option<u32> = None, yaml "homeostasis.rate_limits.recall_per_minute", env ["ASTROCYTE_RATE_LIMIT_RECALL_PER_MINUTE"], example "600";
     /// Reflects per minute per bank (0 or unset: unlimited).
     reflect_per_minute: Option<u32> = None, yaml "homeostasis.rate_limits.reflect_per_minute", env ["ASTROCYTE_RATE_LIMIT_REFLECT_PER_MINUTE"], example "60";

@@ -530,8 +530,8 @@ impl GrpcListener {
 }
 
 /// Restates tonic's own refusals of a request message in the table above. tonic answers a
-/// message it cannot decode with `INTERNAL` and one over the size limit with `OUT_OF_RANGE`,
-/// before any method runs; both are the caller's doing (`invalid_input`, and
+/// message it cannot decode with `INTERNAL` and one over the size limit with `OUT_OF_RANGE`
+/// (`RESOURCE_EXHAUSTED` when it decompresses past it), before any method runs; both are the caller's doing (`invalid_input`, and
 /// `payload_too_large` as REST's 413). The status is in the trailers, or in the headers of a
 /// trailers-only response.
 fn restate_codec_refusals(
@@ -560,7 +560,9 @@ fn restate_codec_refusal(headers: &mut http::HeaderMap) {
         Some(b"13") if message.starts_with("failed to decode") => {
             (tonic::Code::InvalidArgument, ErrorCode::InvalidInput)
         }
-        Some(b"11") if message.contains("message length too large") => {
+        Some(b"11" | b"8")
+            if message.contains("message length too large") || message.contains("size limit") =>
+        {
             headers.insert(
                 "grpc-message",
                 http::HeaderValue::from_static("Request body too large"),

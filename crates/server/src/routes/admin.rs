@@ -89,7 +89,9 @@ pub struct EnqueueJobBody {
 
 /// Queues a re-embed, lifecycle, consolidate or observe job for a bank of the caller's tenant.
 #[utoipa::path(post, path = "/v1/admin/jobs", tag = "admin", request_body = EnqueueJobBody,
-    responses((status = 202, body = crate::dto::JobResponse), (status = 400, body = ErrorDetail), (status = 501, body = ErrorDetail)))]
+    responses((status = 202, body = crate::dto::JobResponse), (status = 400, body = ErrorDetail),
+        (status = 409, description = "The idempotency key was used for a different request", body = ErrorDetail),
+        (status = 501, body = ErrorDetail)))]
 pub async fn enqueue_job(
     State(state): State<AppState>,
     _admin: AdminAccess,

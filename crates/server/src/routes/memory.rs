@@ -23,6 +23,7 @@ use crate::state::AppState;
         (status = 200, body = RetainResponse),
         (status = 202, description = "Queued (`async`): `job_id` and `job_state`", body = RetainResponse),
         (status = 400, body = ErrorDetail), (status = 403, body = ErrorDetail),
+        (status = 409, description = "`async` with an idempotency key used for a different request", body = ErrorDetail),
         (status = 413, body = ErrorDetail), (status = 422, body = PiiRejectedBody),
         (status = 429, body = RateLimitedBody)))]
 pub async fn retain(

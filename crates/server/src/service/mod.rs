@@ -726,13 +726,13 @@ impl Service {
     // --- API keys (cross-tenant: callers pass the admin guard first) -------------------------
 
     fn api_keys(&self) -> Result<&ApiKeys, ApiError> {
-        // Not configured here: a capability this server does not offer (501), which the
-        // operator can switch on; not a server fault.
+        // Not configured here: a refusal the operator can act on, not a server fault (a 5xx
+        // would read as one to clients and tools alike).
         self.state.api_keys().ok_or_else(|| {
-            ApiError::Core(Error::Unsupported(
+            ApiError::Forbidden(
                 "API key issuing is not enabled: it needs ASTROCYTE_API_KEY_SECRET and a store with a key directory"
                     .into(),
-            ))
+            )
         })
     }
 

@@ -202,6 +202,21 @@ async fn grpc_refuses_a_callers_bad_messages_with_its_kind() {
         .expect("a compressed retain")
         .into_inner();
     assert!(stored.stored);
+    // Compressed small, but over the limit once inflated: the same kind as uncompressed.
+    let refused = gzip
+        .retain(proto::RetainRequest {
+            bank_id: "notes".into(),
+            content: "z".repeat(100 * 1024),
+            ..Default::default()
+        })
+        .await
+        .expect_err("too large inflated");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(error_kind(&refused), Some("payload_too_large"));
     let since = |start: &str| proto::ListMemoriesRequest {
         bank_id: "notes".into(),
         time_range: Some(proto::TimeRange {
