@@ -296,10 +296,17 @@ impl BoundServer {
             tokio::spawn(async move {
                 // A client that sends nothing at all would hold its slot for ever: hyper's
                 // head timeout only starts once it knows the protocol from the first bytes.
+                // Shutting down ends the wait too: a client's spare pooled connection may never
+                // send anything.
                 let mut first = [0u8; 1];
-                match tokio::time::timeout(head_timeout, tcp.peek(&mut first)).await {
-                    Ok(Ok(read)) if read > 0 => {}
-                    _ => return drop(slot),
+                let spoke = tokio::select! {
+                    peeked = tokio::time::timeout(head_timeout, tcp.peek(&mut first)) => {
+                        matches!(peeked, Ok(Ok(read)) if read > 0)
+                    }
+                    () = async { drop(stopping.wait_for(|stop| *stop).await) } => false,
+                };
+                if !spoke {
+                    return drop(slot);
                 }
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
