@@ -225,8 +225,8 @@ pub fn app_with(state: AppState, extra: Vec<Router<AppState>>) -> Router {
 }
 
 /// What a browser must not be made to do: read this server under another DNS name (the
-/// `Host` allow-list), or change it from another site's page (a cross-site write). MCP keeps
-/// its own host and origin lists.
+/// `Host` allow-list), change it from another site's page (a cross-site write), or show it in
+/// another site's frame (the security headers). MCP keeps its own host and origin lists.
 async fn browser_guard(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
@@ -258,5 +258,19 @@ async fn browser_guard(
             return response;
         }
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // No other site may frame a page (a hidden inspector button under a user's click), and
+    // nothing served is to be sniffed into another type or leak its URL to other sites.
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(axum::http::HeaderValue::from_static(value));
+    }
+    response
 }

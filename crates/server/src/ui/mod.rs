@@ -212,10 +212,20 @@ struct NextQuery {
 
 /// Only paths of the inspector are followed after signing in (never another site).
 fn safe_next(next: Option<&str>) -> String {
+    let stays_in_ui = |path: &str| {
+        is_ui_path(path)
+            && !path.starts_with("//")
+            && !path.contains('\\')
+            // A dot segment (plain or encoded) could climb out of /ui once resolved.
+            && !path
+                .split(['/', '?', '#'])
+                .any(|segment| matches!(segment.to_ascii_lowercase().as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."))
+            && !path.to_ascii_lowercase().contains("%2f")
+            // Control characters cannot be in a Location header.
+            && !path.chars().any(char::is_control)
+    };
     match next {
-        Some(path) if is_ui_path(path) && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_string()
-        }
+        Some(path) if stays_in_ui(path) => path.to_string(),
         _ => "/ui".to_string(),
     }
 }
@@ -275,7 +285,16 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     }
     match caller(&state, &parts).await {
         Ok(_) if !credential.is_empty() => {
-            let cookie = format!("{COOKIE}={encoded}; Path=/ui; HttpOnly; SameSite=Strict");
+            // Behind a TLS proxy the browser must never send it over plain HTTP.
+            let secure = parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+            let cookie = format!(
+                "{COOKIE}={encoded}; Path=/ui; HttpOnly; SameSite=Strict{}",
+                if secure { "; Secure" } else { "" }
+            );
             let mut response = Redirect::to(&next).into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
@@ -310,6 +329,13 @@ mod tests {
             "//evil.example/ui",
             "/v1/admin/keys",
             "/ui\\..",
+            "/ui/../v1/admin/keys",
+            "/ui/..//evil.example",
+            "/ui/%2e%2e/v1/admin/keys",
+            "/ui/%2E./v1",
+            "/ui/a%2F..%2F..%2Fv1",
+            "/ui/\u{1}",
+            "/ui/\r\nSet-Cookie: pwned=1",
         ] {
             assert_eq!(safe_next(Some(hostile)), "/ui", "{hostile}");
         }

@@ -658,6 +658,20 @@ async fn browsers_cannot_be_made_to_write_or_read_under_another_name() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
+    // No other site may frame a page of this server.
+    let page = send(server.client.get(server.url("/ui"))).await;
+    assert_eq!(page.status, 200);
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(
+            page.headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name}"
+        );
+    }
     server.stop().await;
 
     // Named hosts are served when listed.
