@@ -11,6 +11,7 @@ import pytest
 from astrocyte_client import (
     Astrocyte,
     BadRequestError,
+    ConflictError,
     ForgetResult,
     HealthStatus,
     HistoryResult,
@@ -165,8 +166,12 @@ def test_async_retain_job_and_idempotency(client):
     queued = client.retain("Swifts sleep while flying.", b, run_async=True, idempotency_key=key,
                            content_type="text")
     assert queued.job_id and queued.job_state == "queued" and not queued.stored
-    repeat = client.retain("Swifts sleep while flying (again).", b, run_async=True, idempotency_key=key)
+    repeat = client.retain("Swifts sleep while flying.", b, run_async=True, idempotency_key=key)
     assert repeat.job_id == queued.job_id
+    # The key names that request: reusing it for other content is refused, not swallowed.
+    with pytest.raises(ConflictError) as reused:
+        client.retain("Swifts sleep while flying (again).", b, run_async=True, idempotency_key=key)
+    assert reused.value.status == 409
 
     job = client.wait_for_job(queued.job_id, timeout=30)
     assert isinstance(job, Job)

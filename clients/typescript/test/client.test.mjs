@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { Astrocyte, BadRequestError, NotFoundError } from "../dist/index.js";
+import { Astrocyte, BadRequestError, ConflictError, NotFoundError } from "../dist/index.js";
 import { bank, startServer } from "./server.mjs";
 
 let server;
@@ -122,8 +122,12 @@ test("async retain: a job, idempotency, waitForJob, job", async () => {
   assert.ok(queued.job_id);
   assert.equal(queued.job_state, "queued");
   assert.equal(queued.stored, false);
-  const repeat = await brain.retain("Swifts sleep while flying (again).", b, { async: true, idempotencyKey: key });
+  const repeat = await brain.retain("Swifts sleep while flying.", b, { async: true, idempotencyKey: key });
   assert.equal(repeat.job_id, queued.job_id);
+  // The key names that request: reusing it for other content is refused, not swallowed.
+  await assert.rejects(
+    brain.retain("Swifts sleep while flying (again).", b, { async: true, idempotencyKey: key }),
+    (error) => error instanceof ConflictError && error.status === 409);
   const job = await brain.waitForJob(queued.job_id, { timeoutMs: 30_000 });
   assert.equal(job.state, "done");
   assert.equal((await brain.job(queued.job_id)).job_id, queued.job_id);
