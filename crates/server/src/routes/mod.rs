@@ -249,8 +249,13 @@ async fn browser_guard(
     }
     if !request.method().is_safe() {
         if let Err(refused) = crate::ui::same_origin(request.headers()) {
+            // The inspector's refusals are pages, as its own are; the API's are JSON.
+            let mut response = if path == "/ui" || path.starts_with("/ui/") {
+                crate::ui::error_page(refused)
+            } else {
+                refused.into_response()
+            };
             // The body is left unread: the connection closes after this answer.
-            let mut response = refused.into_response();
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),
