@@ -215,28 +215,17 @@ impl BoundServer {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }
         };
+        let http = Self::run_http(
+            self.listener,
+            self.local_addr,
+            self.router,
+            limits,
+            signal(),
+        );
         match self.grpc {
-            None => {
-                Self::run_http(
-                    self.listener,
-                    self.local_addr,
-                    self.router,
-                    limits,
-                    signal(),
-                )
-                .await
-            }
+            None => http.await,
             Some(grpc) => {
-                tokio::try_join!(
-                    Self::run_http(
-                        self.listener,
-                        self.local_addr,
-                        self.router,
-                        limits,
-                        signal(),
-                    ),
-                    grpc.run(self.state, signal()),
-                )?;
+                tokio::try_join!(http, grpc.run(self.state, signal()))?;
                 Ok(())
             }
         }

@@ -248,7 +248,7 @@ async fn browser_guard(
         .into_response();
     }
     if !request.method().is_safe() {
-        if let Err(refused) = crate::ui::same_origin(request.headers()) {
+        if let Err(refused) = same_origin(request.headers()) {
             // The inspector's refusals are pages, as its own are; the API's are JSON.
             let mut response = if path == "/ui" || path.starts_with("/ui/") {
                 crate::ui::error_page(refused)
@@ -278,4 +278,34 @@ async fn browser_guard(
             .or_insert(axum::http::HeaderValue::from_static(value));
     }
     response
+}
+
+/// Refuses a write that another site made the browser send.
+fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let text =
+        |name: axum::http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if text(axum::http::header::HeaderName::from_static(
+        "sec-fetch-site",
+    ))
+    .is_some_and(|site| site == "cross-site" || site == "same-site")
+    {
+        return Err(ApiError::Forbidden(
+            "a form on another site cannot change this server's memories".into(),
+        ));
+    }
+    if let (Some(origin), Some(host)) = (
+        text(axum::http::header::ORIGIN),
+        text(axum::http::header::HOST),
+    ) {
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(origin);
+        if origin_host != host {
+            return Err(ApiError::Forbidden(
+                "a form on another site cannot change this server's memories".into(),
+            ));
+        }
+    }
+    Ok(())
 }

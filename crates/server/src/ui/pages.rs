@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::layout::{bank_href, memory_href, notice, page, when, Tab};
-use super::{caller, error_page, is_admin, same_origin, signed_in};
+use super::{caller, error_page, is_admin, signed_in};
 use crate::dto::{comma_list, open_range, optional_field_datetime};
 use crate::error::ApiError;
 use crate::service::{ListMemories, Recall};
@@ -389,9 +389,6 @@ pub async fn edit(
     Path((bank_id, memory_id)): Path<(String, String)>,
     Form(form): Form<EditForm>,
 ) -> Response {
-    if let Err(refused) = same_origin(&parts.headers) {
-        return error_page(refused);
-    }
     let caller = who!(state, parts);
     let tags: Vec<String> = form
         .tags
@@ -479,9 +476,6 @@ pub async fn forget(
     parts: Parts,
     Path((bank_id, memory_id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(refused) = same_origin(&parts.headers) {
-        return error_page(refused);
-    }
     let caller = who!(state, parts);
     attempt!(
         state
