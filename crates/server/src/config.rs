@@ -253,7 +253,8 @@ pub struct ServerConfig {
     /// every file descriptor from the store and the workers.
     pub max_connections: usize,
     /// How long a client may take to send a request head, from connecting or after its last
-    /// reply (`ASTROCYTE_REQUEST_HEAD_TIMEOUT_MS`, default 30 s).
+    /// reply (`ASTROCYTE_REQUEST_HEAD_TIMEOUT_MS`, default 30 s); also how long an HTTP/2
+    /// connection may sit with no request open, or leave a ping unanswered.
     pub request_head_timeout: std::time::Duration,
     /// Bind port (`ASTROCYTE_PORT`, default 8080; 0 picks a free port).
     pub port: u16,

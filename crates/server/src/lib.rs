@@ -272,15 +272,25 @@ impl BoundServer {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-            let service = router.clone().map_request(
-                move |request: axum::http::Request<hyper::body::Incoming>| {
+            let activity = Arc::new(Activity::new());
+            let busy = Arc::clone(&activity);
+            let service = router
+                .clone()
+                .map_request(move |request: axum::http::Request<hyper::body::Incoming>| {
                     let mut request = request.map(axum::body::Body::new);
                     request
                         .extensions_mut()
                         .insert(axum::extract::ConnectInfo(remote));
                     request
-                },
-            );
+                })
+                .map_future(move |response| {
+                    let serving = busy.begin();
+                    async move {
+                        let response = response.await;
+                        drop(serving);
+                        response
+                    }
+                });
             let mut stopping = stopping.clone();
             tokio::spawn(async move {
                 // A client that sends nothing at all would hold its slot for ever: hyper's
@@ -303,15 +313,33 @@ impl BoundServer {
                     .http1()
                     .timer(TokioTimer::new())
                     .header_read_timeout(head_timeout);
-                builder.http2().timer(TokioTimer::new());
+                // A peer that stops answering pings is dropped; one that answers gets the
+                // graceful close below once idle (HTTP/2's goodbye waits for a ping's answer).
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(head_timeout))
+                    .keep_alive_timeout(head_timeout);
                 let connection = builder.serve_connection_with_upgrades(
                     TokioIo::new(tcp),
                     hyper_util::service::TowerToHyperService::new(service),
                 );
                 let mut connection = std::pin::pin!(connection);
+                // hyper's head timeout covers an idle HTTP/1 keep-alive wait, not an HTTP/2
+                // connection with no stream open: this closes either (gracefully: a response
+                // still streaming finishes first).
+                let idle = async {
+                    while let Some(left) = activity.idle_left(head_timeout) {
+                        tokio::time::sleep(left).await;
+                    }
+                };
                 let served = tokio::select! {
                     served = connection.as_mut() => served,
                     () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                    () = idle => {
                         connection.as_mut().graceful_shutdown();
                         connection.await
                     }
@@ -328,6 +356,55 @@ impl BoundServer {
         let _ = connections.acquire_many(slots as u32).await;
         tracing::info!("astrocyte gateway stopped");
         Ok(())
+    }
+}
+
+/// Requests a connection is serving and when it last finished one.
+struct Activity {
+    opened: std::time::Instant,
+    serving: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `opened` to the end of the last request.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+/// One request in progress; dropped when its response head is ready or the request is
+/// abandoned.
+struct Serving(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: std::time::Instant::now(),
+            serving: std::sync::atomic::AtomicUsize::new(0),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Serving {
+        self.serving
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Serving(Arc::clone(self))
+    }
+
+    /// How much longer until the connection has been idle for `limit`; `None` once it has.
+    fn idle_left(&self, limit: std::time::Duration) -> Option<std::time::Duration> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.serving.load(SeqCst) > 0 {
+            return Some(limit);
+        }
+        let last = std::time::Duration::from_millis(self.last_ms.load(SeqCst));
+        let idle = self.opened.elapsed().saturating_sub(last);
+        limit.checked_sub(idle).filter(|left| !left.is_zero())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        // The time first, so a watchdog that sees nothing serving also sees when it ended.
+        let now = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.store(now, SeqCst);
+        self.0.serving.fetch_sub(1, SeqCst);
     }
 }
 

@@ -754,6 +754,87 @@ async fn connections_past_the_cap_wait_their_turn() {
     server.stop().await;
 }
 
+/// An HTTP/2 connection with no request open is closed once the head timeout passes, as an
+/// idle HTTP/1 keep-alive one is: otherwise idle HTTP/2 clients would hold every slot.
+#[tokio::test]
+async fn an_idle_http2_connection_gives_its_slot_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.max_connections = 1;
+    cfg.request_head_timeout = Duration::from_millis(300);
+    let server = serve(&h, cfg).await;
+    let mut h2 = tokio::net::TcpStream::connect(&address_of(&server))
+        .await
+        .expect("connect");
+    // The client preface and an empty SETTINGS frame, then nothing.
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 512];
+        loop {
+            match h2.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server spoke HTTP/2 (its SETTINGS frame, type 4, comes first) before going away.
+    assert_eq!(received.get(3), Some(&4u8), "{received:?}");
+    // The slot is free again: a plain request is served.
+    let status = reqwest::Client::new()
+        .get(server.url("/live"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("served")
+        .status();
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+/// A well-behaved HTTP/2 client (it answers pings) that stops sending requests is sent away
+/// once the head timeout passes; its request, with no `Host` header but an `:authority`,
+/// was served.
+#[tokio::test]
+async fn an_http2_client_that_stops_asking_is_sent_away() {
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.request_head_timeout = Duration::from_millis(300);
+    let server = serve(&h, cfg).await;
+    let tcp = tokio::net::TcpStream::connect(&address_of(&server))
+        .await
+        .expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    let driven = tokio::spawn(connection);
+    let request = axum::http::Request::get(server.url("/live"))
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), driven).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 client was never sent away");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(client);
+    server.stop().await;
+}
+
 fn address_of(server: &Running) -> String {
     server.base.trim_start_matches("http://").to_string()
 }
