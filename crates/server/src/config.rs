@@ -249,8 +249,8 @@ pub struct ServerConfig {
     /// or `host:port`, `*` for any). Empty: loopback names only while bound to loopback.
     pub allowed_hosts: Vec<String>,
     /// Most REST and MCP connections served at once (`ASTROCYTE_MAX_CONNECTIONS`, default
-    /// 1024); the rest wait in the listen backlog, so a flood of idle sockets cannot take
-    /// every file descriptor from the store and the workers.
+    /// 1024), and as many gRPC ones apart; the rest wait in the listen backlog, so a flood of
+    /// idle sockets cannot take every file descriptor from the store and the workers.
     pub max_connections: usize,
     /// How long a client may take to send a request head, from connecting or after its last
     /// reply (`ASTROCYTE_REQUEST_HEAD_TIMEOUT_MS`, default 30 s); also how long an HTTP/2

@@ -216,9 +216,9 @@ settings! {
     port: u16 = 8080, yaml "port", env ["ASTROCYTE_PORT"], flag "--port", example "8081";
     /// `Host` values REST and the inspector accept (`host` or `host:port`, `*`: any). Unset: only loopback names while bound to a loopback address (stops DNS rebinding), any otherwise.
     allowed_hosts: Vec<String> = Vec::new(), yaml "allowed_hosts", env ["ASTROCYTE_ALLOWED_HOSTS"], example "memory.example.com";
-    /// Most REST and MCP connections served at once; more wait to be accepted.
+    /// Most REST and MCP connections served at once (and as many gRPC ones, counted apart); more wait to be accepted.
     max_connections: usize = 1024, yaml "max_connections", env ["ASTROCYTE_MAX_CONNECTIONS"], example "4096";
-    /// Milliseconds a REST or MCP client may take to send a request head (from connecting, or after its last reply on a kept-alive connection) before it is disconnected; an HTTP/2 connection with no request open is closed after as long, and one that stops answering pings too.
+    /// Milliseconds a REST or MCP client may take to send a request head (from connecting, or after its last reply on a kept-alive connection) before it is disconnected; an HTTP/2 connection with no request open is closed after as long, and one that stops answering pings too. gRPC connections must send their first bytes and answer pings within it.
     request_head_timeout_ms: u64 = 30_000, yaml "request_head_timeout_ms", env ["ASTROCYTE_REQUEST_HEAD_TIMEOUT_MS"], example "10000";
     /// gRPC port on the same host; unset serves no gRPC (0 picks a free port).
     grpc_port: Option<u16> = None, yaml "grpc.port", env ["ASTROCYTE_GRPC_PORT"], flag "--grpc-port", example "9090";

@@ -20,6 +20,7 @@
 //! `retry-after` (whole seconds) and a PII rejection `x-astrocyte-pii-types`.
 
 mod convert;
+mod incoming;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -503,25 +504,33 @@ impl GrpcListener {
         let reflection = reflection()
             .build_v1()
             .map_err(|e| ServerError::Grpc(e.to_string()))?;
-        let mut builder =
-            Server::builder().layer(tower::util::MapResponseLayer::new(restate_codec_refusals));
+        let head_timeout = state.config().request_head_timeout;
+        // A peer that leaves a ping unanswered for the head timeout is dropped, and a TLS
+        // handshake must finish within it.
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(head_timeout))
+            .http2_keepalive_timeout(Some(head_timeout))
+            .layer(tower::util::MapResponseLayer::new(restate_codec_refusals));
         if let Some(identity) = self.tls {
             builder = builder
-                .tls_config(ServerTlsConfig::new().identity(identity))
+                .tls_config(
+                    ServerTlsConfig::new()
+                        .identity(identity)
+                        .timeout(head_timeout),
+                )
                 .map_err(|e| ServerError::Grpc(e.to_string()))?;
         }
+        let (incoming, accepting) =
+            incoming::accept(self.listener, state.config().max_connections, head_timeout);
         tracing::info!(address = %self.local_addr, tls = builder_has_tls(&state), "astrocyte gRPC listening");
         let served = builder
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(memory)
-            .serve_with_incoming_shutdown(
-                // Small replies must not wait on Nagle's algorithm (a 40 ms stall per call).
-                tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        accepting.abort();
         watcher.abort();
         served.map_err(|e| ServerError::Grpc(e.to_string()))?;
         tracing::info!("astrocyte gRPC stopped");

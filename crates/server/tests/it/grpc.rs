@@ -11,9 +11,9 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::support::{config, spawn_bound, Harness};
 
-#[tokio::test]
-async fn grpc_serves_tls_health_and_dev_principals() {
-    let h = Harness::new();
+/// A self-signed certificate for `localhost` in files (kept while the directory lives), and
+/// its PEM.
+fn tls_files() -> (tempfile::TempDir, TlsFiles, String) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
     let cert_pem = certified.cert.pem();
@@ -22,23 +22,33 @@ async fn grpc_serves_tls_health_and_dev_principals() {
     let key = files.path().join("key.pem");
     std::fs::write(&cert, &cert_pem).expect("write cert");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    let mut cfg = config();
-    cfg.grpc_port = Some(0);
-    cfg.grpc_tls = Some(TlsFiles { cert, key });
-    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
-    let addr = server.grpc_addr.clone().expect("grpc served");
-    let port = addr.rsplit(':').next().expect("port").to_string();
+    (files, TlsFiles { cert, key }, cert_pem)
+}
 
+async fn tls_channel(addr: &str, cert_pem: &str) -> Channel {
+    let port = addr.rsplit(':').next().expect("port");
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&cert_pem))
+        .ca_certificate(Certificate::from_pem(cert_pem))
         .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://localhost:{port}"))
+    Channel::from_shared(format!("https://localhost:{port}"))
         .expect("uri")
         .tls_config(tls)
         .expect("tls config")
         .connect()
         .await
-        .expect("a TLS client connects");
+        .expect("a TLS client connects")
+}
+
+#[tokio::test]
+async fn grpc_serves_tls_health_and_dev_principals() {
+    let h = Harness::new();
+    let (_files, tls, cert_pem) = tls_files();
+    let mut cfg = config();
+    cfg.grpc_port = Some(0);
+    cfg.grpc_tls = Some(tls);
+    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
+    let addr = server.grpc_addr.clone().expect("grpc served");
+    let channel = tls_channel(&addr, &cert_pem).await;
 
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "astrocyte.v1.Memory"] {
@@ -238,4 +248,97 @@ async fn grpc_refuses_a_callers_bad_messages_with_its_kind() {
         .into_inner();
     assert!(listed.memories.is_empty());
     server.stop().await;
+}
+
+/// The gRPC listener keeps REST's connection limits: with one slot, a socket that never
+/// speaks holds it until the head timeout, and one that opens HTTP/2 but leaves pings
+/// unanswered until the ping timeout; the waiting client is served after each.
+#[tokio::test]
+async fn grpc_connections_are_capped_and_silent_ones_give_their_slot_back() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.grpc_port = Some(0);
+    cfg.max_connections = 1;
+    cfg.request_head_timeout = Duration::from_millis(300);
+    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
+    let addr = server.grpc_addr.clone().expect("grpc served");
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    for opening in [&b""[..], &preface[..]] {
+        let mut holder = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        holder.write_all(opening).await.expect("write");
+        // Let the holder take the slot before the client asks.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let checked = tokio::time::timeout(Duration::from_secs(10), async {
+            let channel = Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connects");
+            let mut health = HealthClient::new(channel);
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("check")
+                .into_inner()
+                .status
+        })
+        .await
+        .expect("served once the holder lost its slot");
+        assert_eq!(checked, ServingStatus::Serving as i32);
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "served past the cap after {:?}",
+            started.elapsed()
+        );
+        drop(holder);
+    }
+}
+
+/// A TLS handshake that stalls after its first byte gives its slot back at the head timeout.
+#[tokio::test]
+async fn a_stalled_grpc_tls_handshake_gives_its_slot_back() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::new();
+    let (_files, tls, cert_pem) = tls_files();
+    let mut cfg = config();
+    cfg.grpc_port = Some(0);
+    cfg.grpc_tls = Some(tls);
+    cfg.max_connections = 1;
+    cfg.request_head_timeout = Duration::from_millis(300);
+    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
+    let addr = server.grpc_addr.clone().expect("grpc served");
+    let mut holder = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    // The first byte of a TLS handshake record, then nothing.
+    holder.write_all(&[0x16]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        HealthClient::new(tls_channel(&addr, &cert_pem).await)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .status
+    })
+    .await
+    .expect("served once the stalled handshake lost its slot");
+    assert_eq!(status, ServingStatus::Serving as i32);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "served past the cap after {:?}",
+        started.elapsed()
+    );
+    drop(holder);
 }
