@@ -391,6 +391,9 @@ fn sort_best_first(hits: &mut [ScoredMemory]) {
     });
 }
 
+/// Batches of at least this many near-duplicate probes are split over two connections.
+const SPLIT_PROBES_FROM: usize = 64;
+
 /// Cosine similarity from pgvector's distance; a zero vector has no direction, so its
 /// similarity is 0 (pgvector answers NaN).
 fn similarity(distance: f64) -> f32 {
@@ -402,6 +405,61 @@ fn similarity(distance: f64) -> f32 {
 }
 
 impl PostgresTenant {
+    /// The near-duplicate probes of `vectors`, in one statement.
+    async fn nearest_each_statement(
+        &self,
+        bank: &BankId,
+        vectors: &[Vec<f32>],
+        min_score: f32,
+    ) -> Result<Vec<Option<(MemoryId, f32)>>> {
+        let Some(first) = vectors.first() else {
+            return Ok(Vec::new());
+        };
+        let dimension = first.len();
+        if vectors.iter().any(|v| v.len() != dimension) {
+            return Err(Error::invalid("query vectors differ in dimension"));
+        }
+        let mut params = Params::default();
+        let literals: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
+        let literals = params.push(literals, Type::TEXT_ARRAY);
+        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
+        let op = &self.binding.vector.cosine;
+        // One HNSW probe per vector through a lateral join: one statement for the whole batch.
+        // `q` is MATERIALIZED so each query vector is parsed once, not once per row compared.
+        let sql = format!(
+            "WITH q AS MATERIALIZED (SELECT i::int AS i, v::{vector} AS v \
+               FROM unnest({literals}::text[]) WITH ORDINALITY AS u(v, i)) \
+             SELECT q.i, n.id, n.d FROM q LEFT JOIN LATERAL (\
+               SELECT m.id, (m.embedding {op} q.v) AS d FROM {table} m \
+               WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL \
+               ORDER BY m.embedding {op} q.v LIMIT 1) n ON true ORDER BY q.i",
+            vector = self.binding.vector.vector,
+            table = self.binding.tables.memories,
+        );
+        // Dedup probes must be index lookups (the trait's contract), whatever the planner's
+        // statistics say: every path that is not an ordered index scan is switched off.
+        let settings = format!(
+            "{} SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;",
+            search_settings(1, self.binding.vector.hnsw.ef_search)
+        );
+        let transaction = self.begin(&settings).await?;
+        let rows = transaction.typed_then_commit(&sql, &params).await?;
+        let mut out = vec![None; vectors.len()];
+        for row in rows {
+            let index: i32 = row.try_get("i").map_err(PgError::from)?;
+            let id: Option<String> = row.try_get("id").map_err(PgError::from)?;
+            let distance: Option<f64> = row.try_get("d").map_err(PgError::from)?;
+            if let (Some(id), Some(distance), Ok(slot)) = (id, distance, usize::try_from(index - 1))
+            {
+                let score = similarity(distance);
+                if let Some(entry) = out.get_mut(slot).filter(|_| score >= min_score) {
+                    *entry = Some((id, score));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs a statement that yields one `n` column (a count) in a tenant transaction.
     async fn count_rows(&self, sql: &str, params: &Params) -> Result<u64> {
         let rows = self.begin("").await?.typed_then_commit(sql, params).await?;
@@ -573,52 +631,18 @@ impl TenantStore for PostgresTenant {
         vectors: &[Vec<f32>],
         min_score: f32,
     ) -> Result<Vec<Option<(MemoryId, f32)>>> {
-        let Some(first) = vectors.first() else {
-            return Ok(Vec::new());
-        };
-        let dimension = first.len();
-        if vectors.iter().any(|v| v.len() != dimension) {
-            return Err(Error::invalid("query vectors differ in dimension"));
+        // Each probe walks the graph in its backend and the retain waits for all of them: a
+        // large batch's probes are split over two connections, so two server cores walk.
+        if vectors.len() < SPLIT_PROBES_FROM {
+            return self.nearest_each_statement(bank, vectors, min_score).await;
         }
-        let mut params = Params::default();
-        let literals: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
-        let literals = params.push(literals, Type::TEXT_ARRAY);
-        let bank = params.push(bank.as_str().to_string(), Type::TEXT);
-        let op = &self.binding.vector.cosine;
-        // One HNSW probe per vector through a lateral join: one statement for the whole batch.
-        // `q` is MATERIALIZED so each query vector is parsed once, not once per row compared.
-        let sql = format!(
-            "WITH q AS MATERIALIZED (SELECT i::int AS i, v::{vector} AS v \
-               FROM unnest({literals}::text[]) WITH ORDINALITY AS u(v, i)) \
-             SELECT q.i, n.id, n.d FROM q LEFT JOIN LATERAL (\
-               SELECT m.id, (m.embedding {op} q.v) AS d FROM {table} m \
-               WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL \
-               ORDER BY m.embedding {op} q.v LIMIT 1) n ON true ORDER BY q.i",
-            vector = self.binding.vector.vector,
-            table = self.binding.tables.memories,
-        );
-        // Dedup probes must be index lookups (the trait's contract), whatever the planner's
-        // statistics say: every path that is not an ordered index scan is switched off.
-        let settings = format!(
-            "{} SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;",
-            search_settings(1, self.binding.vector.hnsw.ef_search)
-        );
-        let transaction = self.begin(&settings).await?;
-        let rows = transaction.typed_then_commit(&sql, &params).await?;
-        let mut out = vec![None; vectors.len()];
-        for row in rows {
-            let index: i32 = row.try_get("i").map_err(PgError::from)?;
-            let id: Option<String> = row.try_get("id").map_err(PgError::from)?;
-            let distance: Option<f64> = row.try_get("d").map_err(PgError::from)?;
-            if let (Some(id), Some(distance), Ok(slot)) = (id, distance, usize::try_from(index - 1))
-            {
-                let score = similarity(distance);
-                if let Some(entry) = out.get_mut(slot).filter(|_| score >= min_score) {
-                    *entry = Some((id, score));
-                }
-            }
-        }
-        Ok(out)
+        let (first, second) = vectors.split_at(vectors.len() / 2);
+        let (mut found, rest) = tokio::try_join!(
+            self.nearest_each_statement(bank, first, min_score),
+            self.nearest_each_statement(bank, second, min_score)
+        )?;
+        found.extend(rest);
+        Ok(found)
     }
 
     #[instrument(skip_all, fields(tenant = %self.binding.schema, banks = request.banks.len()))]

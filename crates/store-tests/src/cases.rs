@@ -1676,8 +1676,8 @@ pub async fn keyword_search_accepts_any_text(test_store: TestStore) {
     fx.finish().await;
 }
 
-/// `nearest_each` answers per vector with the most similar visible memory of the bank, `None`
-/// on an empty bank or under the score bar, and never a forgotten memory.
+/// `nearest_each` answers per vector, in order, with the most similar visible memory of the
+/// bank, `None` on an empty bank or under the score bar, and never a forgotten memory.
 pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore) {
     let fx = Fixture::new(test_store).await;
     let tenant = fx.tenant().await;
@@ -1726,6 +1726,17 @@ pub async fn nearest_each_finds_the_closest_visible_memory(test_store: TestStore
         Some(kites.clone())
     );
     assert_eq!(barred[1], None, "{soup_score} is under the bar");
+    // A large batch (a store may split it over connections) answers every probe, in order.
+    let many: Vec<Vec<f32>> = (0..131).map(|i| probes[i % 2].clone()).collect();
+    let answered = tenant
+        .nearest_each(&bank, &many, -1.0)
+        .await
+        .expect("nearest");
+    assert_eq!(answered.len(), many.len());
+    for (i, hit) in answered.iter().enumerate() {
+        let expected = if i % 2 == 0 { &kites } else { &soup };
+        assert_eq!(hit.as_ref().map(|(id, _)| id), Some(expected), "probe {i}");
+    }
     let selector = ForgetSelector {
         memory_ids: Some(vec![kites.clone()]),
         ..Default::default()
