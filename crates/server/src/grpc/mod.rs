@@ -478,19 +478,26 @@ impl GrpcListener {
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Deflate)
             .send_compressed(CompressionEncoding::Gzip);
-        // Health is the service's one check, refreshed in the background.
-        let watcher = tokio::spawn(async move {
-            loop {
-                let healthy = service.health().await.healthy;
+        // Health is the service's one check, refreshed in the background. The first is
+        // recorded before serving, so no client is told the service is not registered.
+        let report = move |healthy: bool| {
+            let reporter = reporter.clone();
+            async move {
+                let status = if healthy {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
                 for name in ["", "astrocyte.v1.Memory"] {
-                    let status = if healthy {
-                        tonic_health::ServingStatus::Serving
-                    } else {
-                        tonic_health::ServingStatus::NotServing
-                    };
                     reporter.set_service_status(name, status).await;
                 }
+            }
+        };
+        report(service.health().await.healthy).await;
+        let watcher = tokio::spawn(async move {
+            loop {
                 tokio::time::sleep(HEALTH_INTERVAL).await;
+                report(service.health().await.healthy).await;
             }
         });
         let reflection = || {
