@@ -22,6 +22,11 @@ use astrocyte_providers::HashingEmbedder;
 use futures::SinkExt;
 use tokio_postgres::{Client, NoTls};
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::Rng;
+
 struct Args {
     url: String,
     n: usize,
@@ -94,18 +99,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// xorshift64*: deterministic runs without a random-number crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// Hashing-embedder vectors of made-up sentences: 14 words each from a 30,000-word vocabulary
 /// drawn with Zipf (s = 1) weights, so a few words are in most texts and most words are rare.
 fn generated(count: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
@@ -123,7 +116,7 @@ fn generated(count: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         .map(|_| {
             let words: Vec<String> = (0..14)
                 .map(|_| {
-                    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+                    let u = rng.unit() * total;
                     format!("w{}", cumulative.partition_point(|&c| c < u))
                 })
                 .collect();

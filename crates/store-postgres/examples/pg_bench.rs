@@ -19,6 +19,11 @@ use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::Rng;
+
 struct Args {
     url: String,
     memories: usize,
@@ -56,22 +61,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-/// xorshift64*: deterministic runs without a random-number crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// English function words: the most frequent ranks of the vocabulary, as in real text, where

@@ -250,80 +250,23 @@ async fn grpc_refuses_a_callers_bad_messages_with_its_kind() {
     server.stop().await;
 }
 
-/// The gRPC listener keeps REST's connection limits: with one slot, a socket that never
-/// speaks holds it until the head timeout, and one that opens HTTP/2 but leaves pings
-/// unanswered until the ping timeout; the waiting client is served after each.
-#[tokio::test]
-async fn grpc_connections_are_capped_and_silent_ones_give_their_slot_back() {
+/// Holds the server's only gRPC slot with a socket that sends `opening` and then nothing, and
+/// checks that a client asking meanwhile (on `channel`, connected only then) is served once
+/// the holder has lost the slot, not before.
+async fn served_once_the_holder_loses_its_slot(
+    addr: &str,
+    opening: &[u8],
+    channel: impl std::future::Future<Output = Channel>,
+) {
     use std::time::{Duration, Instant};
     use tokio::io::AsyncWriteExt;
-    let h = Harness::new();
-    let mut cfg = config();
-    cfg.grpc_port = Some(0);
-    cfg.max_connections = 1;
-    cfg.request_head_timeout = Duration::from_millis(300);
-    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
-    let addr = server.grpc_addr.clone().expect("grpc served");
-    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-    for opening in [&b""[..], &preface[..]] {
-        let mut holder = tokio::net::TcpStream::connect(&addr)
-            .await
-            .expect("connect");
-        holder.write_all(opening).await.expect("write");
-        // Let the holder take the slot before the client asks.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let started = Instant::now();
-        let checked = tokio::time::timeout(Duration::from_secs(10), async {
-            let channel = Channel::from_shared(format!("http://{addr}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connects");
-            let mut health = HealthClient::new(channel);
-            health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .expect("check")
-                .into_inner()
-                .status
-        })
-        .await
-        .expect("served once the holder lost its slot");
-        assert_eq!(checked, ServingStatus::Serving as i32);
-        assert!(
-            started.elapsed() >= Duration::from_millis(200),
-            "served past the cap after {:?}",
-            started.elapsed()
-        );
-        drop(holder);
-    }
-}
-
-/// A TLS handshake that stalls after its first byte gives its slot back at the head timeout.
-#[tokio::test]
-async fn a_stalled_grpc_tls_handshake_gives_its_slot_back() {
-    use std::time::{Duration, Instant};
-    use tokio::io::AsyncWriteExt;
-    let h = Harness::new();
-    let (_files, tls, cert_pem) = tls_files();
-    let mut cfg = config();
-    cfg.grpc_port = Some(0);
-    cfg.grpc_tls = Some(tls);
-    cfg.max_connections = 1;
-    cfg.request_head_timeout = Duration::from_millis(300);
-    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
-    let addr = server.grpc_addr.clone().expect("grpc served");
-    let mut holder = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    // The first byte of a TLS handshake record, then nothing.
-    holder.write_all(&[0x16]).await.expect("write");
+    let mut holder = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    holder.write_all(opening).await.expect("write");
+    // Let the holder take the slot before the client asks.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     let status = tokio::time::timeout(Duration::from_secs(10), async {
-        HealthClient::new(tls_channel(&addr, &cert_pem).await)
+        HealthClient::new(channel.await)
             .check(HealthCheckRequest {
                 service: String::new(),
             })
@@ -333,7 +276,7 @@ async fn a_stalled_grpc_tls_handshake_gives_its_slot_back() {
             .status
     })
     .await
-    .expect("served once the stalled handshake lost its slot");
+    .expect("served once the holder lost its slot");
     assert_eq!(status, ServingStatus::Serving as i32);
     assert!(
         started.elapsed() >= Duration::from_millis(200),
@@ -341,4 +284,45 @@ async fn a_stalled_grpc_tls_handshake_gives_its_slot_back() {
         started.elapsed()
     );
     drop(holder);
+}
+
+/// The gRPC listener keeps REST's connection limits: with one slot, a socket that never
+/// speaks holds it until the head timeout, and one that opens HTTP/2 but leaves pings
+/// unanswered until the ping timeout; the waiting client is served after each.
+#[tokio::test]
+async fn grpc_connections_are_capped_and_silent_ones_give_their_slot_back() {
+    let h = Harness::new();
+    let mut cfg = config();
+    cfg.grpc_port = Some(0);
+    cfg.max_connections = 1;
+    cfg.request_head_timeout = std::time::Duration::from_millis(300);
+    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
+    let addr = server.grpc_addr.clone().expect("grpc served");
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    for opening in [&b""[..], &preface[..]] {
+        let channel = async {
+            Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connects")
+        };
+        served_once_the_holder_loses_its_slot(&addr, opening, channel).await;
+    }
+}
+
+/// A TLS handshake that stalls after its first byte gives its slot back at the head timeout.
+#[tokio::test]
+async fn a_stalled_grpc_tls_handshake_gives_its_slot_back() {
+    let h = Harness::new();
+    let (_files, tls, cert_pem) = tls_files();
+    let mut cfg = config();
+    cfg.grpc_port = Some(0);
+    cfg.grpc_tls = Some(tls);
+    cfg.max_connections = 1;
+    cfg.request_head_timeout = std::time::Duration::from_millis(300);
+    let server = spawn_bound(Gateway::from_state(h.state(cfg).await)).await;
+    let addr = server.grpc_addr.clone().expect("grpc served");
+    // The first byte of a TLS handshake record, then nothing.
+    served_once_the_holder_loses_its_slot(&addr, &[0x16], tls_channel(&addr, &cert_pem)).await;
 }
