@@ -88,7 +88,12 @@ impl ListCursor {
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
         let retained_at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
         // Any id is a position; bytes that are not UTF-8 (a cursor made by hand) are replaced.
+        // No stored id holds a NUL (PostgreSQL text cannot), so a cursor with one is refused
+        // rather than sent to the store.
         let id = String::from_utf8_lossy(&unhex(id).ok_or_else(invalid)?).into_owned();
+        if id.contains('\0') {
+            return Err(invalid());
+        }
         Ok(ListCursor { retained_at, id })
     }
 }
@@ -520,7 +525,7 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
         assert_eq!(ListCursor::decode(&encoded).expect("decodes"), cursor);
-        for bad in ["", "abc", "12.zz", "12.abc", "x.00"] {
+        for bad in ["", "abc", "12.zz", "12.abc", "x.00", "0.00", "0.610062"] {
             assert!(ListCursor::decode(bad).is_err(), "{bad:?} accepted");
         }
     }
