@@ -241,10 +241,7 @@ impl BoundServer {
         use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
         use tower::ServiceExt;
         tracing::info!(address = %local_addr, "astrocyte gateway listening");
-        let slots = max_connections.clamp(
-            1,
-            tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
-        );
+        let slots = connection_slots(max_connections);
         let connections = Arc::new(tokio::sync::Semaphore::new(slots));
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -297,11 +294,8 @@ impl BoundServer {
                 // head timeout only starts once it knows the protocol from the first bytes.
                 // Shutting down ends the wait too: a client's spare pooled connection may never
                 // send anything.
-                let mut first = [0u8; 1];
                 let spoke = tokio::select! {
-                    peeked = tokio::time::timeout(head_timeout, tcp.peek(&mut first)) => {
-                        matches!(peeked, Ok(Ok(read)) if read > 0)
-                    }
+                    spoke = spoke_within(&tcp, head_timeout) => spoke,
                     () = async { drop(stopping.wait_for(|stop| *stop).await) } => false,
                 };
                 if !spoke {
@@ -406,6 +400,26 @@ impl Drop for Serving {
         self.0.last_ms.store(now, SeqCst);
         self.0.serving.fetch_sub(1, SeqCst);
     }
+}
+
+/// Connection slots for a `max_connections` setting: at least one, and few enough for a
+/// semaphore to hand out (and to take back all at once on shutdown).
+pub(crate) fn connection_slots(max_connections: usize) -> usize {
+    max_connections.clamp(
+        1,
+        tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+    )
+}
+
+/// Whether a newly accepted client sent its first bytes within `timeout`, read without
+/// consuming them.
+pub(crate) async fn spoke_within(
+    tcp: &tokio::net::TcpStream,
+    timeout: std::time::Duration,
+) -> bool {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(timeout, tcp.peek(&mut first)).await;
+    matches!(peeked, Ok(Ok(read)) if read > 0)
 }
 
 /// The pause after a failed accept (such as running out of file descriptors).

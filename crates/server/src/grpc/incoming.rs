@@ -30,9 +30,7 @@ pub(super) fn accept(
     head_timeout: Duration,
 ) -> (ReceiverStream<io::Result<Slotted>>, JoinHandle<()>) {
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    let slots = Arc::new(Semaphore::new(
-        max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)),
-    ));
+    let slots = Arc::new(Semaphore::new(crate::connection_slots(max_connections)));
     let accepting = tokio::spawn(async move {
         loop {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -52,9 +50,7 @@ pub(super) fn accept(
             }
             let sender = sender.clone();
             tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                let peeked = tokio::time::timeout(head_timeout, tcp.peek(&mut first)).await;
-                if matches!(peeked, Ok(Ok(read)) if read > 0) {
+                if crate::spoke_within(&tcp, head_timeout).await {
                     let _ = sender.send(Ok(Slotted { tcp, _slot: slot })).await;
                 }
             });
