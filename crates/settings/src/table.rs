@@ -202,7 +202,7 @@ settings! {
     postgres_placement: Placement = postgres().placement, yaml "postgres.placement", env ["ASTROCYTE_POSTGRES_PLACEMENT"], example "home";
     /// PostgreSQL: keyword search scores at most this many rows: the most frequent query words (by the table's statistics) are dropped until the rest fit, or every word is required when even the rarest alone does not (0 scores every row holding any query word).
     postgres_keyword_posting_budget: usize = postgres().keyword_posting_budget, yaml "postgres.keyword_posting_budget", env ["ASTROCYTE_POSTGRES_KEYWORD_POSTING_BUDGET"], example "5000";
-    /// PostgreSQL: pgvector HNSW `m` (links per node, 2 to 100) of the vector indexes built from now on; a tenant's index is built once, when its first vectors arrive, and keeps the parameters it was built with.
+    /// PostgreSQL: pgvector HNSW `m` (links per node, 2 to 100) of the vector indexes built from now on; a tenant's index is built when its first vectors arrive (again by migration 8 or a tenant move) and keeps the parameters it was built with.
     postgres_hnsw_m: usize = postgres().hnsw_m, yaml "postgres.hnsw_m", env ["ASTROCYTE_POSTGRES_HNSW_M"], example "24";
     /// PostgreSQL: pgvector HNSW `ef_construction` (candidate list while inserting, 4 to 1000 and at least twice `hnsw_m`) of the vector indexes built from now on; same rule as `hnsw_m`.
     postgres_hnsw_ef_construction: usize = postgres().hnsw_ef_construction, yaml "postgres.hnsw_ef_construction", env ["ASTROCYTE_POSTGRES_HNSW_EF_CONSTRUCTION"], example "100";

@@ -13,9 +13,10 @@ use tokio_postgres::types::Type;
 use tracing::{info, instrument, warn};
 
 use crate::error::{has_code, PgError, PgResult};
-use crate::names::LOCK_MIGRATE;
+use crate::names::{quoted_schema, HNSW_MAX_DIMENSION, LOCK_MIGRATE, VECTOR_HNSW_INDEX};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
+use crate::tenant::META_DIMENSION;
 
 /// One schema change, identified by a version that never changes once released.
 pub(crate) struct Migration {
@@ -215,10 +216,36 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             ]
         },
     },
+    Migration {
+        version: 8,
+        name: "halfvec_hnsw",
+        statements: |t| {
+            // The HNSW graph moves to the vectors' half-precision cast (see `VectorSql`). A
+            // tenant whose column is typed gets the new index built before the old one is
+            // dropped, so reads keep an index until the commit; writes wait for the build,
+            // which is bounded by the tenant's size, not by the request timeout.
+            let ddl = t
+                .vector
+                .index_ddl(&t.tables.memories, "%s")
+                .replace('\'', "''");
+            let old = format!("{}.{VECTOR_HNSW_INDEX}", quoted_schema(&t.schema));
+            vec![
+                "SET LOCAL statement_timeout = 0".to_string(),
+                format!(
+                    "DO $migration$ DECLARE dimension integer; BEGIN \
+                       SELECT value::integer INTO dimension FROM {meta} WHERE key = '{META_DIMENSION}'; \
+                       IF dimension <= {HNSW_MAX_DIMENSION} THEN EXECUTE format('{ddl}', dimension); END IF; \
+                       DROP INDEX IF EXISTS {old}; \
+                     END $migration$",
+                    meta = t.tables.meta
+                ),
+            ]
+        },
+    },
 ];
 
 /// The version a fully migrated tenant is at.
-pub const LATEST_MIGRATION: u32 = 7;
+pub const LATEST_MIGRATION: u32 = 8;
 
 /// What migrating one tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]

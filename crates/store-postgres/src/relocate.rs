@@ -26,13 +26,13 @@ use crate::directory;
 use crate::error::{has_code, PgError, PgResult};
 use crate::migrate::{migrate_tenant, MigrationStatus};
 use crate::names::{
-    quoted_schema, RoleName, CHANGES_TABLE, HNSW_INDEX, LEDGER_TABLE, LOCK_MOVE, MEMORIES_TABLE,
+    quoted_schema, RoleName, CHANGES_TABLE, HNSW_MAX_DIMENSION, LEDGER_TABLE, LOCK_MOVE,
+    MEMORIES_TABLE,
 };
 use crate::servers::{Server, ServerKey};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::Params;
 use crate::store::PostgresStore;
-use crate::tenant::HNSW_MAX_DIMENSION;
 
 /// The SQLSTATE the fence raises; mapped to "storage unavailable" (503 with Retry-After).
 pub(crate) const FENCED_SQLSTATE: &str = "ASMOV";
@@ -987,12 +987,7 @@ async fn index_embedding(
         return Ok(());
     }
     writing
-        .batch(&format!(
-            "CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON {memories} USING hnsw (embedding {ops}) \
-             {with}",
-            ops = target.vector.cosine_ops,
-            with = target.vector.hnsw_with()
-        ))
+        .batch(&target.vector.index_ddl(memories, &dimension.to_string()))
         .await
 }
 

@@ -138,13 +138,17 @@ pub(crate) fn search_sql(
             binding.vector.vector
         );
         let op = &binding.vector.cosine;
-        // `sem_ann` is the HNSW scan (ORDER BY the bare distance, which is what the index
-        // answers). If it returns fewer rows than the filter admits (`sem_cap`), a selective
-        // filter starved it; `sem_exact` then runs an exact scan. Its condition references no
-        // row, so PostgreSQL evaluates it once and skips the scan entirely when not needed.
+        let order = binding
+            .vector
+            .indexed_distance("m.embedding", &query, vector.len());
+        // `sem_ann` is the HNSW scan (ORDER BY the index's own expression, which is what the
+        // index answers; the distance returned is full precision). If it returns fewer rows
+        // than the filter admits (`sem_cap`), a selective filter starved it; `sem_exact` then
+        // runs an exact scan. Its condition references no row, so PostgreSQL evaluates it once
+        // and skips the scan entirely when not needed.
         ctes.push(format!(
             "sem_ann AS MATERIALIZED (SELECT m.bank_id, m.id, (m.embedding {op} {query}) AS d FROM {table} m \
-               WHERE {filter} ORDER BY m.embedding {op} {query} LIMIT {fetch}), \
+               WHERE {filter} ORDER BY {order} LIMIT {fetch}), \
              sem_cap AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT 1 FROM {table} m WHERE {filter} LIMIT {fetch}) c), \
              sem_exact AS MATERIALIZED (SELECT m.bank_id, m.id, (m.embedding {op} {query}) AS d FROM {table} m \
                WHERE {filter} AND (SELECT count(*) FROM sem_ann) < (SELECT n FROM sem_cap) \

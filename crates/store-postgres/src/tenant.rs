@@ -28,21 +28,17 @@ use crate::analyze::StatisticsRefresh;
 use crate::entities::EntityRows;
 use crate::error::{PgError, PgResult};
 use crate::jobs::PgJobQueue;
-use crate::names::{HNSW_INDEX, LOCK_SPACE};
+use crate::names::{HNSW_INDEX, HNSW_MAX_DIMENSION, LOCK_SPACE};
 use crate::replica::TenantReads;
 use crate::search::{search_settings, search_sql, KEYWORD, RECENCY, SEMANTIC, SEMANTIC_TIE_MARGIN};
 use crate::session::{TenantBinding, TenantTransaction};
 use crate::sql::{memory_from_row, to_i64, Params, EMBEDDING_COLUMN, MEMORY_COLUMNS};
 
-/// pgvector's HNSW index accepts `vector` columns up to this many dimensions; larger spaces
-/// are stored and searched exactly, without an index.
-pub(crate) const HNSW_MAX_DIMENSION: usize = 2000;
-
 /// pgvector's `vector` type holds at most this many dimensions.
 const VECTOR_MAX_DIMENSION: usize = 16000;
 
 const META_MODEL: &str = "embedding_model";
-const META_DIMENSION: &str = "embedding_dimension";
+pub(crate) const META_DIMENSION: &str = "embedding_dimension";
 
 /// A handle on one tenant's memories.
 #[derive(Debug)]
@@ -168,11 +164,7 @@ impl PostgresTenant {
             ty = vector.vector
         );
         if dimension <= HNSW_MAX_DIMENSION {
-            ddl.push_str(&format!(
-                "CREATE INDEX {HNSW_INDEX} ON {table} USING hnsw (embedding {ops}) {with}",
-                ops = vector.cosine_ops,
-                with = vector.hnsw_with()
-            ));
+            ddl.push_str(&vector.index_ddl(table, &dimension.to_string()));
         }
         transaction.batch(&ddl).await?;
         let mut params = Params::default();
@@ -424,6 +416,10 @@ impl PostgresTenant {
         let literals = params.push(literals, Type::TEXT_ARRAY);
         let bank = params.push(bank.as_str().to_string(), Type::TEXT);
         let op = &self.binding.vector.cosine;
+        let order = self
+            .binding
+            .vector
+            .indexed_distance("m.embedding", "q.v", dimension);
         // One HNSW probe per vector through a lateral join: one statement for the whole batch.
         // `q` is MATERIALIZED so each query vector is parsed once, not once per row compared.
         let sql = format!(
@@ -432,7 +428,7 @@ impl PostgresTenant {
              SELECT q.i, n.id, n.d FROM q LEFT JOIN LATERAL (\
                SELECT m.id, (m.embedding {op} q.v) AS d FROM {table} m \
                WHERE m.bank_id = {bank} AND m.forgotten_at IS NULL \
-               ORDER BY m.embedding {op} q.v LIMIT 1) n ON true ORDER BY q.i",
+               ORDER BY {order} LIMIT 1) n ON true ORDER BY q.i",
             vector = self.binding.vector.vector,
             table = self.binding.tables.memories,
         );

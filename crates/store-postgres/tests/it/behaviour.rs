@@ -347,7 +347,7 @@ async fn the_vector_column_is_typed_on_first_use() {
         .expect("hnsw index")
         .get(0);
     assert!(
-        index.contains("USING hnsw") && index.contains("vector_cosine_ops"),
+        index.contains("USING hnsw") && index.contains("halfvec(24)) halfvec_cosine_ops"),
         "{index}"
     );
     let mismatch = spaced

@@ -17,7 +17,7 @@ const TENANT_TABLES: [&str; 7] = [
 ];
 
 /// The full ledger of a current tenant.
-const ALL: [i32; 7] = [1, 2, 3, 4, 5, 6, 7];
+const ALL: [i32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
     let mut schemas = Vec::new();
@@ -199,19 +199,19 @@ async fn fan_out_reports_each_tenant_and_resumes_after_a_crash() {
         vec![
             (
                 "mig_a".into(),
-                MigrationStatus::AlreadyCurrent { version: 7 }
+                MigrationStatus::AlreadyCurrent { version: 8 }
             ),
-            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 7 }),
-            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 7 }),
+            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 8 }),
+            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 8 }),
         ]
     );
     let lines: Vec<String> = resumed.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
         [
-            "mig_a: already current (7)",
-            "mig_b: ok (2 -> 7)",
-            "mig_c: ok (1 -> 7)"
+            "mig_a: already current (8)",
+            "mig_b: ok (2 -> 8)",
+            "mig_c: ok (1 -> 8)"
         ]
     );
     for name in ["mig_a", "mig_b", "mig_c"] {
@@ -332,7 +332,7 @@ async fn a_rerun_skips_tenants_the_directory_records_as_current() {
     let lines: Vec<String> = report.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
-        ["rec_a: already current (7)", "rec_b: already current (7)"]
+        ["rec_a: already current (8)", "rec_b: already current (8)"]
     );
 
     // One not recorded (an older release's) is checked through its ledger and recorded.
@@ -364,4 +364,84 @@ async fn a_rerun_skips_tenants_the_directory_records_as_current() {
         Some(LATEST_MIGRATION)
     );
     assert_eq!(ledger(&admin, "rec_b").await, ALL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_precision_index_is_rebuilt_on_the_half_precision_cast_by_migration_8() {
+    use astrocyte_core::{BankId, Memory, NewMemory};
+
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    let schema = {
+        let store = db.store().await;
+        let schema = create_tenants(&store, &["half"]).await.remove(0);
+        let tenant = store.tenant(&schema).await.expect("handle");
+        let bank = BankId::new("notes").expect("bank");
+        let rows = (0..40)
+            .map(|i| {
+                let mut v = vec![0.0f32; 6];
+                v[i % 6] = 1.0;
+                v[(i + 1) % 6] = i as f32 / 40.0;
+                NewMemory::plain(Memory::new(format!("m{i}"), bank.clone(), "text"), v)
+            })
+            .collect();
+        tenant.insert(rows).await.expect("insert");
+        schema
+    };
+    // As a tenant of the previous release left it: the graph over the full-precision column.
+    admin
+        .batch_execute(
+            "DROP INDEX half.astrocyte_memories_halfvec_hnsw; \
+             CREATE INDEX astrocyte_memories_embedding_hnsw ON half.astrocyte_memories \
+               USING hnsw (embedding vector_cosine_ops)",
+        )
+        .await
+        .expect("old index");
+    roll_back_to(&admin, "half", 7).await;
+
+    // Opening it migrates it: one index, on the cast, at the store's parameters.
+    let store = db.store().await;
+    let tenant = store.tenant(&schema).await.expect("handle");
+    assert_eq!(ledger(&admin, "half").await, ALL);
+    let indexes: Vec<String> = admin
+        .query(
+            "SELECT indexname || ': ' || indexdef FROM pg_indexes \
+             WHERE schemaname = 'half' AND indexdef LIKE '%USING hnsw%'",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(
+        indexes[0].starts_with("astrocyte_memories_halfvec_hnsw: ")
+            && indexes[0].contains("(embedding)::halfvec(6)")
+            && indexes[0].contains("halfvec_cosine_ops"),
+        "{indexes:?}"
+    );
+    let mut probe = vec![0.0f32; 6];
+    probe[3] = 1.0;
+    probe[4] = 3.0 / 40.0;
+    let found = tenant
+        .nearest_each(&BankId::new("notes").expect("bank"), &[probe], 0.99)
+        .await
+        .expect("probe");
+    assert_eq!(found[0].as_ref().map(|(id, _)| id.as_str()), Some("m3"));
+    // A tenant whose column was never typed has no index to rebuild; it migrates all the same.
+    create_tenants(&store, &["untyped"]).await;
+    roll_back_to(&admin, "untyped", 7).await;
+    let report = store.migrate_all_tenants().await.expect("fan-out");
+    assert!(report.all_ok());
+    assert_eq!(ledger(&admin, "untyped").await, ALL);
+    let untyped: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'untyped' AND indexdef LIKE '%hnsw%'",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(untyped, 0);
 }

@@ -897,7 +897,7 @@ async fn vector_setup(url: &str, schema: &Schema) -> (String, bool) {
         .await
         .query_one(
             "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
-               to_regclass(quote_ident($1) || '.astrocyte_memories_embedding_hnsw') IS NOT NULL \
+               to_regclass(quote_ident($1) || '.astrocyte_memories_halfvec_hnsw') IS NOT NULL \
              FROM pg_attribute a \
              WHERE a.attrelid = to_regclass(quote_ident($1) || '.astrocyte_memories') \
                AND a.attname = 'embedding'",

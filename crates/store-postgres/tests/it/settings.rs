@@ -188,7 +188,7 @@ async fn an_empty_tenant_may_change_its_dimension() {
         .await
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'redim' \
-             AND indexname = 'astrocyte_memories_embedding_hnsw' AND indexdef LIKE '%hnsw%'",
+             AND indexname = 'astrocyte_memories_halfvec_hnsw' AND indexdef LIKE '%hnsw%'",
             &[],
         )
         .await
@@ -219,7 +219,7 @@ async fn hnsw_indexes_are_built_with_the_configured_parameters() {
         .await
         .query_one(
             "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'hnsw_params' AND c.relname = 'astrocyte_memories_embedding_hnsw'",
+             WHERE n.nspname = 'hnsw_params' AND c.relname = 'astrocyte_memories_halfvec_hnsw'",
             &[],
         )
         .await
@@ -231,6 +231,96 @@ async fn hnsw_indexes_are_built_with_the_configured_parameters() {
         .await
         .expect("probe with the configured ef_search");
     assert_eq!(nearest[0].as_ref().map(|(id, _)| id.as_str()), Some("m1"));
+}
+
+/// How many scans the tenant's HNSW index has answered, once the store's connections have
+/// reported them (an idle backend sends its statistics within a second or so).
+async fn index_scans_reach(admin: &tokio_postgres::Client, schema: &str, at_least: i64) -> i64 {
+    let mut scans = 0;
+    for _ in 0..150 {
+        scans = admin
+            .query_one(
+                "SELECT COALESCE(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes \
+                 WHERE schemaname = $1 AND indexrelname = 'astrocyte_memories_halfvec_hnsw'",
+                &[&schema],
+            )
+            .await
+            .expect("statistics")
+            .get(0);
+        if scans >= at_least {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    scans
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_and_duplicate_probes_are_answered_by_the_hnsw_index() {
+    use astrocyte_core::store::SearchRequest;
+    use astrocyte_core::RecallFilter;
+
+    // The index is built on an expression (the half-precision cast): a statement that orders
+    // by anything else silently scans the whole table. The index's own counter shows which.
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    let store = db.store().await;
+    let schema = create(&store, "indexed").await;
+    let tenant = store.tenant(&schema).await.expect("handle");
+    let dimension = 16;
+    let spread = |i: usize| {
+        let mut v = unit(dimension, i);
+        v[(i / dimension) % dimension] += 0.5;
+        v[(i * 7 + 3) % dimension] += (i % 13) as f32 / 13.0;
+        v
+    };
+    for batch in 0..4 {
+        let rows = (batch * 500..(batch + 1) * 500)
+            .map(|i| memory(&format!("m{i}"), spread(i)))
+            .collect();
+        tenant.insert(rows).await.expect("insert");
+    }
+    admin
+        .batch_execute("ANALYZE indexed.astrocyte_memories")
+        .await
+        .expect("analyze");
+    let before = index_scans_reach(&admin, "indexed", 0).await;
+
+    let found = tenant
+        .search(&SearchRequest {
+            banks: vec![BankId::new("notes").expect("bank")],
+            vector: Some(spread(1234)),
+            text: None,
+            recency: false,
+            limit: 10,
+            filter: RecallFilter::default(),
+        })
+        .await
+        .expect("search");
+    assert_eq!(
+        found
+            .semantic
+            .as_ref()
+            .and_then(|s| s.hits.first())
+            .map(|hit| hit.memory.id.as_str()),
+        Some("m1234")
+    );
+    let after_search = index_scans_reach(&admin, "indexed", before + 1).await;
+    assert!(
+        after_search > before,
+        "the search scanned the table instead"
+    );
+
+    let nearest = tenant
+        .nearest_each(&BankId::new("notes").expect("bank"), &[spread(77)], 0.99)
+        .await
+        .expect("probe");
+    assert_eq!(nearest[0].as_ref().map(|(id, _)| id.as_str()), Some("m77"));
+    let after_probe = index_scans_reach(&admin, "indexed", after_search + 1).await;
+    assert!(
+        after_probe > after_search,
+        "the probe scanned the table instead"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
