@@ -4,7 +4,7 @@
 use astrocyte_core::{Schema, Store};
 use astrocyte_store_postgres::{MigrationStatus, PostgresStore, LATEST_MIGRATION};
 
-use crate::support::TestDb;
+use crate::support::{first_column, TestDb};
 
 const TENANT_TABLES: [&str; 7] = [
     "astrocyte_changes",
@@ -30,16 +30,11 @@ async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
 }
 
 async fn ledger(admin: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
-    admin
-        .query(
-            &format!("SELECT version FROM \"{schema}\".astrocyte_migrations ORDER BY version"),
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+    first_column(
+        admin,
+        &format!("SELECT version FROM \"{schema}\".astrocyte_migrations ORDER BY version"),
+    )
+    .await
 }
 
 /// Simulates a tenant whose last migrations never committed (a crash mid-fan-out, or a tenant
@@ -88,17 +83,12 @@ async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32
 }
 
 async fn public_relations(admin: &tokio_postgres::Client) -> Vec<String> {
-    admin
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("catalog")
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
+    first_column(
+        admin,
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' ORDER BY 1",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,17 +393,12 @@ async fn a_full_precision_index_is_rebuilt_on_the_half_precision_cast_by_migrati
     let store = db.store().await;
     let tenant = store.tenant(&schema).await.expect("handle");
     assert_eq!(ledger(&admin, "half").await, ALL);
-    let indexes: Vec<String> = admin
-        .query(
-            "SELECT indexname || ': ' || indexdef FROM pg_indexes \
-             WHERE schemaname = 'half' AND indexdef LIKE '%USING hnsw%'",
-            &[],
-        )
-        .await
-        .expect("catalog")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let indexes: Vec<String> = first_column(
+        &admin,
+        "SELECT indexname || ': ' || indexdef FROM pg_indexes \
+         WHERE schemaname = 'half' AND indexdef LIKE '%USING hnsw%'",
+    )
+    .await;
     assert_eq!(indexes.len(), 1, "{indexes:?}");
     assert!(
         indexes[0].starts_with("astrocyte_memories_halfvec_hnsw: ")

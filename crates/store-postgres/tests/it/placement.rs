@@ -16,7 +16,7 @@ use astrocyte_store_postgres::{
     MoveOptions, MoveStep, Placement, PostgresOptions, PostgresStore, ServerKey,
 };
 
-use crate::support::connect;
+use crate::support::{connect, first_column};
 use crate::{engine, recalled, retain};
 use astrocyte_store_tests::instances::{data_root, Instance};
 
@@ -69,32 +69,20 @@ impl Servers {
 
 /// The tenant schemas (named `pl_…`) on the server at `url`.
 async fn schemas_on(url: &str) -> Vec<String> {
-    connect(url)
-        .await
-        .query(
-            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'pl\\_%' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("schemas")
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+    first_column(
+        &connect(url).await,
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'pl\\_%' ORDER BY 1",
+    )
+    .await
 }
 
 /// The memory ids of `schema` on the server at `url`.
 async fn ids_on(url: &str, schema: &Schema) -> Vec<String> {
-    connect(url)
-        .await
-        .query(
-            &format!("SELECT id FROM \"{schema}\".astrocyte_memories ORDER BY id"),
-            &[],
-        )
-        .await
-        .expect("ids")
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+    first_column(
+        &connect(url).await,
+        &format!("SELECT id FROM \"{schema}\".astrocyte_memories ORDER BY id"),
+    )
+    .await
 }
 
 /// Runs `sql` in a fresh transaction of `schema` and returns the error kind it failed with.

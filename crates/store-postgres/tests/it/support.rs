@@ -7,11 +7,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use astrocyte_store_postgres::{PostgresOptions, PostgresStore};
+use tokio_postgres::types::FromSql;
 use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The first column of every row `sql` (without parameters) returns, in order.
+pub async fn first_column<T: for<'a> FromSql<'a>>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
 
 /// The server URL the tests run against.
 pub fn server_url() -> String {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use astrocyte_core::{ErrorKind, Schema, Store};
 
-use crate::support::TestDb;
+use crate::support::{first_column, TestDb};
 use crate::{engine, retain};
 
 async fn schema_exists(admin: &tokio_postgres::Client, schema: &str) -> bool {
@@ -199,16 +199,11 @@ async fn public_can_be_a_tenant_and_dropping_it_keeps_the_directory() {
         "public's tables belong to its tenant role: {owner}"
     );
     store.drop_tenant(&public).await.expect("drop public");
-    let remaining: Vec<String> = admin
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("catalog")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let remaining: Vec<String> = first_column(
+        &admin,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .await;
     assert_eq!(
         remaining,
         [
