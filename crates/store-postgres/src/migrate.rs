@@ -221,9 +221,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "halfvec_hnsw",
         statements: |t| {
             // The HNSW graph moves to the vectors' half-precision cast (see `VectorSql`). A
-            // tenant whose column is typed gets the new index built before the old one is
-            // dropped, so reads keep an index until the commit; writes wait for the build,
-            // which is bounded by the tenant's size, not by the request timeout.
+            // tenant whose column is typed gets the new index built, then the old one dropped
+            // in the same transaction (a server of the previous release keeps searching with
+            // it until the commit). Writes wait for the build, which is bounded by the
+            // tenant's size, not by the request timeout.
             let ddl = t
                 .vector
                 .index_ddl(&t.tables.memories, "%s")
