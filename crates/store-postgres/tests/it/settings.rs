@@ -324,6 +324,64 @@ async fn searches_and_duplicate_probes_are_answered_by_the_hnsw_index() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spaces_up_to_4000_dimensions_are_indexed_and_larger_ones_searched_exactly() {
+    use astrocyte_core::store::SearchRequest;
+    use astrocyte_core::RecallFilter;
+
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    let store = db.store().await;
+    // pgvector's HNSW takes `halfvec` up to 4,000 dimensions (`vector` only up to 2,000).
+    for (name, dimension, indexed) in [("wide", 3072, 1), ("widest", 4001, 0)] {
+        let tenant = store
+            .tenant(&create(&store, name).await)
+            .await
+            .expect("handle");
+        let rows = (0..5)
+            .map(|i| memory(&format!("m{i}"), unit(dimension, i * 700)))
+            .collect();
+        tenant.insert(rows).await.expect("insert");
+        let indexes: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexdef LIKE '%USING hnsw%'",
+                &[&name],
+            )
+            .await
+            .expect("catalog")
+            .get(0);
+        assert_eq!(indexes, indexed, "{name}");
+        let mut query = unit(dimension, 3 * 700);
+        query[1] = 0.2;
+        let found = tenant
+            .search(&SearchRequest {
+                banks: vec![BankId::new("notes").expect("bank")],
+                vector: Some(query.clone()),
+                text: None,
+                recency: false,
+                limit: 2,
+                filter: RecallFilter::default(),
+            })
+            .await
+            .expect("search");
+        let ids: Vec<&str> = found
+            .semantic
+            .as_ref()
+            .map(|s| s.hits.iter().map(|hit| hit.memory.id.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids.first(), Some(&"m3"), "{name}: {ids:?}");
+        let nearest = tenant
+            .nearest_each(&BankId::new("notes").expect("bank"), &[query], 0.9)
+            .await
+            .expect("probe");
+        assert_eq!(
+            nearest[0].as_ref().map(|(id, _)| id.as_str()),
+            Some("m3"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hnsw_parameters_outside_pgvector_bounds_are_refused_at_connect() {
     let db = TestDb::create().await;
     let base = db.options();
