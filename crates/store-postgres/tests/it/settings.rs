@@ -2,8 +2,8 @@
 //! rewrites vectors and the recorded space in one transaction, and refuses a dimension change
 //! unless the tenant holds no memory.
 
-use astrocyte_core::store::EmbeddingSpace;
-use astrocyte_core::{BankId, ErrorKind, Memory, NewMemory, Schema, Store};
+use astrocyte_core::store::{EmbeddingSpace, SearchRequest, TenantStore};
+use astrocyte_core::{BankId, ErrorKind, Memory, NewMemory, RecallFilter, Schema, Store};
 use astrocyte_store_postgres::PostgresStore;
 use serde_json::json;
 
@@ -233,6 +233,30 @@ async fn hnsw_indexes_are_built_with_the_configured_parameters() {
     assert_eq!(nearest[0].as_ref().map(|(id, _)| id.as_str()), Some("m1"));
 }
 
+/// The ids of a semantic search of the `notes` bank for `query`, best first.
+async fn semantic_ids(tenant: &dyn TenantStore, query: Vec<f32>, limit: usize) -> Vec<String> {
+    let found = tenant
+        .search(&SearchRequest {
+            banks: vec![BankId::new("notes").expect("bank")],
+            vector: Some(query),
+            text: None,
+            recency: false,
+            limit,
+            filter: RecallFilter::default(),
+        })
+        .await
+        .expect("search");
+    found
+        .semantic
+        .map(|s| {
+            s.hits
+                .into_iter()
+                .map(|hit| hit.memory.id.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// How many scans the tenant's HNSW index has answered, once the store's connections have
 /// reported them (an idle backend sends its statistics within a second or so).
 async fn index_scans_reach(admin: &tokio_postgres::Client, schema: &str, at_least: i64) -> i64 {
@@ -257,9 +281,6 @@ async fn index_scans_reach(admin: &tokio_postgres::Client, schema: &str, at_leas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_and_duplicate_probes_are_answered_by_the_hnsw_index() {
-    use astrocyte_core::store::SearchRequest;
-    use astrocyte_core::RecallFilter;
-
     // The index is built on an expression (the half-precision cast): a statement that orders
     // by anything else silently scans the whole table. The index's own counter shows which.
     let db = TestDb::create().await;
@@ -286,25 +307,8 @@ async fn searches_and_duplicate_probes_are_answered_by_the_hnsw_index() {
         .expect("analyze");
     let before = index_scans_reach(&admin, "indexed", 0).await;
 
-    let found = tenant
-        .search(&SearchRequest {
-            banks: vec![BankId::new("notes").expect("bank")],
-            vector: Some(spread(1234)),
-            text: None,
-            recency: false,
-            limit: 10,
-            filter: RecallFilter::default(),
-        })
-        .await
-        .expect("search");
-    assert_eq!(
-        found
-            .semantic
-            .as_ref()
-            .and_then(|s| s.hits.first())
-            .map(|hit| hit.memory.id.as_str()),
-        Some("m1234")
-    );
+    let found = semantic_ids(tenant.as_ref(), spread(1234), 10).await;
+    assert_eq!(found.first().map(String::as_str), Some("m1234"));
     let after_search = index_scans_reach(&admin, "indexed", before + 1).await;
     assert!(
         after_search > before,
@@ -325,9 +329,6 @@ async fn searches_and_duplicate_probes_are_answered_by_the_hnsw_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spaces_up_to_4000_dimensions_are_indexed_and_larger_ones_searched_exactly() {
-    use astrocyte_core::store::SearchRequest;
-    use astrocyte_core::RecallFilter;
-
     let db = TestDb::create().await;
     let admin = db.admin().await;
     let store = db.store().await;
@@ -352,23 +353,12 @@ async fn spaces_up_to_4000_dimensions_are_indexed_and_larger_ones_searched_exact
         assert_eq!(indexes, indexed, "{name}");
         let mut query = unit(dimension, 3 * 700);
         query[1] = 0.2;
-        let found = tenant
-            .search(&SearchRequest {
-                banks: vec![BankId::new("notes").expect("bank")],
-                vector: Some(query.clone()),
-                text: None,
-                recency: false,
-                limit: 2,
-                filter: RecallFilter::default(),
-            })
-            .await
-            .expect("search");
-        let ids: Vec<&str> = found
-            .semantic
-            .as_ref()
-            .map(|s| s.hits.iter().map(|hit| hit.memory.id.as_str()).collect())
-            .unwrap_or_default();
-        assert_eq!(ids.first(), Some(&"m3"), "{name}: {ids:?}");
+        let ids = semantic_ids(tenant.as_ref(), query.clone(), 2).await;
+        assert_eq!(
+            ids.first().map(String::as_str),
+            Some("m3"),
+            "{name}: {ids:?}"
+        );
         let nearest = tenant
             .nearest_each(&BankId::new("notes").expect("bank"), &[query], 0.9)
             .await
