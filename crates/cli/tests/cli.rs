@@ -456,9 +456,9 @@ fn postgres_tenants_memories_and_migrations_from_the_command_line() {
     assert_eq!(
         lines,
         [
-            "wave_1: current (8)",
-            "wave_2: current (8)",
-            "wave_3: current (8)"
+            "wave_1: current (9)",
+            "wave_2: current (9)",
+            "wave_3: current (9)"
         ]
     );
     let migrated = run(&["migrate", "--all-tenants", "--tenant-prefix", "wave_"]);

@@ -243,10 +243,30 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             ]
         },
     },
+    Migration {
+        version: 9,
+        name: "inline_vectors",
+        statements: |t| {
+            // pgvector stores vectors out of line (TOAST) once a row passes about 2 kB, which
+            // a 384-dimension vector alone nearly does: every exact distance of a search or a
+            // near-duplicate probe then costs a lookup in the TOAST table's index, and every
+            // insert a second heap row and index entry. Rows now stay whole up to a page;
+            // larger ones are still moved out of line. Rows stored before keep their layout
+            // until rewritten.
+            vec![format!(
+                "ALTER TABLE {} SET (toast_tuple_target = {ROW_INLINE_LIMIT})",
+                t.tables.memories
+            )]
+        },
+    },
 ];
 
+/// The largest `toast_tuple_target` PostgreSQL accepts with its default 8 kB pages: a row is
+/// moved out of line only when it would not fit a page whole.
+const ROW_INLINE_LIMIT: u32 = 8160;
+
 /// The version a fully migrated tenant is at.
-pub const LATEST_MIGRATION: u32 = 8;
+pub const LATEST_MIGRATION: u32 = 9;
 
 /// What migrating one tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -128,7 +128,10 @@ pub(crate) fn search_sql(
     let table = &binding.tables.memories;
     let limit = params.push(to_i64(request.limit), Type::INT8);
     let mut ctes: Vec<String> = Vec::new();
+    // The keyword and recency candidates, (strategy, bank_id, id, score).
     let mut selects: Vec<String> = Vec::new();
+    // The statement's output: the semantic rows, then the fetched candidates.
+    let mut rows: Vec<String> = Vec::new();
 
     if let Some(vector) = &request.vector {
         let fetch = params.push(to_i64(request.limit + SEMANTIC_TIE_MARGIN), Type::INT8);
@@ -145,19 +148,21 @@ pub(crate) fn search_sql(
         // index answers; the distance returned is full precision). If it returns fewer rows
         // than the filter admits (`sem_cap`), a selective filter starved it; `sem_exact` then
         // runs an exact scan. Its condition references no row, so PostgreSQL evaluates it once
-        // and skips the scan entirely when not needed.
+        // and skips the scan entirely when not needed. Both keep the memory's columns from the
+        // row the scan already read, rather than fetching it again by key as the other
+        // strategies do.
         ctes.push(format!(
-            "sem_ann AS MATERIALIZED (SELECT m.bank_id, m.id, (m.embedding {op} {query}) AS d FROM {table} m \
+            "sem_ann AS MATERIALIZED (SELECT (m.embedding {op} {query}) AS d, {MEMORY_COLUMNS} FROM {table} m \
                WHERE {filter} ORDER BY {order} LIMIT {fetch}), \
              sem_cap AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT 1 FROM {table} m WHERE {filter} LIMIT {fetch}) c), \
-             sem_exact AS MATERIALIZED (SELECT m.bank_id, m.id, (m.embedding {op} {query}) AS d FROM {table} m \
+             sem_exact AS MATERIALIZED (SELECT (m.embedding {op} {query}) AS d, {MEMORY_COLUMNS} FROM {table} m \
                WHERE {filter} AND (SELECT count(*) FROM sem_ann) < (SELECT n FROM sem_cap) \
                ORDER BY (m.embedding {op} {query}), m.id, m.bank_id LIMIT {fetch}), \
-             sem AS (SELECT bank_id, id, d FROM sem_exact UNION ALL \
-               SELECT bank_id, id, d FROM sem_ann WHERE NOT EXISTS (SELECT 1 FROM sem_exact))"
+             sem AS (SELECT * FROM sem_exact UNION ALL \
+               SELECT * FROM sem_ann WHERE NOT EXISTS (SELECT 1 FROM sem_exact))"
         ));
-        selects.push(format!(
-            "SELECT {SEMANTIC} AS strategy, bank_id, id, d AS score FROM sem"
+        rows.push(format!(
+            "SELECT {SEMANTIC} AS strategy, m.d AS score, {MEMORY_COLUMNS} FROM sem m"
         ));
     }
 
@@ -194,17 +199,25 @@ pub(crate) fn search_sql(
         ));
     }
 
-    if selects.is_empty() {
+    if !selects.is_empty() {
+        // The keyword and recency candidates are fetched by key (LATERAL): the planner cannot
+        // estimate the CTEs' sizes and would otherwise scan the whole table for a hash join.
+        ctes.push(format!(
+            "cand AS MATERIALIZED ({})",
+            selects.join(" UNION ALL ")
+        ));
+        rows.push(format!(
+            "SELECT c.strategy, c.score, {MEMORY_COLUMNS} FROM cand c CROSS JOIN LATERAL \
+               (SELECT * FROM {table} m WHERE m.bank_id = c.bank_id AND m.id = c.id) m"
+        ));
+    }
+    if rows.is_empty() {
         return None;
     }
-    // The candidates are fetched by key (LATERAL): the planner cannot estimate the CTEs' sizes
-    // and would otherwise scan the whole table for a hash join.
     Some(format!(
-        "WITH {ctes}, cand AS MATERIALIZED ({union}) \
-         SELECT c.strategy, c.score, {MEMORY_COLUMNS} FROM cand c CROSS JOIN LATERAL \
-           (SELECT * FROM {table} m WHERE m.bank_id = c.bank_id AND m.id = c.id) m",
-        ctes = ctes.join(", "),
-        union = selects.join(" UNION ALL "),
+        "WITH {} {}",
+        ctes.join(", "),
+        rows.join(" UNION ALL ")
     ))
 }
 

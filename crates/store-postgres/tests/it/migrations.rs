@@ -17,7 +17,7 @@ const TENANT_TABLES: [&str; 7] = [
 ];
 
 /// The full ledger of a current tenant.
-const ALL: [i32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+const ALL: [i32; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
 
 async fn create_tenants(store: &PostgresStore, names: &[&str]) -> Vec<Schema> {
     let mut schemas = Vec::new();
@@ -41,6 +41,11 @@ async fn ledger(admin: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
 /// created by an older release): rolls it back to `version`.
 async fn roll_back_to(admin: &tokio_postgres::Client, schema: &str, version: i32) {
     let mut sql = String::new();
+    if (2..9).contains(&version) {
+        sql.push_str(&format!(
+            "ALTER TABLE \"{schema}\".astrocyte_memories RESET (toast_tuple_target); "
+        ));
+    }
     if version < 7 {
         sql.push_str(&format!(
             "DROP TABLE \"{schema}\".astrocyte_memory_entities; "
@@ -189,19 +194,33 @@ async fn fan_out_reports_each_tenant_and_resumes_after_a_crash() {
         vec![
             (
                 "mig_a".into(),
-                MigrationStatus::AlreadyCurrent { version: 8 }
+                MigrationStatus::AlreadyCurrent {
+                    version: LATEST_MIGRATION
+                }
             ),
-            ("mig_b".into(), MigrationStatus::Applied { from: 2, to: 8 }),
-            ("mig_c".into(), MigrationStatus::Applied { from: 1, to: 8 }),
+            (
+                "mig_b".into(),
+                MigrationStatus::Applied {
+                    from: 2,
+                    to: LATEST_MIGRATION
+                }
+            ),
+            (
+                "mig_c".into(),
+                MigrationStatus::Applied {
+                    from: 1,
+                    to: LATEST_MIGRATION
+                }
+            ),
         ]
     );
     let lines: Vec<String> = resumed.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
         [
-            "mig_a: already current (8)",
-            "mig_b: ok (2 -> 8)",
-            "mig_c: ok (1 -> 8)"
+            "mig_a: already current (9)",
+            "mig_b: ok (2 -> 9)",
+            "mig_c: ok (1 -> 9)"
         ]
     );
     for name in ["mig_a", "mig_b", "mig_c"] {
@@ -322,7 +341,7 @@ async fn a_rerun_skips_tenants_the_directory_records_as_current() {
     let lines: Vec<String> = report.tenants.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         lines,
-        ["rec_a: already current (8)", "rec_b: already current (8)"]
+        ["rec_a: already current (9)", "rec_b: already current (9)"]
     );
 
     // One not recorded (an older release's) is checked through its ledger and recorded.
@@ -429,4 +448,97 @@ async fn a_full_precision_index_is_rebuilt_on_the_half_precision_cast_by_migrati
         .expect("catalog")
         .get(0);
     assert_eq!(untyped, 0);
+}
+
+/// Bytes in the TOAST table of a tenant's memories: what went out of line.
+async fn out_of_line_bytes(admin: &tokio_postgres::Client, schema: &str) -> i64 {
+    admin
+        .query_one(
+            &format!(
+                "SELECT pg_relation_size(reltoastrelid) FROM pg_class \
+                 WHERE oid = '{schema}.astrocyte_memories'::regclass"
+            ),
+            &[],
+        )
+        .await
+        .expect("toast size")
+        .get(0)
+}
+
+/// `count` pseudo-random words: text that compression cannot shrink much.
+fn varied_words(seed: u64, count: usize) -> String {
+    let mut state = seed + 1;
+    let words: Vec<String> = (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            format!("w{:x}", state >> 44)
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// Memories of 384-dimension vectors (1,544 bytes each) with a text that takes the row past
+/// the 2 kB at which PostgreSQL starts moving values out of line.
+fn wide_rows(bank: &astrocyte_core::BankId, from: usize) -> Vec<astrocyte_core::NewMemory> {
+    use astrocyte_core::{Memory, NewMemory};
+    (from..from + 60)
+        .map(|i| {
+            let mut v = vec![0.01f32; 384];
+            v[i % 384] = 1.0;
+            v[(i * 7 + 1) % 384] = 0.5;
+            let text = format!("memory {i}: {}", varied_words(i as u64, 120));
+            NewMemory::plain(Memory::new(format!("m{i}"), bank.clone(), text), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_stay_in_their_rows_from_migration_9() {
+    use astrocyte_core::BankId;
+
+    let db = TestDb::create().await;
+    let admin = db.admin().await;
+    let bank = BankId::new("notes").expect("bank");
+    let schema = {
+        let store = db.store().await;
+        let schema = create_tenants(&store, &["inline"]).await.remove(0);
+        let tenant = store.tenant(&schema).await.expect("handle");
+        // As the previous release left a tenant: such rows go out of line.
+        roll_back_to(&admin, "inline", 8).await;
+        tenant.insert(wide_rows(&bank, 0)).await.expect("insert");
+        schema
+    };
+    let before = out_of_line_bytes(&admin, "inline").await;
+    assert!(
+        before > 0,
+        "without migration 9 the vectors went out of line"
+    );
+
+    // Opening the tenant migrates it; new rows of the same size stay whole.
+    let store = db.store().await;
+    let tenant = store.tenant(&schema).await.expect("handle");
+    assert_eq!(ledger(&admin, "inline").await, ALL);
+    let options: Vec<String> = first_column(
+        &admin,
+        "SELECT unnest(reloptions) FROM pg_class WHERE oid = 'inline.astrocyte_memories'::regclass",
+    )
+    .await;
+    assert_eq!(options, ["toast_tuple_target=8160"]);
+    tenant.insert(wide_rows(&bank, 60)).await.expect("insert");
+    assert_eq!(out_of_line_bytes(&admin, "inline").await, before);
+    // A row too large for a page still goes out of line and reads back whole.
+    let text = varied_words(7, 4_000);
+    let mut v = vec![0.02f32; 384];
+    v[5] = 1.0;
+    let big = astrocyte_core::Memory::new("big", bank.clone(), text.clone());
+    tenant
+        .insert(vec![astrocyte_core::NewMemory::plain(big, v)])
+        .await
+        .expect("insert a large row");
+    assert!(out_of_line_bytes(&admin, "inline").await > before);
+    let read = tenant.get(&bank, &["big".to_string()]).await.expect("get");
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].text, text);
 }
