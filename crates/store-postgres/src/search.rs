@@ -128,7 +128,7 @@ pub(crate) fn search_sql(
     let table = &binding.tables.memories;
     let limit = params.push(to_i64(request.limit), Type::INT8);
     let mut ctes: Vec<String> = Vec::new();
-    // The keyword and recency candidates, (strategy, bank_id, id, score).
+    // The keyword and recency candidates, (strategy, tid, score).
     let mut selects: Vec<String> = Vec::new();
     // The statement's output: the semantic rows, then the fetched candidates.
     let mut rows: Vec<String> = Vec::new();
@@ -177,9 +177,7 @@ pub(crate) fn search_sql(
             &limit,
             params,
         ));
-        selects.push(format!(
-            "SELECT {KEYWORD} AS strategy, bank_id, id, score FROM kw"
-        ));
+        selects.push(format!("SELECT {KEYWORD} AS strategy, tid, score FROM kw"));
     }
 
     if request.recency {
@@ -188,27 +186,27 @@ pub(crate) fn search_sql(
         // index order and would sort every row of the banks.
         let (banks_param, rest) = (&filter_parts.banks, &filter_parts.rest);
         ctes.push(format!(
-            "rec AS (SELECT r.bank_id, r.id, r.score FROM unnest({banks_param}::text[]) AS b(bank_id) \
-               CROSS JOIN LATERAL (SELECT m.bank_id, m.id, m.effective_at, \
+            "rec AS (SELECT r.tid, r.score FROM unnest({banks_param}::text[]) AS b(bank_id) \
+               CROSS JOIN LATERAL (SELECT m.ctid AS tid, m.bank_id, m.id, m.effective_at, \
                  extract(epoch FROM m.effective_at)::float8 AS score FROM {table} m \
                  WHERE m.bank_id = b.bank_id AND {rest} ORDER BY m.effective_at DESC, m.id LIMIT {limit}) r \
                ORDER BY r.effective_at DESC, r.id, r.bank_id LIMIT {limit})"
         ));
-        selects.push(format!(
-            "SELECT {RECENCY} AS strategy, bank_id, id, score FROM rec"
-        ));
+        selects.push(format!("SELECT {RECENCY} AS strategy, tid, score FROM rec"));
     }
 
     if !selects.is_empty() {
-        // The keyword and recency candidates are fetched by key (LATERAL): the planner cannot
-        // estimate the CTEs' sizes and would otherwise scan the whole table for a hash join.
+        // The keyword and recency candidates are fetched by the row address their scan saw
+        // (`ctid`, stable for the statement's snapshot): one heap page each, where a lookup by
+        // key also walks the primary key's index. LATERAL, because the planner cannot estimate
+        // the CTEs' sizes and would otherwise scan the whole table for a hash join.
         ctes.push(format!(
             "cand AS MATERIALIZED ({})",
             selects.join(" UNION ALL ")
         ));
         rows.push(format!(
             "SELECT c.strategy, c.score, {MEMORY_COLUMNS} FROM cand c CROSS JOIN LATERAL \
-               (SELECT * FROM {table} m WHERE m.bank_id = c.bank_id AND m.id = c.id) m"
+               (SELECT * FROM {table} m WHERE m.ctid = c.tid) m"
         ));
     }
     if rows.is_empty() {
@@ -221,7 +219,7 @@ pub(crate) fn search_sql(
     ))
 }
 
-/// The keyword CTEs, ending in `kw` (bank_id, id, score), for the query text `text` (a
+/// The keyword CTEs, ending in `kw` (bank_id, id, tid, score), for the query text `text` (a
 /// parameter).
 ///
 /// The query's lexemes come from the same parser and stemmer as the documents', then are
@@ -276,17 +274,17 @@ fn keyword_ctes(
          kw_query AS (SELECT COALESCE(lex, '{{}}') AS lex, CASE WHEN COALESCE(cardinality(lex), 0) = 0 THEN NULL ELSE \
            array_to_string(ARRAY(SELECT '''' || replace(replace(l, '\\', '\\\\'), '''', '''''') || '''' \
              FROM unnest(lex) l), CASE WHEN every THEN ' & ' ELSE ' | ' END)::tsquery END AS q FROM kw_plan), \
-         kw_match AS MATERIALIZED (SELECT m.bank_id, m.id, length(m.tsv)::float8 AS dl, \
+         kw_match AS MATERIALIZED (SELECT m.bank_id, m.id, m.ctid AS tid, length(m.tsv)::float8 AS dl, \
              ts_filter(setweight(m.tsv, 'A', (SELECT lex FROM kw_query)), '{{a}}') AS qv \
            FROM {table} m WHERE m.tsv @@ (SELECT q FROM kw_query) AND {filter}{cap}), \
-         kw_tf AS MATERIALIZED (SELECT k.bank_id, k.id, k.dl, u.lexeme, cardinality(u.positions)::float8 AS tf \
+         kw_tf AS MATERIALIZED (SELECT k.bank_id, k.id, k.tid, k.dl, u.lexeme, cardinality(u.positions)::float8 AS tf \
            FROM kw_match k CROSS JOIN LATERAL unnest(k.qv) u), \
          kw_df AS MATERIALIZED (SELECT lexeme, count(*)::float8 AS df FROM kw_tf GROUP BY lexeme), \
          kw_stat AS MATERIALIZED (SELECT count(*)::float8 AS n, COALESCE(avg(dl), 1)::float8 AS avgdl FROM kw_match), \
-         kw AS (SELECT t.bank_id, t.id, sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5)) \
+         kw AS (SELECT t.bank_id, t.id, t.tid, sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5)) \
              * (t.tf * ({k1} + 1)) / (t.tf + {k1} * (1 - {b} + {b} * t.dl / GREATEST(s.avgdl, 1)))) AS score \
            FROM kw_tf t JOIN kw_df f USING (lexeme) CROSS JOIN kw_stat s \
-           GROUP BY t.bank_id, t.id ORDER BY score DESC, t.id, t.bank_id LIMIT {limit})"
+           GROUP BY t.bank_id, t.id, t.tid ORDER BY score DESC, t.id, t.bank_id LIMIT {limit})"
     )
 }
 
