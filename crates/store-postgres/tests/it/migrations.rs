@@ -452,17 +452,15 @@ async fn a_full_precision_index_is_rebuilt_on_the_half_precision_cast_by_migrati
 
 /// Bytes in the TOAST table of a tenant's memories: what went out of line.
 async fn out_of_line_bytes(admin: &tokio_postgres::Client, schema: &str) -> i64 {
-    admin
-        .query_one(
-            &format!(
-                "SELECT pg_relation_size(reltoastrelid) FROM pg_class \
-                 WHERE oid = '{schema}.astrocyte_memories'::regclass"
-            ),
-            &[],
-        )
-        .await
-        .expect("toast size")
-        .get(0)
+    let sizes: Vec<i64> = first_column(
+        admin,
+        &format!(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class \
+             WHERE oid = '{schema}.astrocyte_memories'::regclass"
+        ),
+    )
+    .await;
+    sizes[0]
 }
 
 /// `count` pseudo-random words: text that compression cannot shrink much.
