@@ -708,3 +708,89 @@ fn locomo_eval_smoke_test_on_postgres() {
         .expect("ASTROCYTE_TEST_DATABASE_URL names the test PostgreSQL");
     check_locomo(&locomo_report(&data, &["--database-url", &url]), "postgres");
 }
+
+/// `bench --keep-banks` on PostgreSQL: the first run builds the bank in a kept tenant, the
+/// second only measures it there; the settings in the environment reach the engine.
+#[test]
+fn postgres_bench_keeps_its_bank_for_the_next_run() {
+    let db = PgDatabase::create("keptbench");
+    let url = db.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keep = dir.path().join("banks");
+    let keep = keep.to_str().expect("utf-8 path");
+    let out_dir = dir.path().join("out");
+    let bench = |extra: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_astrocyte"));
+        command
+            .args([
+                "--database-url",
+                &url,
+                "--embedder",
+                "hashing",
+                "--json",
+                "bench",
+            ])
+            .args(["--sizes", "300", "--tenants", "0", "--async-retains", "0"])
+            .args(["--queries", "20", "--keep-banks", keep, "--out-dir"])
+            .arg(&out_dir)
+            .env(
+                "ASTROCYTE_ROLE_PREFIX",
+                format!("ac{}_", std::process::id()),
+            );
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let out = command.output().expect("the binary runs");
+        assert!(out.status.success(), "bench: {}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).expect("bench prints JSON")
+    };
+    let built = bench(&[]);
+    let bank = &built["banks"][0];
+    assert_eq!(bank["bank_size"], 300, "{built}");
+    assert!(
+        bank["retain_batched_per_second"].as_f64().is_some(),
+        "{built}"
+    );
+    assert!(bank.get("kept_bank").is_none(), "{built}");
+    let tenants = astrocyte_pg(&url, &["tenant", "list"]);
+    assert!(
+        String::from_utf8_lossy(&tenants.stdout).contains("bench_kept_300_42"),
+        "{}",
+        String::from_utf8_lossy(&tenants.stdout)
+    );
+    // The second run finds the bank finished and only measures recall; a semantic depth of
+    // 12 reaches the engine (the bench's recalls ask for 10 results).
+    let reused = bench(&[("ASTROCYTE_SEMANTIC_DEPTH", "12")]);
+    let bank = &reused["banks"][0];
+    assert_eq!(bank["kept_bank"], "bench_kept_300_42", "{reused}");
+    assert!(bank.get("retain_batched_per_second").is_none(), "{reused}");
+    assert!(
+        bank["recall_latency_ms"]["p50"].as_f64().is_some(),
+        "{reused}"
+    );
+    assert_eq!(
+        bank["recall_strategy_candidates"]["semantic"]["p50"], 12.0,
+        "{reused}"
+    );
+    assert_eq!(
+        bank["recall_strategy_candidates"]["keyword"]["p50"], 100.0,
+        "{reused}"
+    );
+    // An unfinished bank is refused with what to remove, not silently rebuilt.
+    std::fs::remove_file(dir.path().join("banks/postgres-bank-300/bench-bank.json"))
+        .expect("marker");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_astrocyte"));
+    let refused = command
+        .args(["--database-url", &url, "--embedder", "hashing", "bench"])
+        .args(["--sizes", "300", "--tenants", "0", "--async-retains", "0"])
+        .args(["--keep-banks", keep, "--out-dir"])
+        .arg(&out_dir)
+        .output()
+        .expect("the binary runs");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("drop the tenant bench_kept_300_42"),
+        "{}",
+        stderr(&refused)
+    );
+}

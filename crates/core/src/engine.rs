@@ -392,6 +392,10 @@ impl Engine {
             limit,
             filter: request.filter.clone(),
         };
+        // The semantic strategy's own depth: its index search costs in proportion to it.
+        let semantic_limit = max_results
+            .max(self.config.fusion.semantic_depth)
+            .min(limit);
         let embed_started = Instant::now();
         // The semantic strategy starts as soon as its vector is ready, beside the keyword
         // search rather than after it.
@@ -408,7 +412,7 @@ impl Engine {
                 vector: Some(vector),
                 text: None,
                 recency: false,
-                limit,
+                limit: semantic_limit,
                 filter: request.filter.clone(),
             };
             let hits = tenant.search(&semantic).await?.semantic;

@@ -242,6 +242,7 @@ impl Loaded {
         c.fusion.recency_half_life_days = s.recency_half_life_days;
         c.fusion.time_boost = s.time_boost;
         c.fusion.rerank_depth = s.rerank_depth;
+        c.fusion.semantic_depth = s.semantic_depth;
         c.chunking.max_chars = s.chunk_max_chars;
         c.chunking.overlap_chars = s.chunk_overlap_chars;
         c.limits.max_content_chars = s.max_content_chars;

@@ -607,3 +607,60 @@ async fn snapshots_are_written_in_the_background_every_n_changes() {
         snapshot.1.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_semantic_strategy_fetches_its_own_depth() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open"));
+    let tenant = schema("deep");
+    let requests = (0..200)
+        .map(|i| RetainRequest {
+            bank_id: "b".into(),
+            content: text_of(i),
+            ..Default::default()
+        })
+        .collect();
+    let engine = |semantic_depth: usize| {
+        let mut config = EngineConfig::default();
+        config.fusion.semantic_depth = semantic_depth;
+        Engine::new(store.clone(), Arc::new(HashingEmbedder::default()), config)
+    };
+    engine(100)
+        .retain_many(&tenant, requests)
+        .await
+        .expect("retain_many");
+    // Candidates per strategy for (semantic depth, max_results): the semantic strategy
+    // fetches its depth, at least max_results, at most what the others fetch (the reranker's
+    // depth, 100, or max_results × overfetch, 5, when that is more).
+    for (depth, max_results, semantic, keyword) in [
+        (100, 10, 100, 100),
+        (30, 10, 30, 100),
+        (70, 10, 70, 100),
+        (30, 40, 40, 200),
+        (500, 10, 100, 100),
+    ] {
+        let recalled = engine(depth)
+            .recall(
+                &tenant,
+                RecallRequest {
+                    query: "durable note about harbour and lantern".into(),
+                    banks: vec!["b".into()],
+                    max_results: Some(max_results),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("recall");
+        let counts = &recalled.trace.strategy_candidate_counts;
+        assert_eq!(
+            counts.get("semantic"),
+            Some(&semantic),
+            "depth {depth}: {counts:?}"
+        );
+        assert_eq!(
+            counts.get("keyword"),
+            Some(&keyword),
+            "depth {depth}: {counts:?}"
+        );
+    }
+}

@@ -12,8 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use astrocyte_core::store::SearchRequest;
 use astrocyte_core::{
-    BankId, EmbedPurpose, Embedder, Engine, EngineConfig, RecallFilter, RecallRequest,
-    RetainRequest, Schema,
+    BankId, EmbedPurpose, Embedder, Engine, RecallFilter, RecallRequest, RetainRequest, Schema,
 };
 use astrocyte_settings::Loaded;
 use chrono::{TimeZone, Utc};
@@ -55,8 +54,10 @@ pub struct BenchArgs {
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
     /// Keep each bank in an embedded store in `<DIR>/bank-<size>` rather than a temporary
-    /// directory. A bank an earlier run finished there (same size and seed) is not built
-    /// again: the run only measures its open to first recall, a restart in a fresh process.
+    /// directory (with --database-url: in the tenant `bench_kept_<size>_<seed>`, marked
+    /// finished in `<DIR>/postgres-bank-<size>`). A bank an earlier run finished is not built
+    /// again: the run only measures its open to first recall, a restart in a fresh process,
+    /// and recall latency.
     #[arg(long, value_name = "DIR")]
     pub keep_banks: Option<PathBuf>,
 }
@@ -287,6 +288,8 @@ struct RecallTimings {
     /// The total less the query's embedding, which a hosted model would dominate.
     without_embed_ms: Vec<f64>,
     by_strategy_ms: BTreeMap<String, Vec<f64>>,
+    /// Candidates each strategy returned per query.
+    candidates: BTreeMap<String, Vec<f64>>,
 }
 
 async fn recall_latencies(
@@ -299,6 +302,7 @@ async fn recall_latencies(
         total_ms: Vec::with_capacity(queries.len()),
         without_embed_ms: Vec::with_capacity(queries.len()),
         by_strategy_ms: BTreeMap::new(),
+        candidates: BTreeMap::new(),
     };
     for (i, q) in queries.iter().enumerate() {
         let t = Instant::now();
@@ -323,6 +327,13 @@ async fn recall_latencies(
         timings.without_embed_ms.push((total - embed).max(0.0));
         for (strategy, ms) in result.trace.strategy_timings_ms {
             timings.by_strategy_ms.entry(strategy).or_default().push(ms);
+        }
+        for (strategy, n) in result.trace.strategy_candidate_counts {
+            timings
+                .candidates
+                .entry(strategy)
+                .or_default()
+                .push(n as f64);
         }
     }
     Ok(timings)
@@ -380,32 +391,101 @@ async fn bank_scenario(
         scratch.drop().await?;
         return result;
     };
-    if loaded.settings.database_url.is_some() {
-        anyhow::bail!("--keep-banks keeps embedded stores; it does not apply to PostgreSQL");
+    let kept = KeptBank::new(loaded, root, size, args);
+    if kept.finished() {
+        return reopen_kept(loaded, embedder, size, &kept, args).await;
     }
-    let dir = root.join(format!("bank-{size}"));
-    let marker = dir.join(KEPT_MARKER);
-    let wanted = json!({"bank_size": size, "seed": args.seed});
-    if dir.exists() {
-        let found = std::fs::read_to_string(&marker)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-        if found.as_ref() != Some(&wanted) {
-            anyhow::bail!(
-                "{} holds no finished bank of {size} memories with seed {}; delete it to build one",
-                dir.display(),
-                args.seed
-            );
-        }
-        return reopen_kept(loaded, embedder, size, &dir, args).await;
+    if kept.dir.exists() {
+        anyhow::bail!(
+            "{} holds no finished bank of {size} memories with seed {}; delete it{} to build one",
+            kept.dir.display(),
+            args.seed,
+            match kept.url {
+                Some(_) => format!(" and drop the tenant {}", kept.label()),
+                None => String::new(),
+            }
+        );
     }
-    let mut scratch = ScratchStore::open_kept(loaded, "bench", &dir)?;
+    let mut scratch = kept.open(loaded, true).await?;
     let result = bank_run(&mut scratch, loaded, embedder, size, args).await?;
     // Closing writes the snapshots a restart reads; only then is the bank complete.
     drop(scratch);
-    std::fs::write(&marker, wanted.to_string())
-        .with_context(|| format!("writing {}", marker.display()))?;
+    kept.mark_finished()?;
     Ok(result)
+}
+
+/// Where `--keep-banks` keeps the bank of one size: the embedded store in `<DIR>/bank-<size>`,
+/// or on PostgreSQL the tenant `bench_kept_<size>_<seed>`, with `<DIR>/postgres-bank-<size>`
+/// holding only the marker that a run finished it.
+struct KeptBank {
+    /// The embedded store's directory, or the PostgreSQL marker's.
+    dir: std::path::PathBuf,
+    /// `--database-url`, when the bank is a PostgreSQL tenant.
+    url: Option<String>,
+    /// What the marker holds once the bank is complete.
+    wanted: Value,
+}
+
+impl KeptBank {
+    fn new(loaded: &Loaded, root: &std::path::Path, size: usize, args: &BenchArgs) -> Self {
+        let url = loaded
+            .settings
+            .database_url
+            .as_ref()
+            .map(|url| url.expose().to_string());
+        let (dir, wanted) = match url {
+            Some(_) => (
+                root.join(format!("postgres-bank-{size}")),
+                json!({"bank_size": size, "seed": args.seed, "tenant": format!("bench_kept_{size}_{}", args.seed)}),
+            ),
+            None => (
+                root.join(format!("bank-{size}")),
+                json!({"bank_size": size, "seed": args.seed}),
+            ),
+        };
+        KeptBank { dir, url, wanted }
+    }
+
+    fn marker(&self) -> std::path::PathBuf {
+        self.dir.join(KEPT_MARKER)
+    }
+
+    /// Whether an earlier run completed this bank.
+    fn finished(&self) -> bool {
+        std::fs::read_to_string(self.marker())
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .as_ref()
+            == Some(&self.wanted)
+    }
+
+    /// The bank's store and tenant; a PostgreSQL tenant is created when `create`, else it
+    /// must exist.
+    async fn open(&self, loaded: &Loaded, create: bool) -> anyhow::Result<ScratchStore> {
+        match (&self.url, self.wanted["tenant"].as_str()) {
+            (Some(url), Some(tenant)) => {
+                if create {
+                    std::fs::create_dir_all(&self.dir)
+                        .with_context(|| format!("creating {}", self.dir.display()))?;
+                }
+                ScratchStore::open_kept_postgres(loaded, url, tenant, create).await
+            }
+            _ => ScratchStore::open_kept(loaded, "bench", &self.dir),
+        }
+    }
+
+    fn mark_finished(&self) -> anyhow::Result<()> {
+        std::fs::write(self.marker(), self.wanted.to_string())
+            .with_context(|| format!("writing {}", self.marker().display()))
+    }
+
+    /// How the report names the bank: its directory, or its PostgreSQL tenant.
+    fn label(&self) -> String {
+        match self.wanted["tenant"].as_str() {
+            Some(tenant) => tenant.to_string(),
+            None => self.dir.display().to_string(),
+        }
+    }
 }
 
 /// Opens a kept bank in this fresh process and answers one recall: a restart's cost, with
@@ -416,13 +496,13 @@ async fn reopen_kept(
     loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
     size: usize,
-    dir: &std::path::Path,
+    kept: &KeptBank,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
     let query = MemoryGenerator::new(args.seed).query();
     let opened = Instant::now();
-    let scratch = ScratchStore::open_kept(loaded, "bench", dir)?;
-    let engine = Engine::new(scratch.store(), embedder, EngineConfig::default());
+    let scratch = kept.open(loaded, false).await?;
+    let engine = Engine::new(scratch.store(), embedder, loaded.engine_config());
     recall_latencies(
         &engine,
         std::slice::from_ref(scratch.schema()),
@@ -446,12 +526,13 @@ async fn reopen_kept(
     drop(scratch);
     Ok(json!({
         "bank_size": size,
-        "kept_bank": dir.display().to_string(),
+        "kept_bank": kept.label(),
         "restart": {"close_ms": round3(closing.elapsed().as_secs_f64() * 1000.0), "open_to_first_recall_ms": round3(open_ms)},
         "peak_rss_mib": round3(peak),
         "recall_latency_ms": percentiles(timings.total_ms),
         "recall_latency_without_embed_ms": percentiles(timings.without_embed_ms),
         "recall_strategy_ms": strategy_percentiles(timings.by_strategy_ms),
+        "recall_strategy_candidates": strategy_percentiles(timings.candidates),
     }))
 }
 
@@ -479,7 +560,7 @@ async fn bank_run(
     let engine = Arc::new(Engine::new(
         scratch.store(),
         embedder.clone(),
-        EngineConfig::default(),
+        loaded.engine_config(),
     ));
     let schema = scratch.schema().clone();
     let bank = BANK;
@@ -529,6 +610,7 @@ async fn bank_run(
     .await?;
     let timings = recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries).await?;
     let strategies = strategy_percentiles(timings.by_strategy_ms);
+    let candidates = strategy_percentiles(timings.candidates);
     let semantic_recall =
         semantic_recall_at_10(&engine, &schema, bank, &embedder, &queries).await?;
     let queries = Arc::new(queries);
@@ -540,7 +622,7 @@ async fn bank_run(
     let restart = match scratch.reopen(loaded)? {
         Some(closing) => {
             let opened = Instant::now();
-            let engine = Engine::new(scratch.store(), embedder, EngineConfig::default());
+            let engine = Engine::new(scratch.store(), embedder, loaded.engine_config());
             recall_latencies(&engine, std::slice::from_ref(&schema), bank, &queries[..1]).await?;
             json!({"close_ms": round3(closing.as_secs_f64() * 1000.0), "open_to_first_recall_ms": round3(opened.elapsed().as_secs_f64() * 1000.0)})
         }
@@ -554,6 +636,7 @@ async fn bank_run(
         "recall_latency_ms": percentiles(timings.total_ms),
         "recall_latency_without_embed_ms": percentiles(timings.without_embed_ms),
         "recall_strategy_ms": strategies,
+        "recall_strategy_candidates": candidates,
         "restart": restart,
         "recalls_per_second": {"concurrency_1": round3(rps1), "concurrency_8": round3(rps8)},
         "semantic_recall_at_10": round3(semantic_recall),
@@ -809,7 +892,7 @@ async fn tenants_run(
     let engine = Arc::new(Engine::new(
         store.clone(),
         embedder.clone(),
-        EngineConfig::default(),
+        loaded.engine_config(),
     ));
     let per_tenant = (args.tenant_memories / args.tenants.max(1)).max(1);
     let mut generator = MemoryGenerator::new(args.seed ^ 0x5eed);
@@ -909,7 +992,7 @@ async fn tenants_run(
         Some(url) => crate::backend::open_postgres(loaded, url.expose()).await?,
         None => store.clone(),
     };
-    let cold_engine = Engine::new(cold_store, embedder, EngineConfig::default());
+    let cold_engine = Engine::new(cold_store, embedder, loaded.engine_config());
     let cold: Vec<&Schema> = schemas
         .iter()
         .enumerate()
@@ -962,13 +1045,14 @@ async fn async_scenario(
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
     let scratch = ScratchStore::open(loaded, "bench_async").await?;
-    let result = async_run(&scratch, embedder, args).await;
+    let result = async_run(&scratch, loaded, embedder, args).await;
     scratch.drop().await?;
     result
 }
 
 async fn async_run(
     scratch: &ScratchStore,
+    loaded: &Loaded,
     embedder: Arc<dyn Embedder>,
     args: &BenchArgs,
 ) -> anyhow::Result<Value> {
@@ -986,11 +1070,7 @@ async fn async_run(
         }
     }
     let store = scratch.store();
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        embedder,
-        EngineConfig::default(),
-    ));
+    let engine = Arc::new(Engine::new(store.clone(), embedder, loaded.engine_config()));
     let schema = scratch.schema().clone();
     let queue = engine
         .tenant(&schema)

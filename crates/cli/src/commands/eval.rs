@@ -58,6 +58,9 @@ pub struct LocomoArgs {
     /// Override how many fused candidates the reranker reorders (0 = off).
     #[arg(long)]
     pub rerank_depth: Option<usize>,
+    /// Override how many candidates the semantic strategy fetches.
+    #[arg(long)]
+    pub semantic_depth: Option<usize>,
     /// Override the per-strategy over-fetch factor.
     #[arg(long)]
     pub overfetch: Option<usize>,
@@ -283,6 +286,9 @@ pub async fn locomo(
     }
     if let Some(depth) = args.rerank_depth {
         config.fusion.rerank_depth = depth;
+    }
+    if let Some(depth) = args.semantic_depth {
+        config.fusion.semantic_depth = depth;
     }
     // Rows describe the fused order the weights are fitted to reorder, as deep as it goes.
     let dump_candidates = config.fusion.rerank_depth.max(1);

@@ -1,6 +1,6 @@
 //! A throw-away tenant on the selected store, for `eval` and `bench`: a tenant created (and
 //! dropped after) on `--database-url`'s PostgreSQL, else the embedded store in a temporary
-//! directory (or one the caller keeps).
+//! directory; or one the caller keeps, on either.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub struct ScratchStore {
     schema: Schema,
     /// The embedded store's directory; `None` on PostgreSQL.
     dir: Option<ScratchDir>,
+    /// Left in place after the run (never dropped).
+    kept: bool,
 }
 
 enum ScratchDir {
@@ -52,6 +54,7 @@ impl ScratchStore {
                     store,
                     schema,
                     dir: None,
+                    kept: false,
                 })
             }
             None => {
@@ -61,6 +64,7 @@ impl ScratchStore {
                     store,
                     schema: Schema::new(label)?,
                     dir: Some(ScratchDir::Temporary(dir)),
+                    kept: false,
                 })
             }
         }
@@ -73,6 +77,33 @@ impl ScratchStore {
             store: backend::open_sqlite(loaded, dir)?,
             schema: Schema::new(label)?,
             dir: Some(ScratchDir::Kept(dir.to_path_buf())),
+            kept: true,
+        })
+    }
+
+    /// The tenant `name` on `--database-url`'s PostgreSQL, kept after the run: created when
+    /// `create`, else it must exist already.
+    pub async fn open_kept_postgres(
+        loaded: &Loaded,
+        url: &str,
+        name: &str,
+        create: bool,
+    ) -> anyhow::Result<Self> {
+        let store = backend::open_postgres(loaded, url).await?;
+        let schema = Schema::new(name)?;
+        if create {
+            store
+                .create_tenant(&schema)
+                .await
+                .with_context(|| format!("creating the kept tenant {schema}"))?;
+        } else if store.existing_tenant(&schema).await?.is_none() {
+            anyhow::bail!("the kept tenant {schema} does not exist on this server");
+        }
+        Ok(ScratchStore {
+            store,
+            schema,
+            dir: None,
+            kept: true,
         })
     }
 
@@ -105,9 +136,10 @@ impl ScratchStore {
         self.store.backend()
     }
 
-    /// Drops the tenant (its schema and role on PostgreSQL, a temporary directory otherwise).
+    /// Drops the tenant (its schema and role on PostgreSQL, a temporary directory otherwise);
+    /// a kept one stays.
     pub async fn drop(self) -> anyhow::Result<()> {
-        if self.dir.is_none() {
+        if !self.kept && self.dir.is_none() {
             self.store
                 .drop_tenant(&self.schema)
                 .await

@@ -31,6 +31,10 @@ pub struct FusionParams {
     pub time_boost: f32,
     /// How many of the top fused candidates the feature reranker reorders (0 turns it off).
     pub rerank_depth: usize,
+    /// How many candidates the semantic strategy fetches: at least the request's
+    /// `max_results`, at most what the other strategies fetch. Its vector index search's
+    /// cost grows with it.
+    pub semantic_depth: usize,
 }
 
 impl Default for FusionParams {
@@ -54,6 +58,7 @@ impl Default for FusionParams {
             recency_half_life_days: 7.0,
             time_boost: 0.5,
             rerank_depth: 100,
+            semantic_depth: 100,
         }
     }
 }
