@@ -375,7 +375,7 @@ settings! {
     /// How many of the top fused candidates the feature reranker reorders (0 = off; measured on LoCoMo).
     rerank_depth: usize = engine().fusion.rerank_depth, yaml "retrieval.rerank_depth", env ["ASTROCYTE_RERANK_DEPTH"], example "40";
     /// Candidates the semantic strategy fetches: at least the recall's `max_results`, at most what the keyword strategy fetches. Its vector search's cost follows it (measured on LoCoMo and `bench`).
-    semantic_depth: usize = engine().fusion.semantic_depth, yaml "retrieval.semantic_depth", env ["ASTROCYTE_SEMANTIC_DEPTH"], example "100";
+    semantic_depth: usize = engine().fusion.semantic_depth, yaml "retrieval.semantic_depth", env ["ASTROCYTE_SEMANTIC_DEPTH"], example "50";
     /// Longest chunk, in characters.
     chunk_max_chars: usize = engine().chunking.max_chars, yaml "chunking.max_chars", env ["ASTROCYTE_CHUNK_MAX_CHARS"], example "1024";
     /// Characters shared by consecutive chunks.
