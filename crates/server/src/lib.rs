@@ -306,7 +306,8 @@ impl BoundServer {
                 builder
                     .http1()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(head_timeout);
+                    .header_read_timeout(head_timeout)
+                    .max_headers(HTTP1_MAX_HEADERS);
                 // A peer that stops answering pings is dropped; one that answers gets the
                 // graceful close below once idle (HTTP/2's goodbye waits for a ping's answer).
                 builder
@@ -424,6 +425,11 @@ pub(crate) async fn spoke_within(
 
 /// The pause after a failed accept (such as running out of file descriptors).
 const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Headers hyper's HTTP/1 parser accepts in one request, above the served limit
+/// (`routes::MAX_REQUEST_HEADERS`): hyper's own refusal has an empty body, the router's is
+/// JSON.
+pub(crate) const HTTP1_MAX_HEADERS: usize = 1_000;
 
 /// Builds the gateway, binds the configured address and serves until `shutdown`.
 pub async fn serve(

@@ -190,6 +190,35 @@ async fn json_errors(request: Request, next: middleware::Next) -> axum::response
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
+/// Most request headers served (hyper's own default cap); the connection's parser allows
+/// up to [`crate::HTTP1_MAX_HEADERS`], so that past this one the refusal carries a JSON body.
+pub(crate) const MAX_REQUEST_HEADERS: usize = 100;
+/// Longest request target (path and query) served, in bytes. Past 64 KiB hyper refuses it
+/// itself, with an empty body.
+pub(crate) const MAX_REQUEST_TARGET_BYTES: usize = 8 * 1024;
+
+/// Refuses a request head past the limits above with 431 or 414; `json_errors` gives the
+/// message the JSON error shape.
+async fn request_head_limits(request: Request, next: middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = request.headers().len();
+    if headers > MAX_REQUEST_HEADERS {
+        let detail = format!("Too many request headers: {headers}, at most {MAX_REQUEST_HEADERS}");
+        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, detail).into_response();
+    }
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target > MAX_REQUEST_TARGET_BYTES {
+        let detail = format!(
+            "The request target (path and query) is {target} bytes, at most {MAX_REQUEST_TARGET_BYTES}"
+        );
+        return (StatusCode::URI_TOO_LONG, detail).into_response();
+    }
+    next.run(request).await
+}
+
 /// The full application: `routes()` plus `extra` (e.g. MCP) behind one middleware stack —
 /// request id, span, metrics and access log outermost, then the body cap, then the tenant
 /// middleware around every handler.
@@ -219,6 +248,7 @@ pub fn app_with(state: AppState, extra: Vec<Router<AppState>>) -> Router {
             },
         ))
         .layer(middleware::from_fn_with_state(state.clone(), browser_guard))
+        .layer(middleware::from_fn(request_head_limits))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(observability::observe))
         .with_state(state)

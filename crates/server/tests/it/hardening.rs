@@ -247,6 +247,31 @@ async fn every_error_body_is_json() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_get_json_errors() {
+    let h = Harness::new();
+    let server = serve(&h, config()).await;
+    let with_headers = |count: usize| {
+        (0..count).fold(server.client.get(server.url("/health")), |request, i| {
+            request.header(format!("x-filler-{i}"), "v")
+        })
+    };
+    // 150 headers: past the 100 served, below what the connection's parser takes.
+    let many = send(with_headers(150)).await;
+    assert_detail(&many, 431, "at most 100");
+    let fewer = send(with_headers(90)).await;
+    assert_eq!(fewer.status, 200, "{}", fewer.text);
+    let target = |bytes: usize| server.url(&format!("/health?pad={}", "a".repeat(bytes)));
+    let long = send(server.client.get(target(10_000))).await;
+    assert_detail(&long, 414, "at most 8192");
+    let shorter = send(server.client.get(target(6_000))).await;
+    assert_eq!(shorter.status, 200, "{}", shorter.text);
+    // The connection still serves after a refusal.
+    let again = send(server.client.get(server.url("/health"))).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    server.stop().await;
+}
+
 async fn mcp_server(h: &Harness, cfg: ServerConfig) -> Running {
     let state = AppState::builder(cfg, h.engine.clone())
         .build()
