@@ -193,9 +193,10 @@ async fn json_errors(request: Request, next: middleware::Next) -> axum::response
 /// Most request headers served (hyper's own default cap); the connection's parser allows
 /// up to [`crate::HTTP1_MAX_HEADERS`], so that past this one the refusal carries a JSON body.
 pub(crate) const MAX_REQUEST_HEADERS: usize = 100;
-/// Longest request target (path and query) served, in bytes. Past 64 KiB hyper refuses it
-/// itself, with an empty body.
-pub(crate) const MAX_REQUEST_TARGET_BYTES: usize = 8 * 1024;
+/// Longest request target (path and query) served, in bytes: room for a listing's two text
+/// filters at their longest (`MAX_TEXT_FILTER_BYTES`) percent-encoded, three bytes a byte.
+/// Past 64 KiB hyper refuses a target itself, with an empty body.
+pub(crate) const MAX_REQUEST_TARGET_BYTES: usize = 32 * 1024;
 
 /// Refuses a request head past the limits above with 431 or 414; `json_errors` gives the
 /// message the JSON error shape.

@@ -262,9 +262,9 @@ async fn oversized_request_heads_get_json_errors() {
     let fewer = send(with_headers(90)).await;
     assert_eq!(fewer.status, 200, "{}", fewer.text);
     let target = |bytes: usize| server.url(&format!("/health?pad={}", "a".repeat(bytes)));
-    let long = send(server.client.get(target(10_000))).await;
-    assert_detail(&long, 414, "at most 8192");
-    let shorter = send(server.client.get(target(6_000))).await;
+    let long = send(server.client.get(target(40_000))).await;
+    assert_detail(&long, 414, "at most 32768");
+    let shorter = send(server.client.get(target(30_000))).await;
     assert_eq!(shorter.status, 200, "{}", shorter.text);
     // The connection still serves after a refusal.
     let again = send(server.client.get(server.url("/health"))).await;
