@@ -740,11 +740,13 @@ fn postgres_bench_keeps_its_bank_for_the_next_run() {
         for (name, value) in extra {
             command.env(name, value);
         }
-        let out = command.output().expect("the binary runs");
+        command.output().expect("the binary runs")
+    };
+    let report = |out: Output| {
         assert!(out.status.success(), "bench: {}", stderr(&out));
         serde_json::from_slice::<Value>(&out.stdout).expect("bench prints JSON")
     };
-    let built = bench(&[]);
+    let built = report(bench(&[]));
     let bank = &built["banks"][0];
     assert_eq!(bank["bank_size"], 300, "{built}");
     assert!(
@@ -760,7 +762,7 @@ fn postgres_bench_keeps_its_bank_for_the_next_run() {
     );
     // The second run finds the bank finished and only measures recall; a semantic depth of
     // 12 reaches the engine (the bench's recalls ask for 10 results).
-    let reused = bench(&[("ASTROCYTE_SEMANTIC_DEPTH", "12")]);
+    let reused = report(bench(&[("ASTROCYTE_SEMANTIC_DEPTH", "12")]));
     let bank = &reused["banks"][0];
     assert_eq!(bank["kept_bank"], "bench_kept_300_42", "{reused}");
     assert!(bank.get("retain_batched_per_second").is_none(), "{reused}");
@@ -779,14 +781,7 @@ fn postgres_bench_keeps_its_bank_for_the_next_run() {
     // An unfinished bank is refused with what to remove, not silently rebuilt.
     std::fs::remove_file(dir.path().join("banks/postgres-bank-300/bench-bank.json"))
         .expect("marker");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_astrocyte"));
-    let refused = command
-        .args(["--database-url", &url, "--embedder", "hashing", "bench"])
-        .args(["--sizes", "300", "--tenants", "0", "--async-retains", "0"])
-        .args(["--keep-banks", keep, "--out-dir"])
-        .arg(&out_dir)
-        .output()
-        .expect("the binary runs");
+    let refused = bench(&[]);
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("drop the tenant bench_kept_300_42"),

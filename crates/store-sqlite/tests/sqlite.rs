@@ -35,6 +35,17 @@ fn bank(name: &str) -> BankId {
     BankId::new(name).expect("valid bank")
 }
 
+/// Retain requests for `count` distinct notes into bank `b`.
+fn notes(count: usize) -> Vec<RetainRequest> {
+    (0..count)
+        .map(|i| RetainRequest {
+            bank_id: "b".into(),
+            content: text_of(i),
+            ..Default::default()
+        })
+        .collect()
+}
+
 fn text_of(i: usize) -> String {
     format!(
         "Durable note n{i} about harbour h{} and lantern l{}",
@@ -463,15 +474,8 @@ async fn concurrent_recalls_agree() {
     let (_store, engine) = engine_over(dir.path(), SqliteOptions::default());
     let engine = Arc::new(engine);
     let tenant = schema("busy");
-    let requests = (0..200)
-        .map(|i| RetainRequest {
-            bank_id: "b".into(),
-            content: text_of(i),
-            ..Default::default()
-        })
-        .collect();
     engine
-        .retain_many(&tenant, requests)
+        .retain_many(&tenant, notes(200))
         .await
         .expect("retain_many");
     let query = || RecallRequest {
@@ -613,20 +617,13 @@ async fn the_semantic_strategy_fetches_its_own_depth() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open"));
     let tenant = schema("deep");
-    let requests = (0..200)
-        .map(|i| RetainRequest {
-            bank_id: "b".into(),
-            content: text_of(i),
-            ..Default::default()
-        })
-        .collect();
     let engine = |semantic_depth: usize| {
         let mut config = EngineConfig::default();
         config.fusion.semantic_depth = semantic_depth;
         Engine::new(store.clone(), Arc::new(HashingEmbedder::default()), config)
     };
     engine(100)
-        .retain_many(&tenant, requests)
+        .retain_many(&tenant, notes(200))
         .await
         .expect("retain_many");
     // Candidates per strategy for (semantic depth, max_results): the semantic strategy
