@@ -400,8 +400,8 @@ async fn bank_scenario(
             "{} holds no finished bank of {size} memories with seed {}; delete it{} to build one",
             kept.dir.display(),
             args.seed,
-            match kept.url {
-                Some(_) => format!(" and drop the tenant {}", kept.label()),
+            match &kept.postgres {
+                Some((_, tenant)) => format!(" and drop the tenant {tenant}"),
                 None => String::new(),
             }
         );
@@ -420,30 +420,33 @@ async fn bank_scenario(
 struct KeptBank {
     /// The embedded store's directory, or the PostgreSQL marker's.
     dir: std::path::PathBuf,
-    /// `--database-url`, when the bank is a PostgreSQL tenant.
-    url: Option<String>,
+    /// `--database-url` and the tenant, when the bank is a PostgreSQL tenant.
+    postgres: Option<(String, String)>,
     /// What the marker holds once the bank is complete.
     wanted: Value,
 }
 
 impl KeptBank {
     fn new(loaded: &Loaded, root: &std::path::Path, size: usize, args: &BenchArgs) -> Self {
-        let url = loaded
-            .settings
-            .database_url
-            .as_ref()
-            .map(|url| url.expose().to_string());
-        let (dir, wanted) = match url {
-            Some(_) => (
+        let postgres = loaded.settings.database_url.as_ref().map(|url| {
+            let tenant = format!("bench_kept_{size}_{}", args.seed);
+            (url.expose().to_string(), tenant)
+        });
+        let (dir, wanted) = match &postgres {
+            Some((_, tenant)) => (
                 root.join(format!("postgres-bank-{size}")),
-                json!({"bank_size": size, "seed": args.seed, "tenant": format!("bench_kept_{size}_{}", args.seed)}),
+                json!({"bank_size": size, "seed": args.seed, "tenant": tenant}),
             ),
             None => (
                 root.join(format!("bank-{size}")),
                 json!({"bank_size": size, "seed": args.seed}),
             ),
         };
-        KeptBank { dir, url, wanted }
+        KeptBank {
+            dir,
+            postgres,
+            wanted,
+        }
     }
 
     fn marker(&self) -> std::path::PathBuf {
@@ -462,15 +465,15 @@ impl KeptBank {
     /// The bank's store and tenant; a PostgreSQL tenant is created when `create`, else it
     /// must exist.
     async fn open(&self, loaded: &Loaded, create: bool) -> anyhow::Result<ScratchStore> {
-        match (&self.url, self.wanted["tenant"].as_str()) {
-            (Some(url), Some(tenant)) => {
+        match &self.postgres {
+            Some((url, tenant)) => {
                 if create {
                     std::fs::create_dir_all(&self.dir)
                         .with_context(|| format!("creating {}", self.dir.display()))?;
                 }
                 ScratchStore::open_kept_postgres(loaded, url, tenant, create).await
             }
-            _ => ScratchStore::open_kept(loaded, "bench", &self.dir),
+            None => ScratchStore::open_kept(loaded, "bench", &self.dir),
         }
     }
 
@@ -481,8 +484,8 @@ impl KeptBank {
 
     /// How the report names the bank: its directory, or its PostgreSQL tenant.
     fn label(&self) -> String {
-        match self.wanted["tenant"].as_str() {
-            Some(tenant) => tenant.to_string(),
+        match &self.postgres {
+            Some((_, tenant)) => tenant.clone(),
             None => self.dir.display().to_string(),
         }
     }
