@@ -757,3 +757,126 @@ async fn acknowledged_retains_survive_kill_9_on_postgres() {
         "{rows}"
     );
 }
+
+/// HNSW indexes of the default tenant and whether its vector index is marked set aside.
+fn default_tenant_index(url: &str) -> (usize, bool) {
+    let indexes = psql(
+        url,
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' \
+         AND tablename = 'astrocyte_memories' AND indexdef LIKE '%USING hnsw%'",
+    );
+    let marks = psql(
+        url,
+        "SELECT count(*) FROM public.astrocyte_meta WHERE key = 'vector_index_deferred'",
+    );
+    (
+        indexes.trim().parse().expect("a count"),
+        marks.trim() != "0",
+    )
+}
+
+/// An import killed with SIGKILL half way leaves the tenant's vector index set aside (an
+/// import into a small tenant builds it once, at its end); the next server to use the tenant
+/// builds it, and recall finds what the import stored, before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_half_way_has_its_index_built_by_the_next_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = ScratchDb::create("bulk");
+    let url = db.url();
+    let env = [("ASTROCYTE_ROLE_PREFIX", db.role_prefix.as_str())];
+    let file = dir.path().join("bank.jsonl");
+    let mut ama = String::from(
+        "{\"_ama_version\":1,\"bank_id\":\"notes\",\"exported_at\":\"2024-01-01T00:00:00Z\",\
+         \"provider\":\"test\",\"memory_count\":100000}\n",
+    );
+    for i in 0..100_000 {
+        ama.push_str(&json!({"id": format!("r{i}"), "text": text(i)}).to_string());
+        ama.push('\n');
+    }
+    std::fs::write(&file, ama).expect("write the file");
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_astrocyte"));
+        command
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--database-url", &url])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env("ASTROCYTE_EMBEDDER", "hashing")
+            .env("ASTROCYTE_LOG", "warn")
+            .env("ASTROCYTE_ROLE_PREFIX", &db.role_prefix);
+        command
+    };
+    let created = cli(&["tenant", "create", "public"])
+        .output()
+        .expect("tenant create runs");
+    assert!(created.status.success(), "{created:?}");
+    let mut import = cli(&["import", "--bank", "notes"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("import starts");
+    // 0 until the import has created the default tenant's tables.
+    let count = || {
+        let out = Command::new("psql")
+            .args([
+                url.as_str(),
+                "-Atq",
+                "-c",
+                "SELECT count(*) FROM public.astrocyte_memories WHERE bank_id = 'notes'",
+            ])
+            .output()
+            .expect("psql runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<usize>()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() < 2_000 {
+        assert!(Instant::now() < deadline, "the import stored too little");
+        assert!(
+            import.try_wait().expect("wait").is_none(),
+            "the import ended before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    import.kill().expect("SIGKILL delivered");
+    let _ = import.wait();
+    let stored = count();
+    assert!(stored < 100_000, "the kill came after the import");
+    assert_eq!(default_tenant_index(&url), (0, true));
+
+    let server = Server::start_on(dir.path(), Some(&url), false, &env);
+    server.ready().await;
+    let client = reqwest::Client::new();
+    let recall = |query: String| {
+        let (client, base) = (client.clone(), server.base.clone());
+        async move {
+            let (status, body) = post(
+                &client,
+                format!("{base}/v1/recall"),
+                json!({"bank_id": "notes", "query": query, "max_results": 5}),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["hits"]
+                .as_array()
+                .expect("hits")
+                .iter()
+                .map(|hit| hit["memory_id"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    // The first request uses the tenant: searched exactly until the index is back.
+    assert!(recall(text(1_234)).await.contains(&"r1234".to_string()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while default_tenant_index(&url) != (1, false) {
+        assert!(Instant::now() < deadline, "the index was never built");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recall(text(1_500)).await.contains(&"r1500".to_string()));
+    assert_eq!(count(), stored, "nothing was lost or added");
+}

@@ -2,6 +2,7 @@
 //! size is exported whole, and the path policy that confines files to configured roots.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -11,12 +12,14 @@ use crate::embed::EmbedPurpose;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{
-    BankId, ForgetMode, ForgetSelector, Memory, Metadata, NewMemory, Timestamp, DEFAULT_FACT_TYPE,
+    BankId, ForgetMode, ForgetSelector, Memory, MemoryId, Metadata, NewMemory, Timestamp,
+    DEFAULT_FACT_TYPE,
 };
 use crate::pipeline::validate::{
     check_content, check_id, check_metadata_scalars, check_metadata_shape, check_text,
     check_timestamp, normalize_tags, sanitize_metadata, RetainLimits, MAX_ID_BYTES,
 };
+use crate::store::TenantStore;
 use crate::tenancy::Schema;
 
 /// Memories read per page while exporting.
@@ -325,6 +328,19 @@ impl Engine {
                 header.ama_version
             )));
         }
+        let bulk = BulkLoad::begin(&tenant).await?;
+        let read = self.import_lines(&tenant, &bank, on_conflict, lines).await;
+        bulk.end(read).await
+    }
+
+    /// The records of an import after its header, in batches.
+    async fn import_lines<R: AsyncBufRead + Unpin + Send>(
+        &self,
+        tenant: &Arc<dyn TenantStore>,
+        bank: &BankId,
+        on_conflict: OnConflict,
+        mut lines: tokio::io::Split<R>,
+    ) -> Result<ImportReport> {
         let mut report = ImportReport::default();
         let mut batch: Vec<(u64, AmaRecord)> = Vec::new();
         let mut number = 1u64;
@@ -346,8 +362,8 @@ impl Engine {
             }
             if batch.len() >= 256 {
                 self.import_batch(
-                    &tenant,
-                    &bank,
+                    tenant,
+                    bank,
                     on_conflict,
                     std::mem::take(&mut batch),
                     &mut report,
@@ -355,14 +371,14 @@ impl Engine {
                 .await?;
             }
         }
-        self.import_batch(&tenant, &bank, on_conflict, batch, &mut report)
+        self.import_batch(tenant, bank, on_conflict, batch, &mut report)
             .await?;
         Ok(report)
     }
 
     async fn import_batch(
         &self,
-        tenant: &std::sync::Arc<dyn crate::store::TenantStore>,
+        tenant: &Arc<dyn TenantStore>,
         bank: &BankId,
         on_conflict: OnConflict,
         records: Vec<(u64, AmaRecord)>,
@@ -375,6 +391,11 @@ impl Engine {
         // Where each id of this batch went in `accepted`: a later line with the same id is
         // skipped or replaces it, as a stored one would be.
         let mut placed: std::collections::HashMap<String, usize> = Default::default();
+        // One look-up for the whole batch: a round trip per record was most of an import's
+        // time on PostgreSQL.
+        let ids: Vec<MemoryId> = records.iter().map(|(_, r)| r.id.clone()).collect();
+        let stored: std::collections::HashSet<MemoryId> =
+            tenant.existing(bank, &ids).await?.into_iter().collect();
         for (line, record) in records {
             let tags = record.tags.clone().unwrap_or_default();
             let metadata = record.metadata.clone().unwrap_or_default();
@@ -396,7 +417,7 @@ impl Engine {
                 report.skipped += 1;
                 continue;
             }
-            if earlier.is_none() && tenant.exists(bank, &record.id).await? {
+            if earlier.is_none() && stored.contains(&record.id) {
                 match on_conflict {
                     OnConflict::Skip => {
                         report.skipped += 1;
@@ -481,6 +502,47 @@ impl Engine {
         tenant.insert(rows).await?;
         // Imported turns lend each other (and the bank's) context as retained ones do.
         self.relink_threads(tenant.as_ref(), &threaded, true).await
+    }
+}
+
+/// A bulk load in progress (see [`TenantStore::begin_bulk_load`]): ended by [`BulkLoad::end`],
+/// or, when the import is dropped half way (a client that hung up), on a task of its own.
+struct BulkLoad {
+    tenant: Option<Arc<dyn TenantStore>>,
+}
+
+impl BulkLoad {
+    async fn begin(tenant: &Arc<dyn TenantStore>) -> Result<Self> {
+        let started = tenant.begin_bulk_load().await?;
+        Ok(BulkLoad {
+            tenant: started.then(|| Arc::clone(tenant)),
+        })
+    }
+
+    /// Ends the load after `outcome`; the import's own error comes first.
+    async fn end<T>(mut self, outcome: Result<T>) -> Result<T> {
+        let ended = match self.tenant.take() {
+            Some(tenant) => tenant.end_bulk_load().await,
+            None => Ok(()),
+        };
+        let value = outcome?;
+        ended?;
+        Ok(value)
+    }
+}
+
+impl Drop for BulkLoad {
+    fn drop(&mut self) {
+        let Some(tenant) = self.tenant.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = tenant.end_bulk_load().await {
+                    tracing::warn!(%error, "an abandoned import's bulk load did not end");
+                }
+            });
+        }
     }
 }
 

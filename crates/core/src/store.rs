@@ -190,6 +190,19 @@ pub trait TenantStore: Send + Sync {
     /// Writes all memories in one transaction: all or none become visible.
     async fn insert(&self, memories: Vec<NewMemory>) -> Result<()>;
 
+    /// Readies the tenant for many inserts in a row (an import). A store whose vector index
+    /// is much cheaper to build once than to grow row by row may set it aside, searching
+    /// exactly meanwhile. Returns whether [`end_bulk_load`](Self::end_bulk_load) must follow.
+    async fn begin_bulk_load(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Ends a bulk load [`begin_bulk_load`](Self::begin_bulk_load) started: builds what it
+    /// set aside.
+    async fn end_bulk_load(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// For each vector, the most similar visible memory in `bank` and its cosine similarity when
     /// that similarity is at least `min_score`, answered by the vector index (near-duplicate
     /// checks; never a scan of the bank). The bar lets a store skip resolving the ids of the
@@ -224,8 +237,16 @@ pub trait TenantStore: Send + Sync {
     /// Visible memories by id (in the given order, missing ids skipped).
     async fn get(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<Memory>>;
 
+    /// Which of `ids` exist in the bank (visible or soft-deleted), in one look-up.
+    async fn existing(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<MemoryId>>;
+
     /// Whether a memory with this id exists in the bank (visible or soft-deleted).
-    async fn exists(&self, bank: &BankId, id: &MemoryId) -> Result<bool>;
+    async fn exists(&self, bank: &BankId, id: &MemoryId) -> Result<bool> {
+        Ok(!self
+            .existing(bank, std::slice::from_ref(id))
+            .await?
+            .is_empty())
+    }
 
     /// Forgets what the selector names at `now`; returns how many memories were affected.
     async fn forget(

@@ -311,6 +311,8 @@ impl Loaded {
             hnsw_ef_construction: s.postgres_hnsw_ef_construction,
             hnsw_ef_search: s.postgres_hnsw_ef_search,
             keyword_posting_budget: s.postgres_keyword_posting_budget,
+            bulk_load_below: s.postgres_import_builds_index_below,
+            index_build_memory_mb: s.postgres_index_build_memory_mb,
             server_urls: s.postgres_server_urls.clone(),
             placement: s.postgres_placement,
         }

@@ -17,6 +17,7 @@
 
 mod analyze;
 mod browse;
+mod bulk;
 mod directory;
 mod entities;
 mod error;

@@ -231,7 +231,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
                 .replace('\'', "''");
             let old = format!("{}.{VECTOR_HNSW_INDEX}", quoted_schema(&t.schema));
             vec![
-                "SET LOCAL statement_timeout = 0".to_string(),
+                t.vector.hnsw.build_settings(),
                 format!(
                     "DO $migration$ DECLARE dimension integer; BEGIN \
                        SELECT value::integer INTO dimension FROM {meta} WHERE key = '{META_DIMENSION}'; \

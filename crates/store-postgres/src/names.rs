@@ -251,6 +251,23 @@ pub(crate) struct HnswParams {
     pub(crate) m: usize,
     pub(crate) ef_construction: usize,
     pub(crate) ef_search: usize,
+    /// A bulk load into a tenant holding fewer rows than this builds the index once at its end
+    /// (0: never); see `bulk.rs`.
+    pub(crate) bulk_load_below: usize,
+    /// `maintenance_work_mem` in MiB for the index builds the store starts (0: the server's).
+    pub(crate) build_memory_mb: usize,
+}
+
+impl HnswParams {
+    /// `SET LOCAL` statements for a transaction that builds an index: no statement timeout (a
+    /// build is bounded by the tenant's size) and the configured build memory.
+    pub(crate) fn build_settings(&self) -> String {
+        let memory = match self.build_memory_mb {
+            0 => String::new(),
+            mb => format!(" SET LOCAL maintenance_work_mem = '{mb}MB';"),
+        };
+        format!("SET LOCAL statement_timeout = 0;{memory}")
+    }
 }
 
 impl VectorSql {

@@ -987,7 +987,11 @@ async fn index_embedding(
         return Ok(());
     }
     writing
-        .batch(&target.vector.index_ddl(memories, &dimension.to_string()))
+        .batch(&format!(
+            "{} {}",
+            target.vector.hnsw.build_settings(),
+            target.vector.index_ddl(memories, &dimension.to_string())
+        ))
         .await
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use astrocyte_core::browse::{Change, ChangeQuery, ListQuery, MemoryPatch};
@@ -13,7 +13,6 @@ use astrocyte_core::store::{
     ContextUpdate, EmbeddingSpace, EntityQuery, EntitySummary, ScoredMemory, SearchRequest,
     SearchResponse, StrategyHits,
 };
-use astrocyte_core::tenancy::fq_table;
 use astrocyte_core::{
     BankId, Error, ForgetMode, ForgetSelector, Memory, MemoryId, NewMemory, RecallFilter, Result,
     Schema, TenantStore, Timestamp,
@@ -28,7 +27,7 @@ use crate::analyze::StatisticsRefresh;
 use crate::entities::EntityRows;
 use crate::error::{PgError, PgResult};
 use crate::jobs::PgJobQueue;
-use crate::names::{HNSW_INDEX, HNSW_MAX_DIMENSION, LOCK_SPACE};
+use crate::names::{HNSW_MAX_DIMENSION, LOCK_SPACE};
 use crate::replica::TenantReads;
 use crate::search::{search_settings, search_sql, KEYWORD, RECENCY, SEMANTIC, SEMANTIC_TIE_MARGIN};
 use crate::session::{TenantBinding, TenantTransaction};
@@ -39,6 +38,8 @@ const VECTOR_MAX_DIMENSION: usize = 16000;
 
 const META_MODEL: &str = "embedding_model";
 pub(crate) const META_DIMENSION: &str = "embedding_dimension";
+/// Present while a bulk load has the vector index set aside (see `bulk.rs`): the time it did.
+pub(crate) const META_INDEX_DEFERRED: &str = "vector_index_deferred";
 
 /// A handle on one tenant's memories.
 #[derive(Debug)]
@@ -56,13 +57,19 @@ pub struct PostgresTenant {
     reads: TenantReads,
     /// Rows a keyword search may score (0: no limit); see `search::keyword_ctes`.
     keyword_posting_budget: usize,
+    /// Bulk loads this handle has running (see `bulk.rs`).
+    pub(crate) bulk_loads: AtomicUsize,
+    /// This handle, for work it hands to a task of its own.
+    pub(crate) me: Weak<PostgresTenant>,
 }
 
 /// The embedding space as recorded in the tenant's meta table.
 #[derive(Debug, Default)]
-struct StoredSpace {
+pub(crate) struct StoredSpace {
     model: Option<String>,
-    dimension: Option<usize>,
+    pub(crate) dimension: Option<usize>,
+    /// A bulk load set the vector index aside: typing the column builds none.
+    pub(crate) index_deferred: bool,
 }
 
 impl PostgresTenant {
@@ -71,11 +78,14 @@ impl PostgresTenant {
         binding: TenantBinding,
         reads: TenantReads,
         keyword_posting_budget: usize,
+        me: Weak<PostgresTenant>,
     ) -> Self {
         PostgresTenant {
+            me,
             reads,
             keyword_posting_budget,
             dimension: AtomicUsize::new(0),
+            bulk_loads: AtomicUsize::new(0),
             statistics: Arc::new(StatisticsRefresh::default()),
             jobs: Arc::new(PgJobQueue::new(pool.clone(), binding.clone())),
             pool,
@@ -116,7 +126,10 @@ impl PostgresTenant {
     }
 
     /// Serialises space changes for this tenant, then reads the recorded space.
-    async fn locked_space(&self, transaction: &TenantTransaction) -> PgResult<StoredSpace> {
+    pub(crate) async fn locked_space(
+        &self,
+        transaction: &TenantTransaction,
+    ) -> PgResult<StoredSpace> {
         let mut params = Params::default();
         let class = params.push(LOCK_SPACE, Type::INT4);
         let key = params.push(self.binding.schema.as_str().to_string(), Type::TEXT);
@@ -138,6 +151,7 @@ impl PostgresTenant {
             let value: String = row.try_get("value")?;
             match key.as_str() {
                 META_MODEL => space.model = Some(value),
+                META_INDEX_DEFERRED => space.index_deferred = true,
                 META_DIMENSION => {
                     space.dimension = Some(value.parse().map_err(|_| {
                         PgError::Decode(format!("embedding dimension {value:?} is not a number"))
@@ -149,9 +163,15 @@ impl PostgresTenant {
         Ok(space)
     }
 
-    /// Types the vector column as `vector(dimension)` and builds the HNSW cosine index. Runs
-    /// once per tenant, on an empty table, as the tenant role (which owns the table).
-    async fn fix_dimension(&self, transaction: &TenantTransaction, dimension: usize) -> Result<()> {
+    /// Types the vector column as `vector(dimension)` and builds the HNSW cosine index (unless
+    /// a bulk load set it aside: `deferred`). Runs once per tenant, on an empty table, as the
+    /// tenant role (which owns the table).
+    async fn fix_dimension(
+        &self,
+        transaction: &TenantTransaction,
+        dimension: usize,
+        deferred: bool,
+    ) -> Result<()> {
         if dimension == 0 || dimension > VECTOR_MAX_DIMENSION {
             return Err(Error::invalid(format!(
                 "embedding dimension must be between 1 and {VECTOR_MAX_DIMENSION}, got {dimension}"
@@ -163,7 +183,7 @@ impl PostgresTenant {
             "ALTER TABLE {table} ALTER COLUMN embedding TYPE {ty}({dimension}) USING embedding::{ty}({dimension}); ",
             ty = vector.vector
         );
-        if dimension <= HNSW_MAX_DIMENSION {
+        if dimension <= HNSW_MAX_DIMENSION && !deferred {
             ddl.push_str(&vector.index_ddl(table, &dimension.to_string()));
         }
         transaction.batch(&ddl).await?;
@@ -182,7 +202,7 @@ impl PostgresTenant {
         Ok(())
     }
 
-    async fn set_meta(
+    pub(crate) async fn set_meta(
         &self,
         transaction: &TenantTransaction,
         key: &str,
@@ -218,7 +238,8 @@ impl PostgresTenant {
                 let known = match space.dimension {
                     Some(known) => known,
                     None => {
-                        self.fix_dimension(transaction, dimension).await?;
+                        self.fix_dimension(transaction, dimension, space.index_deferred)
+                            .await?;
                         dimension
                     }
                 };
@@ -235,13 +256,15 @@ impl PostgresTenant {
         Ok(known)
     }
 
-    /// Compares `space` with the recorded one, recording what is missing.
+    /// Compares `space` with the recorded one, recording what is missing. Returns whether a
+    /// bulk load has the vector index set aside.
     async fn ensure_space_in(
         &self,
         transaction: &TenantTransaction,
         space: &EmbeddingSpace,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let stored = self.locked_space(transaction).await?;
+        let deferred = stored.index_deferred;
         let mismatch =
             |stored_model: Option<String>, stored_dimension: usize| Error::DimensionMismatch {
                 stored_model: stored_model.unwrap_or_else(|| "unknown".into()),
@@ -256,12 +279,17 @@ impl PostgresTenant {
             (Some(dimension), Some(model)) if model != space.model => {
                 Err(mismatch(Some(model), dimension))
             }
-            (Some(_), Some(_)) => Ok(()),
+            (Some(_), Some(_)) => Ok(deferred),
             // Typed by an insert before any space was recorded: adopt the model.
-            (Some(_), None) => Ok(self.set_meta(transaction, META_MODEL, &space.model).await?),
+            (Some(_), None) => {
+                self.set_meta(transaction, META_MODEL, &space.model).await?;
+                Ok(deferred)
+            }
             (None, _) => {
-                self.fix_dimension(transaction, space.dimension).await?;
-                Ok(self.set_meta(transaction, META_MODEL, &space.model).await?)
+                self.fix_dimension(transaction, space.dimension, deferred)
+                    .await?;
+                self.set_meta(transaction, META_MODEL, &space.model).await?;
+                Ok(deferred)
             }
         }
     }
@@ -278,7 +306,10 @@ impl PostgresTenant {
     ) -> Result<()> {
         let stored = self.locked_space(transaction).await?;
         match stored.dimension {
-            None => self.fix_dimension(transaction, space.dimension).await?,
+            None => {
+                self.fix_dimension(transaction, space.dimension, stored.index_deferred)
+                    .await?
+            }
             Some(dimension) if dimension != space.dimension => {
                 if !self.is_empty(transaction).await? {
                     return Err(Error::Unsupported(format!(
@@ -288,8 +319,7 @@ impl PostgresTenant {
                     )));
                 }
                 // Empty: drop the old index and record, then type the column afresh.
-                let index = fq_table(&self.binding.schema, HNSW_INDEX)
-                    .expect("the index name constant is a valid identifier");
+                let index = self.hnsw_index();
                 let mut params = Params::default();
                 let key = params.push(META_DIMENSION.to_string(), Type::TEXT);
                 transaction
@@ -301,7 +331,8 @@ impl PostgresTenant {
                         &params,
                     )
                     .await?;
-                self.fix_dimension(transaction, space.dimension).await?;
+                self.fix_dimension(transaction, space.dimension, stored.index_deferred)
+                    .await?;
             }
             Some(_) => {}
         }
@@ -483,15 +514,31 @@ impl TenantStore for PostgresTenant {
     #[instrument(skip_all, fields(tenant = %self.binding.schema))]
     async fn ensure_embedding_space(&self, space: &EmbeddingSpace) -> Result<()> {
         let mut transaction = self.begin("").await?;
-        match self.ensure_space_in(&transaction, space).await {
-            Ok(()) => transaction.finish("COMMIT").await?,
+        let deferred = match self.ensure_space_in(&transaction, space).await {
+            Ok(deferred) => {
+                transaction.finish("COMMIT").await?;
+                deferred
+            }
             Err(error) => {
                 let _ = transaction.finish("ROLLBACK").await;
                 return Err(error);
             }
-        }
+        };
         self.remember_dimension(space.dimension);
+        // Seen on a tenant's first use by this process: a bulk load elsewhere, or one that
+        // ended in a crash.
+        if deferred {
+            self.recover_deferred_index();
+        }
         Ok(())
+    }
+
+    async fn begin_bulk_load(&self) -> Result<bool> {
+        self.start_bulk_load().await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.finish_bulk_load().await
     }
 
     #[instrument(skip_all, fields(tenant = %self.binding.schema, count = memories.len()))]
@@ -752,12 +799,15 @@ impl TenantStore for PostgresTenant {
         Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
     }
 
-    async fn exists(&self, bank: &BankId, id: &MemoryId) -> Result<bool> {
+    async fn existing(&self, bank: &BankId, ids: &[MemoryId]) -> Result<Vec<MemoryId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut params = Params::default();
         let bank = params.push(bank.as_str().to_string(), Type::TEXT);
-        let id = params.push(id.clone(), Type::TEXT);
+        let wanted = params.push(ids.to_vec(), Type::TEXT_ARRAY);
         let sql = format!(
-            "SELECT 1 FROM {} m WHERE m.bank_id = {bank} AND m.id = {id}",
+            "SELECT m.id FROM {} m WHERE m.bank_id = {bank} AND m.id = ANY({wanted}::text[])",
             self.binding.tables.memories
         );
         let rows = self
@@ -765,7 +815,9 @@ impl TenantStore for PostgresTenant {
             .await?
             .typed_then_commit(&sql, &params)
             .await?;
-        Ok(!rows.is_empty())
+        rows.iter()
+            .map(|row| Ok(row.try_get::<_, String>("id").map_err(PgError::from)?))
+            .collect()
     }
 
     #[instrument(skip_all, fields(tenant = %self.binding.schema, bank = %bank))]

@@ -409,12 +409,16 @@ impl TenantInner {
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
-    fn exists(&self, bank: &BankId, id: &MemoryId) -> StoreResult<bool> {
+    fn existing(&self, bank: &BankId, ids: &[MemoryId]) -> StoreResult<Vec<MemoryId>> {
         let reader = self.readers.get()?;
         let mut statement = reader.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM memories WHERE bank_id = ?1 AND id = ?2)",
+            "SELECT id FROM memories WHERE bank_id = ?1 AND id IN (SELECT value FROM json_each(?2))",
         )?;
-        Ok(statement.query_row(params![bank.as_str(), id], |row| row.get(0))?)
+        let wanted = serde_json::to_string(ids)?;
+        let found = statement
+            .query_map(params![bank.as_str(), wanted], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(found)
     }
 
     fn list_banks(&self) -> StoreResult<Vec<BankId>> {
@@ -867,10 +871,15 @@ impl TenantStore for SqliteTenant {
     }
 
     #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank))]
-    async fn exists(&self, bank: &BankId, id: &MemoryId) -> astrocyte_core::Result<bool> {
+    async fn existing(
+        &self,
+        bank: &BankId,
+        ids: &[MemoryId],
+    ) -> astrocyte_core::Result<Vec<MemoryId>> {
         let bank = bank.clone();
-        let id = id.clone();
-        self.blocking(move |inner| inner.exists(&bank, &id)).await
+        let ids = ids.to_vec();
+        self.blocking(move |inner| inner.existing(&bank, &ids))
+            .await
     }
 
     #[instrument(skip_all, fields(tenant = %self.inner.schema, bank = %bank, ?mode))]

@@ -2,6 +2,7 @@
 //! (`ASTROCYTE_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
 
 mod behaviour;
+mod bulk;
 mod conformance;
 mod defence;
 mod isolation;
