@@ -328,8 +328,10 @@ impl Engine {
                 header.ama_version
             )));
         }
-        let bulk = BulkLoad::begin(&tenant).await?;
-        let read = self.import_lines(&tenant, &bank, on_conflict, lines).await;
+        let mut bulk = BulkLoad::new(&tenant);
+        let read = self
+            .import_lines(&tenant, &bank, on_conflict, lines, &mut bulk)
+            .await;
         bulk.end(read).await
     }
 
@@ -340,9 +342,11 @@ impl Engine {
         bank: &BankId,
         on_conflict: OnConflict,
         mut lines: tokio::io::Split<R>,
+        bulk: &mut BulkLoad,
     ) -> Result<ImportReport> {
         let mut report = ImportReport::default();
         let mut batch: Vec<(u64, AmaRecord)> = Vec::new();
+        let mut full_batches = 0usize;
         let mut number = 1u64;
         while let Some(line) = lines.next_segment().await? {
             number += 1;
@@ -360,7 +364,13 @@ impl Engine {
                 Ok(record) => batch.push((number, record)),
                 Err(error) => report.reject(number, format!("not a memory record: {error}")),
             }
-            if batch.len() >= 256 {
+            if batch.len() >= IMPORT_BATCH {
+                // From the second full batch on, the import is a bulk load: one batch alone
+                // is cheaper to index row by row than to rebuild an index for.
+                if full_batches == 1 {
+                    bulk.begin().await?;
+                }
+                full_batches += 1;
                 self.import_batch(
                     tenant,
                     bank,
@@ -505,25 +515,36 @@ impl Engine {
     }
 }
 
-/// A bulk load in progress (see [`TenantStore::begin_bulk_load`]): ended by [`BulkLoad::end`],
-/// or, when the import is dropped half way (a client that hung up), on a task of its own.
+/// Records an import reads and stores at a time.
+const IMPORT_BATCH: usize = 256;
+
+/// An import's bulk load (see [`TenantStore::begin_bulk_load`]): begun once the import proves
+/// large, ended by [`BulkLoad::end`], or, when the import is dropped half way (a client that
+/// hung up), on a task of its own.
 struct BulkLoad {
-    tenant: Option<Arc<dyn TenantStore>>,
+    tenant: Arc<dyn TenantStore>,
+    /// The store set something aside that the end must build.
+    started: bool,
 }
 
 impl BulkLoad {
-    async fn begin(tenant: &Arc<dyn TenantStore>) -> Result<Self> {
-        let started = tenant.begin_bulk_load().await?;
-        Ok(BulkLoad {
-            tenant: started.then(|| Arc::clone(tenant)),
-        })
+    fn new(tenant: &Arc<dyn TenantStore>) -> Self {
+        BulkLoad {
+            tenant: Arc::clone(tenant),
+            started: false,
+        }
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.started = self.tenant.begin_bulk_load().await?;
+        Ok(())
     }
 
     /// Ends the load after `outcome`; the import's own error comes first.
     async fn end<T>(mut self, outcome: Result<T>) -> Result<T> {
-        let ended = match self.tenant.take() {
-            Some(tenant) => tenant.end_bulk_load().await,
-            None => Ok(()),
+        let ended = match std::mem::take(&mut self.started) {
+            true => self.tenant.end_bulk_load().await,
+            false => Ok(()),
         };
         let value = outcome?;
         ended?;
@@ -533,9 +554,10 @@ impl BulkLoad {
 
 impl Drop for BulkLoad {
     fn drop(&mut self) {
-        let Some(tenant) = self.tenant.take() else {
+        if !self.started {
             return;
-        };
+        }
+        let tenant = Arc::clone(&self.tenant);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = tenant.end_bulk_load().await {

@@ -206,7 +206,7 @@ settings! {
     postgres_hnsw_m: usize = postgres().hnsw_m, yaml "postgres.hnsw_m", env ["ASTROCYTE_POSTGRES_HNSW_M"], example "24";
     /// PostgreSQL: pgvector HNSW `ef_construction` (candidate list while inserting, 4 to 1000 and at least twice `hnsw_m`) of the vector indexes built from now on; same rule as `hnsw_m`.
     postgres_hnsw_ef_construction: usize = postgres().hnsw_ef_construction, yaml "postgres.hnsw_ef_construction", env ["ASTROCYTE_POSTGRES_HNSW_EF_CONSTRUCTION"], example "100";
-    /// PostgreSQL: an import into a tenant holding fewer memories than this sets the tenant's vector index aside and builds it once at the end, several times faster than growing it row by row; vector searches of the tenant are exact meanwhile (right, slower as it grows). 0: never.
+    /// PostgreSQL: an import of more than one batch (256 records) into a tenant holding fewer memories than this sets the tenant's vector index aside and builds it once at the end, several times faster than growing it row by row; vector searches of the tenant are exact meanwhile (right, slower as it grows). 0: never.
     postgres_import_builds_index_below: usize = postgres().bulk_load_below, yaml "postgres.import_builds_index_below", env ["ASTROCYTE_POSTGRES_IMPORT_BUILDS_INDEX_BELOW"], example "0";
     /// PostgreSQL: `maintenance_work_mem` in MiB for the vector index builds the store runs (an import's, a tenant move's, migration 8's); 0 keeps the server's. A build whose graph does not fit takes about three times as long.
     postgres_index_build_memory_mb: usize = postgres().index_build_memory_mb, yaml "postgres.index_build_memory_mb", env ["ASTROCYTE_POSTGRES_INDEX_BUILD_MEMORY_MB"], example "1024";

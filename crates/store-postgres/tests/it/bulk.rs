@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+
 use astrocyte_core::portability::OnConflict;
 use astrocyte_core::{BankId, Memory, NewMemory, Schema, Store};
 use astrocyte_providers::HashingEmbedder;
@@ -40,6 +42,23 @@ async fn index_rebuilt(admin: &tokio_postgres::Client, schema: &str) {
         }
         assert!(Instant::now() < deadline, "index never rebuilt: {state:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the tenant's memories table holds at least `rows`.
+async fn until_stored(admin: &tokio_postgres::Client, schema: &str, rows: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored: Vec<i64> = first_column(
+            admin,
+            &format!("SELECT count(*) FROM \"{schema}\".astrocyte_memories"),
+        )
+        .await;
+        if stored.first().copied().unwrap_or(0) >= rows {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {stored:?} rows stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -176,33 +195,54 @@ async fn an_import_sets_the_index_aside_and_one_cut_short_is_finished_by_the_nex
     let store: Arc<dyn Store> = Arc::new(db.store().await);
     let engine = crate::engine(store.clone());
 
-    // A whole import: the index is there at the end, and recall finds what came in.
+    // A whole import of two batches and more: the index is there at the end, and recall
+    // finds what came in.
     let whole = tenant_named(&db.store().await, "imp_whole").await;
     let report = engine
-        .import(&whole, "notes", OnConflict::Skip, ama(300).as_slice())
+        .import(&whole, "notes", OnConflict::Skip, ama(600).as_slice())
         .await
         .expect("import");
-    assert_eq!((report.imported, report.errors), (300, 0));
+    assert_eq!((report.imported, report.errors), (600, 0));
     assert_eq!(index_state(&admin, "imp_whole").await, (1, false));
     let hits = crate::recalled(&engine, &whole, "record 123 about harbor").await;
     assert!(hits.contains(&"r123".to_string()), "{hits:?}");
 
-    // An import whose client hangs up half way (its future dropped while it waits for more
-    // lines): the load ends all the same, on a task of its own.
+    // One batch is not a bulk load: the index stays.
+    let small = tenant_named(&db.store().await, "imp_small").await;
+    let (mut writer, reader) = tokio::io::duplex(1 << 20);
+    writer.write_all(&ama(400)).await.expect("write");
+    let importing = {
+        let engine = crate::engine(store.clone());
+        let small = small.clone();
+        tokio::spawn(async move {
+            let reader = tokio::io::BufReader::new(reader);
+            engine
+                .import(&small, "notes", OnConflict::Skip, reader)
+                .await
+        })
+    };
+    until_stored(&admin, "imp_small", 256).await;
+    assert_eq!(index_state(&admin, "imp_small").await, (1, false));
+    drop(writer);
+    let report = importing.await.expect("joined").expect("import");
+    assert_eq!(report.imported, 400);
+
+    // An import whose client hangs up half way (its task dropped while it waits for more
+    // lines): the load set aside ends all the same, on a task of its own.
     let cut = tenant_named(&db.store().await, "imp_cut").await;
-    let (mut writer, reader) = tokio::io::duplex(1 << 16);
-    let file = ama(200);
-    use tokio::io::AsyncWriteExt;
-    writer.write_all(&file).await.expect("write");
-    let importing = engine.import(
-        &cut,
-        "docs",
-        OnConflict::Skip,
-        tokio::io::BufReader::new(reader),
-    );
-    // The writer stays open: the import reads every line, then waits for more.
-    let waited = tokio::time::timeout(Duration::from_secs(5), importing).await;
-    assert!(waited.is_err(), "the import was still waiting for lines");
+    let (mut writer, reader) = tokio::io::duplex(1 << 20);
+    writer.write_all(&ama(600)).await.expect("write");
+    let importing = {
+        let engine = crate::engine(store.clone());
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            let reader = tokio::io::BufReader::new(reader);
+            engine.import(&cut, "notes", OnConflict::Skip, reader).await
+        })
+    };
+    until_stored(&admin, "imp_cut", 512).await;
+    assert_eq!(index_state(&admin, "imp_cut").await, (0, true));
+    importing.abort();
     index_rebuilt(&admin, "imp_cut").await;
     drop(writer);
 
