@@ -45,6 +45,29 @@ async fn index_rebuilt(admin: &tokio_postgres::Client, schema: &str) {
     }
 }
 
+/// An import of `records` records into bank `notes` on a task of its own, whose file stays
+/// open after them: the import reads them all, then waits for more until `writer` is dropped.
+async fn import_in_task(
+    store: &Arc<dyn Store>,
+    schema: &Schema,
+    records: usize,
+) -> (
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<astrocyte_core::Result<astrocyte_core::portability::ImportReport>>,
+) {
+    let (mut writer, reader) = tokio::io::duplex(1 << 20);
+    writer.write_all(&ama(records)).await.expect("write");
+    let engine = crate::engine(store.clone());
+    let schema = schema.clone();
+    let importing = tokio::spawn(async move {
+        let reader = tokio::io::BufReader::new(reader);
+        engine
+            .import(&schema, "notes", OnConflict::Skip, reader)
+            .await
+    });
+    (writer, importing)
+}
+
 /// Waits until the tenant's memories table holds at least `rows`.
 async fn until_stored(admin: &tokio_postgres::Client, schema: &str, rows: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -209,18 +232,7 @@ async fn an_import_sets_the_index_aside_and_one_cut_short_is_finished_by_the_nex
 
     // One batch is not a bulk load: the index stays.
     let small = tenant_named(&db.store().await, "imp_small").await;
-    let (mut writer, reader) = tokio::io::duplex(1 << 20);
-    writer.write_all(&ama(400)).await.expect("write");
-    let importing = {
-        let engine = crate::engine(store.clone());
-        let small = small.clone();
-        tokio::spawn(async move {
-            let reader = tokio::io::BufReader::new(reader);
-            engine
-                .import(&small, "notes", OnConflict::Skip, reader)
-                .await
-        })
-    };
+    let (writer, importing) = import_in_task(&store, &small, 400).await;
     until_stored(&admin, "imp_small", 256).await;
     assert_eq!(index_state(&admin, "imp_small").await, (1, false));
     drop(writer);
@@ -230,16 +242,7 @@ async fn an_import_sets_the_index_aside_and_one_cut_short_is_finished_by_the_nex
     // An import whose client hangs up half way (its task dropped while it waits for more
     // lines): the load set aside ends all the same, on a task of its own.
     let cut = tenant_named(&db.store().await, "imp_cut").await;
-    let (mut writer, reader) = tokio::io::duplex(1 << 20);
-    writer.write_all(&ama(600)).await.expect("write");
-    let importing = {
-        let engine = crate::engine(store.clone());
-        let cut = cut.clone();
-        tokio::spawn(async move {
-            let reader = tokio::io::BufReader::new(reader);
-            engine.import(&cut, "notes", OnConflict::Skip, reader).await
-        })
-    };
+    let (writer, importing) = import_in_task(&store, &cut, 600).await;
     until_stored(&admin, "imp_cut", 512).await;
     assert_eq!(index_state(&admin, "imp_cut").await, (0, true));
     importing.abort();
