@@ -37,29 +37,24 @@ impl PostgresTenant {
         // Counted before the mark exists, so this handle's recovery never takes it for a
         // crashed load's.
         self.bulk_loads.fetch_add(1, Ordering::SeqCst);
-        let mut transaction = match self.begin("").await {
-            Ok(transaction) => transaction,
-            Err(error) => {
-                self.bulk_loads.fetch_sub(1, Ordering::SeqCst);
-                return Err(error.into());
-            }
-        };
+        let deferred = self.defer(below).await;
+        if !matches!(deferred, Ok(true)) {
+            self.bulk_loads.fetch_sub(1, Ordering::SeqCst);
+        }
+        deferred
+    }
+
+    /// [`Self::defer_index`] in a transaction of its own.
+    async fn defer(&self, below: usize) -> Result<bool> {
+        let mut transaction = self.begin("").await?;
         let deferred = self.defer_index(&transaction, below).await;
         let finished = match &deferred {
             Ok(_) => transaction.finish("COMMIT").await,
             Err(_) => transaction.finish("ROLLBACK").await,
         };
-        match (deferred, finished) {
-            (Ok(true), Ok(())) => Ok(true),
-            (Ok(false), Ok(())) => {
-                self.bulk_loads.fetch_sub(1, Ordering::SeqCst);
-                Ok(false)
-            }
-            (Err(error), _) | (_, Err(error)) => {
-                self.bulk_loads.fetch_sub(1, Ordering::SeqCst);
-                Err(error.into())
-            }
-        }
+        let deferred = deferred?;
+        finished?;
+        Ok(deferred)
     }
 
     /// Under the space lock: marks the index set aside and drops it, when the tenant is small
